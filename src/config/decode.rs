@@ -1,0 +1,727 @@
+//! Decodes the parsed JSON tree into [`NodeAgentConfig`] the way Go's `encoding/json`
+//! would, and reports every place where Go would fail, silently drop, or guess.
+//!
+//! Go matches keys case-insensitively, ignores unknown keys, keeps the last of two
+//! equal keys, reads `null` as "absent" and rejects `"2"`, `2.0` or `1e3` for an `int`.
+//! We accept what Go accepts (with warnings where it guesses) and report as errors what
+//! Go rejects or drops, each at its path and position.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::diagnostics::{Diagnostic, Diagnostics};
+use super::json::{Member, Node, Pos, Value};
+use super::model::*;
+use crate::k8s::field::go_quote;
+
+/// Where every decoded value starts, by field path (`loadAffinity[0].storageClass`,
+/// `podLabels[team]`), so later checks can point at the line and column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions(HashMap<String, Pos>);
+
+impl Positions {
+    /// The position of `path`, or of its nearest recorded ancestor.
+    pub fn lookup(&self, path: &str) -> Option<Pos> {
+        let mut path = path;
+        loop {
+            if let Some(pos) = self.0.get(path) {
+                return Some(*pos);
+            }
+            let cut = path.rfind(['.', '['])?;
+            path = &path[..cut];
+        }
+    }
+}
+
+/// The outcome of decoding: the config Go would see, where its values are, and findings.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    pub config: NodeAgentConfig,
+    pub positions: Positions,
+    pub diagnostics: Diagnostics,
+}
+
+const TOP_FIELDS: [&str; 10] = [
+    "loadConcurrency",
+    "loadAffinity",
+    "backupPVC",
+    "restorePVC",
+    "priorityClassName",
+    "podResources",
+    "privilegedFsBackup",
+    "cachePVC",
+    "podLabels",
+    "podAnnotations",
+];
+
+/// Fields that people put at the wrong level, and where they belong.
+const BELONGS_UNDER: &[(&str, &str)] = &[
+    ("globalConfig", "loadConcurrency"),
+    ("perNodeConfig", "loadConcurrency"),
+    ("prepareQueueLength", "loadConcurrency"),
+    ("ignoreDelayBinding", "restorePVC"),
+    ("cpuRequest", "podResources"),
+    ("cpuLimit", "podResources"),
+    ("memoryRequest", "podResources"),
+    ("memoryLimit", "podResources"),
+    ("ephemeralStorageRequest", "podResources"),
+    ("ephemeralStorageLimit", "podResources"),
+    ("residentThresholdInMB", "cachePVC"),
+    ("matchLabels", "nodeSelector"),
+    ("matchExpressions", "nodeSelector"),
+];
+
+/// Names that Velero's own docs use but its code does not read.
+const KNOWN_MISNOMERS: &[(&str, &str, &str)] = &[(
+    "thresholdInGB",
+    "residentThresholdInMB",
+    " (an int64 in megabytes; Velero's docs name a field that does not exist)",
+)];
+
+/// Decodes a whole config value. A top-level `null` is an empty config, as in Go.
+pub fn decode(root: &Node) -> Decoded {
+    let mut decoder = Decoder::default();
+    let config = match &root.value {
+        Value::Null => {
+            decoder.warn("", "the value is null, which node-agent reads as an empty config: no setting applies", root.pos);
+            NodeAgentConfig::default()
+        }
+        Value::Object(_) => decoder.config(root),
+        other => {
+            let hint = match other {
+                Value::Array(_) => "; wrap the settings in an object: {\"loadAffinity\": [...]}",
+                _ => "",
+            };
+            decoder.error(
+                "",
+                format!("Invalid value: {}: must be a JSON object{hint}", render(root)),
+                root.pos,
+            );
+            NodeAgentConfig::default()
+        }
+    };
+    Decoded { config, positions: Positions(decoder.positions), diagnostics: decoder.diagnostics }
+}
+
+#[derive(Default)]
+struct Decoder {
+    diagnostics: Diagnostics,
+    positions: HashMap<String, Pos>,
+}
+
+/// `a.b` for struct fields; the root has an empty path.
+fn field_path(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// `a[3]` for arrays, `a[key]` for maps, as Kubernetes writes both.
+fn index_path(parent: &str, index: impl std::fmt::Display) -> String {
+    format!("{parent}[{index}]")
+}
+
+/// A short rendering of a bad value for messages: strings quoted, containers by type.
+fn render(node: &Node) -> String {
+    match &node.value {
+        Value::String(s) if s.chars().count() > 64 => {
+            let head: String = s.chars().take(61).collect();
+            go_quote(&format!("{head}..."))
+        }
+        Value::String(s) => go_quote(s),
+        Value::Number(n) => n.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".to_string(),
+        Value::Array(_) => "array".to_string(),
+        Value::Object(_) => "object".to_string(),
+    }
+}
+
+impl Decoder {
+    fn error(&mut self, path: &str, message: impl Into<String>, pos: Pos) {
+        self.diagnostics.push(Diagnostic::error(path, message, Some(pos)));
+    }
+
+    fn warn(&mut self, path: &str, message: impl Into<String>, pos: Pos) {
+        self.diagnostics.push(Diagnostic::warning(path, message, Some(pos)));
+    }
+
+    fn type_error(&mut self, node: &Node, path: &str, want: &str) {
+        let message = format!(
+            "Invalid value: {}: must be {want}, not {} (node-agent fails to start on this)",
+            render(node),
+            article(node.value.type_name())
+        );
+        self.error(path, message, node.pos);
+    }
+
+    /// Looks up `fields` in an object as Go does; `None` when the node is not an object.
+    /// Null members count as absent.
+    fn object<'n, const N: usize>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        fields: [&'static str; N],
+    ) -> Option<[Option<&'n Node>; N]> {
+        self.positions.insert(path.to_string(), node.pos);
+        let members = match &node.value {
+            Value::Object(members) => members,
+            Value::Null => return Some([None; N]),
+            _ => {
+                self.type_error(node, path, "an object");
+                return None;
+            }
+        };
+        let mut found: [Option<&'n Node>; N] = [None; N];
+        let mut first_key: [Option<&'n Member>; N] = [None; N];
+        for member in members {
+            let exact = fields.iter().position(|f| *f == member.key);
+            let folded = exact.or_else(|| fields.iter().position(|f| f.eq_ignore_ascii_case(&member.key)));
+            let Some(index) = folded else {
+                self.unknown_field(member, path, &fields);
+                continue;
+            };
+            let canonical = fields[index];
+            let child = field_path(path, canonical);
+            if exact.is_none() {
+                self.warn(
+                    &field_path(path, &member.key),
+                    format!("non-canonical key case: Velero accepts it as {}; write it that way", go_quote(canonical)),
+                    member.key_pos,
+                );
+            }
+            if let Some(previous) = first_key[index] {
+                self.error(
+                    &child,
+                    format!(
+                        "Duplicate value: {}: the key is given twice (first at {}); node-agent would silently keep only the last",
+                        go_quote(&member.key),
+                        previous.key_pos
+                    ),
+                    member.key_pos,
+                );
+                continue;
+            }
+            first_key[index] = Some(member);
+            if member.value.value != Value::Null {
+                found[index] = Some(&member.value);
+            }
+        }
+        Some(found)
+    }
+
+    fn unknown_field(&mut self, member: &Member, path: &str, siblings: &[&str]) {
+        let key = member.key.as_str();
+        let hint = if let Some((_, real, note)) = KNOWN_MISNOMERS.iter().find(|(wrong, _, _)| *wrong == key) {
+            format!("did you mean {}{note}?", go_quote(real))
+        } else if let Some((name, parent)) = BELONGS_UNDER
+            .iter()
+            .find(|(name, parent)| name.eq_ignore_ascii_case(key) && !path.ends_with(parent))
+        {
+            format!("did you mean {}? it belongs under {parent}", go_quote(&format!("{parent}.{name}")))
+        } else if let Some(best) = closest(key, siblings) {
+            format!("did you mean {}?", go_quote(best))
+        } else {
+            let mut known: Vec<String> = siblings.iter().map(|s| go_quote(s)).collect();
+            known.sort();
+            format!("supported fields: {}", known.join(", "))
+        };
+        self.error(
+            &field_path(path, key),
+            format!("Unknown field: {hint} (node-agent ignores unknown fields silently)"),
+            member.key_pos,
+        );
+    }
+
+    /// An `int` or `int64` field (both 64-bit here); `want` names it in messages.
+    fn int(&mut self, node: Option<&Node>, path: &str, want: &str) -> i64 {
+        let Some(node) = node else { return 0 };
+        self.positions.insert(path.to_string(), node.pos);
+        match &node.value {
+            Value::Number(raw) => match raw.parse::<i64>() {
+                Ok(n) => n,
+                Err(_) if raw.contains(['.', 'e', 'E']) => {
+                    self.error(
+                        path,
+                        format!("Invalid value: {raw}: must be {want} written without a fraction or exponent (Go rejects it)"),
+                        node.pos,
+                    );
+                    0
+                }
+                Err(_) => {
+                    self.error(path, format!("Invalid value: {raw}: does not fit in a 64-bit integer"), node.pos);
+                    0
+                }
+            },
+            _ => {
+                self.type_error(node, path, want);
+                0
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: Option<&Node>, path: &str) -> bool {
+        let Some(node) = node else { return false };
+        self.positions.insert(path.to_string(), node.pos);
+        match node.value {
+            Value::Bool(b) => b,
+            _ => {
+                self.type_error(node, path, "true or false (unquoted)");
+                false
+            }
+        }
+    }
+
+    fn string(&mut self, node: Option<&Node>, path: &str) -> String {
+        let Some(node) = node else { return String::new() };
+        self.positions.insert(path.to_string(), node.pos);
+        match &node.value {
+            Value::String(s) => s.clone(),
+            _ => {
+                self.type_error(node, path, "a string (quote it)");
+                String::new()
+            }
+        }
+    }
+
+    /// A `map[string]string`; keys are recorded as `path[key]`.
+    fn string_map(&mut self, node: Option<&Node>, path: &str) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        let Some(node) = node else { return map };
+        self.positions.insert(path.to_string(), node.pos);
+        let Value::Object(members) = &node.value else {
+            self.type_error(node, path, "an object of strings");
+            return map;
+        };
+        let mut first: HashMap<&str, Pos> = HashMap::new();
+        for member in members {
+            let entry = index_path(path, &member.key);
+            if let Some(previous) = first.insert(&member.key, member.key_pos) {
+                self.error(
+                    &entry,
+                    format!(
+                        "Duplicate value: {}: the key is given twice (first at {previous}); node-agent would silently keep only the last",
+                        go_quote(&member.key)
+                    ),
+                    member.key_pos,
+                );
+                continue;
+            }
+            self.positions.insert(entry.clone(), member.key_pos);
+            match &member.value.value {
+                Value::String(s) => {
+                    map.insert(member.key.clone(), s.clone());
+                }
+                Value::Null => {
+                    self.warn(&entry, "null is read as an empty string; write \"\" if that is meant", member.value.pos);
+                    map.insert(member.key.clone(), String::new());
+                }
+                _ => self.type_error(&member.value, &entry, "a string (quote it)"),
+            }
+        }
+        map
+    }
+
+    fn array<'n>(&mut self, node: Option<&'n Node>, path: &str) -> &'n [Node] {
+        let Some(node) = node else { return &[] };
+        self.positions.insert(path.to_string(), node.pos);
+        match &node.value {
+            Value::Array(items) => items,
+            _ => {
+                self.type_error(node, path, "an array");
+                &[]
+            }
+        }
+    }
+
+    fn string_list(&mut self, node: Option<&Node>, path: &str) -> Vec<String> {
+        let items = self.array(node, path);
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index_path(path, i);
+            match &item.value {
+                Value::Null => out.push(String::new()),
+                _ => out.push(self.string(Some(item), &item_path)),
+            }
+        }
+        out
+    }
+
+    fn config(&mut self, root: &Node) -> NodeAgentConfig {
+        let Some([concurrency, affinity, backup, restore, priority, resources, privileged, cache, labels, annotations]) =
+            self.object(root, "", TOP_FIELDS)
+        else {
+            return NodeAgentConfig::default();
+        };
+        NodeAgentConfig {
+            load_concurrency: concurrency.map(|n| self.load_concurrency(n, "loadConcurrency")),
+            load_affinity: self.load_affinity(affinity, "loadAffinity"),
+            backup_pvc: self.backup_pvcs(backup, "backupPVC"),
+            restore_pvc: restore.map(|n| self.restore_pvc(n, "restorePVC")),
+            priority_class_name: self.string(priority, "priorityClassName"),
+            pod_resources: resources.map(|n| self.pod_resources(n, "podResources")),
+            privileged_fs_backup: self.boolean(privileged, "privilegedFsBackup"),
+            cache_pvc: cache.map(|n| self.cache_pvc(n, "cachePVC")),
+            pod_labels: self.string_map(labels, "podLabels"),
+            pod_annotations: self.string_map(annotations, "podAnnotations"),
+        }
+    }
+
+    fn load_concurrency(&mut self, node: &Node, path: &str) -> LoadConcurrency {
+        let Some([global, per_node, queue]) =
+            self.object(node, path, ["globalConfig", "perNodeConfig", "prepareQueueLength"])
+        else {
+            return LoadConcurrency::default();
+        };
+        let per_node_path = field_path(path, "perNodeConfig");
+        let rules = self.array(per_node, &per_node_path);
+        let mut per_node_config = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
+            let rule_path = index_path(&per_node_path, i);
+            if let Some([selector, number]) = self.object(rule, &rule_path, ["nodeSelector", "number"]) {
+                per_node_config.push(RuledConfig {
+                    node_selector: self.label_selector(selector, &field_path(&rule_path, "nodeSelector")),
+                    number: self.int(number, &field_path(&rule_path, "number"), "an integer"),
+                });
+            }
+        }
+        LoadConcurrency {
+            global_config: self.int(global, &field_path(path, "globalConfig"), "an integer"),
+            per_node_config,
+            prepare_queue_length: self.int(queue, &field_path(path, "prepareQueueLength"), "an integer"),
+        }
+    }
+
+    fn label_selector(&mut self, node: Option<&Node>, path: &str) -> LabelSelector {
+        let Some(node) = node else { return LabelSelector::default() };
+        let Some([labels, expressions]) = self.object(node, path, ["matchLabels", "matchExpressions"]) else {
+            return LabelSelector::default();
+        };
+        let match_labels = self.string_map(labels, &field_path(path, "matchLabels"));
+        let expressions_path = field_path(path, "matchExpressions");
+        let items = self.array(expressions, &expressions_path);
+        let mut match_expressions = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index_path(&expressions_path, i);
+            if let Some([key, operator, values]) = self.object(item, &item_path, ["key", "operator", "values"]) {
+                match_expressions.push(SelectorRequirement {
+                    key: self.string(key, &field_path(&item_path, "key")),
+                    operator: self.string(operator, &field_path(&item_path, "operator")),
+                    values: self.string_list(values, &field_path(&item_path, "values")),
+                });
+            }
+        }
+        LabelSelector { match_labels, match_expressions }
+    }
+
+    fn load_affinity(&mut self, node: Option<&Node>, path: &str) -> Vec<LoadAffinity> {
+        let items = self.array(node, path);
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index_path(path, i);
+            if item.value == Value::Null {
+                // []*LoadAffinity: a nil entry makes node-agent dereference a nil pointer.
+                self.error(&item_path, "Required value: an entry must be an object, not null", item.pos);
+                continue;
+            }
+            if let Some([selector, storage_class]) = self.object(item, &item_path, ["nodeSelector", "storageClass"]) {
+                if selector.is_none() {
+                    self.positions.insert(field_path(&item_path, "nodeSelector"), item.pos);
+                }
+                out.push(LoadAffinity {
+                    node_selector: self.label_selector(selector, &field_path(&item_path, "nodeSelector")),
+                    storage_class: self.string(storage_class, &field_path(&item_path, "storageClass")),
+                });
+            }
+        }
+        out
+    }
+
+    fn backup_pvcs(&mut self, node: Option<&Node>, path: &str) -> BTreeMap<String, BackupPvc> {
+        let mut map = BTreeMap::new();
+        let Some(node) = node else { return map };
+        self.positions.insert(path.to_string(), node.pos);
+        let Value::Object(members) = &node.value else {
+            self.type_error(node, path, "an object keyed by source storage class");
+            return map;
+        };
+        for member in members {
+            let entry_path = index_path(path, &member.key);
+            if map.contains_key(&member.key) {
+                self.error(
+                    &entry_path,
+                    format!("Duplicate value: {}: the storage class is given twice", go_quote(&member.key)),
+                    member.key_pos,
+                );
+                continue;
+            }
+            let fields = ["storageClass", "readOnly", "spcNoRelabeling", "annotations"];
+            if let Some([storage_class, read_only, no_relabel, annotations]) =
+                self.object(&member.value, &entry_path, fields)
+            {
+                let pvc = BackupPvc {
+                    storage_class: self.string(storage_class, &field_path(&entry_path, "storageClass")),
+                    read_only: self.boolean(read_only, &field_path(&entry_path, "readOnly")),
+                    spc_no_relabeling: self.boolean(no_relabel, &field_path(&entry_path, "spcNoRelabeling")),
+                    annotations: self.string_map(annotations, &field_path(&entry_path, "annotations")),
+                };
+                map.insert(member.key.clone(), pvc);
+            }
+        }
+        map
+    }
+
+    fn restore_pvc(&mut self, node: &Node, path: &str) -> RestorePvc {
+        let Some([ignore]) = self.object(node, path, ["ignoreDelayBinding"]) else {
+            return RestorePvc::default();
+        };
+        RestorePvc { ignore_delay_binding: self.boolean(ignore, &field_path(path, "ignoreDelayBinding")) }
+    }
+
+    fn pod_resources(&mut self, node: &Node, path: &str) -> PodResources {
+        let fields = [
+            "cpuRequest",
+            "cpuLimit",
+            "memoryRequest",
+            "memoryLimit",
+            "ephemeralStorageRequest",
+            "ephemeralStorageLimit",
+        ];
+        let Some(values) = self.object(node, path, fields) else {
+            return PodResources::default();
+        };
+        let [cpu_request, cpu_limit, memory_request, memory_limit, storage_request, storage_limit] =
+            std::array::from_fn(|i| self.string(values[i], &field_path(path, fields[i])));
+        PodResources {
+            cpu_request,
+            cpu_limit,
+            memory_request,
+            memory_limit,
+            ephemeral_storage_request: storage_request,
+            ephemeral_storage_limit: storage_limit,
+        }
+    }
+
+    fn cache_pvc(&mut self, node: &Node, path: &str) -> CachePvc {
+        let Some([storage_class, threshold]) = self.object(node, path, ["storageClass", "residentThresholdInMB"])
+        else {
+            return CachePvc::default();
+        };
+        CachePvc {
+            storage_class: self.string(storage_class, &field_path(path, "storageClass")),
+            resident_threshold_in_mb: self.int(threshold, &field_path(path, "residentThresholdInMB"), "an int64"),
+        }
+    }
+}
+
+fn article(type_name: &str) -> String {
+    match type_name {
+        "null" => "null".to_string(),
+        "array" | "object" => format!("an {type_name}"),
+        other => format!("a {other}"),
+    }
+}
+
+/// The sibling within edit distance 2 (or a third of the key), for did-you-mean hints.
+fn closest<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let key_lower = key.to_ascii_lowercase();
+    let limit = (key.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&key_lower, &c.to_ascii_lowercase()), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diagnostics::Severity;
+    use crate::config::json;
+
+    fn decode_str(text: &str) -> Decoded {
+        decode(&json::parse(text).expect("valid JSON"))
+    }
+
+    fn rendered(decoded: &Decoded) -> Vec<String> {
+        decoded.diagnostics.0.iter().map(|d| format!("{}: {}", d.severity, d.render())).collect()
+    }
+
+    #[test]
+    fn decodes_every_section() {
+        let decoded = decode_str(
+            r#"{"loadConcurrency": {"globalConfig": 2, "prepareQueueLength": 5,
+                 "perNodeConfig": [{"nodeSelector": {"matchLabels": {"a": "b"}}, "number": 3}]},
+               "loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "In", "values": ["v"]}]},
+                                 "storageClass": "gp3"}],
+               "backupPVC": {"gp3": {"storageClass": "b", "readOnly": true, "spcNoRelabeling": true, "annotations": {"x": "y"}}},
+               "restorePVC": {"ignoreDelayBinding": true},
+               "priorityClassName": "p",
+               "podResources": {"cpuRequest": "1", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi",
+                                "ephemeralStorageRequest": "1Gi", "ephemeralStorageLimit": "2Gi"},
+               "privilegedFsBackup": true,
+               "cachePVC": {"storageClass": "c", "residentThresholdInMB": 1024},
+               "podLabels": {"l": "v"}, "podAnnotations": {"a": "v"}}"#,
+        );
+        assert_eq!(rendered(&decoded), Vec::<String>::new());
+        let c = decoded.config;
+        assert_eq!(c.load_concurrency.as_ref().map(|l| (l.global_config, l.prepare_queue_length)), Some((2, 5)));
+        assert_eq!(c.load_concurrency.as_ref().map(|l| l.per_node_config[0].number), Some(3));
+        assert_eq!(c.load_affinity[0].storage_class, "gp3");
+        assert_eq!(c.load_affinity[0].node_selector.match_expressions[0].values, vec!["v".to_string()]);
+        assert!(c.backup_pvc["gp3"].read_only && c.backup_pvc["gp3"].spc_no_relabeling);
+        assert_eq!(c.restore_pvc, Some(RestorePvc { ignore_delay_binding: true }));
+        assert_eq!(c.pod_resources.as_ref().map(|r| r.ephemeral_storage_limit.as_str()), Some("2Gi"));
+        assert!(c.privileged_fs_backup);
+        assert_eq!(c.cache_pvc.as_ref().map(|p| p.resident_threshold_in_mb), Some(1024));
+        assert_eq!(c.pod_labels["l"], "v");
+        assert_eq!(c.priority_class_name, "p");
+    }
+
+    #[test]
+    fn reports_go_type_errors_at_their_position() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"loadConcurrency": {"globalConfig": "2"}}"#,
+                r#"error: loadConcurrency.globalConfig: Invalid value: "2": must be an integer, not a string (node-agent fails to start on this) (line 1, column 38)"#,
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 2.0}}"#,
+                "error: loadConcurrency.globalConfig: Invalid value: 2.0: must be an integer written without a fraction or exponent (Go rejects it) (line 1, column 38)",
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 1e3}}"#,
+                "error: loadConcurrency.globalConfig: Invalid value: 1e3: must be an integer written without a fraction or exponent (Go rejects it) (line 1, column 38)",
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 9223372036854775808}}"#,
+                "error: loadConcurrency.globalConfig: Invalid value: 9223372036854775808: does not fit in a 64-bit integer (line 1, column 38)",
+            ),
+            (
+                r#"{"restorePVC": {"ignoreDelayBinding": "true"}}"#,
+                r#"error: restorePVC.ignoreDelayBinding: Invalid value: "true": must be true or false (unquoted), not a string (node-agent fails to start on this) (line 1, column 39)"#,
+            ),
+            (
+                r#"{"podResources": {"cpuRequest": 1}}"#,
+                "error: podResources.cpuRequest: Invalid value: 1: must be a string (quote it), not a number (node-agent fails to start on this) (line 1, column 33)",
+            ),
+            (
+                r#"{"backupPVC": {"sc": {"annotations": {"a": true}}}}"#,
+                "error: backupPVC[sc].annotations[a]: Invalid value: true: must be a string (quote it), not a bool (node-agent fails to start on this) (line 1, column 44)",
+            ),
+            (
+                r#"{"loadAffinity": {"nodeSelector": {}}}"#,
+                "error: loadAffinity: Invalid value: object: must be an array, not an object (node-agent fails to start on this) (line 1, column 18)",
+            ),
+            (r#"{"loadAffinity": [null]}"#, "error: loadAffinity[0]: Required value: an entry must be an object, not null (line 1, column 19)"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(rendered(&decode_str(input)), vec![want.to_string()], "input {input}");
+        }
+    }
+
+    #[test]
+    fn null_fields_count_as_absent() {
+        let decoded = decode_str(r#"{"priorityClassName": null, "podResources": null, "loadAffinity": null}"#);
+        assert_eq!(rendered(&decoded), Vec::<String>::new());
+        assert_eq!(decoded.config, NodeAgentConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_get_suggestions() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"podAnotations": {}}"#,
+                r#"error: podAnotations: Unknown field: did you mean "podAnnotations"? (node-agent ignores unknown fields silently) (line 1, column 2)"#,
+            ),
+            (
+                r#"{"cachePVC": {"thresholdInGB": 1, "storageClass": "x"}}"#,
+                r#"error: cachePVC.thresholdInGB: Unknown field: did you mean "residentThresholdInMB" (an int64 in megabytes; Velero's docs name a field that does not exist)? (node-agent ignores unknown fields silently) (line 1, column 15)"#,
+            ),
+            (
+                r#"{"prepareQueueLength": 10}"#,
+                r#"error: prepareQueueLength: Unknown field: did you mean "loadConcurrency.prepareQueueLength"? it belongs under loadConcurrency (node-agent ignores unknown fields silently) (line 1, column 2)"#,
+            ),
+            (
+                r#"{"zzz": 1}"#,
+                r#"error: zzz: Unknown field: supported fields: "backupPVC", "cachePVC", "loadAffinity", "loadConcurrency", "podAnnotations", "podLabels", "podResources", "priorityClassName", "privilegedFsBackup", "restorePVC" (node-agent ignores unknown fields silently) (line 1, column 2)"#,
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(rendered(&decode_str(input)), vec![want.to_string()], "input {input}");
+        }
+    }
+
+    #[test]
+    fn case_variants_are_accepted_with_a_warning() {
+        let decoded = decode_str(r#"{"PodLabels": {"a": "b"}, "priorityclassname": "p"}"#);
+        assert_eq!(decoded.config.pod_labels["a"], "b");
+        assert_eq!(decoded.config.priority_class_name, "p");
+        assert_eq!(
+            rendered(&decoded),
+            vec![
+                r#"warning: PodLabels: non-canonical key case: Velero accepts it as "podLabels"; write it that way (line 1, column 2)"#,
+                r#"warning: priorityclassname: non-canonical key case: Velero accepts it as "priorityClassName"; write it that way (line 1, column 27)"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let decoded = decode_str(r#"{"podLabels": {"a": "1", "a": "2"}, "podLabels": {}, "PodLabels": {}}"#);
+        let severities: Vec<Severity> = decoded.diagnostics.0.iter().map(|d| d.severity).collect();
+        assert_eq!(
+            rendered(&decoded),
+            vec![
+                r#"error: podLabels: Duplicate value: "podLabels": the key is given twice (first at line 1, column 2); node-agent would silently keep only the last (line 1, column 37)"#,
+                r#"warning: PodLabels: non-canonical key case: Velero accepts it as "podLabels"; write it that way (line 1, column 54)"#,
+                r#"error: podLabels: Duplicate value: "PodLabels": the key is given twice (first at line 1, column 2); node-agent would silently keep only the last (line 1, column 54)"#,
+                r#"error: podLabels[a]: Duplicate value: "a": the key is given twice (first at line 1, column 16); node-agent would silently keep only the last (line 1, column 26)"#,
+            ]
+        );
+        assert!(severities.contains(&Severity::Error));
+    }
+
+    #[test]
+    fn top_level_shapes() {
+        assert_eq!(
+            rendered(&decode_str("null")),
+            vec!["warning: the value is null, which node-agent reads as an empty config: no setting applies (line 1, column 1)"]
+        );
+        assert_eq!(
+            rendered(&decode_str("[]")),
+            vec![r#"error: Invalid value: array: must be a JSON object; wrap the settings in an object: {"loadAffinity": [...]} (line 1, column 1)"#]
+        );
+    }
+
+    #[test]
+    fn positions_resolve_to_nearest_ancestor() {
+        let decoded = decode_str("{\n \"podLabels\": {\"a\": \"b\"}}");
+        assert_eq!(decoded.positions.lookup("podLabels[a]"), Some(Pos { line: 2, column: 16 }));
+        assert_eq!(decoded.positions.lookup("podLabels[zz].x"), Some(Pos { line: 2, column: 15 }));
+    }
+
+    #[test]
+    fn edit_distance_table() {
+        for (a, b, d) in [("", "", 0), ("abc", "abc", 0), ("podanotations", "podannotations", 1), ("kitten", "sitting", 3)] {
+            assert_eq!(edit_distance(a, b), d, "{a} {b}");
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! A strict JSON parser that keeps the line and column of every value and key.
+//!
+//! serde_json throws positions away and silently keeps the last of two equal keys;
+//! a ConfigMap checker has to point at the exact character and report duplicates,
+//! so the config value is parsed here into a small tree instead. It accepts exactly
+//! what Go's `encoding/json` accepts (RFC 8259) and words its errors the same way.
+
+use std::fmt;
+
+/// A 1-based line and column, counted in characters (not bytes), as editors show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// A parsed JSON value and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub pos: Pos,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// The literal as written, so integer checks see `2.0` and `1e3` as Go does.
+    Number(String),
+    String(String),
+    Array(Vec<Node>),
+    /// Members in document order, duplicates included.
+    Object(Vec<Member>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: Node,
+}
+
+impl Value {
+    /// The JSON type name as Go's unmarshal errors name it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+}
+
+/// A syntax error at a position, worded as Go's `json.SyntaxError`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SyntaxError {
+    pub message: String,
+    pub pos: Pos,
+}
+
+/// Deeper nesting than any node-agent config needs; the cap keeps recursion off the stack's edge.
+pub const MAX_DEPTH: usize = 64;
+
+/// Parses one JSON document; trailing non-whitespace is an error.
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut parser = Parser { chars: text.chars().peekable(), line: 1, column: 1 };
+    parser.skip_whitespace();
+    let node = parser.value(0)?;
+    parser.skip_whitespace();
+    match parser.chars.peek() {
+        None => Ok(node),
+        Some(&c) => Err(parser.error(format!("invalid character {} after top-level value", quote_char(c)))),
+    }
+}
+
+struct Parser<'a> {
+    chars: std::iter::Peekable<std::str::Chars<'a>>,
+    line: u32,
+    column: u32,
+}
+
+impl Parser<'_> {
+    fn pos(&self) -> Pos {
+        Pos { line: self.line, column: self.column }
+    }
+
+    fn error(&self, message: String) -> SyntaxError {
+        SyntaxError { message, pos: self.pos() }
+    }
+
+    fn eof(&self) -> SyntaxError {
+        self.error("unexpected end of JSON input".to_string())
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.chars.next()?;
+        if c == '\n' {
+            self.line += 1;
+            self.column = 1;
+        } else {
+            self.column += 1;
+        }
+        Some(c)
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.chars.peek(), Some(' ' | '\t' | '\n' | '\r')) {
+            self.bump();
+        }
+    }
+
+    fn peek_or_eof(&mut self) -> Result<char, SyntaxError> {
+        match self.chars.peek() {
+            None => Err(self.eof()),
+            Some(&c) => Ok(c),
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Node, SyntaxError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(format!("exceeded max depth of {MAX_DEPTH} nested arrays and objects")));
+        }
+        let pos = self.pos();
+        let c = self.peek_or_eof()?;
+        let value = match c {
+            '{' => self.object(depth)?,
+            '[' => self.array(depth)?,
+            '"' => Value::String(self.string()?),
+            't' => self.literal("true", Value::Bool(true))?,
+            'f' => self.literal("false", Value::Bool(false))?,
+            'n' => self.literal("null", Value::Null)?,
+            '-' | '0'..='9' => Value::Number(self.number()?),
+            c => return Err(self.error(format!("invalid character {} looking for beginning of value", quote_char(c)))),
+        };
+        Ok(Node { pos, value })
+    }
+
+    fn literal(&mut self, word: &str, value: Value) -> Result<Value, SyntaxError> {
+        for want in word.chars() {
+            match self.chars.peek() {
+                None => return Err(self.eof()),
+                Some(&c) if c == want => {
+                    self.bump();
+                }
+                Some(&c) => {
+                    return Err(self.error(format!(
+                        "invalid character {} in literal {word} (expecting {})",
+                        quote_char(c),
+                        quote_char(want)
+                    )))
+                }
+            }
+        }
+        Ok(value)
+    }
+
+    fn number(&mut self) -> Result<String, SyntaxError> {
+        let mut raw = String::new();
+        if self.chars.peek() == Some(&'-') {
+            raw.push('-');
+            self.bump();
+        }
+        match self.chars.peek() {
+            Some('0') => {
+                raw.push('0');
+                self.bump();
+            }
+            Some(c) if c.is_ascii_digit() => self.digits(&mut raw),
+            Some(&c) => return Err(self.error(format!("invalid character {} in numeric literal", quote_char(c)))),
+            None => return Err(self.eof()),
+        }
+        if self.chars.peek() == Some(&'.') {
+            raw.push('.');
+            self.bump();
+            self.require_digit(&mut raw, "after decimal point in numeric literal")?;
+        }
+        if let Some(&e @ ('e' | 'E')) = self.chars.peek() {
+            raw.push(e);
+            self.bump();
+            if let Some(&sign @ ('+' | '-')) = self.chars.peek() {
+                raw.push(sign);
+                self.bump();
+            }
+            self.require_digit(&mut raw, "in exponent of numeric literal")?;
+        }
+        Ok(raw)
+    }
+
+    fn require_digit(&mut self, raw: &mut String, context: &str) -> Result<(), SyntaxError> {
+        match self.chars.peek() {
+            Some(c) if c.is_ascii_digit() => {
+                self.digits(raw);
+                Ok(())
+            }
+            Some(&c) => Err(self.error(format!("invalid character {} {context}", quote_char(c)))),
+            None => Err(self.eof()),
+        }
+    }
+
+    fn digits(&mut self, raw: &mut String) {
+        while let Some(&c) = self.chars.peek() {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            raw.push(c);
+            self.bump();
+        }
+    }
+
+    fn string(&mut self) -> Result<String, SyntaxError> {
+        self.bump(); // opening quote
+        let mut out = String::new();
+        loop {
+            let Some(&c) = self.chars.peek() else { return Err(self.eof()) };
+            match c {
+                '"' => {
+                    self.bump();
+                    return Ok(out);
+                }
+                '\\' => {
+                    self.bump();
+                    out.push(self.escape()?);
+                }
+                c if (c as u32) < 0x20 => {
+                    return Err(self.error(format!("invalid character {} in string literal", quote_char(c))))
+                }
+                c => {
+                    out.push(c);
+                    self.bump();
+                }
+            }
+        }
+    }
+
+    fn escape(&mut self) -> Result<char, SyntaxError> {
+        let Some(&c) = self.chars.peek() else { return Err(self.eof()) };
+        let decoded = match c {
+            '"' => '"',
+            '\\' => '\\',
+            '/' => '/',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'u' => {
+                self.bump();
+                let high = self.hex4()?;
+                return Ok(self.surrogate_pair(high));
+            }
+            c => return Err(self.error(format!("invalid character {} in string escape code", quote_char(c)))),
+        };
+        self.bump();
+        Ok(decoded)
+    }
+
+    /// Joins a UTF-16 surrogate pair; a lone surrogate becomes U+FFFD, as Go does.
+    fn surrogate_pair(&mut self, high: u32) -> char {
+        if (0xD800..0xDC00).contains(&high) {
+            let mut lookahead = self.chars.clone();
+            if lookahead.next() == Some('\\') && lookahead.next() == Some('u') {
+                let digits: String = lookahead.take(4).collect();
+                if let Ok(low) = u32::from_str_radix(&digits, 16) {
+                    if (0xDC00..0xE000).contains(&low) && digits.len() == 4 {
+                        for _ in 0..6 {
+                            self.bump();
+                        }
+                        let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                        return char::from_u32(code).unwrap_or('\u{FFFD}');
+                    }
+                }
+            }
+        }
+        char::from_u32(high).unwrap_or('\u{FFFD}')
+    }
+
+    fn hex4(&mut self) -> Result<u32, SyntaxError> {
+        let mut code = 0u32;
+        for _ in 0..4 {
+            let Some(&c) = self.chars.peek() else { return Err(self.eof()) };
+            let Some(digit) = c.to_digit(16) else {
+                return Err(self.error(format!("invalid character {} in \\u hexadecimal character escape", quote_char(c))));
+            };
+            code = code * 16 + digit;
+            self.bump();
+        }
+        Ok(code)
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        self.bump(); // [
+        let mut items = Vec::new();
+        self.skip_whitespace();
+        if self.chars.peek() == Some(&']') {
+            self.bump();
+            return Ok(Value::Array(items));
+        }
+        loop {
+            self.skip_whitespace();
+            items.push(self.value(depth + 1)?);
+            self.skip_whitespace();
+            match self.chars.peek() {
+                Some(',') => {
+                    self.bump();
+                }
+                Some(']') => {
+                    self.bump();
+                    return Ok(Value::Array(items));
+                }
+                Some(&c) => return Err(self.error(format!("invalid character {} after array element", quote_char(c)))),
+                None => return Err(self.eof()),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        self.bump(); // {
+        let mut members = Vec::new();
+        self.skip_whitespace();
+        if self.chars.peek() == Some(&'}') {
+            self.bump();
+            return Ok(Value::Object(members));
+        }
+        loop {
+            self.skip_whitespace();
+            let key_pos = self.pos();
+            match self.chars.peek() {
+                Some('"') => {}
+                Some(&c) => {
+                    return Err(self.error(format!(
+                        "invalid character {} looking for beginning of object key string",
+                        quote_char(c)
+                    )))
+                }
+                None => return Err(self.eof()),
+            }
+            let key = self.string()?;
+            self.skip_whitespace();
+            match self.chars.peek() {
+                Some(':') => {
+                    self.bump();
+                }
+                Some(&c) => return Err(self.error(format!("invalid character {} after object key", quote_char(c)))),
+                None => return Err(self.eof()),
+            }
+            self.skip_whitespace();
+            let value = self.value(depth + 1)?;
+            members.push(Member { key, key_pos, value });
+            self.skip_whitespace();
+            match self.chars.peek() {
+                Some(',') => {
+                    self.bump();
+                }
+                Some('}') => {
+                    self.bump();
+                    return Ok(Value::Object(members));
+                }
+                Some(&c) => {
+                    return Err(self.error(format!(
+                        "invalid character {} after object key:value pair",
+                        quote_char(c)
+                    )))
+                }
+                None => return Err(self.eof()),
+            }
+        }
+    }
+}
+
+/// Quotes a character as Go's `quoteChar` does in json errors: `'x'`, `'\n'`, `'\''`.
+fn quote_char(c: char) -> String {
+    match c {
+        '\'' => "'\\''".to_string(),
+        '"' => "'\"'".to_string(),
+        '\n' => "'\\n'".to_string(),
+        '\r' => "'\\r'".to_string(),
+        '\t' => "'\\t'".to_string(),
+        '\u{feff}' => "'\\ufeff'".to_string(),
+        c if c.is_control() => format!("'\\x{:02x}'", c as u32),
+        c => format!("'{c}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(line: u32, column: u32) -> Pos {
+        Pos { line, column }
+    }
+
+    #[test]
+    fn keeps_positions_of_values_and_keys() {
+        let node = parse("{\n  \"a\": [1, \"x\"],\n  \"b\": null\n}").expect("valid");
+        let Value::Object(members) = node.value else { panic!("object") };
+        assert_eq!(members[0].key_pos, at(2, 3));
+        assert_eq!(members[0].value.pos, at(2, 8));
+        let Value::Array(items) = &members[0].value.value else { panic!("array") };
+        assert_eq!(items[1].pos, at(2, 12));
+        assert_eq!(items[1].value, Value::String("x".into()));
+        assert_eq!(members[1].value.pos, at(3, 8));
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let node = parse("{\"é€\": 1}").expect("valid");
+        let Value::Object(members) = node.value else { panic!("object") };
+        assert_eq!(members[0].value.pos, at(1, 8));
+    }
+
+    #[test]
+    fn keeps_duplicate_keys_and_number_literals() {
+        let node = parse(r#"{"a": 2.0, "a": 1e3}"#).expect("valid");
+        let Value::Object(members) = node.value else { panic!("object") };
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[0].value.value, Value::Number("2.0".into()));
+        assert_eq!(members[1].value.value, Value::Number("1e3".into()));
+    }
+
+    #[test]
+    fn decodes_escapes() {
+        let node = parse(r#""a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\ud800""#).expect("valid");
+        assert_eq!(node.value, Value::String("a\"\\/\u{8}\u{c}\n\r\té😀\u{FFFD}".into()));
+    }
+
+    #[test]
+    fn syntax_errors_read_like_go() {
+        let cases: &[(&str, &str, Pos)] = &[
+            ("", "unexpected end of JSON input", at(1, 1)),
+            ("   \n ", "unexpected end of JSON input", at(2, 2)),
+            ("\u{feff}{}", "invalid character '\\ufeff' looking for beginning of value", at(1, 1)),
+            ("{\"a\": 1,}", "invalid character '}' looking for beginning of object key string", at(1, 9)),
+            ("{\"a\" 1}", "invalid character '1' after object key", at(1, 6)),
+            ("{\"a\": 1 \"b\"}", "invalid character '\"' after object key:value pair", at(1, 9)),
+            ("[1 2]", "invalid character '2' after array element", at(1, 4)),
+            ("{\"a\": tru}", "invalid character '}' in literal true (expecting 'e')", at(1, 10)),
+            ("{\"a\": 01}", "invalid character '1' after object key:value pair", at(1, 8)),
+            ("{\"a\": 1.}", "invalid character '}' after decimal point in numeric literal", at(1, 9)),
+            ("{\"a\": -x}", "invalid character 'x' in numeric literal", at(1, 8)),
+            ("{\"a\": \"x\ny\"}", "invalid character '\\n' in string literal", at(1, 9)),
+            ("\"\\x\"", "invalid character 'x' in string escape code", at(1, 3)),
+            ("\"\\u12g4\"", "invalid character 'g' in \\u hexadecimal character escape", at(1, 6)),
+            ("{} {}", "invalid character '{' after top-level value", at(1, 4)),
+            ("loadAffinity:\n- a", "invalid character 'l' looking for beginning of value", at(1, 1)),
+            ("{\"a\": [1,", "unexpected end of JSON input", at(1, 10)),
+        ];
+        for (input, message, pos) in cases {
+            let err = parse(input).expect_err(input);
+            assert_eq!((err.message.as_str(), err.pos), (*message, *pos), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_capped_instead_of_overflowing_the_stack() {
+        let deep = "[".repeat(10_000);
+        let err = parse(&deep).expect_err("too deep");
+        assert!(err.message.contains("exceeded max depth"), "{}", err.message);
+    }
+}

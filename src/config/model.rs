@@ -1,0 +1,95 @@
+//! The node-agent ConfigMap as Velero's Go types hold it (`pkg/types/node_agent.go`).
+//!
+//! Field values keep Go's zero-value conventions (an empty string is "unset") so that
+//! comparisons with what node-agent does stay one-to-one.
+
+use std::collections::BTreeMap;
+
+/// `NodeAgentConfigs`: everything node-agent reads from its ConfigMap at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeAgentConfig {
+    pub load_concurrency: Option<LoadConcurrency>,
+    pub load_affinity: Vec<LoadAffinity>,
+    pub backup_pvc: BTreeMap<String, BackupPvc>,
+    pub restore_pvc: Option<RestorePvc>,
+    /// Empty when unset.
+    pub priority_class_name: String,
+    pub pod_resources: Option<PodResources>,
+    pub privileged_fs_backup: bool,
+    pub cache_pvc: Option<CachePvc>,
+    pub pod_labels: BTreeMap<String, String>,
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadConcurrency {
+    pub global_config: i64,
+    pub per_node_config: Vec<RuledConfig>,
+    pub prepare_queue_length: i64,
+}
+
+/// One `perNodeConfig` rule: nodes matching the selector run `number` loads at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuledConfig {
+    pub node_selector: LabelSelector,
+    pub number: i64,
+}
+
+/// `metav1.LabelSelector`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+    pub match_expressions: Vec<SelectorRequirement>,
+}
+
+impl LabelSelector {
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+}
+
+/// One `matchExpressions` entry; the operator is kept verbatim so typos can be reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    pub values: Vec<String>,
+}
+
+/// One `loadAffinity` entry; an empty `storage_class` makes it the global entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadAffinity {
+    pub node_selector: LabelSelector,
+    pub storage_class: String,
+}
+
+/// `backupPVC.<source storage class>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupPvc {
+    pub storage_class: String,
+    pub read_only: bool,
+    pub spc_no_relabeling: bool,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestorePvc {
+    pub ignore_delay_binding: bool,
+}
+
+/// `podResources`: quantities as written; an empty string is an absent key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodResources {
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+    pub ephemeral_storage_request: String,
+    pub ephemeral_storage_limit: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CachePvc {
+    pub storage_class: String,
+    pub resident_threshold_in_mb: i64,
+}

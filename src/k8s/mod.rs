@@ -1,0 +1,3 @@
+//! Kubernetes value rules, as apimachinery implements them.
+
+pub mod field;
