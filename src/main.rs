@@ -1,1 +1,264 @@
-fn main() {}
+//! `node-agent-webhook`: serve the webhooks, check config files, or preview a pod's patch.
+
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use node_agent_webhook::check::{check_file, Finding, Selection};
+use node_agent_webhook::config::validate::Environment;
+use node_agent_webhook::config::version::VeleroVersion;
+use node_agent_webhook::server::state::AppState;
+use node_agent_webhook::server::{self, ServeOptions};
+use node_agent_webhook::source;
+use node_agent_webhook::validating::Target;
+
+#[derive(Parser)]
+#[command(version, about = "Validates Velero's node-agent ConfigMap and applies it to data-mover pods")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the validating (/validate) and mutating (/mutate) webhooks over HTTPS.
+    Serve(Box<ServeArgs>),
+    /// Check node-agent configs or manifests holding the ConfigMap; exit 1 on any error.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// PEM certificate chain (leaf first); reloaded when the file changes.
+    #[arg(long, env = "NAW_TLS_CERT")]
+    tls_cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); reloaded when the file changes.
+    #[arg(long, env = "NAW_TLS_KEY")]
+    tls_key: PathBuf,
+    /// Address of the HTTPS webhook listener.
+    #[arg(long, env = "NAW_BIND", default_value = "0.0.0.0:8443")]
+    bind: SocketAddr,
+    /// Address of the plain-HTTP listener for /metrics, /healthz and /readyz.
+    #[arg(long, env = "NAW_METRICS_BIND", default_value = "0.0.0.0:9090")]
+    metrics_bind: SocketAddr,
+    /// Namespace Velero (and its node-agent ConfigMap) is installed in.
+    #[arg(long, env = "NAW_VELERO_NAMESPACE", default_value = "velero")]
+    velero_namespace: String,
+    /// Name of node-agent's ConfigMap (its --node-agent-configmap).
+    #[arg(long, env = "NAW_CONFIGMAP", default_value = "node-agent-config")]
+    configmap: String,
+    /// Read the live config from this file (the config value or a ConfigMap manifest) instead
+    /// of watching the ConfigMap through the Kubernetes API.
+    #[arg(long, env = "NAW_CONFIG_FILE")]
+    config_file: Option<PathBuf>,
+    /// Velero version the config is for, for version-aware warnings (e.g. 1.17.0).
+    #[arg(long, env = "NAW_VELERO_VERSION")]
+    velero_version: Option<VeleroVersion>,
+    /// Require client certificates signed by this CA (PEM).
+    #[arg(long, env = "NAW_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
+    /// Offer HTTP/2 (off by default since CVE-2023-44487).
+    #[arg(long, env = "NAW_ENABLE_HTTP2")]
+    enable_http2: bool,
+    /// After SIGTERM, keep accepting this long while endpoints drain (e.g. 5s, 500ms).
+    #[arg(long, env = "NAW_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
+    /// Then give in-flight requests this long to finish.
+    #[arg(long, env = "NAW_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// A connection must complete its TLS handshake and request headers within this.
+    #[arg(long, env = "NAW_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// At most this many connections at once; more are refused.
+    #[arg(long, env = "NAW_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Log format; json by default when stderr is not a terminal.
+    #[arg(long, env = "NAW_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Files to check (`-` for standard input): a config value, or YAML/JSON manifests.
+    #[arg(required = true)]
+    files: Vec<String>,
+    /// In manifests, check the ConfigMap with this name.
+    #[arg(long, default_value = "node-agent-config")]
+    configmap: String,
+    /// In manifests, check every ConfigMap.
+    #[arg(long)]
+    all: bool,
+    /// Velero version the config is for, for version-aware warnings.
+    #[arg(long)]
+    velero_version: Option<VeleroVersion>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: OutputFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Go-style durations as operators write them in manifests: `5s`, `500ms`, `1m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => match serve(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "exiting");
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check(args) => check(args),
+    }
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
+        None => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let target = Target { namespace: args.velero_namespace.clone(), name: args.configmap.clone() };
+        let state = Arc::new(AppState::new(target, args.velero_version));
+        let source = match &args.config_file {
+            Some(path) => source::Source::File(path.clone()),
+            None => anyhow::bail!("--config-file is required until the ConfigMap watch lands"),
+        };
+        let source_task = tokio::spawn(source::run(source, state.clone()));
+        let options = ServeOptions {
+            bind: args.bind,
+            metrics_bind: args.metrics_bind,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            client_ca: args.client_ca,
+            enable_http2: args.enable_http2,
+            shutdown_delay: args.shutdown_delay,
+            shutdown_grace: args.shutdown_grace,
+            header_timeout: args.header_timeout,
+            idle_timeout: Duration::from_secs(90),
+            max_connections: args.max_connections,
+            max_concurrent_streams: 100,
+            cert_poll_interval: Duration::from_millis(500),
+        };
+        let result = server::run(options, state, shutdown_signal()).await;
+        source_task.abort();
+        result.context("webhook server")
+    })
+}
+
+/// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let selection = if args.all { Selection::All } else { Selection::Named(args.configmap.clone()) };
+    let env = Environment { velero_version: args.velero_version, priority_classes: None };
+    let mut findings: Vec<Finding> = Vec::new();
+    for file in &args.files {
+        let text = match read_input(file) {
+            Ok(text) => text,
+            Err(err) => {
+                eprintln!("{file}: {err}");
+                return ExitCode::from(2);
+            }
+        };
+        match check_file(file, &text, &selection, &env) {
+            Ok(found) => findings.extend(found),
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match args.output {
+        OutputFormat::Text => {
+            for finding in &findings {
+                println!("{}", finding.render());
+            }
+        }
+        OutputFormat::Json => match serde_json::to_string_pretty(&findings) {
+            Ok(json) => println!("{json}"),
+            Err(err) => {
+                eprintln!("cannot encode findings: {err}");
+                return ExitCode::from(2);
+            }
+        },
+    }
+    if findings.iter().any(Finding::is_error) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn read_input(file: &str) -> std::io::Result<String> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file)
+    }
+}

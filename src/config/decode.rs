@@ -6,7 +6,7 @@
 //! We accept what Go accepts (with warnings where it guesses) and report as errors what
 //! Go rejects or drops, each at its path and position.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Member, Node, Pos, Value};
@@ -19,6 +19,11 @@ use crate::k8s::field::go_quote;
 pub struct Positions(HashMap<String, Pos>);
 
 impl Positions {
+    /// Whether the config gave a value (not null) at exactly this path.
+    pub fn contains(&self, path: &str) -> bool {
+        self.0.contains_key(path)
+    }
+
     /// The position of `path`, or of its nearest recorded ancestor.
     pub fn lookup(&self, path: &str) -> Option<Pos> {
         let mut path = path;
@@ -38,6 +43,17 @@ pub struct Decoded {
     pub config: NodeAgentConfig,
     pub positions: Positions,
     pub diagnostics: Diagnostics,
+    /// Paths whose value Go could not decode: already reported, so later checks skip them.
+    pub unusable: HashSet<String>,
+}
+
+impl Decoded {
+    /// Whether `path` or one of its ancestors could not be decoded.
+    pub fn is_unusable(&self, path: &str) -> bool {
+        self.unusable.iter().any(|bad| {
+            path.strip_prefix(bad.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    }
 }
 
 const TOP_FIELDS: [&str; 10] = [
@@ -82,7 +98,11 @@ pub fn decode(root: &Node) -> Decoded {
     let mut decoder = Decoder::default();
     let config = match &root.value {
         Value::Null => {
-            decoder.warn("", "the value is null, which node-agent reads as an empty config: no setting applies", root.pos);
+            decoder.warn(
+                "",
+                "the value is null, which node-agent reads as an empty config: no setting applies",
+                root.pos,
+            );
             NodeAgentConfig::default()
         }
         Value::Object(_) => decoder.config(root),
@@ -91,21 +111,23 @@ pub fn decode(root: &Node) -> Decoded {
                 Value::Array(_) => "; wrap the settings in an object: {\"loadAffinity\": [...]}",
                 _ => "",
             };
-            decoder.error(
-                "",
-                format!("Invalid value: {}: must be a JSON object{hint}", render(root)),
-                root.pos,
-            );
+            decoder.error("", format!("Invalid value: {}: must be a JSON object{hint}", render(root)), root.pos);
             NodeAgentConfig::default()
         }
     };
-    Decoded { config, positions: Positions(decoder.positions), diagnostics: decoder.diagnostics }
+    Decoded {
+        config,
+        positions: Positions(decoder.positions),
+        diagnostics: decoder.diagnostics,
+        unusable: decoder.unusable,
+    }
 }
 
 #[derive(Default)]
 struct Decoder {
     diagnostics: Diagnostics,
     positions: HashMap<String, Pos>,
+    unusable: HashSet<String>,
 }
 
 /// `a.b` for struct fields; the root has an empty path.
@@ -148,6 +170,7 @@ impl Decoder {
     }
 
     fn type_error(&mut self, node: &Node, path: &str, want: &str) {
+        self.unusable.insert(path.to_string());
         let message = format!(
             "Invalid value: {}: must be {want}, not {} (node-agent fails to start on this)",
             render(node),
@@ -215,9 +238,8 @@ impl Decoder {
         let key = member.key.as_str();
         let hint = if let Some((_, real, note)) = KNOWN_MISNOMERS.iter().find(|(wrong, _, _)| *wrong == key) {
             format!("did you mean {}{note}?", go_quote(real))
-        } else if let Some((name, parent)) = BELONGS_UNDER
-            .iter()
-            .find(|(name, parent)| name.eq_ignore_ascii_case(key) && !path.ends_with(parent))
+        } else if let Some((name, parent)) =
+            BELONGS_UNDER.iter().find(|(name, parent)| name.eq_ignore_ascii_case(key) && !path.ends_with(parent))
         {
             format!("did you mean {}? it belongs under {parent}", go_quote(&format!("{parent}.{name}")))
         } else if let Some(best) = closest(key, siblings) {
@@ -242,6 +264,7 @@ impl Decoder {
             Value::Number(raw) => match raw.parse::<i64>() {
                 Ok(n) => n,
                 Err(_) if raw.contains(['.', 'e', 'E']) => {
+                    self.unusable.insert(path.to_string());
                     self.error(
                         path,
                         format!("Invalid value: {raw}: must be {want} written without a fraction or exponent (Go rejects it)"),
@@ -250,6 +273,7 @@ impl Decoder {
                     0
                 }
                 Err(_) => {
+                    self.unusable.insert(path.to_string());
                     self.error(path, format!("Invalid value: {raw}: does not fit in a 64-bit integer"), node.pos);
                     0
                 }
@@ -707,7 +731,9 @@ mod tests {
         );
         assert_eq!(
             rendered(&decode_str("[]")),
-            vec![r#"error: Invalid value: array: must be a JSON object; wrap the settings in an object: {"loadAffinity": [...]} (line 1, column 1)"#]
+            vec![
+                r#"error: Invalid value: array: must be a JSON object; wrap the settings in an object: {"loadAffinity": [...]} (line 1, column 1)"#
+            ]
         );
     }
 
@@ -720,7 +746,9 @@ mod tests {
 
     #[test]
     fn edit_distance_table() {
-        for (a, b, d) in [("", "", 0), ("abc", "abc", 0), ("podanotations", "podannotations", 1), ("kitten", "sitting", 3)] {
+        for (a, b, d) in
+            [("", "", 0), ("abc", "abc", 0), ("podanotations", "podannotations", 1), ("kitten", "sitting", 3)]
+        {
             assert_eq!(edit_distance(a, b), d, "{a} {b}");
         }
     }

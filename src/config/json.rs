@@ -289,7 +289,9 @@ impl Parser<'_> {
         for _ in 0..4 {
             let Some(&c) = self.chars.peek() else { return Err(self.eof()) };
             let Some(digit) = c.to_digit(16) else {
-                return Err(self.error(format!("invalid character {} in \\u hexadecimal character escape", quote_char(c))));
+                return Err(
+                    self.error(format!("invalid character {} in \\u hexadecimal character escape", quote_char(c)))
+                );
             };
             code = code * 16 + digit;
             self.bump();
@@ -366,10 +368,7 @@ impl Parser<'_> {
                     return Ok(Value::Object(members));
                 }
                 Some(&c) => {
-                    return Err(self.error(format!(
-                        "invalid character {} after object key:value pair",
-                        quote_char(c)
-                    )))
+                    return Err(self.error(format!("invalid character {} after object key:value pair", quote_char(c))))
                 }
                 None => return Err(self.eof()),
             }

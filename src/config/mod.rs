@@ -1,6 +1,75 @@
 //! The node-agent ConfigMap: parsing with positions, Go-compatible decoding, validation.
+//!
+//! Everything here is pure: text in, config and findings out.
 
+pub mod configmap;
 pub mod decode;
 pub mod diagnostics;
 pub mod json;
 pub mod model;
+pub mod validate;
+pub mod version;
+
+use diagnostics::{Diagnostic, Diagnostics};
+use model::NodeAgentConfig;
+use validate::Environment;
+
+/// A checked config value: what node-agent would read, and every finding about it.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    pub config: NodeAgentConfig,
+    pub diagnostics: Diagnostics,
+}
+
+/// Parses, decodes and validates one config value (the text of the ConfigMap's data key).
+pub fn check_value(text: &str, env: &Environment) -> Checked {
+    let root = match json::parse(text) {
+        Ok(root) => root,
+        Err(err) => {
+            let message = format!("{}{}", err.message, syntax_hint(text));
+            let mut diagnostics = Diagnostics::default();
+            diagnostics.push(Diagnostic::error("", message, Some(err.pos)));
+            return Checked { config: NodeAgentConfig::default(), diagnostics };
+        }
+    };
+    let mut decoded = decode::decode(&root);
+    validate::validate(&mut decoded, env);
+    decoded.diagnostics.sort();
+    Checked { config: decoded.config, diagnostics: decoded.diagnostics }
+}
+
+/// Explains the syntax errors people actually make: YAML, an empty value, a BOM.
+fn syntax_hint(text: &str) -> &'static str {
+    let trimmed = text.trim_start_matches([' ', '\t', '\r', '\n']);
+    match trimmed.chars().next() {
+        None => ": the value is empty; node-agent fails to start on it. Write {} for no settings",
+        Some('\u{feff}') => {
+            ": the value starts with a UTF-8 byte order mark, which node-agent rejects; save it without BOM"
+        }
+        Some(c) if c.is_alphabetic() || c == '-' || c == '#' => {
+            ": the value must be JSON, not YAML (node-agent reads JSON only); convert it, e.g. yq -o=json"
+        }
+        _ => " (node-agent fails to start on invalid JSON)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_carry_hints() {
+        let cases = [
+            ("", "unexpected end of JSON input: the value is empty; node-agent fails to start on it. Write {} for no settings (line 1, column 1)"),
+            ("  \n", "unexpected end of JSON input: the value is empty; node-agent fails to start on it. Write {} for no settings (line 2, column 1)"),
+            ("\u{feff}{}", "invalid character '\\ufeff' looking for beginning of value: the value starts with a UTF-8 byte order mark, which node-agent rejects; save it without BOM (line 1, column 1)"),
+            ("loadAffinity:\n- nodeSelector: {}", "invalid character 'l' looking for beginning of value: the value must be JSON, not YAML (node-agent reads JSON only); convert it, e.g. yq -o=json (line 1, column 1)"),
+            ("{\"a\": 1,\n}", "invalid character '}' looking for beginning of object key string (node-agent fails to start on invalid JSON) (line 2, column 1)"),
+        ];
+        for (input, want) in cases {
+            let checked = check_value(input, &Environment::default());
+            let rendered: Vec<String> = checked.diagnostics.0.iter().map(|d| d.render()).collect();
+            assert_eq!(rendered, vec![want.to_string()], "{input:?}");
+        }
+    }
+}

@@ -35,10 +35,7 @@ impl FieldError {
 
     /// `Invalid value` for a value that is already rendered (numbers, booleans: unquoted).
     pub fn invalid_raw(path: impl Into<String>, value: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            kind: FieldErrorKind::Invalid { value: value.into(), detail: detail.into() },
-        }
+        Self { path: path.into(), kind: FieldErrorKind::Invalid { value: value.into(), detail: detail.into() } }
     }
 
     pub fn required(path: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -53,10 +50,7 @@ impl FieldError {
     pub fn not_supported(path: impl Into<String>, value: &str, supported: &[&str]) -> Self {
         let mut supported: Vec<String> = supported.iter().map(|s| s.to_string()).collect();
         supported.sort();
-        Self {
-            path: path.into(),
-            kind: FieldErrorKind::NotSupported { value: go_quote(value), supported },
-        }
+        Self { path: path.into(), kind: FieldErrorKind::NotSupported { value: go_quote(value), supported } }
     }
 
     pub fn duplicate(path: impl Into<String>, value: &str) -> Self {
@@ -129,7 +123,10 @@ mod tests {
     fn renders_like_apimachinery() {
         let cases = [
             (FieldError::invalid("a.b", "x\"y", "bad"), r#"a.b: Invalid value: "x\"y": bad"#),
-            (FieldError::invalid_raw("n", "0", "must be greater than 0"), "n: Invalid value: 0: must be greater than 0"),
+            (
+                FieldError::invalid_raw("n", "0", "must be greater than 0"),
+                "n: Invalid value: 0: must be greater than 0",
+            ),
             (FieldError::required("v", ""), "v: Required value"),
             (FieldError::forbidden("v", "no"), "v: Forbidden: no"),
             (

@@ -1,0 +1,52 @@
+# node-agent-webhook: kubebuilder-style targets. `make help` lists them.
+SHELL := /usr/bin/env bash
+CARGO ?= cargo
+IMG ?= node-agent-webhook:latest
+OVERLAY ?= self-signed
+BIN := target/debug/node-agent-webhook
+
+.PHONY: help build test lint fmt demo run certs manifests validate-manifests docker-build deploy undeploy e2e
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+build: ## Build the binary (debug)
+	$(CARGO) build --locked
+
+test: ## Run every test: unit, vectors, integration (real TLS server), manifests
+	$(CARGO) test --locked --all-targets
+	@if [ -x hack/validate-manifests.sh ]; then hack/validate-manifests.sh; fi
+
+lint: ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+demo: build ## Local demo, no cluster needed: the server answers real reviews
+	hack/demo.sh
+
+run: build ## Run the server locally against certs/ and a config file (CONFIG=path)
+	$(BIN) serve --tls-cert certs/tls.crt --tls-key certs/tls.key --config-file $${CONFIG:-hack/demo-config.json} --log-format text
+
+certs: ## Generate a CA and serving certificate into certs/ (git-ignored)
+	bash certs/generate.sh
+
+manifests: ## Render every overlay into _out/manifests/
+	hack/render-manifests.sh
+
+validate-manifests: ## Render and validate every overlay against the Kubernetes schema
+	hack/validate-manifests.sh
+
+docker-build: ## Build the container image (needs Docker)
+	docker build -t $(IMG) .
+
+deploy: ## kubectl apply -k manifests/overlays/$(OVERLAY)
+	kubectl apply -k manifests/overlays/$(OVERLAY)
+
+undeploy: ## kubectl delete -k manifests/overlays/$(OVERLAY)
+	kubectl delete -k manifests/overlays/$(OVERLAY) --ignore-not-found
+
+e2e: ## kind cluster end to end (needs Docker and kind)
+	hack/e2e.sh

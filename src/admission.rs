@@ -1,0 +1,278 @@
+//! The AdmissionReview wire format (admission.k8s.io/v1): request in, response out.
+//!
+//! This is the only module that knows the JSON shape kube-apiserver sends and demands
+//! (admission-contract.md §1): the uid, `apiVersion` and `kind` are echoed, a patch is
+//! base64 JSONPatch with its `patchType`, and a denial carries a 4xx status.
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+const KIND: &str = "AdmissionReview";
+
+/// The API server cuts each warning at 256 characters; we cut first, so the cut is ours.
+pub const MAX_WARNING_CHARS: usize = 256;
+
+/// Why a body is not a review we can answer; the server answers 400 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    #[error("request body is not JSON: {0}")]
+    NotJson(String),
+    #[error("request body is not an AdmissionReview: {0}")]
+    NotAdmissionReview(String),
+    #[error("unsupported apiVersion {0:?}: only admission.k8s.io/v1 is served; set admissionReviewVersions: [v1]")]
+    UnsupportedVersion(String),
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    /// Bounded label values for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub extra: Map<String, Value>,
+}
+
+impl UserInfo {
+    /// The first value of `extra[key]` (the API server sends a list of strings).
+    pub fn extra_value(&self, key: &str) -> Option<&str> {
+        match self.extra.get(key)? {
+            Value::Array(items) => items.first()?.as_str(),
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The part of `request` the webhooks use.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub operation: Operation,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub old_object: Option<Value>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<Value>,
+}
+
+/// Decodes an AdmissionReview body into its request.
+pub fn decode_review(body: &[u8]) -> Result<Request, ReviewError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ReviewError::NotAdmissionReview(e.to_string())
+        } else {
+            ReviewError::NotJson(e.to_string())
+        }
+    })?;
+    if envelope.kind.as_deref() != Some(KIND) {
+        return Err(ReviewError::NotAdmissionReview(format!(
+            "kind is {:?}, want \"AdmissionReview\"",
+            envelope.kind.unwrap_or_default()
+        )));
+    }
+    let api_version = envelope.api_version.unwrap_or_default();
+    if api_version != API_VERSION {
+        return Err(ReviewError::UnsupportedVersion(api_version));
+    }
+    let request = envelope.request.filter(|r| !r.is_null()).ok_or(ReviewError::MissingRequest)?;
+    let request: Request =
+        serde_json::from_value(request).map_err(|e| ReviewError::NotAdmissionReview(format!("request: {e}")))?;
+    if request.uid.is_empty() {
+        return Err(ReviewError::NotAdmissionReview("request.uid is empty".to_string()));
+    }
+    Ok(request)
+}
+
+/// What a webhook decided about one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// For denials: the HTTP code and reason the client sees, and one finding per line.
+    pub denial: Option<Denial>,
+    pub warnings: Vec<String>,
+    /// An RFC 6902 JSON patch (a JSON array), for mutating webhooks only.
+    pub patch: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Decision {
+    pub fn allow() -> Self {
+        Self { allowed: true, ..Self::default() }
+    }
+
+    pub fn allow_with_warnings(warnings: Vec<String>) -> Self {
+        Self { allowed: true, warnings, ..Self::default() }
+    }
+
+    /// 422 Invalid: the object is malformed, as the API server's own validation answers.
+    pub fn deny_invalid(message: String, warnings: Vec<String>) -> Self {
+        Self { allowed: false, denial: Some(Denial { code: 422, reason: "Invalid", message }), warnings, patch: None }
+    }
+}
+
+/// Encodes the AdmissionReview response for `uid`.
+pub fn encode_response(uid: &str, decision: &Decision) -> Vec<u8> {
+    let mut response = Map::new();
+    response.insert("uid".into(), json!(uid));
+    response.insert("allowed".into(), json!(decision.allowed));
+    if let Some(denial) = &decision.denial {
+        response.insert(
+            "status".into(),
+            json!({"status": "Failure", "code": denial.code, "reason": denial.reason, "message": denial.message}),
+        );
+    }
+    if !decision.warnings.is_empty() {
+        let warnings: Vec<String> = decision.warnings.iter().map(|w| truncate_warning(w)).collect();
+        response.insert("warnings".into(), json!(warnings));
+    }
+    if let Some(patch) = &decision.patch {
+        response.insert("patchType".into(), json!("JSONPatch"));
+        response.insert("patch".into(), json!(base64::engine::general_purpose::STANDARD.encode(patch)));
+    }
+    let review = json!({"apiVersion": API_VERSION, "kind": KIND, "response": Value::Object(response)});
+    serde_json::to_vec(&review).unwrap_or_default()
+}
+
+fn truncate_warning(warning: &str) -> String {
+    if warning.chars().count() <= MAX_WARNING_CHARS {
+        return warning.to_string();
+    }
+    let mut cut: String = warning.chars().take(MAX_WARNING_CHARS - 3).collect();
+    cut.push_str("...");
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(request: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": request}))
+            .expect("serializable")
+    }
+
+    #[test]
+    fn decodes_a_configmap_review() {
+        let body = review(json!({
+            "uid": "u1", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "name": "cm", "namespace": "velero", "operation": "CREATE",
+            "userInfo": {"username": "alice", "extra": {"authentication.kubernetes.io/pod-name": ["node-agent-x"]}},
+            "object": {"kind": "ConfigMap"}, "oldObject": null, "dryRun": false
+        }));
+        let request = decode_review(&body).expect("decodes");
+        assert_eq!(request.uid, "u1");
+        assert_eq!(request.kind.kind, "ConfigMap");
+        assert_eq!(request.operation, Operation::Create);
+        assert_eq!(request.user_info.extra_value("authentication.kubernetes.io/pod-name"), Some("node-agent-x"));
+        assert_eq!(request.old_object, None);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_v1_review() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"not json".to_vec(), "request body is not JSON"),
+            (b"[]".to_vec(), "request body is not an AdmissionReview"),
+            (br#"{"kind": "Pod"}"#.to_vec(), "kind is \"Pod\""),
+            (
+                br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}"#.to_vec(),
+                "unsupported apiVersion \"admission.k8s.io/v1beta1\"",
+            ),
+            (
+                br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#.to_vec(),
+                "AdmissionReview has no request",
+            ),
+            (review(json!({"uid": "u", "kind": {}, "operation": "EXPLODE"})), "unknown variant `EXPLODE`"),
+            (review(json!({"uid": "", "kind": {}, "operation": "CREATE"})), "request.uid is empty"),
+            (review(json!({"kind": {}, "operation": "CREATE"})), "missing field `uid`"),
+        ];
+        for (body, want) in cases {
+            let err = decode_review(&body).expect_err(want).to_string();
+            assert!(err.contains(want), "{err} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn encodes_denials_warnings_and_patches() {
+        let denied = Decision::deny_invalid("data[c]: bad".into(), vec!["w".into()]);
+        let out: Value = serde_json::from_slice(&encode_response("u9", &denied)).expect("json");
+        assert_eq!(
+            out,
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {
+                "uid": "u9", "allowed": false, "warnings": ["w"],
+                "status": {"status": "Failure", "code": 422, "reason": "Invalid", "message": "data[c]: bad"}}})
+        );
+        let patched = Decision { allowed: true, patch: Some(b"[]".to_vec()), ..Decision::default() };
+        let out: Value = serde_json::from_slice(&encode_response("u", &patched)).expect("json");
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        assert_eq!(out["response"]["patch"], "W10=");
+        assert!(out["response"].get("status").is_none());
+    }
+
+    #[test]
+    fn long_warnings_are_cut_to_the_api_server_limit() {
+        let decision = Decision::allow_with_warnings(vec!["é".repeat(300)]);
+        let out: Value = serde_json::from_slice(&encode_response("u", &decision)).expect("json");
+        let warning = out["response"]["warnings"][0].as_str().expect("string");
+        assert_eq!(warning.chars().count(), MAX_WARNING_CHARS);
+        assert!(warning.ends_with("..."));
+    }
+}

@@ -1,0 +1,152 @@
+//! Prometheus metrics (OpenMetrics text). Every label has a small fixed set of values:
+//! never a pod name, namespace or error text, so cardinality stays bounded.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Which webhook served a request.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Webhook {
+    Validate,
+    Mutate,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub webhook: Webhook,
+    pub operation: &'static str,
+    pub allowed: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: Webhook,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SettingLabels {
+    pub setting: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+}
+
+/// Request latencies from 100 µs to 10 s: the webhook's own cost is sub-millisecond,
+/// the API server's timeout is at most 30 s.
+const DURATION_BUCKETS: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// All metric families; cheap to clone (each family is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<WebhookLabels, Histogram>,
+    pub settings_applied: Family<SettingLabels, Counter>,
+    pub pods_skipped: Family<ReasonLabels, Counter>,
+    pub patch_self_check_failures: Counter,
+    pub affinity_conflicts: Counter,
+    pub storage_class_lookups: Family<ResultLabels, Counter>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub config_generation: Gauge,
+    pub config_last_success: Gauge<f64, AtomicU64>,
+    pub certificate_reloads: Family<ResultLabels, Counter>,
+    pub certificate_expiry: Gauge<f64, AtomicU64>,
+    pub priority_class_missing: Counter,
+}
+
+impl Metrics {
+    /// Creates the families and registers them under the `node_agent_webhook` prefix.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+            settings_applied: Family::default(),
+            pods_skipped: Family::default(),
+            patch_self_check_failures: Counter::default(),
+            affinity_conflicts: Counter::default(),
+            storage_class_lookups: Family::default(),
+            config_reloads: Family::default(),
+            config_generation: Gauge::default(),
+            config_last_success: Gauge::default(),
+            certificate_reloads: Family::default(),
+            certificate_expiry: Gauge::default(),
+            priority_class_missing: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("node_agent_webhook");
+        r.register("admission_requests", "Admission reviews answered", metrics.requests.clone());
+        r.register(
+            "admission_duration_seconds",
+            "Time to answer an admission review, from body read to response",
+            metrics.duration.clone(),
+        );
+        r.register("settings_applied", "Settings applied to data-mover pods", metrics.settings_applied.clone());
+        r.register("pods_skipped", "Pods the mutating webhook left alone, by reason", metrics.pods_skipped.clone());
+        r.register(
+            "patch_self_check_failures",
+            "Patches that did not apply to their own pod and were dropped (a bug: please report)",
+            metrics.patch_self_check_failures.clone(),
+        );
+        r.register(
+            "affinity_conflicts",
+            "Pods whose existing node affinity contradicts loadAffinity and was left alone",
+            metrics.affinity_conflicts.clone(),
+        );
+        r.register(
+            "storage_class_lookups",
+            "Storage class lookups for loadAffinity, by result",
+            metrics.storage_class_lookups.clone(),
+        );
+        r.register(
+            "priority_class_missing",
+            "Pods left at their priority because the configured PriorityClass does not exist",
+            metrics.priority_class_missing.clone(),
+        );
+        r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
+        r.register("config_generation", "Generation of the config being served", metrics.config_generation.clone());
+        r.register(
+            "config_last_success_timestamp_seconds",
+            "When the config was last loaded successfully",
+            metrics.config_last_success.clone(),
+        );
+        r.register(
+            "certificate_reloads",
+            "Loads of the serving certificate, by result",
+            metrics.certificate_reloads.clone(),
+        );
+        r.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate",
+            metrics.certificate_expiry.clone(),
+        );
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        r.register("build_info", "Build information", build);
+        metrics
+    }
+}
+
+/// Renders the registry as OpenMetrics text.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}

@@ -1,0 +1,188 @@
+//! HTTP handlers: the two webhooks on the TLS listener; metrics and probes on the plain one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+use super::state::AppState;
+use crate::admission::{self, Decision, Request};
+use crate::metrics::{RequestLabels, Webhook, WebhookLabels};
+
+/// controller-runtime's cap: an UPDATE carries two objects of up to 3 MiB, plus 1 MiB.
+pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+/// An oversized body is read and discarded up to this size before the 413 goes out: closing
+/// a socket with unread data resets it, and the client would never see the 413.
+const MAX_DRAIN_BYTES: usize = 32 * 1024 * 1024;
+/// Used when the API server sends no `?timeout=`; its own default is 10 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn webhook_router(state: Arc<AppState>) -> Router {
+    Router::new().route("/validate", post(validate)).route("/mutate", post(mutate)).with_state(state)
+}
+
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct TimeoutQuery {
+    timeout: Option<String>,
+}
+
+/// Parses the API server's `?timeout=10s` (Go duration; we accept s, ms and m units).
+fn parse_timeout(query: &TimeoutQuery) -> Duration {
+    let Some(text) = query.timeout.as_deref() else { return DEFAULT_REQUEST_TIMEOUT };
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
+    let Ok(value) = number.parse::<f64>() else { return DEFAULT_REQUEST_TIMEOUT };
+    let seconds = match unit {
+        "s" | "" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        _ => return DEFAULT_REQUEST_TIMEOUT,
+    };
+    if seconds.is_finite() && seconds > 0.0 {
+        Duration::from_secs_f64(seconds.min(30.0))
+    } else {
+        DEFAULT_REQUEST_TIMEOUT
+    }
+}
+
+async fn validate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
+    answer(&state, Webhook::Validate, &query, body, |state, request| async move { state.validate(&request) }).await
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
+    answer(&state, Webhook::Mutate, &query, body, |state, request| async move { state.mutate(&request).await }).await
+}
+
+/// Reads the body up to [`MAX_BODY_BYTES`]; past that, drains it and answers 413.
+async fn read_body(body: Body) -> Result<Vec<u8>, Response> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buffer = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err((StatusCode::BAD_REQUEST, "could not read the request body").into_response());
+        };
+        let Some(chunk) = frame.data_ref() else { continue };
+        total += chunk.len();
+        if total <= MAX_BODY_BYTES {
+            buffer.extend_from_slice(chunk);
+        } else {
+            buffer = Vec::new();
+            if total > MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        let message = format!("request body is larger than {MAX_BODY_BYTES} bytes");
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, [(header::CONNECTION, "close")], message).into_response());
+    }
+    Ok(buffer)
+}
+
+/// Decodes the review, runs the webhook within the deadline, records metrics and a log line.
+async fn answer<F, Fut>(
+    state: &Arc<AppState>,
+    webhook: Webhook,
+    query: &TimeoutQuery,
+    body: Body,
+    decide: F,
+) -> Response
+where
+    F: FnOnce(Arc<AppState>, Arc<Request>) -> Fut,
+    Fut: std::future::Future<Output = Decision>,
+{
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let timeout = parse_timeout(query);
+    let started = Instant::now();
+    let request = match admission::decode_review(&body) {
+        Ok(request) => Arc::new(request),
+        Err(err) => {
+            tracing::warn!(webhook = ?webhook, error = %err, "rejected a body that is not an AdmissionReview");
+            return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], err.to_string())
+                .into_response();
+        }
+    };
+    let decision = match tokio::time::timeout(timeout, decide(state.clone(), request.clone())).await {
+        Ok(decision) => decision,
+        Err(_) => {
+            tracing::error!(uid = %request.uid, webhook = ?webhook, "no decision within the request timeout; admitting unchanged");
+            Decision::allow_with_warnings(vec![format!(
+                "node-agent-webhook did not decide within {timeout:?}; admitted unchanged"
+            )])
+        }
+    };
+    let elapsed = started.elapsed();
+    let metrics = &state.metrics;
+    metrics
+        .requests
+        .get_or_create(&RequestLabels { webhook, operation: request.operation.as_str(), allowed: decision.allowed })
+        .inc();
+    metrics.duration.get_or_create(&WebhookLabels { webhook }).observe(elapsed.as_secs_f64());
+    tracing::info!(
+        uid = %request.uid,
+        webhook = ?webhook,
+        kind = %request.kind.kind,
+        namespace = %request.namespace,
+        name = %request.name,
+        operation = request.operation.as_str(),
+        allowed = decision.allowed,
+        warnings = decision.warnings.len(),
+        patched = decision.patch.is_some(),
+        duration_us = elapsed.as_micros() as u64,
+        "admission"
+    );
+    let body = admission::encode_response(&request.uid, &decision);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = crate::metrics::render(&state.registry);
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.readiness() {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_follow_the_api_server_query() {
+        let cases = [
+            (None, 10.0),
+            (Some("5s"), 5.0),
+            (Some("2500ms"), 2.5),
+            (Some("1m"), 30.0),
+            (Some("0s"), 10.0),
+            (Some("abc"), 10.0),
+            (Some("3h"), 10.0),
+        ];
+        for (input, want) in cases {
+            let query = TimeoutQuery { timeout: input.map(str::to_string) };
+            assert_eq!(parse_timeout(&query), Duration::from_secs_f64(want), "{input:?}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Where the live config comes from: a file (a mounted ConfigMap, or anything an operator
+//! writes), or the ConfigMap itself through the Kubernetes API. A valid new config replaces
+//! the live one; an invalid one is logged and counted, and the last valid one keeps serving.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cluster::Cluster;
+use crate::config::configmap::check_configmap;
+use crate::config::model::NodeAgentConfig;
+use crate::config::validate::Environment;
+use crate::config::{check_value, Checked};
+use crate::manifest::{self, Input};
+use crate::metrics::ResultLabels;
+use crate::server::state::{AppState, LiveConfig};
+
+/// How often a config file is re-read; well under the one second an edit may take to apply.
+pub const FILE_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+pub enum Source {
+    File(PathBuf),
+    /// The ConfigMap itself, watched through the API: edits apply as soon as the API server
+    /// has them, with no kubelet sync delay and no volume mount.
+    ConfigMap {
+        cluster: Cluster,
+        namespace: String,
+        name: String,
+    },
+}
+
+/// Keeps the live config current until the task is dropped.
+pub async fn run(source: Source, state: Arc<AppState>) {
+    match source {
+        Source::File(path) => watch_file(path, state).await,
+        Source::ConfigMap { cluster, namespace, name } => cluster.watch_configmap(&namespace, &name, state).await,
+    }
+}
+
+/// Why a config could not be used; the text goes to the log, never to a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no ConfigMap named {0:?} in the file")]
+    NotFound(String),
+}
+
+/// Reads a config file's text: the config value itself, or manifests holding the ConfigMap.
+pub fn config_from_text(text: &str, configmap: &str) -> Result<NodeAgentConfig, LoadError> {
+    let env = Environment::default();
+    match manifest::read_input(text).map_err(|e| LoadError::Invalid(e.to_string()))? {
+        Input::Config => valid(check_value(text, &env)),
+        Input::Manifests(configmaps) => {
+            let cm = configmaps
+                .iter()
+                .find(|cm| cm.name == configmap)
+                .ok_or_else(|| LoadError::NotFound(configmap.to_string()))?;
+            let data = cm.data.iter().map(|d| (d.key.clone(), d.value.clone())).collect();
+            config_from_configmap(&data, &cm.binary_data_keys)
+        }
+    }
+}
+
+/// Runs a ConfigMap's `data` and `binaryData` keys through the validating webhook's own
+/// checker, so the config served is exactly one the webhook would admit.
+pub fn config_from_configmap(
+    data: &BTreeMap<String, String>,
+    binary_keys: &[String],
+) -> Result<NodeAgentConfig, LoadError> {
+    let check = check_configmap(data, binary_keys, &Environment::default());
+    match check.config() {
+        Some(config) => Ok(config.clone()),
+        None => Err(LoadError::Invalid(first_errors(check.rendered().into_iter().map(|(_, text)| text)))),
+    }
+}
+
+fn valid(checked: Checked) -> Result<NodeAgentConfig, LoadError> {
+    if checked.diagnostics.has_errors() {
+        Err(LoadError::Invalid(first_errors(checked.diagnostics.errors().map(|d| d.render()))))
+    } else {
+        Ok(checked.config)
+    }
+}
+
+fn first_errors(errors: impl Iterator<Item = String>) -> String {
+    errors.take(3).collect::<Vec<_>>().join("; ")
+}
+
+/// Installs `config` as the next generation.
+pub fn install(state: &AppState, config: NodeAgentConfig) {
+    let generation = state.live_config().generation + 1;
+    state.set_live_config(LiveConfig { generation, config });
+    state.metrics.config_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+    state.metrics.config_last_success.set(now);
+    tracing::info!(generation, "config loaded");
+}
+
+/// Keeps the last good config and counts the failure.
+pub fn reject(state: &AppState, err: &LoadError) {
+    state.metrics.config_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+    state.mark_config_read();
+    tracing::error!(error = %err, "config rejected; still serving the last valid one");
+}
+
+/// Polls the file: this sees in-place rewrites and the `..data` symlink swap Kubernetes
+/// uses for mounted ConfigMaps alike, without depending on inotify semantics.
+async fn watch_file(path: PathBuf, state: Arc<AppState>) {
+    let mut last: Option<Vec<u8>> = None;
+    loop {
+        match tokio::fs::read(&path).await {
+            Ok(bytes) if last.as_ref() != Some(&bytes) => {
+                match std::str::from_utf8(&bytes) {
+                    Ok(text) => match config_from_text(text, &state.target.name) {
+                        Ok(config) => install(&state, config),
+                        Err(err) => reject(&state, &err),
+                    },
+                    Err(_) => reject(&state, &LoadError::Invalid("the file is not UTF-8".to_string())),
+                }
+                last = Some(bytes);
+            }
+            Ok(_) => {}
+            Err(err) if last.is_none() => {
+                // A missing file at start-up means no settings; readiness must not wait for it,
+                // or the validating webhook could never admit the fix.
+                tracing::warn!(path = %path.display(), error = %err, "config file not readable; serving no settings");
+                state.metrics.config_reloads.get_or_create(&ResultLabels { result: "missing" }).inc();
+                state.mark_config_read();
+                last = Some(Vec::new());
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(FILE_POLL_INTERVAL).await;
+    }
+}

@@ -1,0 +1,140 @@
+//! The validating webhook's decision for a ConfigMap review (pure: review in, decision out).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::admission::{Decision, Operation, Request};
+use crate::config::configmap::check_configmap;
+use crate::config::diagnostics::Severity;
+use crate::config::model::NodeAgentConfig;
+use crate::config::validate::Environment;
+
+/// Which ConfigMap is node-agent's: only that one is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Target {
+    pub fn matches(&self, namespace: &str, name: &str) -> bool {
+        self.namespace == namespace && self.name == name
+    }
+}
+
+/// Decides a ConfigMap review: deny a target ConfigMap whose config has errors, warn otherwise.
+pub fn review_configmap(request: &Request, target: &Target, env: &Environment) -> Decision {
+    if request.kind.kind != "ConfigMap" || !target.matches(&request.namespace, &request.name) {
+        return Decision::allow();
+    }
+    match request.operation {
+        Operation::Delete => Decision::allow_with_warnings(vec![format!(
+            "node-agent 1.17+ fails to start without ConfigMap {}/{}: recreate it before node-agent restarts",
+            target.namespace, target.name
+        )]),
+        Operation::Connect => Decision::allow(),
+        Operation::Create | Operation::Update => {
+            let Some(object) = &request.object else {
+                return Decision::deny_invalid("request.object is missing".to_string(), Vec::new());
+            };
+            let (data, binary) = match configmap_contents(object) {
+                Ok(contents) => contents,
+                Err(message) => return Decision::deny_invalid(message, Vec::new()),
+            };
+            let new = (data, binary);
+            let old = match (request.operation, &request.old_object) {
+                (Operation::Update, Some(old)) => configmap_contents(old).ok(),
+                _ => None,
+            };
+            decide(target, env, &new, old.as_ref())
+        }
+    }
+}
+
+type Contents = (BTreeMap<String, String>, Vec<String>);
+
+fn decide(target: &Target, env: &Environment, new: &Contents, old: Option<&Contents>) -> Decision {
+    let check = check_configmap(&new.0, &new.1, env);
+    let findings = check.rendered();
+    let unchanged = old.is_some_and(|old| old == new);
+    if unchanged {
+        // A metadata-only update (labels, GitOps annotations) must never be blocked by an older mistake.
+        let warnings = findings
+            .into_iter()
+            .map(|(severity, text)| match severity {
+                Severity::Error => format!("existing error (data unchanged, so admitted): {text}"),
+                Severity::Warning => text,
+            })
+            .collect();
+        return Decision::allow_with_warnings(warnings);
+    }
+    let mut warnings: Vec<String> =
+        findings.iter().filter(|(s, _)| *s == Severity::Warning).map(|(_, text)| text.clone()).collect();
+    if check.has_errors() {
+        let errors: Vec<&str> =
+            findings.iter().filter(|(s, _)| *s == Severity::Error).map(|(_, text)| text.as_str()).collect();
+        let message = format!(
+            "ConfigMap {}/{} is not a valid node-agent config ({} error{}):\n{}",
+            target.namespace,
+            target.name,
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            errors.join("\n")
+        );
+        return Decision::deny_invalid(message, warnings);
+    }
+    if let (Some(old), Some(new_config)) = (old, check.config()) {
+        let old_check = check_configmap(&old.0, &old.1, env);
+        if let Some((_, old_checked)) = old_check.values.first() {
+            if let Some(warning) = restart_warning(target, &old_checked.config, new_config) {
+                warnings.push(warning);
+            }
+        }
+    }
+    Decision::allow_with_warnings(warnings)
+}
+
+/// node-agent reads everything at start-up; this server applies the pod settings itself,
+/// so only the other sections need a node-agent restart to take effect.
+fn restart_warning(target: &Target, old: &NodeAgentConfig, new: &NodeAgentConfig) -> Option<String> {
+    let sections: [(&str, bool); 5] = [
+        ("loadConcurrency", old.load_concurrency != new.load_concurrency),
+        ("backupPVC", old.backup_pvc != new.backup_pvc),
+        ("restorePVC", old.restore_pvc != new.restore_pvc),
+        ("privilegedFsBackup", old.privileged_fs_backup != new.privileged_fs_backup),
+        ("cachePVC", old.cache_pvc != new.cache_pvc),
+    ];
+    let changed: Vec<&str> = sections.iter().filter(|(_, changed)| *changed).map(|(name, _)| *name).collect();
+    if changed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} changed: node-agent reads {} only at start-up; run kubectl -n {} rollout restart daemonset/node-agent",
+        changed.join(", "),
+        if changed.len() == 1 { "it" } else { "them" },
+        target.namespace
+    ))
+}
+
+/// `data` and the keys of `binaryData` of a ConfigMap object.
+fn configmap_contents(object: &Value) -> Result<Contents, String> {
+    let mut data = BTreeMap::new();
+    match object.get("data") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (key, value) in map {
+                let Value::String(text) = value else {
+                    return Err(format!("data[{key}]: Invalid value: must be a string"));
+                };
+                data.insert(key.clone(), text.clone());
+            }
+        }
+        Some(_) => return Err("data: Invalid value: must be an object of strings".to_string()),
+    }
+    let binary = match object.get("binaryData") {
+        Some(Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    Ok((data, binary))
+}
