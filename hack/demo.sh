@@ -74,7 +74,26 @@ verdict /validate "$work/invalid.json"
 bold "5. The same file, checked offline as CI would (node-agent-webhook check)"
 "$bin" check ../shared/velero/configmaps/05-loadaffinity-and-label-pitfalls.json || echo "(exit $?)"
 
-if [ -x hack/demo-mutate.sh ]; then hack/demo-mutate.sh "$bin" "$work" "$port"; fi
+bold "6. node-agent creates a DataUpload pod (../shared/velero/pods/v1.18/pod-dataupload.json): the patch it gets"
+jq -n --slurpfile pod ../shared/velero/pods/v1.18/pod-dataupload.json '{apiVersion: "admission.k8s.io/v1",
+  kind: "AdmissionReview", request: {uid: "demo-pod", kind: {group: "", version: "v1", kind: "Pod"},
+    resource: {group: "", version: "v1", resource: "pods"}, name: $pod[0].metadata.name, namespace: "velero",
+    operation: "CREATE", userInfo: {username: "system:serviceaccount:velero:velero"}, object: $pod[0]}}' > "$work/pod.json"
+curl -sS --cacert "$work/ca.crt" -H 'content-type: application/json' --data-binary @"$work/pod.json" \
+  "https://localhost:$port/mutate" | jq -r '.response.patch' | base64 -d | jq .
+
+bold "7. The same preview offline: node-agent-webhook mutate --config ... --pod ..."
+"$bin" mutate --config "$work/config.json" --pod ../shared/velero/pods/v1.18/pod-dataupload.json --apply \
+  | jq '{labels: .metadata.labels, annotations: .metadata.annotations, affinity: .spec.affinity, resources: .spec.containers[0].resources}'
+
+bold "8. Edit the live config: the next pod gets the new setting, no restart"
+jq '.podLabels.team = "storage"' "$work/config.json" > "$work/config.next" && mv "$work/config.next" "$work/config.json"
+sleep 0.5
+curl -sS --cacert "$work/ca.crt" -H 'content-type: application/json' --data-binary @"$work/pod.json" \
+  "https://localhost:$port/mutate" | jq -r '.response.patch' | base64 -d | jq -c '.[] | select(.path == "/metadata/labels/team")'
+
+bold "9. A few of the metrics Prometheus scrapes from :$metrics_port/metrics"
+curl -sS "http://127.0.0.1:$metrics_port/metrics" | grep -E '^node_agent_webhook_(admission_requests|settings_applied|config_generation)' || true
 
 bold "Server log"
 cat "$work/server.log"

@@ -11,9 +11,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use node_agent_webhook::check::{check_file, Finding, Selection};
+use node_agent_webhook::cluster::Cluster;
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
-use node_agent_webhook::server::state::AppState;
+use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::server::{self, ServeOptions};
 use node_agent_webhook::source;
 use node_agent_webhook::validating::Target;
@@ -31,6 +32,30 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Check node-agent configs or manifests holding the ConfigMap; exit 1 on any error.
     Check(CheckArgs),
+    /// Print the JSON patch the mutating webhook would give a pod under a config.
+    Mutate(MutateArgs),
+}
+
+#[derive(clap::Args)]
+struct MutateArgs {
+    /// The config: the JSON value, or a manifest holding the ConfigMap.
+    #[arg(long)]
+    config: PathBuf,
+    /// The pod as node-agent submits it (JSON).
+    #[arg(long)]
+    pod: PathBuf,
+    /// Who creates the pod (node-agent's ServiceAccount user name).
+    #[arg(long, default_value = "system:serviceaccount:velero:velero")]
+    user: String,
+    /// The storage class that selects the loadAffinity entry (the PVC's class in a cluster).
+    #[arg(long)]
+    storage_class: Option<String>,
+    /// In manifests, the ConfigMap's name.
+    #[arg(long, default_value = "node-agent-config")]
+    configmap: String,
+    /// Print the patched pod instead of the patch.
+    #[arg(long)]
+    apply: bool,
 }
 
 #[derive(clap::Args)]
@@ -57,9 +82,18 @@ struct ServeArgs {
     /// of watching the ConfigMap through the Kubernetes API.
     #[arg(long, env = "NAW_CONFIG_FILE")]
     config_file: Option<PathBuf>,
-    /// Velero version the config is for, for version-aware warnings (e.g. 1.17.0).
+    /// Velero version the config is for, for version-aware warnings (e.g. 1.17.0); by
+    /// default read from the node-agent DaemonSet's image tag when the cluster is reachable.
     #[arg(long, env = "NAW_VELERO_VERSION")]
     velero_version: Option<VeleroVersion>,
+    /// ServiceAccount node-agent creates data-mover pods as (repeatable).
+    #[arg(
+        long = "node-agent-service-account",
+        env = "NAW_NODE_AGENT_SERVICE_ACCOUNT",
+        value_delimiter = ',',
+        default_values_t = ["velero".to_string(), "velero-server".to_string()]
+    )]
+    node_agent_service_accounts: Vec<String>,
     /// Require client certificates signed by this CA (PEM).
     #[arg(long, env = "NAW_CLIENT_CA")]
     client_ca: Option<PathBuf>,
@@ -139,6 +173,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Check(args) => check(args),
+        Command::Mutate(args) => match mutate(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -163,12 +204,41 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let target = Target { namespace: args.velero_namespace.clone(), name: args.configmap.clone() };
-        let state = Arc::new(AppState::new(target, args.velero_version));
-        let source = match &args.config_file {
-            Some(path) => source::Source::File(path.clone()),
-            None => anyhow::bail!("--config-file is required until the ConfigMap watch lands"),
+        let cluster = match Cluster::infer().await {
+            Ok(cluster) => Some(cluster),
+            Err(err) if args.config_file.is_some() => {
+                tracing::info!(error = %err, "no Kubernetes API: no storage-class lookups or PriorityClass checks");
+                None
+            }
+            Err(err) => {
+                return Err(err).context("watching the ConfigMap needs the Kubernetes API (or use --config-file)")
+            }
         };
-        let source_task = tokio::spawn(source::run(source, state.clone()));
+        let settings = Settings {
+            target: target.clone(),
+            velero_version: args.velero_version,
+            service_accounts: args.node_agent_service_accounts.clone(),
+        };
+        let state = Arc::new(AppState::new(settings, cluster.clone()));
+        let source = match (&args.config_file, &cluster) {
+            (Some(path), _) => source::Source::File(path.clone()),
+            (None, Some(cluster)) => source::Source::ConfigMap {
+                cluster: cluster.clone(),
+                namespace: target.namespace.clone(),
+                name: target.name.clone(),
+            },
+            (None, None) => anyhow::bail!("no config source"),
+        };
+        let mut background = vec![tokio::spawn(source::run(source, state.clone()))];
+        if let Some(cluster) = cluster {
+            if args.velero_version.is_none() {
+                let version = cluster.node_agent_version(&target.namespace).await;
+                tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
+                state.set_velero_version(version);
+            }
+            let watcher_state = state.clone();
+            background.push(tokio::spawn(async move { cluster.watch_priority_classes(watcher_state).await }));
+        }
         let options = ServeOptions {
             bind: args.bind,
             metrics_bind: args.metrics_bind,
@@ -185,7 +255,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cert_poll_interval: Duration::from_millis(500),
         };
         let result = server::run(options, state, shutdown_signal()).await;
-        source_task.abort();
+        for task in background {
+            task.abort();
+        }
         result.context("webhook server")
     })
 }
@@ -251,6 +323,22 @@ fn check(args: CheckArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn mutate(args: MutateArgs) -> anyhow::Result<()> {
+    let config_text = std::fs::read_to_string(&args.config).with_context(|| format!("{}", args.config.display()))?;
+    let config = source::config_from_text(&config_text, &args.configmap).map_err(|err| {
+        anyhow::anyhow!("{}: {err} (run `node-agent-webhook check` for details)", args.config.display())
+    })?;
+    let pod_text = std::fs::read_to_string(&args.pod).with_context(|| format!("{}", args.pod.display()))?;
+    let pod: serde_json::Value = serde_json::from_str(&pod_text).with_context(|| format!("{}", args.pod.display()))?;
+    let preview = node_agent_webhook::mutate::preview(&pod, &config, &args.user, args.storage_class)?;
+    for warning in &preview.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let output = if args.apply { preview.patched } else { preview.patch };
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
 }
 
 fn read_input(file: &str) -> std::io::Result<String> {

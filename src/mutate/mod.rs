@@ -33,3 +33,61 @@ pub fn decide(pod: &Value, plan: &Plan) -> (Decision, bool) {
         }
     }
 }
+
+/// What `node-agent-webhook mutate` shows: the patch, the patched pod, and the warnings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    pub patch: Value,
+    pub patched: Value,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreviewError {
+    #[error("the pod is not a Pod object: {0}")]
+    NotAPod(String),
+    #[error("the patch does not apply to the pod: {0}")]
+    SelfCheck(String),
+}
+
+/// Plans a pod's patch offline, exactly as the webhook would for a CREATE by `user` in the
+/// pod's namespace; `storage_class` stands in for the PVC lookup.
+pub fn preview(
+    pod: &Value,
+    config: &crate::config::model::NodeAgentConfig,
+    user: &str,
+    storage_class: Option<String>,
+) -> Result<Preview, PreviewError> {
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("velero");
+    let request: crate::admission::Request = serde_json::from_value(serde_json::json!({
+        "uid": "preview", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": namespace,
+        "name": pod.pointer("/metadata/name").cloned().unwrap_or_default(),
+        "operation": "CREATE", "userInfo": {"username": user}, "object": pod
+    }))
+    .map_err(|e| PreviewError::NotAPod(e.to_string()))?;
+    let identity = identity::NodeAgentIdentity {
+        namespace: namespace.to_string(),
+        service_accounts: vec!["velero".to_string(), "velero-server".to_string()],
+    };
+    let mover = match identity.identify(&request) {
+        Ok(mover) => mover,
+        Err(reason) => {
+            return Ok(Preview {
+                patch: Value::Array(Vec::new()),
+                patched: pod.clone(),
+                warnings: vec![format!("the webhook leaves this pod alone: {}", reason.as_str())],
+            })
+        }
+    };
+    let plan = plan::plan(&plan::PlanInput {
+        pod,
+        mover: &mover,
+        config,
+        generation: 1,
+        storage_class: plan::StorageClass::Known(storage_class),
+        priority_classes: None,
+    });
+    let patched = patch::self_check(pod, &plan.ops).map_err(PreviewError::SelfCheck)?;
+    let patch = Value::Array(plan.ops.iter().map(patch::Op::to_json).collect());
+    Ok(Preview { patch, patched, warnings: plan.warnings })
+}

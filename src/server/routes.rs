@@ -115,7 +115,7 @@ where
     let request = match admission::decode_review(&body) {
         Ok(request) => Arc::new(request),
         Err(err) => {
-            tracing::warn!(webhook = ?webhook, error = %err, "rejected a body that is not an AdmissionReview");
+            tracing::warn!(webhook = webhook.as_str(), error = %err, "rejected a body that is not an AdmissionReview");
             return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], err.to_string())
                 .into_response();
         }
@@ -123,7 +123,7 @@ where
     let decision = match tokio::time::timeout(timeout, decide(state.clone(), request.clone())).await {
         Ok(decision) => decision,
         Err(_) => {
-            tracing::error!(uid = %request.uid, webhook = ?webhook, "no decision within the request timeout; admitting unchanged");
+            tracing::error!(uid = %request.uid, webhook = webhook.as_str(), "no decision within the request timeout; admitting unchanged");
             Decision::allow_with_warnings(vec![format!(
                 "node-agent-webhook did not decide within {timeout:?}; admitted unchanged"
             )])
@@ -133,12 +133,16 @@ where
     let metrics = &state.metrics;
     metrics
         .requests
-        .get_or_create(&RequestLabels { webhook, operation: request.operation.as_str(), allowed: decision.allowed })
+        .get_or_create(&RequestLabels {
+            webhook: webhook.as_str(),
+            operation: request.operation.as_str(),
+            allowed: decision.allowed,
+        })
         .inc();
-    metrics.duration.get_or_create(&WebhookLabels { webhook }).observe(elapsed.as_secs_f64());
+    metrics.duration.get_or_create(&WebhookLabels { webhook: webhook.as_str() }).observe(elapsed.as_secs_f64());
     tracing::info!(
         uid = %request.uid,
-        webhook = ?webhook,
+        webhook = webhook.as_str(),
         kind = %request.kind.kind,
         namespace = %request.namespace,
         name = %request.name,

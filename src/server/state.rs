@@ -8,10 +8,13 @@ use std::sync::{Arc, RwLock};
 use prometheus_client::registry::Registry;
 
 use crate::admission::{Decision, Request};
+use crate::cluster::Cluster;
 use crate::config::model::NodeAgentConfig;
 use crate::config::validate::Environment;
 use crate::config::version::VeleroVersion;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReasonLabels, ResultLabels, SettingLabels};
+use crate::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
+use crate::mutate::plan::{self, PlanInput, StorageClass};
 use crate::validating::{review_configmap, Target};
 
 /// The config the mutating webhook applies, and which load it came from.
@@ -22,8 +25,20 @@ pub struct LiveConfig {
     pub config: NodeAgentConfig,
 }
 
+/// What the server is told at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// node-agent's ConfigMap (and so the Velero namespace).
+    pub target: Target,
+    pub velero_version: Option<VeleroVersion>,
+    /// The ServiceAccounts node-agent creates pods as.
+    pub service_accounts: Vec<String>,
+}
+
 pub struct AppState {
     pub target: Target,
+    identity: NodeAgentIdentity,
+    cluster: Option<Cluster>,
     pub metrics: Metrics,
     pub registry: Registry,
     velero_version: RwLock<Option<VeleroVersion>>,
@@ -48,10 +63,15 @@ fn write<T>(lock: &RwLock<T>, value: T) {
 }
 
 impl AppState {
-    pub fn new(target: Target, velero_version: Option<VeleroVersion>) -> Self {
+    /// `cluster` is the Kubernetes API, when the server can reach one: it serves storage-class
+    /// lookups for loadAffinity; without it, the entry without a storage class applies.
+    pub fn new(settings: Settings, cluster: Option<Cluster>) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
+        let Settings { target, velero_version, service_accounts } = settings;
         Self {
+            identity: NodeAgentIdentity { namespace: target.namespace.clone(), service_accounts },
+            cluster,
             target,
             metrics,
             registry,
@@ -69,8 +89,75 @@ impl AppState {
         review_configmap(request, &self.target, &env)
     }
 
-    pub async fn mutate(&self, _request: &Request) -> Decision {
-        Decision::allow()
+    /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
+    pub async fn mutate(&self, request: &Request) -> Decision {
+        let mover = match self.identity.identify(request) {
+            Ok(mover) => mover,
+            Err(reason) => {
+                self.metrics.pods_skipped.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+                return Decision::allow();
+            }
+        };
+        let Some(pod) = request.object.as_ref() else { return Decision::allow() };
+        let live = self.live_config();
+        let storage_class = if plan::needs_storage_class(pod, &mover, &live.config) {
+            self.storage_class(&mover).await
+        } else {
+            StorageClass::Known(None)
+        };
+        let classes = self.priority_classes();
+        let plan = plan::plan(&PlanInput {
+            pod,
+            mover: &mover,
+            config: &live.config,
+            generation: live.generation,
+            storage_class,
+            priority_classes: classes.as_deref(),
+        });
+        let (decision, self_check_failed) = crate::mutate::decide(pod, &plan);
+        if self_check_failed {
+            self.metrics.patch_self_check_failures.inc();
+            tracing::error!(uid = %request.uid, pod = %mover.name, "patch did not apply to its own pod; admitted unchanged");
+        } else {
+            for setting in &plan.applied {
+                self.metrics.settings_applied.get_or_create(&SettingLabels { setting: setting.as_str() }).inc();
+            }
+        }
+        if plan.affinity_conflict {
+            self.metrics.affinity_conflicts.inc();
+        }
+        if plan.priority_class_missing {
+            self.metrics.priority_class_missing.inc();
+        }
+        if plan.ops.is_empty() {
+            self.metrics.pods_skipped.get_or_create(&ReasonLabels { reason: "nothing_to_change" }).inc();
+        }
+        decision
+    }
+
+    /// The class that chooses the loadAffinity entry: the DataUpload's PVC (named like the
+    /// pod), or the DataDownload's target PVC in the application's namespace.
+    async fn storage_class(&self, mover: &DataMover) -> StorageClass {
+        let Some(cluster) = &self.cluster else {
+            self.metrics.storage_class_lookups.get_or_create(&ResultLabels { result: "no_cluster" }).inc();
+            return StorageClass::Unknown;
+        };
+        let namespace = &self.target.namespace;
+        let looked_up = match mover.kind {
+            MoverKind::DataUpload => cluster.storage_class_of_pvc(namespace, &mover.name).await,
+            _ => cluster.data_download_target_class(namespace, &mover.name).await,
+        };
+        match looked_up {
+            Ok(class) => {
+                self.metrics.storage_class_lookups.get_or_create(&ResultLabels { result: "success" }).inc();
+                StorageClass::Known(class)
+            }
+            Err(err) => {
+                self.metrics.storage_class_lookups.get_or_create(&ResultLabels { result: err.reason() }).inc();
+                tracing::warn!(pod = %mover.name, error = %err, "storage class lookup failed; using the loadAffinity entry without storageClass");
+                StorageClass::Unknown
+            }
+        }
     }
 
     pub fn live_config(&self) -> Arc<LiveConfig> {

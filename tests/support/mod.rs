@@ -205,3 +205,31 @@ pub fn shared(path: &str) -> String {
 pub fn shared_json(path: &str) -> Value {
     serde_json::from_str(&shared(path)).expect("shared JSON")
 }
+
+/// What admission plugins and defaulting add before webhooks run (velero/README.md).
+pub fn as_admitted(mut pod: Value) -> Value {
+    let spec = &mut pod["spec"];
+    spec["priority"] = json!(0);
+    spec["preemptionPolicy"] = json!("PreemptLowerPriority");
+    spec["schedulerName"] = json!("default-scheduler");
+    spec["enableServiceLinks"] = json!(true);
+    spec["tolerations"] = json!([
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+    ]);
+    if let Some(volumes) = spec["volumes"].as_array_mut() {
+        volumes.push(json!({"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}));
+    }
+    if let Some(containers) = spec["containers"].as_array_mut() {
+        for c in containers {
+            c["terminationMessagePath"] = json!("/dev/termination-log");
+            c["terminationMessagePolicy"] = json!("File");
+            if let Some(mounts) = c["volumeMounts"].as_array_mut() {
+                mounts.push(json!({"name": "kube-api-access-x7k2p", "readOnly": true,
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}));
+            }
+        }
+    }
+    pod
+}

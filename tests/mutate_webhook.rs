@@ -1,0 +1,183 @@
+//! The mutating webhook end to end: the real binary on 127.0.0.1 over real TLS, fed
+//! data-mover pod reviews, with its config file edited underneath it.
+
+mod support;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use support::*;
+
+fn pod_review(pod: &Value, operation: &str, user: &str, namespace: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("uid-{}", pod["metadata"]["name"].as_str().unwrap_or("x")),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": pod["metadata"]["name"], "namespace": namespace, "operation": operation,
+            "userInfo": {"username": user, "uid": "9b0e", "groups": ["system:serviceaccounts"],
+                         "extra": {"authentication.kubernetes.io/pod-name": ["node-agent-x7k2p"]}},
+            "object": pod, "oldObject": null, "dryRun": false
+        }
+    })
+}
+
+const NODE_AGENT: &str = "system:serviceaccount:velero:velero";
+
+/// Applies the response's base64 JSONPatch to the pod with a strict RFC 6902 implementation.
+fn patched(pod: &Value, response: &Value) -> Value {
+    assert_eq!(response["allowed"], true, "{response}");
+    let Some(encoded) = response["patch"].as_str() else { return pod.clone() };
+    assert_eq!(response["patchType"], "JSONPatch");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("a JSON patch");
+    let mut out = pod.clone();
+    json_patch::patch(&mut out, &patch).expect("applies");
+    out
+}
+
+/// A config directory laid out as the kubelet mounts a ConfigMap: `config.json` ->
+/// `..data/config.json`, `..data` -> a timestamped directory swapped atomically.
+struct MountedConfig {
+    dir: tempfile::TempDir,
+    version: u32,
+}
+
+impl MountedConfig {
+    fn new(value: &str) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut mounted = Self { dir, version: 0 };
+        mounted.write(value);
+        symlink("..data/config.json", mounted.dir.path().join("config.json")).expect("symlink");
+        mounted
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    /// Writes a new timestamped directory and swaps `..data` to it with one rename.
+    fn write(&mut self, value: &str) {
+        self.version += 1;
+        let stamped = format!("..2026_11_23_{:04}", self.version);
+        std::fs::create_dir(self.dir.path().join(&stamped)).expect("dir");
+        std::fs::write(self.dir.path().join(&stamped).join("config.json"), value).expect("write");
+        let tmp = self.dir.path().join("..data_tmp");
+        symlink(&stamped, &tmp).expect("symlink");
+        std::fs::rename(&tmp, self.dir.path().join("..data")).expect("atomic swap");
+    }
+}
+
+fn start(config: &Path) -> (Certs, Server, reqwest::blocking::Client) {
+    let certs = Certs::new();
+    let server = Server::start(
+        &certs.path("tls.crt"),
+        &certs.path("tls.key"),
+        &["--config-file", config.to_str().expect("utf-8")],
+    );
+    let client = client(&certs.ca_pem);
+    (certs, server, client)
+}
+
+fn labels_after(server: &Server, client: &reqwest::blocking::Client, pod: &Value) -> Value {
+    let response = review(client, &server.url("/mutate"), &pod_review(pod, "CREATE", NODE_AGENT, "velero"));
+    patched(pod, &response)["metadata"]["labels"].clone()
+}
+
+#[test]
+fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
+    let mounted = MountedConfig::new(
+        r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
+            "podResources": {"cpuRequest": "500m", "cpuLimit": "1", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
+            "podLabels": {"team": "platform"}}"#,
+    );
+    let (_certs, server, client) = start(&mounted.path());
+    let url = server.url("/mutate");
+    let pod = as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"));
+
+    let response = review(&client, &url, &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&pod, &response);
+    assert_eq!(after["metadata"]["labels"]["team"], "platform");
+    assert_eq!(after["spec"]["containers"][0]["resources"]["limits"], json!({"cpu": "1", "memory": "2Gi"}));
+    let terms = &after["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    assert_eq!(terms[0]["matchExpressions"][2], json!({"key": "role", "operator": "In", "values": ["backup"]}));
+    assert_eq!(
+        after["metadata"]["annotations"]["node-agent-webhook.io/applied"],
+        "loadAffinity,podResources,podLabels (config generation 1)"
+    );
+    // Reinvoked on its own output, the webhook has nothing to add.
+    let again = review(&client, &url, &pod_review(&after, "CREATE", NODE_AGENT, "velero"));
+    assert_eq!(again.get("patch"), None, "{again}");
+
+    let untouched = [
+        ("another user", pod_review(&pod, "CREATE", "system:serviceaccount:app:deployer", "velero")),
+        ("the Velero server in an application namespace", pod_review(&pod, "CREATE", NODE_AGENT, "app")),
+        ("an UPDATE", pod_review(&pod, "UPDATE", NODE_AGENT, "velero")),
+    ];
+    for (what, review_body) in untouched {
+        let response = review(&client, &url, &review_body);
+        assert_eq!(response, json!({"uid": review_body["request"]["uid"], "allowed": true}), "{what}");
+    }
+    let mut velero_server = pod_review(&pod, "CREATE", NODE_AGENT, "velero");
+    velero_server["request"]["userInfo"]["extra"]["authentication.kubernetes.io/pod-name"] =
+        json!(["velero-7d4f9-abcde"]);
+    let response = review(&client, &url, &velero_server);
+    assert_eq!(response.get("patch"), None, "the Velero server shares the account but is not node-agent");
+    let own_pod = json!({"metadata": {"name": "node-agent-webhook-5f7c9-x2x4z", "namespace": "velero",
+                          "labels": {"app.kubernetes.io/name": "node-agent-webhook"}}, "spec": {"containers": [{"name": "webhook"}]}});
+    let response = review(
+        &client,
+        &url,
+        &pod_review(&own_pod, "CREATE", "system:serviceaccount:velero:replicaset-controller", "velero"),
+    );
+    assert_eq!(response.get("patch"), None, "the webhook's own pod");
+
+    let (_, metrics) = server.get_admin("/metrics").expect("metrics");
+    for line in [
+        "node_agent_webhook_settings_applied_total{setting=\"podLabels\"} 1",
+        "node_agent_webhook_pods_skipped_total{reason=\"other_user\"} 2",
+        "node_agent_webhook_pods_skipped_total{reason=\"other_namespace\"} 1",
+        "node_agent_webhook_pods_skipped_total{reason=\"not_a_pod_create\"} 1",
+        "node_agent_webhook_pods_skipped_total{reason=\"not_node_agent\"} 1",
+        "node_agent_webhook_pods_skipped_total{reason=\"nothing_to_change\"} 1",
+    ] {
+        assert!(metrics.contains(line), "metrics should contain {line}:\n{metrics}");
+    }
+}
+
+#[test]
+fn config_file_edits_apply_to_the_next_pod_and_invalid_edits_keep_the_last_good_config() {
+    let mut mounted = MountedConfig::new(r#"{"podLabels": {"team": "one"}}"#);
+    let (_certs, server, client) = start(&mounted.path());
+    let pod = as_admitted(shared_json("velero/pods/v1.17/pod-podvolumebackup.json"));
+    assert_eq!(labels_after(&server, &client, &pod)["team"], "one");
+
+    mounted.write(r#"{"podLabels": {"team": "two"}}"#);
+    let swapped = Instant::now();
+    loop {
+        if labels_after(&server, &client, &pod)["team"] == "two" {
+            break;
+        }
+        assert!(swapped.elapsed() < Duration::from_secs(1), "the edit must serve within a second");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    mounted.write(r#"{"podLabels": {"team": 3}}"#);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, metrics) = server.get_admin("/metrics").expect("metrics");
+        if metrics.contains("node_agent_webhook_config_reloads_total{result=\"error\"} 1") {
+            assert!(metrics.contains("node_agent_webhook_config_generation 2"), "{metrics}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the invalid edit was not noticed:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(labels_after(&server, &client, &pod)["team"], "two", "the last valid config keeps serving");
+    assert!(server.log_text().contains("config rejected"), "{}", server.log_text());
+}
