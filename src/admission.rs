@@ -144,6 +144,8 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// An RFC 6902 JSON patch (a JSON array), for mutating webhooks only.
     pub patch: Option<Vec<u8>>,
+    /// The settings the patch applies, for the log line; not sent.
+    pub applied: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +166,12 @@ impl Decision {
 
     /// 422 Invalid: the object is malformed, as the API server's own validation answers.
     pub fn deny_invalid(message: String, warnings: Vec<String>) -> Self {
-        Self { allowed: false, denial: Some(Denial { code: 422, reason: "Invalid", message }), warnings, patch: None }
+        Self {
+            allowed: false,
+            denial: Some(Denial { code: 422, reason: "Invalid", message }),
+            warnings,
+            ..Self::default()
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod k8s;
 pub mod manifest;

@@ -93,7 +93,8 @@ mod tests {
     #[test]
     fn structure_rules() {
         use Severity::*;
-        let cases: Vec<(Vec<(&str, &str)>, Vec<&str>, Vec<(Severity, &str)>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>, Vec<(Severity, &'a str)>);
+        let cases: Vec<Case> = vec![
             (vec![("config", "{}")], vec![], vec![]),
             (
                 vec![],

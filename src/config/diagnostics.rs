@@ -83,6 +83,6 @@ impl Diagnostics {
 
     /// Errors first, then by position, so a reader fixes the file top to bottom.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| (a.severity, a.pos).cmp(&(b.severity, b.pos)));
+        self.0.sort_by_key(|d| (d.severity, d.pos));
     }
 }

@@ -22,7 +22,13 @@ pub fn decide(pod: &Value, plan: &Plan) -> (Decision, bool) {
     }
     match patch::self_check(pod, &plan.ops) {
         Ok(_) => {
-            let decision = Decision { allowed: true, denial: None, warnings, patch: Some(patch::to_bytes(&plan.ops)) };
+            let decision = Decision {
+                allowed: true,
+                denial: None,
+                warnings,
+                patch: Some(patch::to_bytes(&plan.ops)),
+                applied: plan.applied.iter().map(|s| s.as_str()).collect(),
+            };
             (decision, false)
         }
         Err(err) => {

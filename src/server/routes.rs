@@ -149,7 +149,7 @@ where
         operation = request.operation.as_str(),
         allowed = decision.allowed,
         warnings = decision.warnings.len(),
-        patched = decision.patch.is_some(),
+        applied = decision.applied.join(","),
         duration_us = elapsed.as_micros() as u64,
         "admission"
     );

@@ -1,0 +1,548 @@
+//! The imperative shell around the Kubernetes API: it watches the node-agent ConfigMap and the
+//! PriorityClasses into [`AppState`], and makes the few reads the mutating webhook needs
+//! (storage classes for loadAffinity, the Velero version). What the data means is decided by
+//! the pure core; this module only fetches, bounds, caches and hands over.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::ResourceExt;
+use serde::de::DeserializeOwned;
+
+use crate::config::model::NodeAgentConfig;
+use crate::config::version::VeleroVersion;
+use crate::metrics::ResultLabels;
+use crate::server::state::AppState;
+use crate::source::{config_from_configmap, install, reject};
+
+/// Bounds one storage-class lookup. It runs inside an admission review that the API server
+/// gives 10-30 s in all; a slow API must cost the pod its loadAffinity, never the review.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a lookup result is reused: the pods of one backup arrive in bursts, and a PVC's
+/// storage class does not change under it.
+pub const CACHE_TTL: Duration = Duration::from_secs(30);
+/// At most this many cached lookups, so a flood of distinct pods cannot grow memory.
+const CACHE_CAPACITY: usize = 512;
+/// Bounds the DaemonSet read behind [`Cluster::node_agent_version`]; it runs at start-up,
+/// when the API server may be slow and nothing is waiting on the answer.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Name of Velero's node-agent DaemonSet and of its container.
+const NODE_AGENT: &str = "node-agent";
+
+/// Why a read from the API failed. [`ClusterError::reason`] gives the bounded metric label;
+/// the text, which names the object, is for the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no Kubernetes client configuration (in-cluster or kubeconfig): {0}")]
+    Config(#[source] kube::Error),
+    #[error("the API server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("forbidden to read {what}: {message}")]
+    Forbidden { what: String, message: String },
+    #[error("{what} has no spec.targetVolume.{field}")]
+    Incomplete { what: String, field: &'static str },
+    #[error("reading {what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ClusterError {
+    /// A metric label with a fixed set of values: `timeout`, `not_found`, `forbidden`, `other`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::NotFound(_) => "not_found",
+            Self::Forbidden { .. } => "forbidden",
+            Self::Config(_) | Self::Incomplete { .. } | Self::Api { .. } => "other",
+        }
+    }
+
+    /// Classifies by HTTP code as well as by reason: an error body that is not a `Status`
+    /// (e.g. "404 page not found" when the DataDownload CRD is not installed) has no reason.
+    fn from_api(what: String, err: kube::Error) -> Self {
+        match &err {
+            kube::Error::Api(status) if status.is_not_found() || status.code == 404 => Self::NotFound(what),
+            kube::Error::Api(status) if status.is_forbidden() || status.code == 403 => {
+                Self::Forbidden { what, message: status.message.clone() }
+            }
+            _ => Self::Api { what, source: err },
+        }
+    }
+}
+
+/// A handle on the cluster: a client plus the lookup cache. Cheap to clone; clones share the cache.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+    recent: Arc<Recent>,
+}
+
+impl Cluster {
+    pub fn new(client: kube::Client) -> Self {
+        Self { client, recent: Arc::default() }
+    }
+
+    /// Connects the way kubectl would: the kubeconfig if there is one, else the in-cluster
+    /// service account.
+    pub async fn infer() -> Result<Self, ClusterError> {
+        kube::Client::try_default().await.map(Self::new).map_err(ClusterError::Config)
+    }
+
+    /// Keeps the live config equal to ConfigMap `namespace/name`; runs until dropped.
+    ///
+    /// Each version goes through the validating webhook's own checker: a valid one becomes the
+    /// next generation; an invalid one is counted and logged while the last valid one keeps
+    /// serving. A ConfigMap that does not exist means no settings. The first successful list
+    /// makes the server ready whatever it finds, so the webhook can admit the fix for a
+    /// broken or missing ConfigMap. API errors (RBAC included) are logged and retried with
+    /// backoff; readiness waits for a list to succeed, which surfaces a missing Role.
+    pub async fn watch_configmap(&self, namespace: &str, name: &str, state: Arc<AppState>) {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        // A relist after a watch expires, or an edit of labels only, repeats what was already
+        // handled; only a change node-agent would see is a new load, so generations count edits.
+        let mut last: Option<Observed> = None;
+        let mut events = pin!(watcher::watch_object(api, name).default_backoff());
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(object) => {
+                    let observed = Observed::of(object.as_ref());
+                    if last.as_ref() != Some(&observed) {
+                        load(&state, &observed, namespace, name);
+                        last = Some(observed);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(namespace, name, error = %err, "watching the node-agent ConfigMap; retrying")
+                }
+            }
+        }
+    }
+
+    /// Keeps the PriorityClass names in `state` current; runs until dropped. The validating
+    /// webhook checks `priorityClassName` against them and the mutating webhook sets a pod's
+    /// priority only from a class that exists. Until the first list completes the set stays
+    /// unknown (`None`), so nothing is called missing on a guess. Only metadata is fetched.
+    /// Errors (RBAC included) are logged and retried with backoff.
+    pub async fn watch_priority_classes(&self, state: Arc<AppState>) {
+        let api: Api<PartialObjectMeta<PriorityClass>> = Api::all(self.client.clone());
+        let mut names = Names::default();
+        let mut events = pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    if let Some(set) = names.apply(event) {
+                        state.set_priority_classes(Some(Arc::new(set.clone())));
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "watching PriorityClasses; retrying"),
+            }
+        }
+    }
+
+    /// The storage class of PVC `namespace/name`. For a DataUpload pod this is the PVC named
+    /// like the pod in the Velero namespace, which exists before the pod (velero-spec.md §9.3);
+    /// its class is the final backupPVC class loadAffinity is keyed by. An unset or empty
+    /// `storageClassName` is `None`, which Velero matches against the global entry.
+    pub async fn storage_class_of_pvc(&self, namespace: &str, name: &str) -> Result<Option<String>, ClusterError> {
+        self.cached(Key::Pvc(namespace.to_string(), name.to_string()), async {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+            let pvc = get(&api, "persistentvolumeclaim", namespace, name).await?;
+            Ok(pvc.spec.and_then(|spec| spec.storage_class_name).filter(|class| !class.is_empty()))
+        })
+        .await
+    }
+
+    /// The storage class of the PVC a DataDownload restores into (velero-spec.md §9.3). The
+    /// pod's own PVC does not exist yet at admission, so this reads the DataDownload's
+    /// `spec.targetVolume.{namespace,pvc}` (as a dynamic object: no CRD types to keep in step
+    /// with Velero) and looks that PVC up.
+    pub async fn data_download_target_class(
+        &self,
+        velero_namespace: &str,
+        data_download: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        self.cached(Key::DataDownload(velero_namespace.to_string(), data_download.to_string()), async {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), velero_namespace, &data_download_resource());
+            let object = get(&api, "datadownload", velero_namespace, data_download).await?;
+            let target = |field: &'static str| {
+                object.data["spec"]["targetVolume"][field].as_str().filter(|value| !value.is_empty()).ok_or_else(|| {
+                    ClusterError::Incomplete { what: format!("datadownload {velero_namespace}/{data_download}"), field }
+                })
+            };
+            self.storage_class_of_pvc(target("namespace")?, target("pvc")?).await
+        })
+        .await
+    }
+
+    /// The Velero version node-agent runs, from the image tag of the `node-agent` DaemonSet's
+    /// container, for version-aware checks when the operator gave no version. `None` when the
+    /// DaemonSet cannot be read or the image carries no version tag (e.g. digest only).
+    pub async fn node_agent_version(&self, namespace: &str) -> Option<VeleroVersion> {
+        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
+        match within(VERSION_TIMEOUT, get(&api, "daemonset", namespace, NODE_AGENT)).await {
+            Ok(daemonset) => {
+                let image = node_agent_image(&daemonset);
+                let version = image.and_then(version_of_image);
+                match version {
+                    Some(version) => tracing::info!(%version, "Velero version from the node-agent image"),
+                    None => tracing::info!(
+                        image = image.unwrap_or_default(),
+                        "the node-agent image has no version tag; version-aware checks are off"
+                    ),
+                }
+                version
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the node-agent DaemonSet; version-aware checks are off");
+                None
+            }
+        }
+    }
+
+    /// Answers from the cache, or runs `lookup` within [`LOOKUP_TIMEOUT`] and caches a success.
+    /// Errors are not cached: the next pod tries again.
+    async fn cached(
+        &self,
+        key: Key,
+        lookup: impl Future<Output = Result<Option<String>, ClusterError>>,
+    ) -> Result<Option<String>, ClusterError> {
+        if let Some(class) = self.recent.get(&key, Instant::now()) {
+            return Ok(class);
+        }
+        let class = within(LOOKUP_TIMEOUT, lookup).await?;
+        self.recent.put(key, class.clone(), Instant::now());
+        Ok(class)
+    }
+}
+
+/// What node-agent reads from its ConfigMap: the data, and which keys hold binary data.
+#[derive(Debug, PartialEq, Eq)]
+enum Observed {
+    Missing,
+    Present { data: BTreeMap<String, String>, binary_keys: Vec<String> },
+}
+
+impl Observed {
+    fn of(configmap: Option<&ConfigMap>) -> Self {
+        match configmap {
+            None => Self::Missing,
+            Some(cm) => Self::Present {
+                data: cm.data.clone().unwrap_or_default(),
+                binary_keys: cm.binary_data.iter().flat_map(|binary| binary.keys().cloned()).collect(),
+            },
+        }
+    }
+}
+
+/// Makes what was observed the live config, the same way the file source does.
+fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
+    match observed {
+        Observed::Present { data, binary_keys } => match config_from_configmap(data, binary_keys) {
+            Ok(config) => install(state, config),
+            Err(err) => reject(state, &err),
+        },
+        // Nothing to drop (start-up, or no settings already): like a missing file, count it
+        // and become ready without a new generation.
+        Observed::Missing if state.live_config().config == NodeAgentConfig::default() => {
+            tracing::warn!(namespace, name, "the node-agent ConfigMap does not exist; serving no settings");
+            state.metrics.config_reloads.get_or_create(&ResultLabels { result: "missing" }).inc();
+            state.mark_config_read();
+        }
+        // Deleted: the ConfigMap no longer asks for anything, so stop applying its settings.
+        Observed::Missing => {
+            tracing::warn!(namespace, name, "the node-agent ConfigMap was deleted; dropping its settings");
+            install(state, NodeAgentConfig::default());
+        }
+    }
+}
+
+/// The names of a watched kind, folded from watcher events.
+#[derive(Debug, Default)]
+struct Names {
+    /// The last complete set; `None` until the first list completes.
+    known: Option<HashSet<String>>,
+    /// A list in progress; it replaces `known` when complete, so a relist never shows a partial set.
+    listing: Option<HashSet<String>>,
+}
+
+impl Names {
+    /// Applies one event; returns the set when it changed.
+    fn apply<K: ResourceExt>(&mut self, event: Event<K>) -> Option<&HashSet<String>> {
+        let changed = match event {
+            Event::Init => {
+                self.listing = Some(HashSet::new());
+                false
+            }
+            Event::InitApply(object) => {
+                self.listing.get_or_insert_with(HashSet::new).insert(object.name_any());
+                false
+            }
+            Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                let changed = self.known.as_ref() != Some(&listed);
+                self.known = Some(listed);
+                changed
+            }
+            Event::Apply(object) => self.known.as_mut().is_some_and(|known| known.insert(object.name_any())),
+            Event::Delete(object) => self.known.as_mut().is_some_and(|known| known.remove(&object.name_any())),
+        };
+        if changed {
+            self.known.as_ref()
+        } else {
+            None
+        }
+    }
+}
+
+/// What a storage-class lookup was about: a PVC, or a DataDownload (namespace, name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Pvc(String, String),
+    DataDownload(String, String),
+}
+
+/// Recent lookup results, "no class" included, so a burst of pods for one backup costs one
+/// API call per volume. Bounded by [`CACHE_CAPACITY`]; entries live [`CACHE_TTL`].
+#[derive(Debug, Default)]
+struct Recent {
+    entries: Mutex<HashMap<Key, (Instant, Option<String>)>>,
+}
+
+impl Recent {
+    fn get(&self, key: &Key, now: Instant) -> Option<Option<String>> {
+        let entries = lock(&self.entries);
+        entries.get(key).filter(|(at, _)| now.duration_since(*at) < CACHE_TTL).map(|(_, class)| class.clone())
+    }
+
+    /// Stores a result; when full, drops the expired entries, and then the oldest if need be.
+    fn put(&self, key: Key, class: Option<String>, now: Instant) {
+        let mut entries = lock(&self.entries);
+        if entries.len() >= CACHE_CAPACITY && !entries.contains_key(&key) {
+            entries.retain(|_, (at, _)| now.duration_since(*at) < CACHE_TTL);
+            let oldest = entries.iter().min_by_key(|(_, (at, _))| *at).map(|(key, _)| key.clone());
+            if let (true, Some(oldest)) = (entries.len() >= CACHE_CAPACITY, oldest) {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(key, (now, class));
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of a cache: keep using it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `work`, or gives up with [`ClusterError::Timeout`] after `limit`.
+async fn within<T>(limit: Duration, work: impl Future<Output = Result<T, ClusterError>>) -> Result<T, ClusterError> {
+    tokio::time::timeout(limit, work).await.unwrap_or(Err(ClusterError::Timeout(limit)))
+}
+
+/// GETs one object, naming it in the error as `kind namespace/name`.
+async fn get<K>(api: &Api<K>, kind: &str, namespace: &str, name: &str) -> Result<K, ClusterError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    api.get(name).await.map_err(|err| ClusterError::from_api(format!("{kind} {namespace}/{name}"), err))
+}
+
+/// Velero's DataDownload, `datadownloads.velero.io/v2alpha1`.
+fn data_download_resource() -> ApiResource {
+    ApiResource {
+        group: "velero.io".to_string(),
+        version: "v2alpha1".to_string(),
+        api_version: "velero.io/v2alpha1".to_string(),
+        kind: "DataDownload".to_string(),
+        plural: "datadownloads".to_string(),
+    }
+}
+
+/// The image of the DaemonSet's `node-agent` container, or of its first container.
+fn node_agent_image(daemonset: &DaemonSet) -> Option<&str> {
+    let containers = &daemonset.spec.as_ref()?.template.spec.as_ref()?.containers;
+    containers.iter().find(|c| c.name == NODE_AGENT).or_else(|| containers.first())?.image.as_deref()
+}
+
+/// The version in an image reference's tag: `velero/velero:v1.18.1@sha256:…` gives 1.18.1.
+/// A registry port (`host:5000/velero`) is not a tag; a digest-only or `latest` image gives `None`.
+fn version_of_image(image: &str) -> Option<VeleroVersion> {
+    let reference = image.split('@').next().unwrap_or_default();
+    let last_part = reference.rsplit('/').next().unwrap_or_default();
+    let (_, tag) = last_part.split_once(':')?;
+    tag.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::DaemonSetSpec;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::ByteString;
+    use kube::core::PartialObjectMetaExt;
+
+    #[test]
+    fn versions_come_from_image_tags_only() {
+        let cases = [
+            ("velero/velero:v1.17.0", Some(VeleroVersion::new(1, 17, 0))),
+            ("velero/velero:v1.18.1@sha256:0123abcd", Some(VeleroVersion::new(1, 18, 1))),
+            ("registry.example:5000/velero/velero:v1.16.2", Some(VeleroVersion::new(1, 16, 2))),
+            ("velero:1.18.0-rc.1", Some(VeleroVersion::new(1, 18, 0))),
+            ("velero/velero@sha256:0123abcd", None),
+            ("registry.example:5000/velero/velero", None),
+            ("velero/velero:latest", None),
+            ("velero/velero", None),
+            ("", None),
+        ];
+        for (image, want) in cases {
+            assert_eq!(version_of_image(image), want, "{image}");
+        }
+    }
+
+    fn daemonset(containers: &[(&str, &str)]) -> DaemonSet {
+        let containers = containers
+            .iter()
+            .map(|(name, image)| Container {
+                name: name.to_string(),
+                image: Some(image.to_string()),
+                ..Default::default()
+            })
+            .collect();
+        DaemonSet {
+            spec: Some(DaemonSetSpec {
+                template: PodTemplateSpec { spec: Some(PodSpec { containers, ..Default::default() }), metadata: None },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn node_agent_container_is_found_by_name_else_first() {
+        assert_eq!(
+            node_agent_image(&daemonset(&[("sidecar", "proxy:1.0"), ("node-agent", "velero/velero:v1.17.0")])),
+            Some("velero/velero:v1.17.0")
+        );
+        assert_eq!(node_agent_image(&daemonset(&[("agent", "velero/velero:v1.18.0")])), Some("velero/velero:v1.18.0"));
+        assert_eq!(node_agent_image(&daemonset(&[])), None);
+        assert_eq!(node_agent_image(&DaemonSet::default()), None);
+    }
+
+    fn class(name: &str) -> PartialObjectMeta<PriorityClass> {
+        ObjectMeta { name: Some(name.to_string()), ..Default::default() }.into_response_partial()
+    }
+
+    fn set(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn names_are_unknown_until_the_first_list_completes_and_relists_swap_atomically() {
+        let mut names = Names::default();
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
+        assert_eq!(names.apply(Event::InitApply(class("high"))), None);
+        assert_eq!(names.known, None, "a partial list is not the set");
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["high"])));
+        assert_eq!(names.apply(Event::Apply(class("low"))), Some(&set(&["high", "low"])));
+        assert_eq!(names.apply(Event::Apply(class("low"))), None, "an update of a known class changes nothing");
+        assert_eq!(names.apply(Event::Delete(class("high"))), Some(&set(&["low"])));
+        // A relist keeps serving the old set until it completes, then replaces it.
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
+        assert_eq!(names.apply(Event::InitApply(class("other"))), None);
+        assert_eq!(names.known, Some(set(&["low"])));
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["other"])));
+        // An identical relist is not a change.
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
+        assert_eq!(names.apply(Event::InitApply(class("other"))), None);
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), None);
+    }
+
+    #[test]
+    fn an_empty_first_list_is_known_to_be_empty() {
+        let mut names = Names::default();
+        names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init);
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&HashSet::new()));
+    }
+
+    #[test]
+    fn cache_entries_expire_and_the_cache_stays_bounded() {
+        let recent = Recent::default();
+        let start = Instant::now();
+        let key = |i: usize| Key::Pvc("velero".to_string(), format!("pvc-{i}"));
+        recent.put(key(0), Some("gp3".to_string()), start);
+        recent.put(key(1), None, start);
+        assert_eq!(recent.get(&key(0), start + CACHE_TTL / 2), Some(Some("gp3".to_string())));
+        assert_eq!(recent.get(&key(1), start), Some(None), "\"no class\" is cached too");
+        assert_eq!(recent.get(&key(0), start + CACHE_TTL), None, "expired");
+        assert_eq!(recent.get(&Key::DataDownload("velero".to_string(), "pvc-0".to_string()), start), None);
+
+        for i in 2..CACHE_CAPACITY + 10 {
+            recent.put(key(i), None, start + Duration::from_millis(i as u64));
+        }
+        assert_eq!(lock(&recent.entries).len(), CACHE_CAPACITY);
+        assert_eq!(recent.get(&key(0), start), None, "the oldest entries made room");
+        assert!(recent.get(&key(CACHE_CAPACITY + 9), start + Duration::from_secs(1)).is_some());
+
+        // Once everything has expired, a put clears the expired entries rather than one at a time.
+        recent.put(key(0), None, start + CACHE_TTL * 2);
+        assert_eq!(lock(&recent.entries).len(), 1);
+    }
+
+    #[test]
+    fn observed_configmap_is_its_data_and_binary_keys() {
+        assert_eq!(Observed::of(None), Observed::Missing);
+        let cm = ConfigMap {
+            metadata: ObjectMeta { name: Some("node-agent-config".to_string()), ..Default::default() },
+            data: Some(BTreeMap::from([("config".to_string(), "{}".to_string())])),
+            binary_data: Some(BTreeMap::from([("blob".to_string(), ByteString(vec![1]))])),
+            ..Default::default()
+        };
+        let relabelled = ConfigMap {
+            metadata: ObjectMeta {
+                labels: Some(BTreeMap::from([("a".to_string(), "b".to_string())])),
+                ..cm.metadata.clone()
+            },
+            ..cm.clone()
+        };
+        assert_eq!(
+            Observed::of(Some(&cm)),
+            Observed::Present {
+                data: BTreeMap::from([("config".to_string(), "{}".to_string())]),
+                binary_keys: vec!["blob".to_string()],
+            }
+        );
+        assert_eq!(Observed::of(Some(&cm)), Observed::of(Some(&relabelled)), "metadata edits are not new loads");
+        assert_eq!(
+            Observed::of(Some(&ConfigMap::default())),
+            Observed::Present { data: BTreeMap::new(), binary_keys: vec![] }
+        );
+    }
+
+    #[test]
+    fn api_errors_map_to_bounded_reasons() {
+        let status = |code: u16| kube::Error::Api(kube::core::Status::failure("nope", "").with_code(code).boxed());
+        let reason = |code| ClusterError::from_api("pvc velero/x".to_string(), status(code)).reason();
+        assert_eq!(reason(404), "not_found");
+        assert_eq!(reason(403), "forbidden");
+        assert_eq!(reason(500), "other");
+        assert_eq!(ClusterError::Timeout(LOOKUP_TIMEOUT).reason(), "timeout");
+        assert_eq!(ClusterError::Incomplete { what: "dd".to_string(), field: "pvc" }.reason(), "other");
+    }
+}
