@@ -15,7 +15,7 @@ build: ## Build the binary (debug)
 
 test: ## Run every test: unit, vectors, integration (real TLS server), manifests
 	$(CARGO) test --locked --all-targets
-	@if [ -x hack/validate-manifests.sh ]; then hack/validate-manifests.sh; fi
+	hack/validate-manifests.sh
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -27,8 +27,9 @@ fmt: ## Format the code
 demo: build ## Local demo, no cluster needed: the server answers real reviews
 	hack/demo.sh
 
-run: build ## Run the server locally against certs/ and a config file (CONFIG=path)
-	$(BIN) serve --tls-cert certs/tls.crt --tls-key certs/tls.key --config-file $${CONFIG:-hack/demo-config.json} --log-format text
+run: build ## Run the server locally with certs/ (generated if missing) and a config file (CONFIG=path)
+	@[ -s certs/serving.pem ] || bash certs/generate.sh
+	$(BIN) serve --tls-cert certs/serving.pem --tls-key certs/serving.key --config-file $${CONFIG:-hack/demo-config.json} --log-format text
 
 certs: ## Generate a CA and serving certificate into certs/ (git-ignored)
 	bash certs/generate.sh
@@ -39,14 +40,17 @@ manifests: ## Render every overlay into _out/manifests/
 validate-manifests: ## Render and validate every overlay against the Kubernetes schema
 	hack/validate-manifests.sh
 
-docker-build: ## Build the container image (needs Docker)
-	docker build -t $(IMG) .
+docker-build: ## Build the container image (needs Docker with BuildKit)
+	DOCKER_BUILDKIT=1 docker build --build-arg VERSION=$$(cargo pkgid | cut -d'#' -f2) \
+	  --build-arg VCS_REF=$$(git rev-parse HEAD) --build-arg BUILD_DATE=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMG) .
 
 deploy: ## kubectl apply -k manifests/overlays/$(OVERLAY)
+	@if [ "$(OVERLAY)" = self-signed ] && [ ! -s certs/serving.pem ]; then bash certs/generate.sh; fi
 	kubectl apply -k manifests/overlays/$(OVERLAY)
 
 undeploy: ## kubectl delete -k manifests/overlays/$(OVERLAY)
+	@if [ "$(OVERLAY)" = self-signed ] && [ ! -s certs/serving.pem ]; then bash certs/generate.sh; fi
 	kubectl delete -k manifests/overlays/$(OVERLAY) --ignore-not-found
 
 e2e: ## kind cluster end to end (needs Docker and kind)
-	hack/e2e.sh
+	IMG=$(IMG) hack/e2e.sh

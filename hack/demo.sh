@@ -27,16 +27,7 @@ openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -
 echo "ok"
 
 bold "2. The live node-agent config the server applies (a file here; the ConfigMap in a cluster)"
-cat > "$work/config.json" <<'JSON'
-{
-  "loadAffinity": [
-    {"nodeSelector": {"matchLabels": {"node-role.example.com/backup": "true"}}}
-  ],
-  "podResources": {"cpuRequest": "500m", "cpuLimit": "2", "memoryRequest": "512Mi", "memoryLimit": "2Gi"},
-  "podLabels": {"team": "platform"},
-  "podAnnotations": {"iam.amazonaws.com/role": "velero-backup-role"}
-}
-JSON
+cp hack/demo-config.json "$work/config.json"
 cat "$work/config.json"
 
 "$bin" serve --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
