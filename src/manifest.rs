@@ -12,7 +12,7 @@
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
-use crate::config::json::{self, Member, Node, Pos, Value};
+use crate::config::json::{self, simple_escape, Member, Node, Pos, Value};
 
 /// What a file given to `check` holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -402,14 +402,6 @@ fn json_literal(text: &Text, start: usize) -> Option<(Decoded, usize)> {
 /// a lone surrogate becomes U+FFFD.
 fn json_escape(text: &Text, i: usize) -> Option<(char, usize)> {
     let c = match text.get(i + 1)? {
-        '"' => '"',
-        '\\' => '\\',
-        '/' => '/',
-        'b' => '\u{8}',
-        'f' => '\u{c}',
-        'n' => '\n',
-        'r' => '\r',
-        't' => '\t',
         'u' => {
             let high = hex(text, i + 2, 4)?;
             let low = (text.get(i + 6) == Some('\\') && text.get(i + 7) == Some('u'))
@@ -424,7 +416,7 @@ fn json_escape(text: &Text, i: usize) -> Option<(char, usize)> {
                 None => (char::from_u32(high).unwrap_or('\u{FFFD}'), 6),
             });
         }
-        _ => return None,
+        other => simple_escape(other)?,
     };
     Some((c, 2))
 }

@@ -244,21 +244,13 @@ impl Parser<'_> {
 
     fn escape(&mut self) -> Result<char, SyntaxError> {
         let Some(&c) = self.chars.peek() else { return Err(self.eof()) };
-        let decoded = match c {
-            '"' => '"',
-            '\\' => '\\',
-            '/' => '/',
-            'b' => '\u{8}',
-            'f' => '\u{c}',
-            'n' => '\n',
-            'r' => '\r',
-            't' => '\t',
-            'u' => {
-                self.bump();
-                let high = self.hex4()?;
-                return Ok(self.surrogate_pair(high));
-            }
-            c => return Err(self.error(format!("invalid character {} in string escape code", quote_char(c)))),
+        if c == 'u' {
+            self.bump();
+            let high = self.hex4()?;
+            return Ok(self.surrogate_pair(high));
+        }
+        let Some(decoded) = simple_escape(c) else {
+            return Err(self.error(format!("invalid character {} in string escape code", quote_char(c))));
         };
         self.bump();
         Ok(decoded)
@@ -374,6 +366,22 @@ impl Parser<'_> {
             }
         }
     }
+}
+
+/// The character a one-letter JSON escape (`\n`, `\"`, ...) stands for; `None` for `u` and
+/// anything invalid.
+pub fn simple_escape(c: char) -> Option<char> {
+    Some(match c {
+        '"' => '"',
+        '\\' => '\\',
+        '/' => '/',
+        'b' => '\u{8}',
+        'f' => '\u{c}',
+        'n' => '\n',
+        'r' => '\r',
+        't' => '\t',
+        _ => return None,
+    })
 }
 
 /// Quotes a character as Go's `quoteChar` does in json errors: `'x'`, `'\n'`, `'\''`.
