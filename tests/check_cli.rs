@@ -1,0 +1,175 @@
+//! `node-agent-webhook check` as an operator runs it in CI: the example ConfigMaps, YAML
+//! manifests, standard input, JSON output and exit codes.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use support::BINARY;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn check(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(BINARY)
+        .arg("check")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run check");
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(text.as_bytes()).expect("stdin");
+    }
+    let out = child.wait_with_output().expect("output");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const DIR: &str = "../shared/velero/configmaps";
+
+#[test]
+fn example_configmaps_get_the_verdicts_and_findings_the_spec_asks_for() {
+    // (file, exit code, every finding line exactly)
+    let cases: &[(&str, i32, &[&str])] = &[
+        ("01-valid-docs-basic.json", 0, &[]),
+        (
+            "02-valid-storageclass-affinity-labels.json",
+            0,
+            &[r#"02-valid-storageclass-affinity-labels.json:12:486: warning: data[config].loadAffinity[1].storageClass: DataUpload pods look up the backup PVC's class "gp3-backup", not "gp3-csi": this entry applies to restores only"#],
+        ),
+        (
+            "03-docs-complete-example-thresholdInGB.json",
+            1,
+            &[r#"03-docs-complete-example-thresholdInGB.json:12:1466: error: data[node-agent-config].cachePVC.thresholdInGB: Unknown field: did you mean "residentThresholdInMB" (an int64 in megabytes; Velero's docs name a field that does not exist)? (node-agent ignores unknown fields silently)"#],
+        ),
+        (
+            "04-partial-podresources-typos.json",
+            1,
+            &[
+                r#"04-partial-podresources-typos.json:12:32: error: data[node-agent-config].prepareQueueLength: Unknown field: did you mean "loadConcurrency.prepareQueueLength"? it belongs under loadConcurrency (node-agent ignores unknown fields silently)"#,
+                r#"04-partial-podresources-typos.json:12:81: error: data[node-agent-config].podResources: Required value: cpuLimit not set: node-agent ignores the whole podResources section unless cpuRequest, cpuLimit, memoryRequest and memoryLimit are all given; use "0" for no limit"#,
+                r#"04-partial-podresources-typos.json:12:188: warning: data[node-agent-config].priorityClassname: non-canonical key case: Velero accepts it as "priorityClassName"; write it that way"#,
+                r#"04-partial-podresources-typos.json:12:230: error: data[node-agent-config].podAnotations: Unknown field: did you mean "podAnnotations"? (node-agent ignores unknown fields silently)"#,
+                "04-partial-podresources-typos.json:12:362: error: data[node-agent-config].loadConcurrency.globalConfig: Invalid value: 0: must be at least 1 (node-agent replaces it with 1)",
+                "04-partial-podresources-typos.json:12:559: error: data[node-agent-config].loadConcurrency.perNodeConfig[0].number: Invalid value: 0: must be at least 1 (node-agent skips this rule)",
+            ],
+        ),
+        (
+            "05-loadaffinity-and-label-pitfalls.json",
+            1,
+            &[
+                "05-loadaffinity-and-label-pitfalls.json:12:190: error: data[node-agent-config].loadAffinity[1]: Forbidden: only one entry may omit storageClass: node-agent uses loadAffinity[0] and ignores this one; merge their selectors",
+                r#"05-loadaffinity-and-label-pitfalls.json:12:476: error: data[node-agent-config].loadAffinity[2].nodeSelector.matchExpressions[0].operator: Unsupported value: "in": supported values: "DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn""#,
+                "05-loadaffinity-and-label-pitfalls.json:12:685: error: data[node-agent-config].loadAffinity[2].nodeSelector.matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                "05-loadaffinity-and-label-pitfalls.json:12:810: error: data[node-agent-config].loadAffinity[3].nodeSelector: Required value: must have matchLabels or matchExpressions: Velero 1.17 turns an empty selector into a term that matches no node",
+                r#"05-loadaffinity-and-label-pitfalls.json:12:907: error: data[node-agent-config].podResources.cpuRequest: Invalid value: "1": must be less than or equal to cpu limit of 0 (cpuLimit "0m" is a real zero: only the literal "0" means no limit)"#,
+                "05-loadaffinity-and-label-pitfalls.json:12:1035: error: data[node-agent-config].podLabels[velero.io/data-upload]: Forbidden: keys under velero.io/ are Velero's own: overriding them breaks how Velero finds its data-mover pods",
+            ],
+        ),
+        (
+            "06-fatal-multikey-yaml-typeerror.json",
+            1,
+            &[
+                r#"06-fatal-multikey-yaml-typeerror.json:11:3: error: data: Invalid value: ["backup-pvc.json", "node-agent-config.yaml"]: must hold exactly one key: node-agent 1.18+ exits with "more than one keys are found", 1.17 reads a random one; keep one JSON value"#,
+                "06-fatal-multikey-yaml-typeerror.json:12:32: error: data[node-agent-config.yaml]: invalid character 'l' looking for beginning of value: the value must be JSON, not YAML (node-agent reads JSON only); convert it, e.g. yq -o=json",
+                "06-fatal-multikey-yaml-typeerror.json:13:177: error: data[backup-pvc.json].backupPVC[storage-class-3].annotations[some-csi.provider.io/readOnlyClone]: Invalid value: true: must be a string (quote it), not a bool (node-agent fails to start on this)",
+            ],
+        ),
+    ];
+    for (file, code, lines) in cases {
+        let path = format!("{DIR}/{file}");
+        let run = check(&[&path], None);
+        assert_eq!(run.code, *code, "{file}: {}{}", run.stdout, run.stderr);
+        let want: Vec<String> = lines.iter().map(|l| format!("{DIR}/{l}")).collect();
+        let got: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(got, want, "{file}");
+    }
+}
+
+#[test]
+fn version_aware_warnings_for_01() {
+    let run = check(&[&format!("{DIR}/01-valid-docs-basic.json"), "--velero-version", "1.18.0"], None);
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.stdout.lines().map(|l| l.split_once(": warning: ").map_or(l, |(_, w)| w)).collect::<Vec<_>>(),
+        vec![
+            "data[node-agent-config.json].podResources.ephemeralStorageRequest: node-agent of Velero 1.18.0 ignores this (supported since 1.18.1); the mutating webhook applies it to new data-mover pods",
+            "data[node-agent-config.json].podResources.ephemeralStorageLimit: node-agent of Velero 1.18.0 ignores this (supported since 1.18.1); the mutating webhook applies it to new data-mover pods",
+        ]
+    );
+}
+
+/// What `kubectl create configmap node-agent-config --from-file=config.json -n velero
+/// --dry-run=client -o yaml` prints, next to a Deployment in the same stream.
+const YAML_MANIFESTS: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: unrelated
+---
+apiVersion: v1
+data:
+  config.json: |
+    {
+      \"podResources\": {\"cpuRequest\": \"1\", \"cpuLimit\": \"500m\",
+                       \"memoryRequest\": \"1Gi\", \"memoryLimit\": \"0\"}
+    }
+kind: ConfigMap
+metadata:
+  creationTimestamp: null
+  name: node-agent-config
+  namespace: velero
+";
+
+#[test]
+fn yaml_manifests_on_standard_input_point_into_the_block() {
+    let run = check(&["-"], Some(YAML_MANIFESTS));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim_end(),
+        r#"-:10:38: error: data[config.json].podResources.cpuRequest: Invalid value: "1": must be less than or equal to cpu limit of 500m"#
+    );
+    let json = check(&["--output", "json", "-"], Some(YAML_MANIFESTS));
+    let findings: Value = serde_json::from_str(&json.stdout).expect("JSON output");
+    assert_eq!(findings[0]["line"], 10);
+    assert_eq!(findings[0]["column"], 38);
+    assert_eq!(findings[0]["severity"], "error");
+    assert_eq!(findings[0]["path"], "data[config.json].podResources.cpuRequest");
+}
+
+#[test]
+fn names_all_and_exit_codes() {
+    let renamed = YAML_MANIFESTS.replace("name: node-agent-config", "name: other");
+    let missing = check(&["-"], Some(&renamed));
+    assert_eq!(missing.code, 2);
+    assert_eq!(
+        missing.stderr.trim_end(),
+        r#"-: no ConfigMap named "node-agent-config" (use --configmap NAME or --all)"#
+    );
+    assert_eq!(check(&["--configmap", "other", "-"], Some(&renamed)).code, 1);
+    assert_eq!(check(&["--all", "-"], Some(&renamed)).code, 1);
+    let unreadable = check(&["/nonexistent/config.json"], None);
+    assert_eq!(unreadable.code, 2);
+    assert!(unreadable.stderr.starts_with("/nonexistent/config.json: "), "{}", unreadable.stderr);
+    assert_eq!(check(&["--bogus-flag", "x"], None).code, 2);
+    let broken = check(&["-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n"));
+    assert_eq!(broken.code, 2, "{}", broken.stderr);
+    assert!(broken.stderr.starts_with("-:"), "{}", broken.stderr);
+    // The config value itself, not a manifest.
+    let raw = check(&["-"], Some("{\n  \"podLabels\": {\"a\": 1}\n}\n"));
+    assert_eq!(raw.code, 1);
+    assert_eq!(
+        raw.stdout.trim_end(),
+        "-:2:22: error: podLabels[a]: Invalid value: 1: must be a string (quote it), not a number (node-agent fails to start on this)"
+    );
+}
