@@ -17,9 +17,15 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+mod support;
+
+use node_agent_webhook::admission::Request as Review;
 use node_agent_webhook::cluster::{Cluster, ClusterError, LOOKUP_TIMEOUT};
+use node_agent_webhook::config::check_value;
+use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
 use node_agent_webhook::metrics::ResultLabels;
+use node_agent_webhook::server::state::LiveConfig;
 use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::source::{self, Source};
 use node_agent_webhook::validating::Target;
@@ -573,4 +579,68 @@ async fn node_agent_version_against_fake_api_server_reads_the_daemonset_image() 
 
     fake.put(DAEMONSETS, daemonset(json!([{"name": "node-agent", "image": "velero/velero@sha256:4b6f7d4e"}])));
     assert_eq!(cluster.node_agent_version("velero").await, None, "digest only");
+}
+
+/// A pod CREATE by node-agent, as the mutating webhook receives it.
+fn pod_create(pod: &Value) -> Review {
+    serde_json::from_value(json!({
+        "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "velero",
+        "name": pod["metadata"]["name"], "operation": "CREATE",
+        "userInfo": {"username": "system:serviceaccount:velero:velero"}, "object": pod
+    }))
+    .expect("review")
+}
+
+/// The requirements the mutating webhook added to the pod's first required term.
+async fn added_requirements(state: &AppState, pod: &Value) -> Vec<Value> {
+    let decision = state.mutate(&pod_create(pod)).await;
+    let Some(patch) = decision.patch else { return Vec::new() };
+    let ops: Vec<Value> = serde_json::from_slice(&patch).expect("patch");
+    ops.iter()
+        .filter(|op| op["path"].as_str().is_some_and(|p| p.contains("nodeSelectorTerms")))
+        .map(|op| op["value"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn mutating_webhook_against_fake_api_server_selects_the_load_affinity_entry_by_storage_class() {
+    let fake = FakeApi::new();
+    let upload = support::as_admitted(support::shared_json("velero/pods/v1.18/pod-dataupload.json"));
+    let upload_name = upload["metadata"]["name"].as_str().expect("name").to_string();
+    fake.put(VELERO_PVCS, pvc("velero", &upload_name, Some("gp3-backup")));
+    // A restore into an Immediate-binding PVC: no selected node, so loadAffinity applies.
+    let mut download = support::as_admitted(support::shared_json("velero/pods/v1.18/pod-datadownload.json"));
+    download["spec"]["nodeSelector"] = json!({"kubernetes.io/os": "linux"});
+    let download_name = download["metadata"]["name"].as_str().expect("name").to_string();
+    fake.put(APP_PVCS, pvc("shop", "db-data", Some("fast-ssd")));
+    fake.put(DATA_DOWNLOADS, data_download(&download_name, json!({"namespace": "shop", "pvc": "db-data"})));
+
+    let target = Target { namespace: "velero".to_string(), name: "node-agent-config".to_string() };
+    let settings = Settings { target, velero_version: None, service_accounts: vec!["velero".to_string()] };
+    let state = AppState::new(settings, Some(fake.cluster()));
+    let checked = check_value(
+        r#"{"loadAffinity": [
+            {"nodeSelector": {"matchLabels": {"role": "backup"}}},
+            {"nodeSelector": {"matchLabels": {"zone": "a"}}, "storageClass": "gp3-backup"},
+            {"nodeSelector": {"matchLabels": {"disk": "ssd"}}, "storageClass": "fast-ssd"}]}"#,
+        &Environment::default(),
+    );
+    assert!(!checked.diagnostics.has_errors(), "{:?}", checked.diagnostics);
+    state.set_live_config(LiveConfig { generation: 1, config: checked.config });
+
+    let zone = json!({"key": "zone", "operator": "In", "values": ["a"]});
+    assert_eq!(added_requirements(&state, &upload).await, vec![zone], "DataUpload: the backup PVC's class");
+    let disk = json!({"key": "disk", "operator": "In", "values": ["ssd"]});
+    assert_eq!(added_requirements(&state, &download).await, vec![disk], "DataDownload: the target PVC's class");
+
+    // No PVC for this DataUpload: the lookup fails and the entry without storageClass applies.
+    let mut orphan = upload.clone();
+    orphan["metadata"]["name"] = json!("orphan-1");
+    orphan["metadata"]["labels"]["velero.io/data-upload"] = json!("orphan-1");
+    orphan["metadata"]["ownerReferences"][0]["name"] = json!("orphan-1");
+    let role = json!({"key": "role", "operator": "In", "values": ["backup"]});
+    assert_eq!(added_requirements(&state, &orphan).await, vec![role]);
+    let lookups =
+        |result: &'static str| state.metrics.storage_class_lookups.get_or_create(&ResultLabels { result }).get();
+    assert_eq!((lookups("success"), lookups("not_found")), (2, 1));
 }
