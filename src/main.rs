@@ -106,9 +106,12 @@ struct ServeArgs {
     /// Then give in-flight requests this long to finish.
     #[arg(long, env = "NAW_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
-    /// A connection must complete its TLS handshake and request headers within this.
+    /// A connection must complete its TLS handshake, and each request its headers, within this.
     #[arg(long, env = "NAW_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
+    /// A kept-alive connection may wait this long for its next request.
+    #[arg(long, env = "NAW_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     /// At most this many connections at once; more are refused.
     #[arg(long, env = "NAW_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -249,7 +252,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             shutdown_delay: args.shutdown_delay,
             shutdown_grace: args.shutdown_grace,
             header_timeout: args.header_timeout,
-            idle_timeout: Duration::from_secs(90),
+            idle_timeout: args.idle_timeout,
             max_connections: args.max_connections,
             max_concurrent_streams: 100,
             cert_poll_interval: Duration::from_millis(500),

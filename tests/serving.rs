@@ -319,3 +319,48 @@ fn a_client_that_sends_nothing_is_disconnected_and_a_busy_keep_alive_client_is_n
     let (status, _) = post(&client, &server.url("/validate"), vec![b' '; 7 * 1024 * 1024 + 1]);
     assert_eq!(status, 413);
 }
+
+#[test]
+fn keep_alive_connections_idle_for_the_idle_timeout_and_slow_headers_are_cut_at_the_header_timeout() {
+    let certs = Certs::new();
+    let server = Server::start(
+        &certs.path("tls.crt"),
+        &certs.path("tls.key"),
+        &["--config-file", &config_flag(&certs), "--header-timeout", "1s", "--idle-timeout", "3s"],
+    );
+    let mut stream = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
+    let body = valid_review();
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut response = vec![0u8; 4096];
+    for round in 0..2 {
+        stream.write_all(head.as_bytes()).expect("write");
+        stream.write_all(&body).expect("write");
+        let n = stream.read(&mut response).unwrap_or(0);
+        let text = String::from_utf8_lossy(&response[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "round {round}: {text:?}");
+        // Idle longer than the header timeout, as the API server is between reviews.
+        std::thread::sleep(Duration::from_millis(2000));
+    }
+    // Past the idle timeout the server closes the connection.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(matches!(stream.read(&mut response), Ok(0) | Err(_)), "closed after the idle timeout");
+
+    // Headers trickling in slower than the header timeout: cut off.
+    let mut slow = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
+    let started = Instant::now();
+    slow.write_all(b"POST /validate HTTP/1.1\r\n").expect("write");
+    let mut closed = false;
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(250));
+        if slow.write_all(b"x-slow: 1\r\n").and_then(|_| slow.flush()).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    closed = closed || matches!(slow.read(&mut response), Ok(0) | Err(_));
+    assert!(closed, "slow headers must be cut off");
+    assert!(started.elapsed() < Duration::from_secs(4), "cut after {:?}", started.elapsed());
+}

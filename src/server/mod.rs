@@ -2,6 +2,7 @@
 
 pub mod routes;
 pub mod state;
+pub mod timeouts;
 pub mod tls;
 
 use std::future::Future;
@@ -33,9 +34,9 @@ pub struct ServeOptions {
     pub enable_http2: bool,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
-    /// A connection must finish its TLS handshake and send request headers within this.
+    /// A connection must finish its TLS handshake, and each request its headers, within this.
     pub header_timeout: Duration,
-    /// Idle keep-alive connections are closed after this (the API server reconnects).
+    /// A kept-alive connection may wait this long for its next request.
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_concurrent_streams: u32,
@@ -144,10 +145,10 @@ async fn accept_until(
         let service = TowerToHyperService::new(router.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let handshake_timeout = options.header_timeout;
+        let (header_timeout, idle_timeout) = (options.header_timeout, options.idle_timeout);
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
                     tracing::debug!(error = %err, "TLS handshake failed");
@@ -158,7 +159,9 @@ async fn accept_until(
                     return;
                 }
             };
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            let http1 = tls.get_ref().1.alpn_protocol() != Some(b"h2");
+            let io = timeouts::TimedIo::new(tls, http1, header_timeout, idle_timeout);
+            let connection = builder.serve_connection(TokioIo::new(io), service);
             if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
@@ -170,7 +173,9 @@ async fn accept_until(
 /// HTTP/1.1 always; HTTP/2 only when enabled, with bounded streams (CVE-2023-44487).
 fn connection_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_timeout).keep_alive(true);
+    // No hyper timer (so no hyper header timeout) for HTTP/1: hyper's also cuts idle
+    // keep-alive connections; `timeouts::TimedIo` applies the deadlines instead.
+    builder.http1().keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -106,12 +106,15 @@ where
     F: FnOnce(Arc<AppState>, Arc<Request>) -> Fut,
     Fut: std::future::Future<Output = Decision>,
 {
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let timeout = parse_timeout(query);
     let started = Instant::now();
+    let deadline = tokio::time::Instant::from_std(started + timeout);
+    // The request timeout bounds reading the body too: a slow sender cannot hold a handler.
+    let body = match tokio::time::timeout_at(deadline, read_body(body)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(response)) => return response,
+        Err(_) => return (StatusCode::REQUEST_TIMEOUT, "request body not received in time").into_response(),
+    };
     let request = match admission::decode_review(&body) {
         Ok(request) => Arc::new(request),
         Err(err) => {
@@ -120,7 +123,7 @@ where
                 .into_response();
         }
     };
-    let decision = match tokio::time::timeout(timeout, decide(state.clone(), request.clone())).await {
+    let decision = match tokio::time::timeout_at(deadline, decide(state.clone(), request.clone())).await {
         Ok(decision) => decision,
         Err(_) => {
             tracing::error!(uid = %request.uid, webhook = webhook.as_str(), "no decision within the request timeout; admitting unchanged");
