@@ -364,3 +364,21 @@ fn keep_alive_connections_idle_for_the_idle_timeout_and_slow_headers_are_cut_at_
     assert!(closed, "slow headers must be cut off");
     assert!(started.elapsed() < Duration::from_secs(4), "cut after {:?}", started.elapsed());
 }
+
+#[test]
+fn connections_beyond_the_cap_are_refused_until_one_closes() {
+    let certs = Certs::new();
+    let server = Server::start(
+        &certs.path("tls.crt"),
+        &certs.path("tls.key"),
+        &["--config-file", &config_flag(&certs), "--max-connections", "1"],
+    );
+    let first = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("first connection");
+    assert!(tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).is_err(), "over the cap");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).is_err() {
+        assert!(Instant::now() < deadline, "a freed slot must be usable again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
