@@ -109,6 +109,12 @@ struct Envelope {
 
 /// Decodes an AdmissionReview body into its request.
 pub fn decode_review(body: &[u8]) -> Result<Request, ReviewError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b != b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => ReviewError::NotAdmissionReview("expected a JSON object".to_string()),
+            Err(e) => ReviewError::NotJson(e.to_string()),
+        });
+    }
     let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
             ReviewError::NotAdmissionReview(e.to_string())

@@ -24,7 +24,17 @@ const MIB: usize = 1024 * 1024;
 /// The server's body cap (controller-runtime's: 2 × 3 MiB objects + 1 MiB).
 const MAX_BODY: usize = 7 * MIB;
 /// What the server's config gives every data-mover pod.
-const LIVE_CONFIG: &str = r#"{"podLabels": {"team": "platform"}, "priorityClassName": "velero-data-mover"}"#;
+const LIVE_CONFIG: &str = r#"{
+  "loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
+  "podResources": {"cpuRequest": "500m", "cpuLimit": "1", "memoryRequest": "1Gi", "memoryLimit": "0"},
+  "podLabels": {"team": "platform"},
+  "priorityClassName": "velero-data-mover"
+}"#;
+const TERMS: &str = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms";
+/// Every answer must come well within kube-apiserver's default webhook timeout (10 s), even
+/// from this debug build (the slowest row, a 1 MiB unknown config key, takes ~3.5 s in debug
+/// and ~0.1 s in release).
+const ANSWER_BUDGET: Duration = Duration::from_secs(8);
 const APPLIED: &str = "/metadata/annotations/node-agent-webhook.io~1applied";
 
 /// One request of the corpus and the answer it must get.
@@ -54,7 +64,7 @@ struct Verdict {
     warnings: Vec<&'static str>,
     /// `None`: no patch. `Some`: a patch that applies to `request.object` and leaves these
     /// pointers with these values (`null` meaning absent).
-    patched: Option<Vec<(&'static str, Value)>>,
+    patched: Option<Vec<(String, Value)>>,
 }
 
 fn allowed() -> Want {
@@ -73,20 +83,30 @@ fn allowed_with_uid(uid: &'static str) -> Want {
     Want::Review(Verdict { uid: Some(uid), denial: None, warnings: Vec::new(), patched: None })
 }
 
-fn patched(values: Vec<(&'static str, Value)>) -> Want {
+fn patched(values: Vec<(String, Value)>) -> Want {
     Want::Review(Verdict { uid: None, denial: None, warnings: Vec::new(), patched: Some(values) })
 }
 
 /// What every data-mover pod CREATE gets from [`LIVE_CONFIG`], plus the row's own checks.
-fn mover_patched(mut extra: Vec<(&'static str, Value)>) -> Want {
-    let mut values = vec![
+fn mover_patched(mut extra: Vec<(String, Value)>) -> Want {
+    let mut values: Vec<(String, Value)> = [
         ("/metadata/labels/team", json!("platform")),
         ("/spec/priorityClassName", json!("velero-data-mover")),
         ("/spec/priority", Value::Null),
-        (APPLIED, json!("priorityClassName,podLabels (config generation 1)")),
-    ];
+        ("/spec/containers/0/resources", json!({"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1"}})),
+        (APPLIED, json!("loadAffinity,podResources,priorityClassName,podLabels (config generation 1)")),
+    ]
+    .into_iter()
+    .map(|(pointer, value)| (pointer.to_string(), value))
+    .collect();
     values.append(&mut extra);
     patched(values)
+}
+
+/// Where the `loadAffinity` requirement must land: the pod's first term, at `index`.
+fn role_requirement_at(index: usize) -> (String, Value) {
+    let pointer = format!("{TERMS}/0/matchExpressions/{index}");
+    (pointer, json!({"key": "role", "operator": "In", "values": ["backup"]}))
 }
 
 /// A POST row; `body` gets the row's name, to use as the review's uid.
@@ -210,7 +230,11 @@ fn corpus() -> Vec<Case> {
     let empty_cm = || configmap(json!({"config": "{}"}));
     vec![
         // --- HTTP: methods, paths, headers, sizes.
-        Case { method: Method::GET, content_type: None, ..post("get_on_validate", "/validate", |_| Vec::new(), Want::Http(405, "")) },
+        Case {
+            method: Method::GET,
+            content_type: None,
+            ..post("get_on_validate", "/validate", |_| Vec::new(), Want::Http(405, ""))
+        },
         Case { method: Method::PUT, ..post_json("put_on_mutate", "/mutate", mover_create, Want::Http(405, "")) },
         post_json("unknown_path", "/admit", valid_cm, Want::Http(404, "")),
         post_json("trailing_slash_path", "/validate/", valid_cm, Want::Http(404, "")),
@@ -242,6 +266,12 @@ fn corpus() -> Vec<Case> {
             Want::Http(400, "request body is not JSON: invalid unicode code point"),
         ),
         post(
+            "lone_surrogate_escape_in_the_request",
+            "/validate",
+            |uid| with_raw(valid_cm(uid), "/request/name", b"\"node-agent-\\ud800\""),
+            Want::Http(400, "request body is not JSON: unexpected end of hex escape"),
+        ),
+        post(
             "utf8_byte_order_mark_before_the_review",
             "/validate",
             |uid| [b"\xef\xbb\xbf".as_slice(), &to_bytes(&valid_cm(uid))].concat(),
@@ -263,7 +293,7 @@ fn corpus() -> Vec<Case> {
             "nested_10000_deep_arrays_as_the_body",
             "/validate",
             |_| nested(10_000, false).into_bytes(),
-            Want::Http(400, "request body is not an AdmissionReview: invalid type: sequence"),
+            Want::Http(400, "request body is not an AdmissionReview: expected a JSON object"),
         ),
         post(
             "nested_10000_deep_objects_as_the_body",
@@ -329,7 +359,13 @@ fn corpus() -> Vec<Case> {
             "v1beta1_review",
             "/validate",
             |uid| set(valid_cm(uid), "/apiVersion", json!("admission.k8s.io/v1beta1")),
-            Want::Http(400, "unsupported apiVersion \"admission.k8s.io/v1beta1\": only admission.k8s.io/v1 is served; set admissionReviewVersions: [v1]"),
+            Want::Http(
+                400,
+                concat!(
+                    "unsupported apiVersion \"admission.k8s.io/v1beta1\": ",
+                    "only admission.k8s.io/v1 is served; set admissionReviewVersions: [v1]"
+                ),
+            ),
         ),
         post_json(
             "v1beta1_review_to_mutate",
@@ -544,7 +580,10 @@ fn corpus() -> Vec<Case> {
             "config_value_of_1_mib_invalid_json",
             "/validate",
             |uid| cm_with_value(uid, format!("{{{}", " ".repeat(MIB))),
-            denied("data[config]: unexpected end of JSON input (node-agent fails to start on invalid JSON) (line 1, column 1048578)"),
+            denied(concat!(
+                "data[config]: unexpected end of JSON input ",
+                "(node-agent fails to start on invalid JSON) (line 1, column 1048578)"
+            )),
         ),
         post_json(
             "config_value_of_1_mib_unknown_key",
@@ -565,7 +604,7 @@ fn corpus() -> Vec<Case> {
             denied("data[config]: loadConcurrency.globalConfig: Invalid value: 99999999999999999999999"),
         ),
         // --- The mutating webhook: data-mover pods.
-        post_json("mutate_create", "/mutate", mover_create, mover_patched(vec![])),
+        post_json("mutate_create", "/mutate", mover_create, mover_patched(vec![role_requirement_at(2)])),
         post_json(
             "mutate_create_as_dry_run",
             "/mutate",
@@ -588,12 +627,7 @@ fn corpus() -> Vec<Case> {
             },
             allowed(),
         ),
-        post_json(
-            "mutate_create_without_object",
-            "/mutate",
-            |uid| pod_review(uid, "CREATE", None, None),
-            allowed(),
-        ),
+        post_json("mutate_create_without_object", "/mutate", |uid| pod_review(uid, "CREATE", None, None), allowed()),
         post_json("configmap_sent_to_mutate_is_allowed_untouched", "/mutate", valid_cm, allowed()),
         post_json(
             "mover_pod_with_null_metadata",
@@ -611,6 +645,36 @@ fn corpus() -> Vec<Case> {
             "mover_pod_with_null_annotations_gets_a_whole_map",
             "/mutate",
             |uid| set(mover_create(uid), "/request/object/metadata/annotations", Value::Null),
+            mover_patched(vec![]),
+        ),
+        post_json(
+            "mover_pod_with_null_affinity",
+            "/mutate",
+            |uid| set(mover_create(uid), "/request/object/spec/affinity", Value::Null),
+            mover_patched(vec![role_requirement_at(0)]),
+        ),
+        post_json(
+            "mover_pod_with_null_node_affinity",
+            "/mutate",
+            |uid| set(mover_create(uid), "/request/object/spec/affinity/nodeAffinity", Value::Null),
+            mover_patched(vec![role_requirement_at(0)]),
+        ),
+        post_json(
+            "mover_pod_with_null_node_selector_terms",
+            "/mutate",
+            |uid| set(mover_create(uid), &format!("/request/object{TERMS}"), Value::Null),
+            mover_patched(vec![role_requirement_at(0)]),
+        ),
+        post_json(
+            "mover_pod_with_null_match_expressions",
+            "/mutate",
+            |uid| set(mover_create(uid), &format!("/request/object{TERMS}/0/matchExpressions"), Value::Null),
+            mover_patched(vec![role_requirement_at(0)]),
+        ),
+        post_json(
+            "mover_pod_with_null_container_resources",
+            "/mutate",
+            |uid| set(mover_create(uid), "/request/object/spec/containers/0/resources", Value::Null),
             mover_patched(vec![]),
         ),
         post_json(
@@ -635,7 +699,7 @@ fn corpus() -> Vec<Case> {
             "mover_pod_with_a_1_mib_label_value",
             "/mutate",
             |uid| set(mover_create(uid), "/request/object/metadata/labels/big", json!("x".repeat(MIB))),
-            mover_patched(vec![("/metadata/labels/big", json!("x".repeat(MIB)))]),
+            mover_patched(vec![("/metadata/labels/big".into(), json!("x".repeat(MIB)))]),
         ),
         post(
             "mover_pod_with_an_integer_beyond_u64_as_priority",
@@ -651,9 +715,13 @@ fn send(client: &Client, server: &Server, case: &Case, body: Vec<u8>) -> Result<
     if let Some(content_type) = case.content_type {
         request = request.header("content-type", content_type);
     }
+    let started = Instant::now();
     let response = request.send().map_err(|e| format!("no answer: {e}"))?;
     let status = response.status().as_u16();
     let body = response.bytes().map_err(|e| format!("no body: {e}"))?.to_vec();
+    if started.elapsed() > ANSWER_BUDGET {
+        return Err(format!("answered in {:?}, over the {ANSWER_BUDGET:?} budget", started.elapsed()));
+    }
     Ok((status, body))
 }
 
@@ -710,7 +778,7 @@ fn check(case: &Case, status: u16, body: &[u8]) -> Result<(), String> {
 }
 
 /// Applies the patch to the request's object as the API server would and checks the values.
-fn check_patch(case: &Case, response: &Value, patch: &Value, values: &[(&str, Value)]) -> Result<(), String> {
+fn check_patch(case: &Case, response: &Value, patch: &Value, values: &[(String, Value)]) -> Result<(), String> {
     if response["patchType"] != "JSONPatch" {
         return Err(format!("patchType {}", response["patchType"]));
     }
@@ -776,7 +844,6 @@ fn every_bad_input_gets_its_exact_answer_and_the_server_keeps_serving() {
 
     let mut failures = Vec::new();
     for case in &cases {
-        let started = Instant::now();
         let first = send(&client, &server, case, case.body.clone());
         let outcome = first.and_then(|(status, body)| {
             check(case, status, &body)?;
@@ -794,9 +861,6 @@ fn every_bad_input_gets_its_exact_answer_and_the_server_keeps_serving() {
         });
         if let Err(problem) = outcome {
             failures.push(format!("{}: {problem}", case.name));
-        }
-        if started.elapsed() > Duration::from_secs(5) {
-            failures.push(format!("{}: took {:?}", case.name, started.elapsed()));
         }
         if let Err(problem) = still_serving(&client, &server, case.name) {
             failures.push(format!("{}: {problem}", case.name));

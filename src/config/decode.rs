@@ -250,7 +250,7 @@ impl Decoder {
             format!("supported fields: {}", known.join(", "))
         };
         self.error(
-            &field_path(path, key),
+            &field_path(path, &shortened(key)),
             format!("Unknown field: {hint} (node-agent ignores unknown fields silently)"),
             member.key_pos,
         );
@@ -539,6 +539,15 @@ impl Decoder {
     }
 }
 
+/// A key as shown in a message: long ones are cut, so a 1 MiB key does not make a 1 MiB message.
+fn shortened(key: &str) -> String {
+    if key.chars().count() <= 64 {
+        return key.to_string();
+    }
+    let head: String = key.chars().take(61).collect();
+    format!("{head}...")
+}
+
 fn article(type_name: &str) -> String {
     match type_name {
         "null" => "null".to_string(),
@@ -548,11 +557,14 @@ fn article(type_name: &str) -> String {
 }
 
 /// The sibling within edit distance 2 (or a third of the key), for did-you-mean hints.
+/// Candidates whose length alone rules them out are skipped, so a huge key costs nothing.
 fn closest<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let length = key.chars().count();
+    let limit = (length / 3).max(2);
     let key_lower = key.to_ascii_lowercase();
-    let limit = (key.chars().count() / 3).max(2);
     candidates
         .iter()
+        .filter(|c| c.len().abs_diff(length) <= limit)
         .map(|c| (edit_distance(&key_lower, &c.to_ascii_lowercase()), *c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)

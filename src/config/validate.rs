@@ -14,6 +14,7 @@ use crate::k8s::selector::{
     self, LabelSelectorOptions, Requirement, LABEL_SELECTOR_OPERATORS, NODE_SELECTOR_OPERATORS,
     TOTAL_ANNOTATION_SIZE_LIMIT_B,
 };
+use crate::mutate::plan::APPLIED_ANNOTATION;
 
 /// What is known about the cluster the config is for. Everything is optional: the
 /// offline checker knows nothing, the server knows what its watches have seen.
@@ -321,6 +322,12 @@ impl Validator<'_> {
             }
         }
         self.annotations(&config.pod_annotations, "podAnnotations");
+        if config.pod_annotations.contains_key(APPLIED_ANNOTATION) {
+            self.error(FieldError::forbidden(
+                format!("podAnnotations[{APPLIED_ANNOTATION}]"),
+                "this annotation is written by node-agent-webhook itself to say what it applied",
+            ));
+        }
     }
 
     /// Keys are checked one by one (so each error points at its key), the size as a whole.
@@ -537,6 +544,10 @@ mod tests {
     fn metadata_and_pvc_rules() {
         assert_cases(&[
             (r#"{"podLabels": {"x.velero.io/a": "b"}, "podAnnotations": {"velero.io/ok": "annotations are fine"}}"#, &[]),
+            (
+                r#"{"podAnnotations": {"node-agent-webhook.io/applied": "x"}}"#,
+                &["error: podAnnotations[node-agent-webhook.io/applied]: Forbidden: this annotation is written by node-agent-webhook itself to say what it applied (line 1, column 21)"],
+            ),
             (
                 r#"{"podLabels": {"velero.io/data-upload": "shared"}}"#,
                 &["error: podLabels[velero.io/data-upload]: Forbidden: keys under velero.io/ are Velero's own: overriding them breaks how Velero finds its data-mover pods (line 1, column 16)"],

@@ -113,9 +113,13 @@ impl Plan {
     }
 }
 
-/// Labels or annotations to merge, never under `velero.io/` (Velero's own tracking keys).
+/// Labels or annotations to merge, never under `velero.io/` (Velero's own tracking keys) and
+/// never our own [`APPLIED_ANNOTATION`] (it would flip on every run).
 fn wanted_metadata(map: &std::collections::BTreeMap<String, String>) -> Vec<(&str, &str)> {
-    map.iter().filter(|(k, _)| !is_velero_key(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    map.iter()
+        .filter(|(k, _)| !is_velero_key(k) && k.as_str() != APPLIED_ANNOTATION)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 fn plan_affinity(input: &PlanInput, plan: &mut Plan) {
