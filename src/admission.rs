@@ -5,8 +5,8 @@
 //! base64 JSONPatch with its `patchType`, and a denial carries a 4xx status.
 
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
@@ -104,7 +104,30 @@ pub struct Request {
 struct Envelope {
     api_version: Option<String>,
     kind: Option<String>,
-    request: Option<Value>,
+    /// Decoded in the same pass: a review is read once, straight into the typed request.
+    request: Option<Request>,
+}
+
+/// Just `apiVersion` and `kind`, for precise errors about a review that does not decode.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header {
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+fn check_header(kind: Option<String>, api_version: Option<String>) -> Result<(), ReviewError> {
+    if kind.as_deref() != Some(KIND) {
+        return Err(ReviewError::NotAdmissionReview(format!(
+            "kind is {:?}, want \"AdmissionReview\"",
+            kind.unwrap_or_default()
+        )));
+    }
+    let api_version = api_version.unwrap_or_default();
+    if api_version != API_VERSION {
+        return Err(ReviewError::UnsupportedVersion(api_version));
+    }
+    Ok(())
 }
 
 /// Decodes an AdmissionReview body into its request.
@@ -115,26 +138,19 @@ pub fn decode_review(body: &[u8]) -> Result<Request, ReviewError> {
             Err(e) => ReviewError::NotJson(e.to_string()),
         });
     }
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ReviewError::NotAdmissionReview(e.to_string())
-        } else {
-            ReviewError::NotJson(e.to_string())
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(envelope) => envelope,
+        Err(e) if e.is_data() => {
+            // Rare: say first what is wrong with the envelope (kind, version), then the request.
+            if let Ok(header) = serde_json::from_slice::<Header>(body) {
+                check_header(header.kind, header.api_version)?;
+            }
+            return Err(ReviewError::NotAdmissionReview(e.to_string()));
         }
-    })?;
-    if envelope.kind.as_deref() != Some(KIND) {
-        return Err(ReviewError::NotAdmissionReview(format!(
-            "kind is {:?}, want \"AdmissionReview\"",
-            envelope.kind.unwrap_or_default()
-        )));
-    }
-    let api_version = envelope.api_version.unwrap_or_default();
-    if api_version != API_VERSION {
-        return Err(ReviewError::UnsupportedVersion(api_version));
-    }
-    let request = envelope.request.filter(|r| !r.is_null()).ok_or(ReviewError::MissingRequest)?;
-    let request: Request =
-        serde_json::from_value(request).map_err(|e| ReviewError::NotAdmissionReview(format!("request: {e}")))?;
+        Err(e) => return Err(ReviewError::NotJson(e.to_string())),
+    };
+    check_header(envelope.kind, envelope.api_version)?;
+    let request = envelope.request.ok_or(ReviewError::MissingRequest)?;
     if request.uid.is_empty() {
         return Err(ReviewError::NotAdmissionReview("request.uid is empty".to_string()));
     }
@@ -181,41 +197,72 @@ impl Decision {
     }
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    status: &'static str,
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
+}
+
 /// Encodes the AdmissionReview response for `uid`.
 pub fn encode_response(uid: &str, decision: &Decision) -> Vec<u8> {
-    let mut response = Map::new();
-    response.insert("uid".into(), json!(uid));
-    response.insert("allowed".into(), json!(decision.allowed));
-    if let Some(denial) = &decision.denial {
-        response.insert(
-            "status".into(),
-            json!({"status": "Failure", "code": denial.code, "reason": denial.reason, "message": denial.message}),
-        );
-    }
-    if !decision.warnings.is_empty() {
-        let warnings: Vec<String> = decision.warnings.iter().map(|w| truncate_warning(w)).collect();
-        response.insert("warnings".into(), json!(warnings));
-    }
-    if let Some(patch) = &decision.patch {
-        response.insert("patchType".into(), json!("JSONPatch"));
-        response.insert("patch".into(), json!(base64::engine::general_purpose::STANDARD.encode(patch)));
-    }
-    let review = json!({"apiVersion": API_VERSION, "kind": KIND, "response": Value::Object(response)});
+    let review = ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response: ResponseOut {
+            uid,
+            allowed: decision.allowed,
+            status: decision.denial.as_ref().map(|d| StatusOut {
+                status: "Failure",
+                code: d.code,
+                reason: d.reason,
+                message: &d.message,
+            }),
+            warnings: decision.warnings.iter().map(|w| truncate_warning(w)).collect(),
+            patch_type: decision.patch.as_ref().map(|_| "JSONPatch"),
+            patch: decision.patch.as_ref().map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+        },
+    };
     serde_json::to_vec(&review).unwrap_or_default()
 }
 
-fn truncate_warning(warning: &str) -> String {
+fn truncate_warning(warning: &str) -> std::borrow::Cow<'_, str> {
     if warning.chars().count() <= MAX_WARNING_CHARS {
-        return warning.to_string();
+        return std::borrow::Cow::Borrowed(warning);
     }
     let mut cut: String = warning.chars().take(MAX_WARNING_CHARS - 3).collect();
     cut.push_str("...");
-    cut
+    std::borrow::Cow::Owned(cut)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn review(request: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": request}))

@@ -593,7 +593,7 @@ fn pod_create(pod: &Value) -> Review {
 
 /// The requirements the mutating webhook added to the pod's first required term.
 async fn added_requirements(state: &AppState, pod: &Value) -> Vec<Value> {
-    let decision = state.mutate(&pod_create(pod)).await;
+    let decision = state.mutate(pod_create(pod)).await;
     let Some(patch) = decision.patch else { return Vec::new() };
     let ops: Vec<Value> = serde_json::from_slice(&patch).expect("patch");
     ops.iter()

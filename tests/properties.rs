@@ -566,7 +566,7 @@ fn apply_edit(parent: &mut Value, key: &str, edit: &Edit<Value>) {
     match edit {
         Edit::Keep => {}
         Edit::Drop => {
-            object.shift_remove(key);
+            object.remove(key);
         }
         Edit::Replace(value) => {
             object.insert(key.to_string(), value.clone());
@@ -622,7 +622,7 @@ fn perturbed(p: &Perturbation) -> (Value, DataMover) {
     let mut set_optional = |key: &str, value: &Option<Option<Value>>| match value {
         None => {}
         Some(None) => {
-            spec.as_object_mut().map(|s| s.shift_remove(key));
+            spec.as_object_mut().map(|s| s.remove(key));
         }
         Some(Some(v)) => spec[key] = v.clone(),
     };

@@ -12,21 +12,22 @@ use crate::admission::Decision;
 use plan::Plan;
 
 /// Turns a plan into the admission decision, after applying the patch to the request
-/// object as the API server will. A patch that does not apply is dropped (the pod is
-/// admitted unchanged, with a warning): a bug of ours must never stop a backup.
+/// object (owned: no copy) as the API server will. A patch that does not apply is dropped
+/// (the pod is admitted unchanged, with a warning): a bug of ours must never stop a backup.
 /// Returns the decision and whether the self-check failed.
-pub fn decide(pod: &Value, plan: &Plan) -> (Decision, bool) {
+pub fn decide(pod: Value, plan: &Plan) -> (Decision, bool) {
     let mut warnings = plan.warnings.clone();
     if plan.ops.is_empty() {
         return (Decision::allow_with_warnings(warnings), false);
     }
-    match patch::self_check(pod, &plan.ops) {
+    let bytes = patch::to_bytes(&plan.ops);
+    match patch::apply(pod, &bytes) {
         Ok(_) => {
             let decision = Decision {
                 allowed: true,
                 denial: None,
                 warnings,
-                patch: Some(patch::to_bytes(&plan.ops)),
+                patch: Some(bytes),
                 applied: plan.applied.iter().map(|s| s.as_str()).collect(),
             };
             (decision, false)
@@ -93,7 +94,7 @@ pub fn preview(
         storage_class: plan::StorageClass::Known(storage_class),
         priority_classes: None,
     });
-    let patched = patch::self_check(pod, &plan.ops).map_err(PreviewError::SelfCheck)?;
+    let patched = patch::apply(pod.clone(), &patch::to_bytes(&plan.ops)).map_err(PreviewError::SelfCheck)?;
     let patch = Value::Array(plan.ops.iter().map(patch::Op::to_json).collect());
     Ok(Preview { patch, patched, warnings: plan.warnings })
 }

@@ -3,10 +3,12 @@
 //! Only `add` and `remove` are emitted: `add` upserts an object member everywhere (RFC 6902
 //! §4.1), while `replace` of a missing member differs between implementations.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-/// One JSON patch operation.
-#[derive(Debug, Clone, PartialEq)]
+/// One JSON patch operation; serializes as `{"op": "add", "path": ..., "value": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
 pub enum Op {
     Add { path: String, value: Value },
     Remove { path: String },
@@ -28,18 +30,15 @@ pub fn escape(key: &str) -> String {
 
 /// Serializes the operations as the JSON array the API server expects.
 pub fn to_bytes(ops: &[Op]) -> Vec<u8> {
-    let array = Value::Array(ops.iter().map(Op::to_json).collect());
-    serde_json::to_vec(&array).unwrap_or_else(|_| b"[]".to_vec())
+    serde_json::to_vec(ops).unwrap_or_else(|_| b"[]".to_vec())
 }
 
-/// Applies the patch to a copy of `object` with a strict RFC 6902 implementation, as the API
+/// Applies a serialized patch to `object` with a strict RFC 6902 implementation, as the API
 /// server will; a patch that does not apply must never be sent (it would reject the pod).
-pub fn self_check(object: &Value, ops: &[Op]) -> Result<Value, String> {
-    let patch: json_patch::Patch =
-        serde_json::from_value(Value::Array(ops.iter().map(Op::to_json).collect())).map_err(|e| e.to_string())?;
-    let mut patched = object.clone();
-    json_patch::patch(&mut patched, &patch).map_err(|e| e.to_string())?;
-    Ok(patched)
+pub fn apply(mut object: Value, patch: &[u8]) -> Result<Value, String> {
+    let patch: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| e.to_string())?;
+    json_patch::patch(&mut object, &patch).map_err(|e| e.to_string())?;
+    Ok(object)
 }
 
 /// Ops that merge `wanted` into the string map at `path` (`/metadata/labels`): the whole map
@@ -98,13 +97,17 @@ mod tests {
     }
 
     #[test]
-    fn self_check_rejects_patches_that_do_not_apply() {
+    fn apply_rejects_patches_that_do_not_apply() {
         let object = json!({"metadata": {}, "spec": {}});
-        let ok = [Op::Add { path: "/metadata/labels".into(), value: json!({"a": "b"}) }];
-        assert_eq!(self_check(&object, &ok), Ok(json!({"metadata": {"labels": {"a": "b"}}, "spec": {}})));
-        let missing_parent = [Op::Add { path: "/metadata/annotations/a".into(), value: json!("b") }];
-        assert!(self_check(&object, &missing_parent).is_err());
-        let missing_member = [Op::Remove { path: "/spec/priority".into() }];
-        assert!(self_check(&object, &missing_member).is_err());
+        let ok = to_bytes(&[Op::Add { path: "/metadata/labels".into(), value: json!({"a": "b"}) }]);
+        assert_eq!(apply(object.clone(), &ok), Ok(json!({"metadata": {"labels": {"a": "b"}}, "spec": {}})));
+        let missing_parent = to_bytes(&[Op::Add { path: "/metadata/annotations/a".into(), value: json!("b") }]);
+        assert!(apply(object.clone(), &missing_parent).is_err());
+        let missing_member = to_bytes(&[Op::Remove { path: "/spec/priority".into() }]);
+        assert!(apply(object, &missing_member).is_err());
+        assert_eq!(
+            String::from_utf8(to_bytes(&[Op::Remove { path: "/a~1b".into() }])).ok().as_deref(),
+            Some(r#"[{"op":"remove","path":"/a~1b"}]"#)
+        );
     }
 }

@@ -63,7 +63,7 @@ async fn validate(State(state): State<Arc<AppState>>, Query(query): Query<Timeou
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(&state, Webhook::Mutate, &query, body, |state, request| async move { state.mutate(&request).await }).await
+    answer(&state, Webhook::Mutate, &query, body, |state, request| async move { state.mutate(request).await }).await
 }
 
 /// Reads the body up to [`MAX_BODY_BYTES`]; past that, drains it and answers 413.
@@ -103,7 +103,7 @@ async fn answer<F, Fut>(
     decide: F,
 ) -> Response
 where
-    F: FnOnce(Arc<AppState>, Arc<Request>) -> Fut,
+    F: FnOnce(Arc<AppState>, Request) -> Fut,
     Fut: std::future::Future<Output = Decision>,
 {
     let timeout = parse_timeout(query);
@@ -116,17 +116,25 @@ where
         Err(_) => return (StatusCode::REQUEST_TIMEOUT, "request body not received in time").into_response(),
     };
     let request = match admission::decode_review(&body) {
-        Ok(request) => Arc::new(request),
+        Ok(request) => request,
         Err(err) => {
             tracing::warn!(webhook = webhook.as_str(), error = %err, "rejected a body that is not an AdmissionReview");
             return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], err.to_string())
                 .into_response();
         }
     };
-    let decision = match tokio::time::timeout_at(deadline, decide(state.clone(), request.clone())).await {
+    // What the log line needs; the request itself (and its object) goes to the webhook.
+    let (uid, kind, namespace, name, operation) = (
+        request.uid.clone(),
+        request.kind.kind.clone(),
+        request.namespace.clone(),
+        request.name.clone(),
+        request.operation,
+    );
+    let decision = match tokio::time::timeout_at(deadline, decide(state.clone(), request)).await {
         Ok(decision) => decision,
         Err(_) => {
-            tracing::error!(uid = %request.uid, webhook = webhook.as_str(), "no decision within the request timeout; admitting unchanged");
+            tracing::error!(uid = %uid, webhook = webhook.as_str(), "no decision within the request timeout; admitting unchanged");
             Decision::allow_with_warnings(vec![format!(
                 "node-agent-webhook did not decide within {timeout:?}; admitted unchanged"
             )])
@@ -138,25 +146,25 @@ where
         .requests
         .get_or_create(&RequestLabels {
             webhook: webhook.as_str(),
-            operation: request.operation.as_str(),
+            operation: operation.as_str(),
             allowed: decision.allowed,
         })
         .inc();
     metrics.duration.get_or_create(&WebhookLabels { webhook: webhook.as_str() }).observe(elapsed.as_secs_f64());
     tracing::info!(
-        uid = %request.uid,
+        uid = %uid,
         webhook = webhook.as_str(),
-        kind = %request.kind.kind,
-        namespace = %request.namespace,
-        name = %request.name,
-        operation = request.operation.as_str(),
+        kind = %kind,
+        namespace = %namespace,
+        name = %name,
+        operation = operation.as_str(),
         allowed = decision.allowed,
         warnings = decision.warnings.len(),
         applied = decision.applied.join(","),
         duration_us = elapsed.as_micros() as u64,
         "admission"
     );
-    let body = admission::encode_response(&request.uid, &decision);
+    let body = admission::encode_response(&uid, &decision);
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

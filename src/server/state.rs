@@ -90,24 +90,24 @@ impl AppState {
     }
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
-    pub async fn mutate(&self, request: &Request) -> Decision {
-        let mover = match self.identity.identify(request) {
+    pub async fn mutate(&self, request: Request) -> Decision {
+        let mover = match self.identity.identify(&request) {
             Ok(mover) => mover,
             Err(reason) => {
                 self.metrics.pods_skipped.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
                 return Decision::allow();
             }
         };
-        let Some(pod) = request.object.as_ref() else { return Decision::allow() };
+        let Some(pod) = request.object else { return Decision::allow() };
         let live = self.live_config();
-        let storage_class = if plan::needs_storage_class(pod, &mover, &live.config) {
+        let storage_class = if plan::needs_storage_class(&pod, &mover, &live.config) {
             self.storage_class(&mover).await
         } else {
             StorageClass::Known(None)
         };
         let classes = self.priority_classes();
         let plan = plan::plan(&PlanInput {
-            pod,
+            pod: &pod,
             mover: &mover,
             config: &live.config,
             generation: live.generation,
