@@ -62,11 +62,23 @@ pub struct BuildLabels {
 const DURATION_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// The admission operations, in the order of [`AdmissionHandles`]' rows.
+const OPERATIONS: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "CONNECT"];
+
+/// The request counter and histogram of every label combination, resolved once: looking a
+/// label set up in a family hashes it and takes a lock, on every review.
+#[derive(Clone)]
+struct AdmissionHandles {
+    /// `[webhook][operation][allowed]`.
+    requests: [[[Counter; 2]; 4]; 2],
+    /// `[webhook]`.
+    duration: [Histogram; 2],
+}
+
 /// All metric families; cheap to clone (each family is an `Arc` inside).
 #[derive(Clone)]
 pub struct Metrics {
-    pub requests: Family<RequestLabels, Counter>,
-    pub duration: Family<WebhookLabels, Histogram>,
+    admission: AdmissionHandles,
     pub settings_applied: Family<SettingLabels, Counter>,
     pub pods_skipped: Family<ReasonLabels, Counter>,
     pub patch_self_check_failures: Counter,
@@ -83,9 +95,23 @@ pub struct Metrics {
 impl Metrics {
     /// Creates the families and registers them under the `node_agent_webhook` prefix.
     pub fn new(registry: &mut Registry) -> Self {
+        let requests: Family<RequestLabels, Counter> = Family::default();
+        let duration: Family<WebhookLabels, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
+        let webhooks = [Webhook::Validate, Webhook::Mutate];
+        let admission = AdmissionHandles {
+            requests: webhooks.map(|webhook| {
+                OPERATIONS.map(|operation| {
+                    [false, true].map(|allowed| {
+                        requests.get_or_create(&RequestLabels { webhook: webhook.as_str(), operation, allowed }).clone()
+                    })
+                })
+            }),
+            duration: webhooks
+                .map(|webhook| duration.get_or_create(&WebhookLabels { webhook: webhook.as_str() }).clone()),
+        };
         let metrics = Self {
-            requests: Family::default(),
-            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+            admission,
             settings_applied: Family::default(),
             pods_skipped: Family::default(),
             patch_self_check_failures: Counter::default(),
@@ -99,11 +125,11 @@ impl Metrics {
             priority_class_missing: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("node_agent_webhook");
-        r.register("admission_requests", "Admission reviews answered", metrics.requests.clone());
+        r.register("admission_requests", "Admission reviews answered", requests);
         r.register(
             "admission_duration_seconds",
             "Time to answer an admission review, from body read to response",
-            metrics.duration.clone(),
+            duration,
         );
         r.register("settings_applied", "Settings applied to data-mover pods", metrics.settings_applied.clone());
         r.register("pods_skipped", "Pods the mutating webhook left alone, by reason", metrics.pods_skipped.clone());
@@ -148,6 +174,22 @@ impl Metrics {
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         r.register("build_info", "Build information", build);
         metrics
+    }
+}
+
+impl Metrics {
+    /// Counts one answered review and its duration.
+    pub fn observe_admission(&self, webhook: Webhook, operation: &'static str, allowed: bool, seconds: f64) {
+        let row = webhook as usize;
+        let column = OPERATIONS.iter().position(|op| *op == operation).unwrap_or(0);
+        if let Some(counter) =
+            self.admission.requests.get(row).and_then(|r| r.get(column)).map(|c| &c[usize::from(allowed)])
+        {
+            counter.inc();
+        }
+        if let Some(histogram) = self.admission.duration.get(row) {
+            histogram.observe(seconds);
+        }
     }
 }
 

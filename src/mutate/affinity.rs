@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::patch::Op;
+use super::patch::{at, Op};
 use crate::config::model::{LoadAffinity, SelectorRequirement};
 
 /// The entry Velero 1.17+ uses: the one for the storage class, else the first without one.
@@ -84,6 +84,7 @@ pub enum AffinityPlan {
 }
 
 const REQUIRED: &str = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution";
+const REQUIRED_PATH: [&str; 4] = ["spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"];
 
 fn to_json(r: &SelectorRequirement) -> Value {
     if r.values.is_empty() {
@@ -110,10 +111,10 @@ pub fn plan(pod: &Value, wanted: &[SelectorRequirement]) -> AffinityPlan {
         return AffinityPlan::Unchanged;
     }
     let new_term = || json!({"matchExpressions": wanted.iter().map(to_json).collect::<Vec<_>>()});
-    let spec_affinity = pod.pointer("/spec/affinity");
-    let node_affinity = pod.pointer("/spec/affinity/nodeAffinity");
-    let required = pod.pointer(REQUIRED);
-    let terms = pod.pointer(&format!("{REQUIRED}/nodeSelectorTerms")).and_then(Value::as_array);
+    let spec_affinity = at(pod, &["spec", "affinity"]);
+    let node_affinity = at(pod, &["spec", "affinity", "nodeAffinity"]);
+    let required = at(pod, &REQUIRED_PATH);
+    let terms = required.and_then(|r| r.get("nodeSelectorTerms")).and_then(Value::as_array);
     let add = |path: &str, value: Value| AffinityPlan::Ops(vec![Op::Add { path: path.to_string(), value }]);
     match (spec_affinity, node_affinity, required, terms) {
         (None | Some(Value::Null), ..) => {

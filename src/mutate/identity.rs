@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::patch::at;
 use crate::admission::{Operation, Request};
 
 /// The four kinds of data-mover pod, by the Velero resource that owns them.
@@ -124,8 +125,8 @@ impl NodeAgentIdentity {
         }
         self.is_node_agent_user(request)?;
         let pod = request.object.as_ref().ok_or(SkipReason::NoObject)?;
-        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(request.name.as_str());
-        let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
+        let name = at(pod, &["metadata", "name"]).and_then(Value::as_str).unwrap_or(request.name.as_str());
+        let labels = at(pod, &["metadata", "labels"]).and_then(Value::as_object);
         let kind = MoverKind::ALL
             .into_iter()
             .find(|kind| labels.is_some_and(|l| l.contains_key(kind.label())))
@@ -133,8 +134,7 @@ impl NodeAgentIdentity {
         if name.is_empty() || labels.and_then(|l| l.get(kind.label())).and_then(Value::as_str) != Some(name) {
             return Err(SkipReason::LabelMismatch);
         }
-        let owner = pod
-            .pointer("/metadata/ownerReferences")
+        let owner = at(pod, &["metadata", "ownerReferences"])
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

@@ -23,6 +23,12 @@ impl Op {
     }
 }
 
+/// The value at `path` (object keys, unescaped), without the allocations of `Value::pointer`:
+/// the planner looks up a dozen fixed paths per pod.
+pub fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |v, key| v.as_object()?.get(*key))
+}
+
 /// Escapes one key as an RFC 6901 reference token: `~` first, then `/`.
 pub fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::affinity::{self, AffinityPlan};
 use super::identity::DataMover;
-use super::patch::{self, Op};
+use super::patch::{self, at, Op};
 use crate::config::model::{NodeAgentConfig, PodResources};
 use crate::config::validate::is_velero_key;
 use crate::k8s::quantity::Quantity;
@@ -70,8 +70,8 @@ pub struct Plan {
 /// scheduler places. A pod bound to a node (by `nodeName` or a hostname selector) fails
 /// when forced elsewhere.
 pub fn takes_load_affinity(pod: &Value, mover: &DataMover) -> bool {
-    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-    let hostname_selector = pod.pointer("/spec/nodeSelector/kubernetes.io~1hostname").is_some();
+    let node_name = at(pod, &["spec", "nodeName"]).and_then(Value::as_str).unwrap_or_default();
+    let hostname_selector = at(pod, &["spec", "nodeSelector", "kubernetes.io/hostname"]).is_some();
     mover.kind.takes_load_affinity() && node_name.is_empty() && !hostname_selector
 }
 
@@ -86,10 +86,10 @@ pub fn plan(input: &PlanInput) -> Plan {
     plan_resources(input, &mut plan);
     plan_priority(input, &mut plan);
     let labels = wanted_metadata(&input.config.pod_labels);
-    let label_ops = patch::merge_map(input.pod.pointer("/metadata/labels"), "/metadata/labels", &labels);
+    let label_ops = patch::merge_map(at(input.pod, &["metadata", "labels"]), "/metadata/labels", &labels);
     plan.record(Setting::PodLabels, label_ops);
     let mut annotations = wanted_metadata(&input.config.pod_annotations);
-    let current_annotations = input.pod.pointer("/metadata/annotations");
+    let current_annotations = at(input.pod, &["metadata", "annotations"]);
     let annotation_ops = patch::merge_map(current_annotations, "/metadata/annotations", &annotations);
     if !annotation_ops.is_empty() {
         plan.applied.push(Setting::PodAnnotations);
@@ -193,7 +193,7 @@ fn same_quantities(current: Option<&Value>, desired: Option<&Value>) -> bool {
 
 fn plan_resources(input: &PlanInput, plan: &mut Plan) {
     let Some(resources) = &input.config.pod_resources else { return };
-    let containers = input.pod.pointer("/spec/containers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let containers = at(input.pod, &["spec", "containers"]).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     let by_name =
         containers.iter().position(|c| c.get("name").and_then(Value::as_str) == Some(input.mover.owner_uid.as_str()));
     let Some(index) = by_name.or(if containers.len() == 1 { Some(0) } else { None }) else {
@@ -217,7 +217,7 @@ fn plan_resources(input: &PlanInput, plan: &mut Plan) {
 
 fn plan_priority(input: &PlanInput, plan: &mut Plan) {
     let wanted = input.config.priority_class_name.as_str();
-    let current = input.pod.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or_default();
+    let current = at(input.pod, &["spec", "priorityClassName"]).and_then(Value::as_str).unwrap_or_default();
     if wanted.is_empty() || wanted == current {
         return;
     }
@@ -231,7 +231,7 @@ fn plan_priority(input: &PlanInput, plan: &mut Plan) {
     // The Priority plugin already filled these from the old class and runs again after us:
     // left in place, they make it reject the pod.
     for field in ["priority", "preemptionPolicy"] {
-        if input.pod.pointer(&format!("/spec/{field}")).is_some() {
+        if at(input.pod, &["spec", field]).is_some() {
             ops.push(Op::Remove { path: format!("/spec/{field}") });
         }
     }

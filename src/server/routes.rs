@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::state::AppState;
 use crate::admission::{self, Decision, Request};
-use crate::metrics::{RequestLabels, Webhook, WebhookLabels};
+use crate::metrics::Webhook;
 
 /// controller-runtime's cap: an UPDATE carries two objects of up to 3 MiB, plus 1 MiB.
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
@@ -68,9 +68,12 @@ async fn mutate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQ
 
 /// Reads the body up to [`MAX_BODY_BYTES`]; past that, drains it and answers 413.
 async fn read_body(body: Body) -> Result<Vec<u8>, Response> {
+    use axum::body::HttpBody;
     use http_body_util::BodyExt;
     let mut body = body;
-    let mut buffer = Vec::new();
+    // One allocation of the announced size (capped): growing a buffer re-copies it.
+    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(0).min(MAX_BODY_BYTES);
+    let mut buffer = Vec::with_capacity(hint);
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
@@ -141,16 +144,7 @@ where
         }
     };
     let elapsed = started.elapsed();
-    let metrics = &state.metrics;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            webhook: webhook.as_str(),
-            operation: operation.as_str(),
-            allowed: decision.allowed,
-        })
-        .inc();
-    metrics.duration.get_or_create(&WebhookLabels { webhook: webhook.as_str() }).observe(elapsed.as_secs_f64());
+    state.metrics.observe_admission(webhook, operation.as_str(), decision.allowed, elapsed.as_secs_f64());
     tracing::info!(
         uid = %uid,
         webhook = webhook.as_str(),

@@ -72,6 +72,13 @@ impl<T> TimedIo<T> {
         }
     }
 
+    /// A response is being written: the connection is idle until the next request starts.
+    fn wrote(&mut self, result: &Poll<io::Result<usize>>) {
+        if matches!(result, Poll::Ready(Ok(n)) if *n > 0) && self.http1 {
+            self.enter(Phase::Idle);
+        }
+    }
+
     /// Tracks the request phase from the bytes just read.
     fn saw(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
@@ -130,12 +137,23 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            if n > 0 && self.http1 {
-                self.enter(Phase::Idle);
-            }
-        }
+        self.wrote(&result);
         result
+    }
+
+    /// Forwarded, or h2 would write HEADERS and DATA as two TLS records and two syscalls.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
