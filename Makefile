@@ -28,11 +28,11 @@ demo: build ## Local demo, no cluster needed: the server answers real reviews
 	hack/demo.sh
 
 run: build ## Run the server locally with certs/ (generated if missing) and a config file (CONFIG=path)
-	@[ -s certs/serving.pem ] || bash certs/generate.sh
+	@[ -s certs/serving.pem ] || OUT_DIR=certs bash certs/generate.sh
 	$(BIN) serve --tls-cert certs/serving.pem --tls-key certs/serving.key --config-file $${CONFIG:-hack/demo-config.json} --log-format text
 
 certs: ## Generate a CA and serving certificate into certs/ (git-ignored)
-	bash certs/generate.sh
+	OUT_DIR=certs bash certs/generate.sh
 
 manifests: ## Render every overlay into _out/manifests/
 	hack/render-manifests.sh
@@ -45,11 +45,11 @@ docker-build: ## Build the container image (needs Docker with BuildKit)
 	  --build-arg VCS_REF=$$(git rev-parse HEAD) --build-arg BUILD_DATE=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMG) .
 
 deploy: ## kubectl apply -k manifests/overlays/$(OVERLAY)
-	@if [ "$(OVERLAY)" = self-signed ] && [ ! -s certs/serving.pem ]; then bash certs/generate.sh; fi
+	@if [ "$(OVERLAY)" = self-signed ] && [ ! -s certs/serving.pem ]; then OUT_DIR=certs bash certs/generate.sh; fi
 	kubectl apply -k manifests/overlays/$(OVERLAY)
 
 undeploy: ## kubectl delete -k manifests/overlays/$(OVERLAY)
-	@if [ "$(OVERLAY)" = self-signed ] && [ ! -s certs/serving.pem ]; then bash certs/generate.sh; fi
+	@if [ "$(OVERLAY)" = self-signed ] && [ ! -s certs/serving.pem ]; then OUT_DIR=certs bash certs/generate.sh; fi
 	kubectl delete -k manifests/overlays/$(OVERLAY) --ignore-not-found
 
 e2e: ## kind cluster end to end (needs Docker and kind)

@@ -37,7 +37,7 @@ for overlay in "${overlays[@]}"; do
 		for f in ca.pem serving.pem serving.key; do [[ -s "$root/certs/$f" ]] || missing=1; done
 		if [[ $missing == 1 ]]; then
 			echo "render-manifests: certs/ has no certificates yet; running certs/generate.sh"
-			bash "$root/certs/generate.sh"
+			OUT_DIR="$root/certs" bash "$root/certs/generate.sh"
 		fi
 	fi
 	out="$OUT_DIR/$overlay.yaml"
