@@ -91,9 +91,9 @@ pub struct Request {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pruned::object")]
     pub object: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pruned::object")]
     pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: Option<bool>,
@@ -259,6 +259,130 @@ fn truncate_warning(warning: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(cut)
 }
 
+/// Reads `object`/`oldObject` keeping only what the webhooks read and what every patch path
+/// lies in (metadata, the scheduling fields of `spec`, container names and resources, a
+/// ConfigMap's data): volumes, env, managedFields and status are skipped without being built.
+/// Checking a patch against the pruned pod is equivalent, since every op lies in a kept subtree.
+mod pruned {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    /// Which part of a JSON value to keep.
+    pub enum Keep {
+        All,
+        Fields(&'static [(&'static str, Keep)]),
+        Items(&'static Keep),
+    }
+
+    const CONTAINER: Keep = Keep::Fields(&[("name", Keep::All), ("resources", Keep::All)]);
+    pub const OBJECT: Keep = Keep::Fields(&[
+        ("apiVersion", Keep::All),
+        ("kind", Keep::All),
+        (
+            "metadata",
+            Keep::Fields(&[
+                ("name", Keep::All),
+                ("namespace", Keep::All),
+                ("labels", Keep::All),
+                ("annotations", Keep::All),
+                ("ownerReferences", Keep::All),
+            ]),
+        ),
+        (
+            "spec",
+            Keep::Fields(&[
+                ("affinity", Keep::All),
+                ("nodeName", Keep::All),
+                ("nodeSelector", Keep::All),
+                ("containers", Keep::Items(&CONTAINER)),
+                ("priorityClassName", Keep::All),
+                ("priority", Keep::All),
+                ("preemptionPolicy", Keep::All),
+            ]),
+        ),
+        ("data", Keep::All),
+        ("binaryData", Keep::All),
+    ]);
+
+    pub fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+        let value = (&OBJECT).deserialize(deserializer)?;
+        Ok(if value.is_null() { None } else { Some(value) })
+    }
+
+    impl<'de> DeserializeSeed<'de> for &'static Keep {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+            match self {
+                Keep::All => serde::Deserialize::deserialize(deserializer),
+                _ => deserializer.deserialize_any(self),
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for &'static Keep {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let item: &'static Keep = match self {
+                Keep::Items(item) => item,
+                _ => &Keep::All,
+            };
+            let mut items = Vec::new();
+            while let Some(v) = seq.next_element_seed(item)? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let fields: &'static [(&'static str, Keep)] = match self {
+                Keep::Fields(fields) => fields,
+                _ => &[],
+            };
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                match fields.iter().find(|(name, _)| *name == key) {
+                    Some((_, keep)) => {
+                        let value = map.next_value_seed(keep)?;
+                        out.insert(key, value);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +458,25 @@ mod tests {
         let warning = out["response"]["warnings"][0].as_str().expect("string");
         assert_eq!(warning.chars().count(), MAX_WARNING_CHARS);
         assert!(warning.ends_with("..."));
+    }
+
+    #[test]
+    fn objects_keep_only_what_the_webhooks_read() {
+        let body = review(json!({
+            "uid": "u", "kind": {"kind": "Pod"}, "operation": "CREATE",
+            "object": {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "labels": {"a": "b"}, "managedFields": [{"manager": "x"}], "uid": "1"},
+                "spec": {"volumes": [{"name": "v"}], "nodeName": "n", "priority": 0,
+                         "containers": [{"name": "c", "image": "i", "env": [], "resources": {"limits": {"cpu": "1"}}}]},
+                "status": {"phase": "Pending"}},
+            "oldObject": null
+        }));
+        let request = decode_review(&body).expect("decodes");
+        assert_eq!(
+            request.object,
+            Some(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
+                "spec": {"nodeName": "n", "priority": 0, "containers": [{"name": "c", "resources": {"limits": {"cpu": "1"}}}]}}))
+        );
+        assert_eq!(request.old_object, None);
     }
 }
