@@ -309,6 +309,12 @@ fn corpus() -> Vec<Case> {
             |uid| with_raw(valid_cm(uid), "/request/object", nested(10_000, true).as_bytes()),
             denied("data: Required value: must hold exactly one key with the JSON config"),
         ),
+        post(
+            "nested_10000_deep_objects_in_a_field_the_webhooks_read",
+            "/validate",
+            |uid| with_raw(valid_cm(uid), "/request/object/data", nested(10_000, true).as_bytes()),
+            Want::Http(400, too_deep),
+        ),
         // Unknown fields are skipped without recursion (serde_json's `ignore_value` keeps its
         // stack on the heap), so even a million levels cost no stack; Go would never send them.
         post(
