@@ -5,7 +5,7 @@ IMG ?= node-agent-webhook:latest
 OVERLAY ?= self-signed
 BIN := target/debug/node-agent-webhook
 
-.PHONY: help build test lint fmt demo run certs manifests validate-manifests docker-build deploy undeploy e2e
+.PHONY: help build test lint fmt demo run certs manifests validate-manifests docker-build deploy undeploy e2e bench fuzz soak
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -54,3 +54,12 @@ undeploy: ## kubectl delete -k manifests/overlays/$(OVERLAY)
 
 e2e: ## kind cluster end to end (needs Docker and kind)
 	IMG=$(IMG) hack/e2e.sh
+
+bench: ## Throughput and latency against a minimal hyper+rustls ceiling (release, ~14 min; see bench/RESULTS.md)
+	bench/run.sh
+
+fuzz: ## cargo-fuzz every target for FUZZ_SECONDS (default 60) each
+	fuzz/run.sh
+
+soak: ## Steady load for SOAK_DURATION seconds (default 300) with certificate and config rotation
+	bench/soak.sh

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Instruction profile of one review: the release server (with line tables) under
+# valgrind --tool=callgrind, counters zeroed after a warm-up, then PROFILE_REVIEWS
+# reviews over one kept-alive HTTP/1.1 connection; the same for the ceiling.
+# perf is used instead when PROFILE_TOOL=perf and `perf stat -e instructions` works.
+#
+# Environment: PROFILE_PROTO=h1 (or h2), PROFILE_REVIEWS=2000, PROFILE_LOADS="mutate validate",
+#              PROFILE_SERVERS="ours ceiling", PROFILE_TOP=40, BENCH_NO_BUILD=1,
+#              PROFILE_TARGET_DIR (default bench/out/target-profile), PROFILE_OUT (bench/out/profile),
+#              REPO (the checkout to profile; default the one holding bench/)
+# Output: bench/out/profile/{ours,ceiling}-{mutate,validate}.{callgrind,inclusive.txt,self.txt}
+# and summary.txt (instructions per review). About 2-3 min after the builds.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+REVIEWS=${PROFILE_REVIEWS:-2000}
+LOADS=${PROFILE_LOADS:-mutate validate}
+SERVERS=${PROFILE_SERVERS:-ours ceiling}
+TOP=${PROFILE_TOP:-40}
+WARM=${PROFILE_WARMUP_REVIEWS:-200}
+PROTO=${PROFILE_PROTO:-h1}
+
+ensure_tools valgrind callgrind_control callgrind_annotate h2load jq openssl curl taskset python3
+prof_target=${PROFILE_TARGET_DIR:-$BENCH_DIR/out/target-profile}
+SERVER_BIN=$prof_target/release/node-agent-webhook
+CEILING_BIN=$BENCH_DIR/out/target-profile-ceiling/release/ceiling
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+  log "building node-agent-webhook and the ceiling with line tables (bench/out/target-profile*)"
+  (cd "$REPO" && CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_TARGET_DIR=$prof_target \
+    cargo build --release --locked --quiet --bin node-agent-webhook)
+  (cd "$BENCH_DIR/ceiling" && CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
+    CARGO_TARGET_DIR=$BENCH_DIR/out/target-profile-ceiling cargo build --release --locked --quiet)
+fi
+
+out=${PROFILE_OUT:-$BENCH_DIR/out/profile}
+rm -rf "$out"
+mkdir -p "$out/certs"
+make_ca "$out/certs"
+make_leaf "$out/certs" "$out/certs"
+make_payloads "$out"
+
+VG_PID=
+cleanup() { stop_pid "$VG_PID"; }
+trap cleanup EXIT
+
+# drive PORT LOAD N: N reviews over one kept-alive HTTP/1.1 connection.
+drive() {
+  local h1=--h1
+  [ "$PROTO" = h1 ] || h1=
+  taskset -c "$LOAD_CPU" h2load $h1 -c1 -t1 -m1 -n "$3" -d "$out/$2.json" -H 'content-type: application/json' \
+    "https://127.0.0.1:$1/$2" >"$out/h2load.txt" 2>&1
+  grep -q "status codes: $3 2xx" "$out/h2load.txt" || die "not all reviews answered 2xx: $(tail -6 "$out/h2load.txt")"
+}
+
+echo "reviews per profile: $REVIEWS over one $PROTO connection (after $WARM warm-up reviews); $(machine_info)" >"$out/summary.txt"
+for server in $SERVERS; do
+  for load in $LOADS; do
+    name=$server-$load
+    port=$(free_port)
+    if [ "$server" = ours ]; then
+      mport=$(free_port)
+      cmd=("$SERVER_BIN" serve --tls-cert "$out/certs/tls.crt" --tls-key "$out/certs/tls.key"
+        --bind "127.0.0.1:$port" --metrics-bind "127.0.0.1:$mport" --config-file "$out/config-full.json"
+        --shutdown-delay 0s --shutdown-grace 1s --log-format json --enable-http2)
+    else
+      cmd=("$CEILING_BIN" --bind "127.0.0.1:$port" --tls-cert "$out/certs/tls.crt" --tls-key "$out/certs/tls.key" --enable-http2)
+    fi
+    taskset -c "$SERVER_CPU" valgrind --tool=callgrind --callgrind-out-file="$out/$name.callgrind" \
+      --dump-instr=no --collect-jumps=no --log-file="$out/$name.valgrind.log" "${cmd[@]}" >/dev/null 2>&1 &
+    VG_PID=$!
+    for _ in $(seq 1 600); do
+      curl -sk -o /dev/null -H 'content-type: application/json' --data-binary @"$out/$load.json" \
+        "https://127.0.0.1:$port/$load" 2>/dev/null && break
+      sleep 0.2
+    done
+    drive "$port" "$load" "$WARM"
+    callgrind_control -z "$VG_PID" >/dev/null
+    drive "$port" "$load" "$REVIEWS"
+    callgrind_control -d "profiled" "$VG_PID" >/dev/null
+    stop_pid "$VG_PID"
+    VG_PID=
+    # The dump after zeroing is the one with the "profiled" trigger.
+    dump=$(grep -l '^desc: Trigger: dump profiled' "$out/$name.callgrind"* | head -1)
+    total=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$dump")
+    per=$((total / REVIEWS))
+    printf '%-18s %12d instructions per review\n' "$name" "$per" | tee -a "$out/summary.txt" >&2
+    callgrind_annotate --inclusive=yes --threshold=100 "$dump" >"$out/$name.inclusive.txt" 2>/dev/null || true
+    callgrind_annotate --inclusive=no --threshold=100 "$dump" >"$out/$name.self.txt" 2>/dev/null || true
+    python3 "$BENCH_DIR/callgrind_top.py" "$out/$name.inclusive.txt" "$out/$name.self.txt" "$REVIEWS" \
+      >"$out/$name.breakdown.txt"
+    # Keep only the profiled dump.
+    for f in "$out/$name.callgrind"*; do [ "$f" = "$dump" ] || rm -f "$f"; done
+    [ "$dump" = "$out/$name.callgrind" ] || mv "$dump" "$out/$name.callgrind"
+  done
+done
+cat "$out/summary.txt"
+log "profiles in ${out#"$REPO"/}/ (callgrind_annotate --inclusive=yes FILE for more)"

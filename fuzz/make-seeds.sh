@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Regenerates fuzz/seeds/ (committed) from ../shared: the example ConfigMaps' data values,
+# the ConfigMaps as JSON and YAML manifests, and AdmissionReviews of every example pod and
+# ConfigMap as kube-apiserver sends them (CREATE, UPDATE, DELETE).
+set -euo pipefail
+cd "$(dirname "$0")"
+shared=${SHARED:-../../shared}
+[ -d "$shared/velero" ] || { echo "no $shared/velero" >&2; exit 1; }
+rm -rf seeds
+mkdir -p seeds/config_value seeds/config_file seeds/admission_review
+
+for cm in "$shared"/velero/configmaps/*.json; do
+  name=$(basename "$cm" .json)
+  # config_value: each data value, verbatim.
+  i=0
+  while IFS= read -r -d '' value; do
+    printf '%s' "$value" >"seeds/config_value/$name-$i.json"
+    i=$((i + 1))
+  done < <(jq -j '.data[] | (., "\u0000")' "$cm")
+  # config_file: the JSON manifest, and the same ConfigMap as YAML (block scalars).
+  cp "$cm" "seeds/config_file/$name.json"
+  {
+    echo "apiVersion: v1"
+    echo "kind: ConfigMap"
+    echo "metadata:"
+    echo "  name: $(jq -r .metadata.name "$cm")"
+    echo "  namespace: $(jq -r .metadata.namespace "$cm")"
+    echo "data:"
+    jq -r '.data | to_entries[] | "  \(.key): |\n" + (.value | split("\n") | map("    " + .) | join("\n"))' "$cm"
+  } >"seeds/config_file/$name.yaml"
+  # admission_review: CREATE, an UPDATE from the first example, a DELETE.
+  for op in CREATE UPDATE DELETE; do
+    jq -c --arg op "$op" --slurpfile old "$shared/velero/configmaps/01-valid-docs-basic.json" '. as $cm |
+      {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
+        uid: "seed-\($op)", kind: {group: "", version: "v1", kind: "ConfigMap"},
+        resource: {group: "", version: "v1", resource: "configmaps"},
+        name: $cm.metadata.name, namespace: $cm.metadata.namespace, operation: $op,
+        userInfo: {username: "kubernetes-admin", groups: ["system:masters", "system:authenticated"]},
+        object: (if $op == "DELETE" then null else $cm end),
+        oldObject: (if $op == "CREATE" then null elif $op == "DELETE" then $cm else $old[0] end),
+        dryRun: false}}' "$cm" >"seeds/admission_review/cm-$name-$op.json"
+  done
+done
+cp ../hack/demo-config.json seeds/config_value/demo-config.json
+# The docs' complete example with its one unknown key fixed (the benchmark's config).
+jq '.data | to_entries[0].value | fromjson
+    | .cachePVC = {residentThresholdInMB: 1024, storageClass: .cachePVC.storageClass}' \
+  "$shared/velero/configmaps/03-docs-complete-example-thresholdInGB.json" >seeds/config_value/config-full.json
+cp ../hack/demo-config.json seeds/config_file/demo-config.json
+for f in "$shared"/kubernetes/fixtures/admission.k8s.io.v1*.AdmissionReview.json "$shared"/kubernetes/fixtures/admission.k8s.io.v1beta1.AdmissionReview.json; do
+  cp "$f" "seeds/admission_review/fixture-$(basename "$f")"
+done
+cp "$shared/kubernetes/fixtures/core.v1.ConfigMap.json" seeds/config_file/fixture-core.v1.ConfigMap.json
+
+# Every example pod, as submitted and as admitted (defaulted), from node-agent's account.
+for pod in "$shared"/velero/pods/*/*.json; do
+  name=$(basename "$(dirname "$pod")")-$(basename "$pod" .json)
+  for admitted in false true; do
+    jq -c --argjson admitted "$admitted" '
+      (if $admitted then
+        .spec.priority = 0 | .spec.preemptionPolicy = "PreemptLowerPriority"
+        | .spec.schedulerName = "default-scheduler" | .spec.enableServiceLinks = true
+        | .spec.tolerations = ((.spec.tolerations // []) + [
+            {key: "node.kubernetes.io/not-ready", operator: "Exists", effect: "NoExecute", tolerationSeconds: 300}])
+        | .spec.volumes += [{name: "kube-api-access-x7k2p", projected: {defaultMode: 420, sources: [
+            {serviceAccountToken: {expirationSeconds: 3607, path: "token"}}]}}]
+      else . end) as $pod |
+      {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
+        uid: "seed-pod", kind: {group: "", version: "v1", kind: "Pod"},
+        resource: {group: "", version: "v1", resource: "pods"},
+        name: $pod.metadata.name, namespace: "velero", operation: "CREATE",
+        userInfo: {username: "system:serviceaccount:velero:velero",
+          extra: {"authentication.kubernetes.io/pod-name": ["node-agent-x2v9q"]}},
+        object: $pod, oldObject: null, dryRun: false}}' "$pod" >"seeds/admission_review/pod-$name-$admitted.json"
+  done
+done
+echo "seeds: $(find seeds -type f | wc -l) files"
