@@ -12,7 +12,7 @@ use node_agent_webhook::config::check_value;
 use node_agent_webhook::config::model::NodeAgentConfig;
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
-use node_agent_webhook::mutate::plan::{plan, PlanInput, Setting, StorageClass, APPLIED_ANNOTATION};
+use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, Setting, StorageClass, APPLIED_ANNOTATION};
 use serde_json::{json, Value};
 use support::{as_admitted, shared_json};
 
@@ -22,6 +22,17 @@ const KINDS: [(&str, MoverKind); 4] = [
     ("podvolumebackup", MoverKind::PodVolumeBackup),
     ("podvolumerestore", MoverKind::PodVolumeRestore),
 ];
+
+/// One plan with no storage class known.
+fn plan_once(
+    pod: &Value,
+    mover: &DataMover,
+    config: &NodeAgentConfig,
+    generation: u64,
+    priority_classes: Option<&HashSet<String>>,
+) -> Plan {
+    plan(&PlanInput { pod, mover, config, generation, storage_class: StorageClass::Known(None), priority_classes })
+}
 
 fn pods() -> Vec<(String, MoverKind, Value)> {
     let mut out = Vec::new();
@@ -205,14 +216,7 @@ fn a_contradicting_requirement_leaves_the_affinity_alone_with_a_warning() {
     );
     let pod = as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"));
     let mover = identify(&pod);
-    let result = plan(&PlanInput {
-        pod: &pod,
-        mover: &mover,
-        config: &config,
-        generation: 1,
-        storage_class: StorageClass::Known(None),
-        priority_classes: None,
-    });
+    let result = plan_once(&pod, &mover, &config, 1, None);
     assert!(result.affinity_conflict);
     assert_eq!(result.applied, vec![Setting::PodLabels]);
     assert_eq!(
@@ -232,26 +236,12 @@ fn priority_is_left_alone_when_it_matches_or_the_class_is_missing() {
     pod["spec"]["priorityClassName"] = json!("velero-data-mover");
     pod["spec"]["priority"] = json!(1000);
     let mover = identify(&pod);
-    let same = plan(&PlanInput {
-        pod: &pod,
-        mover: &mover,
-        config: &config,
-        generation: 1,
-        storage_class: StorageClass::Known(None),
-        priority_classes: None,
-    });
+    let same = plan_once(&pod, &mover, &config, 1, None);
     assert_eq!(same.ops, vec![], "no priority operations when the class already matches");
 
     let pod = as_admitted(shared_json("velero/pods/v1.18/pod-podvolumebackup.json"));
     let existing: HashSet<String> = ["system-cluster-critical".to_string()].into();
-    let missing = plan(&PlanInput {
-        pod: &pod,
-        mover: &mover,
-        config: &config,
-        generation: 1,
-        storage_class: StorageClass::Known(None),
-        priority_classes: Some(&existing),
-    });
+    let missing = plan_once(&pod, &mover, &config, 1, Some(&existing));
     assert_eq!(missing.ops, vec![]);
     assert!(missing.priority_class_missing);
     assert_eq!(
@@ -273,14 +263,7 @@ fn quantities_re_encoded_by_the_api_server_are_not_patched_again() {
     pod["spec"]["containers"][0]["resources"] =
         json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2"}});
     let mover = identify(&pod);
-    let result = plan(&PlanInput {
-        pod: &pod,
-        mover: &mover,
-        config: &config,
-        generation: 1,
-        storage_class: StorageClass::Known(None),
-        priority_classes: None,
-    });
+    let result = plan_once(&pod, &mover, &config, 1, None);
     assert_eq!(result.ops, vec![]);
 }
 
@@ -298,14 +281,7 @@ fn label_keys_with_slashes_and_tildes_are_escaped_and_velero_keys_never_touched(
     let mut pod = as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"));
     pod["metadata"]["annotations"] = json!({"existing": "kept"});
     let mover = identify(&pod);
-    let result = plan(&PlanInput {
-        pod: &pod,
-        mover: &mover,
-        config: &config,
-        generation: 3,
-        storage_class: StorageClass::Known(None),
-        priority_classes: None,
-    });
+    let result = plan_once(&pod, &mover, &config, 3, None);
     let ops: Vec<Value> = result.ops.iter().map(|op| op.to_json()).collect();
     assert_eq!(
         ops,
