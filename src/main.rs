@@ -152,16 +152,7 @@ enum OutputFormat {
 
 /// Go-style durations as operators write them in manifests: `5s`, `500ms`, `1m`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+    server::parse_duration(text).ok_or_else(|| format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m"))
 }
 
 fn main() -> ExitCode {

@@ -22,6 +22,8 @@ pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 const MAX_DRAIN_BYTES: usize = 32 * 1024 * 1024;
 /// Used when the API server sends no `?timeout=`; its own default is 10 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The API server's own ceiling for a webhook call.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn webhook_router(state: Arc<AppState>) -> Router {
     Router::new().route("/validate", post(validate)).route("/mutate", post(mutate)).with_state(state)
@@ -40,22 +42,14 @@ struct TimeoutQuery {
     timeout: Option<String>,
 }
 
-/// Parses the API server's `?timeout=10s` (Go duration; we accept s, ms and m units).
+/// The API server's `?timeout=10s`, at most 30 s; 10 s when absent or unreadable.
 fn parse_timeout(query: &TimeoutQuery) -> Duration {
-    let Some(text) = query.timeout.as_deref() else { return DEFAULT_REQUEST_TIMEOUT };
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let Ok(value) = number.parse::<f64>() else { return DEFAULT_REQUEST_TIMEOUT };
-    let seconds = match unit {
-        "s" | "" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        _ => return DEFAULT_REQUEST_TIMEOUT,
-    };
-    if seconds.is_finite() && seconds > 0.0 {
-        Duration::from_secs_f64(seconds.min(30.0))
-    } else {
-        DEFAULT_REQUEST_TIMEOUT
-    }
+    query
+        .timeout
+        .as_deref()
+        .and_then(super::parse_duration)
+        .filter(|timeout| !timeout.is_zero())
+        .map_or(DEFAULT_REQUEST_TIMEOUT, |timeout| timeout.min(MAX_REQUEST_TIMEOUT))
 }
 
 async fn validate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
