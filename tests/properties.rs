@@ -16,6 +16,7 @@ use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
 use node_agent_webhook::k8s::quantity::{parse, Quantity};
 use node_agent_webhook::mutate::identity::{DataMover, NodeAgentIdentity};
+use node_agent_webhook::mutate::patch::{apply_ops, Op};
 use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, StorageClass, APPLIED_ANNOTATION};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -752,6 +753,11 @@ fn check_plan(
         serde_json::from_value(Value::Array(ops.clone())).map_err(|e| format!("not a JSON patch: {e}"))?;
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).map_err(|e| format!("the patch does not apply: {e}\nops: {ops:#?}"))?;
+    let mut self_checked = pod.clone();
+    apply_ops(&mut self_checked, &first.ops).map_err(|e| format!("the webhook's self-check refuses it: {e}"))?;
+    if self_checked != patched {
+        return Err(format!("the self-check's result differs from json_patch's\nops: {ops:#?}"));
+    }
     for map in ["labels", "annotations"] {
         if velero_entries(pod, map) != velero_entries(&patched, map) {
             return Err(format!(
@@ -781,6 +787,64 @@ proptest! {
     ) {
         let (pod, mover) = perturbed(&p);
         check_plan(&pod, &mover, &config, &class, classes.as_ref()).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// Pointers over a small alphabet that hits every RFC 6901 case: members, indices with and
+/// without leading zeros, `-`, escapes (valid and not), and paths that do not exist.
+fn pointer() -> impl Strategy<Value = String> {
+    let common = select(vec!["a", "b", "0", "1", "-"]);
+    let rare = select(vec!["2", "01", "a~1b", "~0", "x~2", ""]);
+    let token = prop_oneof![4 => common, 1 => rare];
+    proptest::collection::vec(token, 1..3).prop_map(|tokens| tokens.iter().map(|t| format!("/{t}")).collect())
+}
+
+/// A document whose top is an object or an array, so that most pointers lead somewhere.
+fn small_document() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), "[a-c]{0,2}".prop_map(Value::from)];
+    let nested = leaf.prop_recursive(2, 12, 3, container);
+    container(nested)
+}
+
+fn container(inner: impl Strategy<Value = Value> + Clone + 'static) -> BoxedStrategy<Value> {
+    let key = select(vec!["a", "b", "0", "1", "a/b", "~", ""]);
+    prop_oneof![
+        proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+        proptest::collection::btree_map(key, inner, 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+    ]
+    .boxed()
+}
+
+fn patch_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (pointer(), small_document()).prop_map(|(path, value)| Op::Add { path, value }),
+        pointer().prop_map(|path| Op::Remove { path }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(2048))]
+
+    /// The webhook applies its ops in memory as its self-check; the outcome must be the one
+    /// a strict RFC 6902 implementation gives for the serialized patch.
+    #[test]
+    fn applying_ops_in_memory_agrees_with_json_patch(
+        document in small_document(),
+        ops in proptest::collection::vec(patch_op(), 1..3),
+    ) {
+        let mut ours = document.clone();
+        let our_result = apply_ops(&mut ours, &ops);
+        let ops_json: Vec<Value> = ops.iter().map(Op::to_json).collect();
+        let mut theirs = document.clone();
+        // json_patch refuses an invalid pointer when it reads the patch, we when we apply it.
+        let their_result = serde_json::from_value::<json_patch::Patch>(Value::Array(ops_json))
+            .map_err(|e| e.to_string())
+            .and_then(|patch| json_patch::patch(&mut theirs, &patch).map_err(|e| e.to_string()));
+        prop_assert_eq!(our_result.is_ok(), their_result.is_ok(), "ours: {:?}, json_patch: {:?}", our_result, their_result);
+        if our_result.is_ok() {
+            prop_assert_eq!(ours, theirs);
+        }
     }
 }
 

@@ -12,17 +12,18 @@ use crate::admission::Decision;
 use plan::Plan;
 
 /// Turns a plan into the admission decision, after applying the patch to the request
-/// object (owned: no copy) as the API server will. A patch that does not apply is dropped
+/// object (owned: no copy) as the API server will, from the ops in memory (the bytes sent are
+/// their serde serialization). A patch that does not apply is dropped
 /// (the pod is admitted unchanged, with a warning): a bug of ours must never stop a backup.
 /// Returns the decision and whether the self-check failed.
-pub fn decide(pod: Value, plan: &Plan) -> (Decision, bool) {
+pub fn decide(mut pod: Value, plan: &Plan) -> (Decision, bool) {
     let mut warnings = plan.warnings.clone();
     if plan.ops.is_empty() {
         return (Decision::allow_with_warnings(warnings), false);
     }
-    let bytes = patch::to_bytes(&plan.ops);
-    match patch::apply(pod, &bytes) {
-        Ok(_) => {
+    match patch::apply_ops(&mut pod, &plan.ops) {
+        Ok(()) => {
+            let bytes = patch::to_bytes(&plan.ops);
             let decision = Decision {
                 allowed: true,
                 denial: None,

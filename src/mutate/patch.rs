@@ -47,6 +47,94 @@ pub fn apply(mut object: Value, patch: &[u8]) -> Result<Value, String> {
     Ok(object)
 }
 
+/// Why an op does not apply; the wording follows RFC 6902's error conditions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    #[error("op {index}: path {path:?} is not a JSON pointer")]
+    InvalidPointer { index: usize, path: String },
+    #[error("op {index}: path {path:?} has no parent to add to")]
+    NoParent { index: usize, path: String },
+    #[error("op {index}: path {path:?} does not exist")]
+    NoTarget { index: usize, path: String },
+}
+
+/// Applies `ops` in order to `object` with RFC 6902 semantics (`add` upserts an object
+/// member or inserts into an array at an index up to its length or at `-`; `remove` needs its
+/// target). The webhook's self-check: the same outcome as applying the serialized patch, with
+/// no re-parse of it. A property test holds it to the `json_patch` crate.
+pub fn apply_ops(object: &mut Value, ops: &[Op]) -> Result<(), PatchError> {
+    for (index, op) in ops.iter().enumerate() {
+        let (Op::Add { path, .. } | Op::Remove { path }) = op;
+        let not_applicable = || match op {
+            Op::Add { .. } => PatchError::NoParent { index, path: path.clone() },
+            Op::Remove { .. } => PatchError::NoTarget { index, path: path.clone() },
+        };
+        let invalid = || PatchError::InvalidPointer { index, path: path.clone() };
+        let (parent_pointer, last) = path.rsplit_once('/').ok_or_else(invalid)?;
+        let last = unescape(last).ok_or_else(invalid)?;
+        let applied = match (op, pointer_mut(object, parent_pointer).ok_or_else(not_applicable)?) {
+            (Op::Add { value, .. }, Value::Object(map)) => {
+                map.insert(last.into_owned(), value.clone());
+                true
+            }
+            (Op::Add { value, .. }, Value::Array(items)) => {
+                let at = if last == "-" { Some(items.len()) } else { array_index(&last) };
+                at.filter(|at| *at <= items.len()).map(|at| items.insert(at, value.clone())).is_some()
+            }
+            (Op::Remove { .. }, Value::Object(map)) => map.remove(last.as_ref()).is_some(),
+            (Op::Remove { .. }, Value::Array(items)) => {
+                array_index(&last).filter(|at| *at < items.len()).map(|at| items.remove(at)).is_some()
+            }
+            (_, _) => false,
+        };
+        if !applied {
+            return Err(not_applicable());
+        }
+    }
+    Ok(())
+}
+
+/// The value an RFC 6901 pointer names (`""` is the whole document), for writing.
+fn pointer_mut<'v>(value: &'v mut Value, pointer: &str) -> Option<&'v mut Value> {
+    if pointer.is_empty() {
+        return Some(value);
+    }
+    pointer.strip_prefix('/')?.split('/').try_fold(value, |target, token| {
+        let token = unescape(token)?;
+        match target {
+            Value::Object(map) => map.get_mut(token.as_ref()),
+            Value::Array(items) => items.get_mut(array_index(&token)?),
+            _ => None,
+        }
+    })
+}
+
+/// One reference token, unescaped (`~1` → `/`, `~0` → `~`); `None` for any other `~`.
+fn unescape(token: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !token.contains('~') {
+        return Some(std::borrow::Cow::Borrowed(token));
+    }
+    let mut out = String::with_capacity(token.len());
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '~' => out.push(match chars.next()? {
+                '0' => '~',
+                '1' => '/',
+                _ => return None,
+            }),
+            c => out.push(c),
+        }
+    }
+    Some(std::borrow::Cow::Owned(out))
+}
+
+/// An array index as RFC 6901 spells it: `0`, or digits without a leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    let digits = token.bytes().all(|b| b.is_ascii_digit());
+    (digits && !token.is_empty() && (token == "0" || !token.starts_with('0'))).then(|| token.parse().ok()).flatten()
+}
+
 /// Ops that merge `wanted` into the string map at `path` (`/metadata/labels`): the whole map
 /// when it is absent, one `add` per missing or different key otherwise.
 pub fn merge_map(current: Option<&Value>, path: &str, wanted: &[(&str, &str)]) -> Vec<Op> {
@@ -100,6 +188,51 @@ mod tests {
         );
         let done = json!({"team": "platform", "example.com/role": "backup"});
         assert_eq!(merge_map(Some(&done), "/metadata/labels", &wanted), Vec::<Op>::new());
+    }
+
+    #[test]
+    fn applies_ops_in_memory_with_rfc_6902_semantics() {
+        let add = |path: &str, value: Value| Op::Add { path: path.into(), value };
+        let remove = |path: &str| Op::Remove { path: path.into() };
+        let pod = json!({"metadata": {"labels": {"a/b": "1"}}, "spec": {"priority": 0, "list": ["x", "y"]}});
+        let cases: Vec<(Vec<Op>, Result<Value, &str>)> = vec![
+            (
+                vec![add("/metadata/annotations", json!({"k": "v"})), add("/metadata/annotations/k2", json!("v2"))],
+                Ok(json!({"metadata": {"labels": {"a/b": "1"}, "annotations": {"k": "v", "k2": "v2"}},
+                          "spec": {"priority": 0, "list": ["x", "y"]}})),
+            ),
+            (
+                vec![add("/metadata/labels/a~1b", json!("2")), remove("/spec/priority")],
+                Ok(json!({"metadata": {"labels": {"a/b": "2"}}, "spec": {"list": ["x", "y"]}})),
+            ),
+            (
+                vec![add("/spec/list/-", json!("z")), add("/spec/list/0", json!("w")), remove("/spec/list/1")],
+                Ok(json!({"metadata": {"labels": {"a/b": "1"}}, "spec": {"priority": 0, "list": ["w", "y", "z"]}})),
+            ),
+            (
+                vec![add("/metadata/annotations/k", json!("v"))],
+                Err(r#"op 0: path "/metadata/annotations/k" has no parent to add to"#),
+            ),
+            (vec![remove("/spec/preemptionPolicy")], Err(r#"op 0: path "/spec/preemptionPolicy" does not exist"#)),
+            (vec![add("/spec/list/3", json!("z"))], Err(r#"op 0: path "/spec/list/3" has no parent to add to"#)),
+            (vec![add("/spec/list/01", json!("z"))], Err(r#"op 0: path "/spec/list/01" has no parent to add to"#)),
+            (vec![remove("/spec/list/-")], Err(r#"op 0: path "/spec/list/-" does not exist"#)),
+            (vec![add("/spec/priority/x", json!(1))], Err(r#"op 0: path "/spec/priority/x" has no parent to add to"#)),
+            (
+                vec![remove("/spec/priority"), remove("/spec/priority")],
+                Err(r#"op 1: path "/spec/priority" does not exist"#),
+            ),
+            (vec![add("metadata", json!({}))], Err(r#"op 0: path "metadata" is not a JSON pointer"#)),
+            (
+                vec![add("/metadata/labels/a~2", json!("x"))],
+                Err(r#"op 0: path "/metadata/labels/a~2" is not a JSON pointer"#),
+            ),
+        ];
+        for (ops, want) in cases {
+            let mut patched = pod.clone();
+            let got = apply_ops(&mut patched, &ops).map(|()| patched).map_err(|e| e.to_string());
+            assert_eq!(got, want.map_err(String::from), "ops: {ops:?}");
+        }
     }
 
     #[test]
