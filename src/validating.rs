@@ -25,36 +25,63 @@ impl Target {
 
 /// Decides a ConfigMap review: deny a target ConfigMap whose config has errors, warn otherwise.
 pub fn review_configmap(request: &Request, target: &Target, env: &Environment) -> Decision {
+    match triage(request, target) {
+        Review::Decided(decision) => decision,
+        Review::NeedsCheck(inputs) => check(target, env, &inputs),
+    }
+}
+
+/// A ConfigMap review before the config check: most are decided at once; the others carry
+/// everything the check's verdict depends on besides the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Review {
+    Decided(Decision),
+    NeedsCheck(CheckInputs),
+}
+
+/// The new `data` and `binaryData` keys and, for an UPDATE, the old ones. Equal inputs in an
+/// equal environment get equal verdicts, so a server may reuse one (the same ConfigMap comes
+/// back on `kubectl apply --dry-run=server` then `apply`, GitOps re-syncs and retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckInputs {
+    new: Contents,
+    old: Option<Contents>,
+}
+
+/// The first half of `review_configmap`: everything but the config check.
+pub fn triage(request: &Request, target: &Target) -> Review {
     if request.kind.kind != "ConfigMap" || !target.matches(&request.namespace, &request.name) {
-        return Decision::allow();
+        return Review::Decided(Decision::allow());
     }
     match request.operation {
-        Operation::Delete => Decision::allow_with_warnings(vec![format!(
+        Operation::Delete => Review::Decided(Decision::allow_with_warnings(vec![format!(
             "node-agent 1.17+ fails to start without ConfigMap {}/{}: recreate it before node-agent restarts",
             target.namespace, target.name
-        )]),
-        Operation::Connect => Decision::allow(),
+        )])),
+        Operation::Connect => Review::Decided(Decision::allow()),
         Operation::Create | Operation::Update => {
             let Some(object) = &request.object else {
-                return Decision::deny_invalid("request.object is missing".to_string(), Vec::new());
+                return Review::Decided(Decision::deny_invalid("request.object is missing".to_string(), Vec::new()));
             };
-            let (data, binary) = match configmap_contents(object) {
+            let new = match configmap_contents(object) {
                 Ok(contents) => contents,
-                Err(message) => return Decision::deny_invalid(message, Vec::new()),
+                Err(message) => return Review::Decided(Decision::deny_invalid(message, Vec::new())),
             };
-            let new = (data, binary);
             let old = match (request.operation, &request.old_object) {
                 (Operation::Update, Some(old)) => configmap_contents(old).ok(),
                 _ => None,
             };
-            decide(target, env, &new, old.as_ref())
+            Review::NeedsCheck(CheckInputs { new, old })
         }
     }
 }
 
 type Contents = (BTreeMap<String, String>, Vec<String>);
 
-fn decide(target: &Target, env: &Environment, new: &Contents, old: Option<&Contents>) -> Decision {
+/// The second half of `review_configmap`: the config check and its verdict.
+pub fn check(target: &Target, env: &Environment, inputs: &CheckInputs) -> Decision {
+    let CheckInputs { new, old } = inputs;
+    let old = old.as_ref();
     let check = check_configmap(&new.0, &new.1, env);
     let findings = check.rendered();
     let unchanged = old.is_some_and(|old| old == new);

@@ -140,11 +140,11 @@ where
     let elapsed = started.elapsed();
     state.metrics.observe_admission(webhook, operation.as_str(), decision.allowed, elapsed.as_secs_f64());
     tracing::info!(
-        uid = %uid,
+        uid = uid.as_str(),
         webhook = webhook.as_str(),
-        kind = %kind,
-        namespace = %namespace,
-        name = %name,
+        kind = kind.as_str(),
+        namespace = namespace.as_str(),
+        name = name.as_str(),
         operation = operation.as_str(),
         allowed = decision.allowed,
         warnings = decision.warnings.len(),

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::registry::Registry;
 
@@ -15,7 +15,7 @@ use crate::config::version::VeleroVersion;
 use crate::metrics::{Metrics, ReasonLabels, ResultLabels, SettingLabels};
 use crate::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
 use crate::mutate::plan::{self, PlanInput, StorageClass};
-use crate::validating::{review_configmap, Target};
+use crate::validating::{self, CheckInputs, Review, Target};
 
 /// The config the mutating webhook applies, and which load it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +23,27 @@ pub struct LiveConfig {
     /// Counts successful loads from 1; 0 means nothing was loaded (no settings).
     pub generation: u64,
     pub config: NodeAgentConfig,
+}
+
+/// The last config check's verdict and everything it depended on. The same ConfigMap is
+/// reviewed again and again (`kubectl apply --dry-run=server` then `apply`, GitOps diffs and
+/// re-syncs, API-server retries), and the check costs more than the rest of a review.
+struct Verdict {
+    inputs: CheckInputs,
+    velero_version: Option<VeleroVersion>,
+    priority_classes: Option<Arc<HashSet<String>>>,
+    decision: Decision,
+}
+
+impl Verdict {
+    fn is_for(
+        &self,
+        inputs: &CheckInputs,
+        velero_version: Option<VeleroVersion>,
+        priority_classes: &Option<Arc<HashSet<String>>>,
+    ) -> bool {
+        self.velero_version == velero_version && self.priority_classes == *priority_classes && self.inputs == *inputs
+    }
 }
 
 /// What the server is told at start-up.
@@ -44,6 +65,7 @@ pub struct AppState {
     velero_version: RwLock<Option<VeleroVersion>>,
     priority_classes: RwLock<Option<Arc<HashSet<String>>>>,
     live: RwLock<Arc<LiveConfig>>,
+    last_verdict: Mutex<Option<Verdict>>,
     config_read: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -78,15 +100,32 @@ impl AppState {
             velero_version: RwLock::new(velero_version),
             priority_classes: RwLock::new(None),
             live: RwLock::new(Arc::new(LiveConfig::default())),
+            last_verdict: Mutex::new(None),
             config_read: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }
     }
 
+    /// Decides a ConfigMap review; a config check whose inputs and environment equal the last
+    /// one's reuses its verdict (contents compared in full, not hashed).
     pub fn validate(&self, request: &Request) -> Decision {
-        let classes = read(&self.priority_classes);
-        let env = Environment { velero_version: read(&self.velero_version), priority_classes: classes.as_deref() };
-        review_configmap(request, &self.target, &env)
+        let inputs = match validating::triage(request, &self.target) {
+            Review::Decided(decision) => return decision,
+            Review::NeedsCheck(inputs) => inputs,
+        };
+        let velero_version = read(&self.velero_version);
+        let priority_classes = read(&self.priority_classes);
+        if let Ok(last) = self.last_verdict.lock() {
+            if let Some(last) = last.as_ref().filter(|last| last.is_for(&inputs, velero_version, &priority_classes)) {
+                return last.decision.clone();
+            }
+        }
+        let env = Environment { velero_version, priority_classes: priority_classes.as_deref() };
+        let decision = validating::check(&self.target, &env, &inputs);
+        if let Ok(mut last) = self.last_verdict.lock() {
+            *last = Some(Verdict { inputs, velero_version, priority_classes, decision: decision.clone() });
+        }
+        decision
     }
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
@@ -202,5 +241,98 @@ impl AppState {
             return Err("config source not read yet");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn review(operation: &str, config: &str, old_config: Option<&str>) -> Request {
+        let configmap = |text: &str| json!({"metadata": {"name": "node-agent-config"}, "data": {"config": text}});
+        let request = json!({
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"}, "namespace": "velero",
+            "name": "node-agent-config", "operation": operation, "userInfo": {"username": "admin"},
+            "object": configmap(config), "oldObject": old_config.map(configmap),
+        });
+        serde_json::from_value(request).unwrap_or_else(|e| panic!("a test request: {e}"))
+    }
+
+    /// A step: its name, what changes before it, the review, and the allowed flag and warnings
+    /// (in order, by a fragment of each) it must get.
+    type Step<'a> = (&'a str, fn(&AppState), Request, bool, Vec<&'a str>);
+
+    /// The reused verdict must never be stale: each step changes one input of the check.
+    #[test]
+    fn a_reused_verdict_follows_every_input_of_the_check() {
+        let state = AppState::new(
+            Settings {
+                target: Target { namespace: "velero".into(), name: "node-agent-config".into() },
+                velero_version: None,
+                service_accounts: vec!["velero".into()],
+            },
+            None,
+        );
+        let class = r#"{"priorityClassName": "absent"}"#;
+        let absent = r#"priorityClassName: PriorityClass "absent" does not exist"#;
+        let ignored = "node-agent of Velero 1.16.0 ignores this";
+        let restart = "loadConcurrency changed: node-agent reads it only at start-up";
+        let steps: Vec<Step> = vec![
+            ("valid", |_| {}, review("CREATE", class, None), true, vec![]),
+            ("same again", |_| {}, review("CREATE", class, None), true, vec![]),
+            ("invalid", |_| {}, review("CREATE", r#"{"priorityClassName": "A"}"#, None), false, vec![]),
+            ("valid again", |_| {}, review("CREATE", class, None), true, vec![]),
+            (
+                "PriorityClasses become known",
+                |s| s.set_priority_classes(Some(Arc::new(["present".to_string()].into()))),
+                review("CREATE", class, None),
+                true,
+                vec![absent],
+            ),
+            (
+                "Velero version becomes known",
+                |s| s.set_velero_version(Some(VeleroVersion::new(1, 16, 0))),
+                review("CREATE", class, None),
+                true,
+                vec![absent, ignored],
+            ),
+            (
+                "an UPDATE that changes loadConcurrency",
+                |_| {},
+                review(
+                    "UPDATE",
+                    class,
+                    Some(r#"{"priorityClassName": "absent", "loadConcurrency": {"globalConfig": 2}}"#),
+                ),
+                true,
+                vec![absent, ignored, restart],
+            ),
+            (
+                "an UPDATE that changes nothing",
+                |_| {},
+                review("UPDATE", class, Some(class)),
+                true,
+                vec![absent, ignored],
+            ),
+        ];
+        for (step, change, request, allowed, warnings) in steps {
+            change(&state);
+            let decision = state.validate(&request);
+            assert_eq!(decision.allowed, allowed, "{step}: {decision:?}");
+            assert_eq!(decision.warnings.len(), warnings.len(), "{step}: {:?}", decision.warnings);
+            for (got, want) in decision.warnings.iter().zip(&warnings) {
+                assert!(got.contains(want), "{step}: {got:?} should say {want:?}");
+            }
+            let fresh = validating::review_configmap(
+                &request,
+                &state.target,
+                &Environment {
+                    velero_version: read(&state.velero_version),
+                    priority_classes: state.priority_classes().as_deref(),
+                },
+            );
+            assert_eq!(decision, fresh, "{step}: the reused verdict differs from a fresh check");
+        }
     }
 }
