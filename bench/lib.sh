@@ -139,6 +139,9 @@ make_payloads() {
         object: $cm, oldObject: null, dryRun: false,
         options: {kind: "CreateOptions", apiVersion: "meta.k8s.io/v1", fieldManager: "kubectl-client-side-apply"}}}' \
     "$SHARED/velero/configmaps/01-valid-docs-basic.json" >"$dir/validate.json"
+  # The same review with a marker at the end of the config value: wrk-post.lua replaces it
+  # with whitespace that differs on every request, so the server's verdict reuse never hits.
+  jq -c '.request.object.data |= with_entries(.value += "__FRESH__")' "$dir/validate.json" >"$dir/validate-fresh.json"
 }
 
 # free_port: a TCP port nobody listens on.

@@ -8,12 +8,13 @@
 #   BENCH_RUNS=3        runs; the report takes the median per point
 #   BENCH_CONNS="1 16 64"
 #   BENCH_PROTOS="h1 h2"
-#   BENCH_LOADS="mutate validate"
+#   BENCH_LOADS="mutate validate validate-fresh"   (validate-fresh: a different ConfigMap on
+#                       every request, so no verdict is reused; HTTP/1.1 only, no target)
 #   BENCH_SERVER_LOG=/dev/null   where the server's log goes (info level, JSON, as deployed)
 #   BENCH_NO_BUILD=1    skip the cargo builds
 #   SERVER_CPU=0 LOAD_CPU=1      taskset pinning
 # Total: runs x protos x loads x conns x 2 servers x (duration + warm-up):
-# 3 x 2 x 2 x 3 x 2 x 11 s = 13.2 min by default.
+# 3 x (2 x 2 + 1) x 3 x 2 x 11 s = 16.5 min by default (validate-fresh is HTTP/1.1 only).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -22,7 +23,7 @@ WARMUP=${BENCH_WARMUP:-1}
 RUNS=${BENCH_RUNS:-3}
 CONNS=${BENCH_CONNS:-1 16 64}
 PROTOS=${BENCH_PROTOS:-h1 h2}
-LOADS=${BENCH_LOADS:-mutate validate}
+LOADS=${BENCH_LOADS:-mutate validate validate-fresh}
 SERVER_LOG=${BENCH_SERVER_LOG:-/dev/null}
 
 ensure_tools wrk h2load jq openssl curl taskset python3
@@ -63,6 +64,9 @@ patch=$(check_answer "https://localhost:$ours_port/mutate" "$out/mutate.json" "$
 [ -n "$patch" ] || die "/mutate returned no patch: is the config loaded?"
 log "/mutate patch paths: $patch"
 check_answer "https://localhost:$ours_port/validate" "$out/validate.json" "$out/certs/ca.crt" >/dev/null
+# What wrk-post.lua makes of the fresh load's marker must still be the valid ConfigMap.
+sed 's/__FRESH__/ \\t \\t/' "$out/validate-fresh.json" >"$out/validate-fresh-sample.json"
+check_answer "https://localhost:$ours_port/validate" "$out/validate-fresh-sample.json" "$out/certs/ca.crt" >/dev/null
 check_answer "https://localhost:$ceiling_port/mutate" "$out/mutate.json" "$out/certs/ca.crt" >/dev/null
 rss_idle=$(rss_kib "$SERVER_PID" VmRSS)
 
@@ -79,7 +83,7 @@ cat "$out/env.txt" >&2
 # measure SERVER PROTO LOAD CONNS RAWPREFIX -> "rps p50 p99 p999 errors"
 measure() {
   local server=$1 proto=$2 load=$3 conns=$4 raw=$5 url
-  url="https://127.0.0.1:${PORT[$server]}/$load"
+  url="https://127.0.0.1:${PORT[$server]}/${load%-fresh}"
   if [ "$proto" = h1 ]; then
     if [ "$WARMUP" != 0 ]; then
       BENCH_BODY="$out/$load.json" taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" \
@@ -109,7 +113,14 @@ measure() {
 
 results=$out/results.tsv
 echo "run proto load conns server rps p50_us p99_us p999_us errors rss_peak_kib" >"$results"
-total=$((RUNS * $(wc -w <<<"$PROTOS") * $(wc -w <<<"$LOADS") * $(wc -w <<<"$CONNS") * 2))
+# h2load sends one body over and over: the fresh load runs on HTTP/1.1 only.
+measured() { [ "$1" = h1 ] || [[ $2 != *-fresh ]]; }
+total=0
+for proto in $PROTOS; do
+  for load in $LOADS; do
+    if measured "$proto" "$load"; then total=$((total + RUNS * $(wc -w <<<"$CONNS") * 2)); fi
+  done
+done
 log "$total points of ${DURATION}s (+${WARMUP}s warm-up): about $((total * (DURATION + WARMUP + 1) / 60)) min"
 n=0
 for run in $(seq 1 "$RUNS"); do
@@ -117,6 +128,7 @@ for run in $(seq 1 "$RUNS"); do
   if [ $((run % 2)) -eq 1 ]; then order="ceiling ours"; else order="ours ceiling"; fi
   for proto in $PROTOS; do
     for load in $LOADS; do
+      measured "$proto" "$load" || continue
       for conns in $CONNS; do
         for server in $order; do
           n=$((n + 1))

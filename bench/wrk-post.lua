@@ -7,6 +7,24 @@ wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
 
+-- A body with the marker __FRESH__ (the validate-fresh load) gets 24 characters of JSON
+-- whitespace in its place, spaces and escaped tabs spelling a request counter in binary: every
+-- request sends a different ConfigMap, which defeats the server's reuse of its last verdict.
+local template = wrk.body
+if template:find("__FRESH__", 1, true) then
+  local counter = 0
+  function request()
+    counter = counter + 1
+    local pad, n = {}, counter
+    for i = 1, 24 do
+      pad[i] = (n % 2 == 1) and "\\t" or " "
+      n = math.floor(n / 2)
+    end
+    local body = template:gsub("__FRESH__", table.concat(pad), 1)
+    return wrk.format(nil, nil, nil, body)
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   local seconds = summary.duration / 1e6

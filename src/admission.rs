@@ -4,6 +4,7 @@
 //! (admission-contract.md §1): the uid, `apiVersion` and `kind` are echoed, a patch is
 //! base64 JSONPatch with its `patchType`, and a denial carries a 4xx status.
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -197,39 +198,6 @@ impl Decision {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewOut<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    response: ResponseOut<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResponseOut<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<StatusOut<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<std::borrow::Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<Base64<'a>>,
-}
-
-/// Bytes that serialize as a base64 string, encoded straight into the output: a 12-op patch
-/// would otherwise cost a 3 KB `String` per review.
-struct Base64<'a>(&'a [u8]);
-
-impl Serialize for Base64<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&base64::display::Base64Display::new(self.0, &base64::engine::general_purpose::STANDARD))
-    }
-}
-
-#[derive(Serialize)]
 struct StatusOut<'a> {
     status: &'static str,
     code: u16,
@@ -237,26 +205,46 @@ struct StatusOut<'a> {
     message: &'a str,
 }
 
-/// Encodes the AdmissionReview response for `uid`.
+/// Encodes the AdmissionReview response for `uid`. The envelope is written by hand so that
+/// the patch's base64 goes straight into the output: through serde it would be escape-scanned
+/// byte by byte (a 12-op patch is 3 KB of base64, about a tenth of a review's cost).
 pub fn encode_response(uid: &str, decision: &Decision) -> Vec<u8> {
-    let review = ReviewOut {
-        api_version: API_VERSION,
-        kind: KIND,
-        response: ResponseOut {
-            uid,
-            allowed: decision.allowed,
-            status: decision.denial.as_ref().map(|d| StatusOut {
-                status: "Failure",
-                code: d.code,
-                reason: d.reason,
-                message: &d.message,
-            }),
-            warnings: decision.warnings.iter().map(|w| truncate_warning(w)).collect(),
-            patch_type: decision.patch.as_ref().map(|_| "JSONPatch"),
-            patch: decision.patch.as_deref().map(Base64),
-        },
-    };
-    serde_json::to_vec(&review).unwrap_or_default()
+    let patch_len = decision.patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4);
+    let mut out = Vec::with_capacity(192 + uid.len() + patch_len);
+    out.extend_from_slice(br#"{"apiVersion":""#);
+    out.extend_from_slice(API_VERSION.as_bytes());
+    out.extend_from_slice(br#"","kind":""#);
+    out.extend_from_slice(KIND.as_bytes());
+    out.extend_from_slice(br#"","response":{"uid":"#);
+    let written = serde_json::to_writer(&mut out, uid).and_then(|()| {
+        out.extend_from_slice(if decision.allowed { br#","allowed":true"# } else { br#","allowed":false"# });
+        if let Some(denial) = &decision.denial {
+            out.extend_from_slice(br#","status":"#);
+            let status =
+                StatusOut { status: "Failure", code: denial.code, reason: denial.reason, message: &denial.message };
+            serde_json::to_writer(&mut out, &status)?;
+        }
+        if !decision.warnings.is_empty() {
+            out.extend_from_slice(br#","warnings":"#);
+            let warnings: Vec<_> = decision.warnings.iter().map(|w| truncate_warning(w)).collect();
+            serde_json::to_writer(&mut out, &warnings)?;
+        }
+        Ok(())
+    });
+    if written.is_err() {
+        // Writing strings and plain structs into a Vec cannot fail; answer nothing rather than half.
+        return Vec::new();
+    }
+    if let Some(patch) = &decision.patch {
+        out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        let start = out.len();
+        out.resize(start + patch_len, 0);
+        let encoded = base64::engine::general_purpose::STANDARD.encode_slice(patch, &mut out[start..]).unwrap_or(0);
+        out.truncate(start + encoded);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}}");
+    out
 }
 
 fn truncate_warning(warning: &str) -> std::borrow::Cow<'_, str> {
@@ -458,6 +446,13 @@ mod tests {
         assert_eq!(out["response"]["patchType"], "JSONPatch");
         assert_eq!(out["response"]["patch"], "W10=");
         assert!(out["response"].get("status").is_none());
+        for patch in ["[", "[]", "[{}", "[{}]", "[{\"op\":\"remove\",\"path\":\"/a~1b\"}]"] {
+            let decision = Decision { allowed: true, patch: Some(patch.as_bytes().to_vec()), ..Decision::default() };
+            let out: Value = serde_json::from_slice(&encode_response("a\"b\\c", &decision)).expect("json");
+            assert_eq!(out["response"]["uid"], "a\"b\\c");
+            let encoded = out["response"]["patch"].as_str().expect("a string");
+            assert_eq!(base64::engine::general_purpose::STANDARD.decode(encoded).ok(), Some(patch.as_bytes().to_vec()));
+        }
     }
 
     #[test]

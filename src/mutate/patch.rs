@@ -135,14 +135,21 @@ fn array_index(token: &str) -> Option<usize> {
     (digits && !token.is_empty() && (token == "0" || !token.starts_with('0'))).then(|| token.parse().ok()).flatten()
 }
 
+/// Whether merging `wanted` into the string map `current` changes anything (`merge_map`
+/// would return ops), without building them.
+pub fn map_differs(current: Option<&Value>, wanted: &[(&str, &str)]) -> bool {
+    wanted.iter().any(|entry| differs(current, entry))
+}
+
+fn differs(current: Option<&Value>, (key, value): &(&str, &str)) -> bool {
+    current.and_then(|map| map.get(*key)).and_then(Value::as_str) != Some(*value)
+}
+
 /// Ops that merge `wanted` into the string map at `path` (`/metadata/labels`): the whole map
 /// when it is absent, one `add` per missing or different key otherwise.
 pub fn merge_map(current: Option<&Value>, path: &str, wanted: &[(&str, &str)]) -> Vec<Op> {
+    let changed: Vec<&(&str, &str)> = wanted.iter().filter(|entry| differs(current, entry)).collect();
     let current = current.and_then(Value::as_object);
-    let changed: Vec<&(&str, &str)> = wanted
-        .iter()
-        .filter(|(key, value)| current.and_then(|m| m.get(*key)).and_then(Value::as_str) != Some(value))
-        .collect();
     if changed.is_empty() {
         return Vec::new();
     }

@@ -90,8 +90,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     plan.record(Setting::PodLabels, label_ops);
     let mut annotations = wanted_metadata(&input.config.pod_annotations);
     let current_annotations = at(input.pod, &["metadata", "annotations"]);
-    let annotation_ops = patch::merge_map(current_annotations, "/metadata/annotations", &annotations);
-    if !annotation_ops.is_empty() {
+    if patch::map_differs(current_annotations, &annotations) {
         plan.applied.push(Setting::PodAnnotations);
     }
     if !plan.applied.is_empty() {
