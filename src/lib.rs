@@ -8,6 +8,7 @@ pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod k8s;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod mutate;

@@ -185,12 +185,7 @@ fn init_logging(format: Option<LogFormat>) {
         Some(LogFormat::Text) => false,
         None => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
+    node_agent_webhook::logging::init(json, filter);
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -110,6 +110,30 @@ fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
         after["metadata"]["annotations"]["node-agent-webhook.io/applied"],
         "loadAffinity,podResources,podLabels (config generation 1)"
     );
+    // One JSON log line per admission, with what an operator searches by (never the object).
+    let uid = pod_review(&pod, "CREATE", NODE_AGENT, "velero")["request"]["uid"].clone();
+    let admission_lines = |logs: &str| -> Vec<Value> {
+        logs.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["message"] == "admission" && line["uid"] == uid)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while admission_lines(&server.log_text()).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let logs = server.log_text();
+    let lines = admission_lines(&logs);
+    assert_eq!(lines.len(), 1, "{logs}");
+    let line = &lines[0];
+    let want = json!({"level": "INFO", "webhook": "mutate", "kind": "Pod", "namespace": "velero",
+        "name": pod["metadata"]["name"], "operation": "CREATE", "allowed": true, "warnings": 0,
+        "applied": "loadAffinity,podResources,podLabels"});
+    for (key, value) in want.as_object().into_iter().flatten() {
+        assert_eq!(&line[key], value, "{key} in {line}");
+    }
+    assert!(line["duration_us"].is_u64() && line["timestamp"].is_string(), "{line}");
+    assert!(line.get("object").is_none() && !logs.contains("\"spec\""), "{line}");
     // Reinvoked on its own output, the webhook has nothing to add.
     let again = review(&client, &url, &pod_review(&after, "CREATE", NODE_AGENT, "velero"));
     assert_eq!(again.get("patch"), None, "{again}");

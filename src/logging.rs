@@ -1,0 +1,206 @@
+//! Log set-up and the JSON line format.
+//!
+//! The server logs one line per admission, so the line format is on the hot path.
+//! tracing-subscriber's JSON formatter sends every field through serde and `fmt::Write` one
+//! piece at a time (about 22k instructions a line, 5 % of a `/mutate` review). `JsonLines`
+//! writes the same flattened shape (`timestamp`, `level`, the fields, `target`) straight
+//! into the line buffer.
+
+use std::fmt::{self, Write};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Installs the global subscriber: `filter` is a `RUST_LOG`-style directive string.
+pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) {
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.with_ansi(false).event_format(JsonLines).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// One JSON object per event: `{"timestamp":…,"level":…,<fields>,"target":…}`, plus
+/// `"spans"` (name and fields of each enclosing span, outermost first) inside spans.
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let metadata = event.metadata();
+        writer.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, "\",\"level\":\"{}\"", metadata.level())?;
+        let mut fields = JsonFields { out: &mut writer, result: Ok(()) };
+        event.record(&mut fields);
+        fields.result?;
+        if let Some(scope) = ctx.event_scope() {
+            writer.write_str(",\"spans\":[")?;
+            for (i, span) in scope.from_root().enumerate() {
+                writer.write_str(if i == 0 { "\"" } else { ",\"" })?;
+                let mut escaped = Escaped(&mut writer);
+                escaped.write_str(span.name())?;
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>().filter(|f| !f.is_empty()) {
+                    write!(escaped, "{{{fields}}}")?;
+                }
+                writer.write_char('"')?;
+            }
+            writer.write_char(']')?;
+        }
+        writer.write_str(",\"target\":\"")?;
+        Escaped(&mut writer).write_str(metadata.target())?;
+        writer.write_str("\"}\n")
+    }
+}
+
+/// Writes each field as `,"name":value`.
+struct JsonFields<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>, quoted: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        let quote = if quoted { "\"" } else { "" };
+        self.result = (|| {
+            self.out.write_str(",\"")?;
+            Escaped(&mut *self.out).write_str(field.name())?;
+            write!(self.out, "\":{quote}")?;
+            if quoted {
+                Escaped(&mut *self.out).write_fmt(value)?;
+            } else {
+                self.out.write_fmt(value)?;
+            }
+            self.out.write_str(quote)
+        })();
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, format_args!("{value}"), true);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, format_args!("{value}"), false);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, format_args!("{value}"), false);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, format_args!("{value}"), false);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if value.is_finite() {
+            self.field(field, format_args!("{value}"), false);
+        } else {
+            self.field(field, format_args!("null"), false);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, format_args!("{value:?}"), true);
+    }
+}
+
+/// A `fmt::Write` that escapes what it is given as the inside of a JSON string.
+struct Escaped<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for Escaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut plain = 0;
+        for (i, byte) in s.bytes().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[plain..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u{byte:04x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            plain = i + 1;
+        }
+        self.0.write_str(&s[plain..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Captures what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut out) = self.0.lock() {
+                out.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = captured.0.lock().map(|out| String::from_utf8_lossy(&out).into_owned()).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+    }
+
+    #[test]
+    fn writes_one_json_object_per_event_with_every_field_type() {
+        let lines = lines(|| {
+            let error = std::io::Error::other("disk \"full\"");
+            tracing::info!(uid = "u-1", allowed = true, warnings = 2_u64, delta = -3_i64, ratio = 0.5, nan = f64::NAN,
+                name = %"a\tb\u{1}", error = %error, "admission");
+            let span = tracing::info_span!("reload", file = "tls.crt");
+            span.in_scope(|| tracing::warn!("line \"two\"\nwith a break"));
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let first = &lines[0];
+        assert!(first["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{first}");
+        let fields = serde_json::json!({"level": "INFO", "message": "admission", "uid": "u-1", "allowed": true,
+            "warnings": 2, "delta": -3, "ratio": 0.5, "nan": null, "name": "a\tb\u{1}", "error": "disk \"full\"",
+            "target": "node_agent_webhook::logging::tests"});
+        for (key, want) in fields.as_object().into_iter().flatten() {
+            assert_eq!(&first[key], want, "{key} in {first}");
+        }
+        let second = &lines[1];
+        assert_eq!(second["level"], "WARN");
+        assert_eq!(second["message"], "line \"two\"\nwith a break");
+        assert_eq!(second["spans"], serde_json::json!(["reload{file=\"tls.crt\"}"]));
+    }
+}
