@@ -68,52 +68,49 @@ struct JsonFields<'a, 'w> {
 }
 
 impl JsonFields<'_, '_> {
-    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>, quoted: bool) {
-        if self.result.is_err() {
-            return;
+    /// Writes `,"name":` and then the value, unless an earlier write failed.
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self
+                .out
+                .write_str(",\"")
+                .and_then(|()| Escaped(&mut *self.out).write_str(field.name()))
+                .and_then(|()| self.out.write_str("\":"))
+                .and_then(|()| value(self.out));
         }
-        let quote = if quoted { "\"" } else { "" };
-        self.result = (|| {
-            self.out.write_str(",\"")?;
-            Escaped(&mut *self.out).write_str(field.name())?;
-            write!(self.out, "\":{quote}")?;
-            if quoted {
-                Escaped(&mut *self.out).write_fmt(value)?;
-            } else {
-                self.out.write_fmt(value)?;
-            }
-            self.out.write_str(quote)
-        })();
     }
+}
+
+/// Writes a JSON string whose inside `inside` writes (escaped as it goes).
+fn quoted(out: &mut Writer<'_>, inside: impl FnOnce(&mut Escaped<'_, Writer<'_>>) -> fmt::Result) -> fmt::Result {
+    out.write_char('"')?;
+    inside(&mut Escaped(&mut *out))?;
+    out.write_char('"')
 }
 
 impl Visit for JsonFields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, format_args!("{value}"), true);
+        self.field(field, |out| quoted(out, |inside| inside.write_str(value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, format_args!("{value}"), false);
+        self.field(field, |out| out.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, format_args!("{value}"), false);
+        self.field(field, |out| write!(out, "{value}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, format_args!("{value}"), false);
+        self.field(field, |out| write!(out, "{value}"));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if value.is_finite() {
-            self.field(field, format_args!("{value}"), false);
-        } else {
-            self.field(field, format_args!("null"), false);
-        }
+        self.field(field, |out| if value.is_finite() { write!(out, "{value}") } else { out.write_str("null") });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, format_args!("{value:?}"), true);
+        self.field(field, |out| quoted(out, |inside| write!(inside, "{value:?}")));
     }
 }
 

@@ -754,7 +754,7 @@ fn check_plan(
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).map_err(|e| format!("the patch does not apply: {e}\nops: {ops:#?}"))?;
     let mut self_checked = pod.clone();
-    apply_ops(&mut self_checked, &first.ops).map_err(|e| format!("the webhook's self-check refuses it: {e}"))?;
+    apply_ops(&mut self_checked, first.ops.clone()).map_err(|e| format!("the webhook's self-check refuses it: {e}"))?;
     if self_checked != patched {
         return Err(format!("the self-check's result differs from json_patch's\nops: {ops:#?}"));
     }
@@ -834,7 +834,7 @@ proptest! {
         ops in proptest::collection::vec(patch_op(), 1..3),
     ) {
         let mut ours = document.clone();
-        let our_result = apply_ops(&mut ours, &ops);
+        let our_result = apply_ops(&mut ours, ops.clone());
         let ops_json: Vec<Value> = ops.iter().map(Op::to_json).collect();
         let mut theirs = document.clone();
         // json_patch refuses an invalid pointer when it reads the patch, we when we apply it.

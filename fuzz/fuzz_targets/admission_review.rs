@@ -67,7 +67,7 @@ fuzz_target!(|bytes: &[u8]| {
             storage_class,
             priority_classes,
         });
-        let (decision, _self_check_failed) = node_agent_webhook::mutate::decide(pod.clone(), &plan);
+        let (decision, _self_check_failed) = node_agent_webhook::mutate::decide(pod.clone(), plan);
         assert!(decision.allowed, "the mutating webhook never denies");
         if let Some(patch) = &decision.patch {
             let ops: serde_json::Value = serde_json::from_slice(patch).expect("the patch is JSON");

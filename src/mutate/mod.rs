@@ -13,23 +13,23 @@ use plan::Plan;
 
 /// Turns a plan into the admission decision, after applying the patch to the request
 /// object (owned: no copy) as the API server will, from the ops in memory (the bytes sent are
-/// their serde serialization). A patch that does not apply is dropped
+/// their serde serialization), which it consumes. A patch that does not apply is dropped
 /// (the pod is admitted unchanged, with a warning): a bug of ours must never stop a backup.
 /// Returns the decision and whether the self-check failed.
-pub fn decide(mut pod: Value, plan: &Plan) -> (Decision, bool) {
-    let mut warnings = plan.warnings.clone();
-    if plan.ops.is_empty() {
+pub fn decide(mut pod: Value, plan: Plan) -> (Decision, bool) {
+    let Plan { ops, applied, mut warnings, .. } = plan;
+    if ops.is_empty() {
         return (Decision::allow_with_warnings(warnings), false);
     }
-    match patch::apply_ops(&mut pod, &plan.ops) {
+    let bytes = patch::to_bytes(&ops);
+    match patch::apply_ops(&mut pod, ops) {
         Ok(()) => {
-            let bytes = patch::to_bytes(&plan.ops);
             let decision = Decision {
                 allowed: true,
                 denial: None,
                 warnings,
                 patch: Some(bytes),
-                applied: plan.applied.iter().map(|s| s.as_str()).collect(),
+                applied: applied.iter().map(|s| s.as_str()).collect(),
             };
             (decision, false)
         }

@@ -61,34 +61,39 @@ pub enum PatchError {
 /// Applies `ops` in order to `object` with RFC 6902 semantics (`add` upserts an object
 /// member or inserts into an array at an index up to its length or at `-`; `remove` needs its
 /// target). The webhook's self-check: the same outcome as applying the serialized patch, with
-/// no re-parse of it. A property test holds it to the `json_patch` crate.
-pub fn apply_ops(object: &mut Value, ops: &[Op]) -> Result<(), PatchError> {
-    for (index, op) in ops.iter().enumerate() {
-        let (Op::Add { path, .. } | Op::Remove { path }) = op;
-        let not_applicable = || match op {
-            Op::Add { .. } => PatchError::NoParent { index, path: path.clone() },
-            Op::Remove { .. } => PatchError::NoTarget { index, path: path.clone() },
+/// no re-parse of it; the ops are consumed, so their values move into `object` uncopied. A property test holds it to the `json_patch` crate.
+pub fn apply_ops(object: &mut Value, ops: impl IntoIterator<Item = Op>) -> Result<(), PatchError> {
+    for (index, op) in ops.into_iter().enumerate() {
+        let (path, value) = match op {
+            Op::Add { path, value } => (path, Some(value)),
+            Op::Remove { path } => (path, None),
         };
-        let invalid = || PatchError::InvalidPointer { index, path: path.clone() };
-        let (parent_pointer, last) = path.rsplit_once('/').ok_or_else(invalid)?;
-        let last = unescape(last).ok_or_else(invalid)?;
-        let applied = match (op, pointer_mut(object, parent_pointer).ok_or_else(not_applicable)?) {
-            (Op::Add { value, .. }, Value::Object(map)) => {
-                map.insert(last.into_owned(), value.clone());
+        let Some((parent_pointer, last)) = path.rsplit_once('/') else {
+            return Err(PatchError::InvalidPointer { index, path });
+        };
+        let Some(last) = unescape(last) else { return Err(PatchError::InvalidPointer { index, path }) };
+        let adding = value.is_some();
+        let applied = match (value, pointer_mut(object, parent_pointer)) {
+            (Some(value), Some(Value::Object(map))) => {
+                map.insert(last.into_owned(), value);
                 true
             }
-            (Op::Add { value, .. }, Value::Array(items)) => {
+            (Some(value), Some(Value::Array(items))) => {
                 let at = if last == "-" { Some(items.len()) } else { array_index(&last) };
-                at.filter(|at| *at <= items.len()).map(|at| items.insert(at, value.clone())).is_some()
+                at.filter(|at| *at <= items.len()).map(|at| items.insert(at, value)).is_some()
             }
-            (Op::Remove { .. }, Value::Object(map)) => map.remove(last.as_ref()).is_some(),
-            (Op::Remove { .. }, Value::Array(items)) => {
+            (None, Some(Value::Object(map))) => map.remove(last.as_ref()).is_some(),
+            (None, Some(Value::Array(items))) => {
                 array_index(&last).filter(|at| *at < items.len()).map(|at| items.remove(at)).is_some()
             }
             (_, _) => false,
         };
         if !applied {
-            return Err(not_applicable());
+            return Err(if adding {
+                PatchError::NoParent { index, path }
+            } else {
+                PatchError::NoTarget { index, path }
+            });
         }
     }
     Ok(())
@@ -111,21 +116,21 @@ fn pointer_mut<'v>(value: &'v mut Value, pointer: &str) -> Option<&'v mut Value>
 
 /// One reference token, unescaped (`~1` → `/`, `~0` → `~`); `None` for any other `~`.
 fn unescape(token: &str) -> Option<std::borrow::Cow<'_, str>> {
-    if !token.contains('~') {
-        return Some(std::borrow::Cow::Borrowed(token));
-    }
+    let Some(first) = token.find('~') else { return Some(std::borrow::Cow::Borrowed(token)) };
     let mut out = String::with_capacity(token.len());
-    let mut chars = token.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '~' => out.push(match chars.next()? {
-                '0' => '~',
-                '1' => '/',
-                _ => return None,
-            }),
-            c => out.push(c),
-        }
+    let mut rest = token;
+    let mut next = Some(first);
+    while let Some(at) = next {
+        out.push_str(&rest[..at]);
+        out.push(match rest.as_bytes().get(at + 1) {
+            Some(b'0') => '~',
+            Some(b'1') => '/',
+            _ => return None,
+        });
+        rest = &rest[at + 2..];
+        next = rest.find('~');
     }
+    out.push_str(rest);
     Some(std::borrow::Cow::Owned(out))
 }
 
@@ -237,7 +242,7 @@ mod tests {
         ];
         for (ops, want) in cases {
             let mut patched = pod.clone();
-            let got = apply_ops(&mut patched, &ops).map(|()| patched).map_err(|e| e.to_string());
+            let got = apply_ops(&mut patched, ops.clone()).map(|()| patched).map_err(|e| e.to_string());
             assert_eq!(got, want.map_err(String::from), "ops: {ops:?}");
         }
     }

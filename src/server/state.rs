@@ -153,15 +153,6 @@ impl AppState {
             storage_class,
             priority_classes: classes.as_deref(),
         });
-        let (decision, self_check_failed) = crate::mutate::decide(pod, &plan);
-        if self_check_failed {
-            self.metrics.patch_self_check_failures.inc();
-            tracing::error!(uid = %request.uid, pod = %mover.name, "patch did not apply to its own pod; admitted unchanged");
-        } else {
-            for setting in &plan.applied {
-                self.metrics.settings_applied.get_or_create(&SettingLabels { setting: setting.as_str() }).inc();
-            }
-        }
         if plan.affinity_conflict {
             self.metrics.affinity_conflicts.inc();
         }
@@ -170,6 +161,15 @@ impl AppState {
         }
         if plan.ops.is_empty() {
             self.metrics.pods_skipped.get_or_create(&ReasonLabels { reason: "nothing_to_change" }).inc();
+        }
+        let (decision, self_check_failed) = crate::mutate::decide(pod, plan);
+        if self_check_failed {
+            self.metrics.patch_self_check_failures.inc();
+            tracing::error!(uid = %request.uid, pod = %mover.name, "patch did not apply to its own pod; admitted unchanged");
+        } else {
+            for &setting in &decision.applied {
+                self.metrics.settings_applied.get_or_create(&SettingLabels { setting }).inc();
+            }
         }
         decision
     }
