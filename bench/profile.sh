@@ -4,7 +4,7 @@
 # reviews over one kept-alive HTTP/1.1 connection; the same for the ceiling.
 # perf is used instead when PROFILE_TOOL=perf and `perf stat -e instructions` works.
 #
-# Environment: PROFILE_PROTO=h1 (or h2), PROFILE_REVIEWS=2000, PROFILE_LOADS="mutate validate",
+# Environment: PROFILE_PROTO=h1 (or h2), PROFILE_CONNS=1, PROFILE_REVIEWS=2000, PROFILE_LOADS="mutate validate",
 #              PROFILE_SERVERS="ours ceiling", PROFILE_TOP=40, BENCH_NO_BUILD=1,
 #              PROFILE_TARGET_DIR (default bench/out/target-profile), PROFILE_OUT (bench/out/profile),
 #              REPO (the checkout to profile; default the one holding bench/)
@@ -19,6 +19,7 @@ SERVERS=${PROFILE_SERVERS:-ours ceiling}
 TOP=${PROFILE_TOP:-40}
 WARM=${PROFILE_WARMUP_REVIEWS:-200}
 PROTO=${PROFILE_PROTO:-h1}
+CONNS=${PROFILE_CONNS:-1}
 
 ensure_tools valgrind callgrind_control callgrind_annotate h2load jq openssl curl taskset python3
 prof_target=${PROFILE_TARGET_DIR:-$BENCH_DIR/out/target-profile}
@@ -43,16 +44,16 @@ VG_PID=
 cleanup() { stop_pid "$VG_PID"; }
 trap cleanup EXIT
 
-# drive PORT LOAD N: N reviews over one kept-alive HTTP/1.1 connection.
+# drive PORT LOAD N: N reviews over PROFILE_CONNS kept-alive connections.
 drive() {
   local h1=--h1
   [ "$PROTO" = h1 ] || h1=
-  taskset -c "$LOAD_CPU" h2load $h1 -c1 -t1 -m1 -n "$3" -d "$out/$2.json" -H 'content-type: application/json' \
+  taskset -c "$LOAD_CPU" h2load $h1 -c"$CONNS" -t1 -m1 -n "$3" -d "$out/$2.json" -H 'content-type: application/json' \
     "https://127.0.0.1:$1/$2" >"$out/h2load.txt" 2>&1
   grep -q "status codes: $3 2xx" "$out/h2load.txt" || die "not all reviews answered 2xx: $(tail -6 "$out/h2load.txt")"
 }
 
-echo "reviews per profile: $REVIEWS over one $PROTO connection (after $WARM warm-up reviews); $(machine_info)" >"$out/summary.txt"
+echo "reviews per profile: $REVIEWS over $CONNS $PROTO connection(s) (after $WARM warm-up reviews); $(machine_info)" >"$out/summary.txt"
 for server in $SERVERS; do
   for load in $LOADS; do
     name=$server-$load

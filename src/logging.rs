@@ -21,7 +21,7 @@ pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) {
     if json {
         builder.with_ansi(false).event_format(JsonLines).init();
     } else {
-        builder.init();
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
 }
 
@@ -119,6 +119,9 @@ struct Escaped<'a, W: Write>(&'a mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            return self.0.write_str(s);
+        }
         let mut plain = 0;
         for (i, byte) in s.bytes().enumerate() {
             let escape = match byte {
