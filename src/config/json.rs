@@ -73,18 +73,19 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Parses one JSON document; trailing non-whitespace is an error.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
-    let mut parser = Parser { chars: text.chars().peekable(), line: 1, column: 1 };
+    let mut parser = Parser { rest: text, line: 1, column: 1 };
     parser.skip_whitespace();
     let node = parser.value(0)?;
     parser.skip_whitespace();
-    match parser.chars.peek() {
+    match parser.peek() {
         None => Ok(node),
-        Some(&c) => Err(parser.error(format!("invalid character {} after top-level value", quote_char(c)))),
+        Some(c) => Err(parser.error(format!("invalid character {} after top-level value", quote_char(c)))),
     }
 }
 
+/// A cursor over the text not yet read, so runs of plain characters can be copied as slices.
 struct Parser<'a> {
-    chars: std::iter::Peekable<std::str::Chars<'a>>,
+    rest: &'a str,
     line: u32,
     column: u32,
 }
@@ -102,8 +103,13 @@ impl Parser<'_> {
         self.error("unexpected end of JSON input".to_string())
     }
 
+    fn peek(&self) -> Option<char> {
+        self.rest.chars().next()
+    }
+
     fn bump(&mut self) -> Option<char> {
-        let c = self.chars.next()?;
+        let c = self.peek()?;
+        self.rest = &self.rest[c.len_utf8()..];
         if c == '\n' {
             self.line += 1;
             self.column = 1;
@@ -114,16 +120,23 @@ impl Parser<'_> {
     }
 
     fn skip_whitespace(&mut self) {
-        while matches!(self.chars.peek(), Some(' ' | '\t' | '\n' | '\r')) {
-            self.bump();
+        let mut skipped = 0;
+        for &byte in self.rest.as_bytes() {
+            match byte {
+                b'\n' => {
+                    self.line += 1;
+                    self.column = 1;
+                }
+                b' ' | b'\t' | b'\r' => self.column += 1,
+                _ => break,
+            }
+            skipped += 1;
         }
+        self.rest = &self.rest[skipped..];
     }
 
-    fn peek_or_eof(&mut self) -> Result<char, SyntaxError> {
-        match self.chars.peek() {
-            None => Err(self.eof()),
-            Some(&c) => Ok(c),
-        }
+    fn peek_or_eof(&self) -> Result<char, SyntaxError> {
+        self.peek().ok_or_else(|| self.eof())
     }
 
     fn value(&mut self, depth: usize) -> Result<Node, SyntaxError> {
@@ -147,12 +160,12 @@ impl Parser<'_> {
 
     fn literal(&mut self, word: &str, value: Value) -> Result<Value, SyntaxError> {
         for want in word.chars() {
-            match self.chars.peek() {
+            match self.peek() {
                 None => return Err(self.eof()),
-                Some(&c) if c == want => {
+                Some(c) if c == want => {
                     self.bump();
                 }
-                Some(&c) => {
+                Some(c) => {
                     return Err(self.error(format!(
                         "invalid character {} in literal {word} (expecting {})",
                         quote_char(c),
@@ -165,63 +178,65 @@ impl Parser<'_> {
     }
 
     fn number(&mut self) -> Result<String, SyntaxError> {
-        let mut raw = String::new();
-        if self.chars.peek() == Some(&'-') {
-            raw.push('-');
+        let start = self.rest;
+        if self.peek() == Some('-') {
             self.bump();
         }
-        match self.chars.peek() {
+        match self.peek() {
             Some('0') => {
-                raw.push('0');
                 self.bump();
             }
-            Some(c) if c.is_ascii_digit() => self.digits(&mut raw),
-            Some(&c) => return Err(self.error(format!("invalid character {} in numeric literal", quote_char(c)))),
+            Some(c) if c.is_ascii_digit() => self.digits(),
+            Some(c) => return Err(self.error(format!("invalid character {} in numeric literal", quote_char(c)))),
             None => return Err(self.eof()),
         }
-        if self.chars.peek() == Some(&'.') {
-            raw.push('.');
+        if self.peek() == Some('.') {
             self.bump();
-            self.require_digit(&mut raw, "after decimal point in numeric literal")?;
+            self.require_digit("after decimal point in numeric literal")?;
         }
-        if let Some(&e @ ('e' | 'E')) = self.chars.peek() {
-            raw.push(e);
+        if let Some('e' | 'E') = self.peek() {
             self.bump();
-            if let Some(&sign @ ('+' | '-')) = self.chars.peek() {
-                raw.push(sign);
+            if let Some('+' | '-') = self.peek() {
                 self.bump();
             }
-            self.require_digit(&mut raw, "in exponent of numeric literal")?;
+            self.require_digit("in exponent of numeric literal")?;
         }
-        Ok(raw)
+        Ok(start[..start.len() - self.rest.len()].to_string())
     }
 
-    fn require_digit(&mut self, raw: &mut String, context: &str) -> Result<(), SyntaxError> {
-        match self.chars.peek() {
+    fn require_digit(&mut self, context: &str) -> Result<(), SyntaxError> {
+        match self.peek() {
             Some(c) if c.is_ascii_digit() => {
-                self.digits(raw);
+                self.digits();
                 Ok(())
             }
-            Some(&c) => Err(self.error(format!("invalid character {} {context}", quote_char(c)))),
+            Some(c) => Err(self.error(format!("invalid character {} {context}", quote_char(c)))),
             None => Err(self.eof()),
         }
     }
 
-    fn digits(&mut self, raw: &mut String) {
-        while let Some(&c) = self.chars.peek() {
-            if !c.is_ascii_digit() {
-                break;
-            }
-            raw.push(c);
-            self.bump();
-        }
+    /// Skips a run of ASCII digits (one line, one column per byte).
+    fn digits(&mut self) {
+        let run = self.rest.bytes().take_while(u8::is_ascii_digit).count();
+        self.advance_within_line(run);
+    }
+
+    /// Moves past `bytes` bytes that hold no newline.
+    fn advance_within_line(&mut self, bytes: usize) {
+        let (run, rest) = self.rest.split_at(bytes);
+        self.column += run.chars().count() as u32;
+        self.rest = rest;
     }
 
     fn string(&mut self) -> Result<String, SyntaxError> {
         self.bump(); // opening quote
         let mut out = String::new();
         loop {
-            let Some(&c) = self.chars.peek() else { return Err(self.eof()) };
+            // Plain characters up to the next quote, backslash or control character, copied whole.
+            let plain = self.rest.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(self.rest.len());
+            out.push_str(&self.rest[..plain]);
+            self.advance_within_line(plain);
+            let Some(c) = self.peek() else { return Err(self.eof()) };
             match c {
                 '"' => {
                     self.bump();
@@ -231,19 +246,13 @@ impl Parser<'_> {
                     self.bump();
                     out.push(self.escape()?);
                 }
-                c if (c as u32) < 0x20 => {
-                    return Err(self.error(format!("invalid character {} in string literal", quote_char(c))))
-                }
-                c => {
-                    out.push(c);
-                    self.bump();
-                }
+                c => return Err(self.error(format!("invalid character {} in string literal", quote_char(c)))),
             }
         }
     }
 
     fn escape(&mut self) -> Result<char, SyntaxError> {
-        let Some(&c) = self.chars.peek() else { return Err(self.eof()) };
+        let Some(c) = self.peek() else { return Err(self.eof()) };
         if c == 'u' {
             self.bump();
             let high = self.hex4()?;
@@ -259,7 +268,7 @@ impl Parser<'_> {
     /// Joins a UTF-16 surrogate pair; a lone surrogate becomes U+FFFD, as Go does.
     fn surrogate_pair(&mut self, high: u32) -> char {
         if (0xD800..0xDC00).contains(&high) {
-            let mut lookahead = self.chars.clone();
+            let mut lookahead = self.rest.chars();
             if lookahead.next() == Some('\\') && lookahead.next() == Some('u') {
                 let digits: String = lookahead.take(4).collect();
                 if let Ok(low) = u32::from_str_radix(&digits, 16) {
@@ -279,7 +288,7 @@ impl Parser<'_> {
     fn hex4(&mut self) -> Result<u32, SyntaxError> {
         let mut code = 0u32;
         for _ in 0..4 {
-            let Some(&c) = self.chars.peek() else { return Err(self.eof()) };
+            let Some(c) = self.peek() else { return Err(self.eof()) };
             let Some(digit) = c.to_digit(16) else {
                 return Err(
                     self.error(format!("invalid character {} in \\u hexadecimal character escape", quote_char(c)))
@@ -295,7 +304,7 @@ impl Parser<'_> {
         self.bump(); // [
         let mut items = Vec::new();
         self.skip_whitespace();
-        if self.chars.peek() == Some(&']') {
+        if self.peek() == Some(']') {
             self.bump();
             return Ok(Value::Array(items));
         }
@@ -303,7 +312,7 @@ impl Parser<'_> {
             self.skip_whitespace();
             items.push(self.value(depth + 1)?);
             self.skip_whitespace();
-            match self.chars.peek() {
+            match self.peek() {
                 Some(',') => {
                     self.bump();
                 }
@@ -311,7 +320,7 @@ impl Parser<'_> {
                     self.bump();
                     return Ok(Value::Array(items));
                 }
-                Some(&c) => return Err(self.error(format!("invalid character {} after array element", quote_char(c)))),
+                Some(c) => return Err(self.error(format!("invalid character {} after array element", quote_char(c)))),
                 None => return Err(self.eof()),
             }
         }
@@ -321,16 +330,16 @@ impl Parser<'_> {
         self.bump(); // {
         let mut members = Vec::new();
         self.skip_whitespace();
-        if self.chars.peek() == Some(&'}') {
+        if self.peek() == Some('}') {
             self.bump();
             return Ok(Value::Object(members));
         }
         loop {
             self.skip_whitespace();
             let key_pos = self.pos();
-            match self.chars.peek() {
+            match self.peek() {
                 Some('"') => {}
-                Some(&c) => {
+                Some(c) => {
                     return Err(self.error(format!(
                         "invalid character {} looking for beginning of object key string",
                         quote_char(c)
@@ -340,18 +349,18 @@ impl Parser<'_> {
             }
             let key = self.string()?;
             self.skip_whitespace();
-            match self.chars.peek() {
+            match self.peek() {
                 Some(':') => {
                     self.bump();
                 }
-                Some(&c) => return Err(self.error(format!("invalid character {} after object key", quote_char(c)))),
+                Some(c) => return Err(self.error(format!("invalid character {} after object key", quote_char(c)))),
                 None => return Err(self.eof()),
             }
             self.skip_whitespace();
             let value = self.value(depth + 1)?;
             members.push(Member { key, key_pos, value });
             self.skip_whitespace();
-            match self.chars.peek() {
+            match self.peek() {
                 Some(',') => {
                     self.bump();
                 }
@@ -359,7 +368,7 @@ impl Parser<'_> {
                     self.bump();
                     return Ok(Value::Object(members));
                 }
-                Some(&c) => {
+                Some(c) => {
                     return Err(self.error(format!("invalid character {} after object key:value pair", quote_char(c))))
                 }
                 None => return Err(self.eof()),
