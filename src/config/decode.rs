@@ -6,17 +6,17 @@
 //! We accept what Go accepts (with warnings where it guesses) and report as errors what
 //! Go rejects or drops, each at its path and position.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Member, Node, Pos, Value};
 use super::model::*;
-use crate::k8s::field::go_quote;
+use crate::k8s::field::{child, go_quote, index, key};
 
 /// Where every decoded value starts, by field path (`loadAffinity[0].storageClass`,
 /// `podLabels[team]`), so later checks can point at the line and column.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Positions(HashMap<String, Pos>);
+pub struct Positions(BTreeMap<String, Pos>);
 
 impl Positions {
     /// Whether the config gave a value (not null) at exactly this path.
@@ -126,22 +126,8 @@ pub fn decode(root: &Node) -> Decoded {
 #[derive(Default)]
 struct Decoder {
     diagnostics: Diagnostics,
-    positions: HashMap<String, Pos>,
+    positions: BTreeMap<String, Pos>,
     unusable: HashSet<String>,
-}
-
-/// `a.b` for struct fields; the root has an empty path.
-fn field_path(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}.{name}")
-    }
-}
-
-/// `a[3]` for arrays, `a[key]` for maps, as Kubernetes writes both.
-fn index_path(parent: &str, index: impl std::fmt::Display) -> String {
-    format!("{parent}[{index}]")
 }
 
 /// A short rendering of a bad value for messages: strings quoted, containers by type.
@@ -206,17 +192,16 @@ impl Decoder {
                 continue;
             };
             let canonical = fields[index];
-            let child = field_path(path, canonical);
             if exact.is_none() {
                 self.warn(
-                    &field_path(path, &member.key),
+                    &child(path, &member.key),
                     format!("non-canonical key case: Velero accepts it as {}; write it that way", go_quote(canonical)),
                     member.key_pos,
                 );
             }
             if let Some(previous) = first_key[index] {
                 self.error(
-                    &child,
+                    &child(path, canonical),
                     format!(
                         "Duplicate value: {}: the key is given twice (first at {}); node-agent would silently keep only the last",
                         go_quote(&member.key),
@@ -250,7 +235,7 @@ impl Decoder {
             format!("supported fields: {}", known.join(", "))
         };
         self.error(
-            &field_path(path, &shortened(key)),
+            &child(path, &shortened(key)),
             format!("Unknown field: {hint} (node-agent ignores unknown fields silently)"),
             member.key_pos,
         );
@@ -318,9 +303,9 @@ impl Decoder {
             self.type_error(node, path, "an object of strings");
             return map;
         };
-        let mut first: HashMap<&str, Pos> = HashMap::new();
+        let mut first: BTreeMap<&str, Pos> = BTreeMap::new();
         for member in members {
-            let entry = index_path(path, &member.key);
+            let entry = key(path, &member.key);
             if let Some(previous) = first.insert(&member.key, member.key_pos) {
                 self.error(
                     &entry,
@@ -363,7 +348,7 @@ impl Decoder {
         let items = self.array(node, path);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let item_path = index_path(path, i);
+            let item_path = index(path, i);
             match &item.value {
                 Value::Null => out.push(String::new()),
                 _ => out.push(self.string(Some(item), &item_path)),
@@ -398,22 +383,22 @@ impl Decoder {
         else {
             return LoadConcurrency::default();
         };
-        let per_node_path = field_path(path, "perNodeConfig");
+        let per_node_path = child(path, "perNodeConfig");
         let rules = self.array(per_node, &per_node_path);
         let mut per_node_config = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
-            let rule_path = index_path(&per_node_path, i);
+            let rule_path = index(&per_node_path, i);
             if let Some([selector, number]) = self.object(rule, &rule_path, ["nodeSelector", "number"]) {
                 per_node_config.push(RuledConfig {
-                    node_selector: self.label_selector(selector, &field_path(&rule_path, "nodeSelector")),
-                    number: self.int(number, &field_path(&rule_path, "number"), "an integer"),
+                    node_selector: self.label_selector(selector, &child(&rule_path, "nodeSelector")),
+                    number: self.int(number, &child(&rule_path, "number"), "an integer"),
                 });
             }
         }
         LoadConcurrency {
-            global_config: self.int(global, &field_path(path, "globalConfig"), "an integer"),
+            global_config: self.int(global, &child(path, "globalConfig"), "an integer"),
             per_node_config,
-            prepare_queue_length: self.int(queue, &field_path(path, "prepareQueueLength"), "an integer"),
+            prepare_queue_length: self.int(queue, &child(path, "prepareQueueLength"), "an integer"),
         }
     }
 
@@ -422,17 +407,17 @@ impl Decoder {
         let Some([labels, expressions]) = self.object(node, path, ["matchLabels", "matchExpressions"]) else {
             return LabelSelector::default();
         };
-        let match_labels = self.string_map(labels, &field_path(path, "matchLabels"));
-        let expressions_path = field_path(path, "matchExpressions");
+        let match_labels = self.string_map(labels, &child(path, "matchLabels"));
+        let expressions_path = child(path, "matchExpressions");
         let items = self.array(expressions, &expressions_path);
         let mut match_expressions = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let item_path = index_path(&expressions_path, i);
+            let item_path = index(&expressions_path, i);
             if let Some([key, operator, values]) = self.object(item, &item_path, ["key", "operator", "values"]) {
                 match_expressions.push(SelectorRequirement {
-                    key: self.string(key, &field_path(&item_path, "key")),
-                    operator: self.string(operator, &field_path(&item_path, "operator")),
-                    values: self.string_list(values, &field_path(&item_path, "values")),
+                    key: self.string(key, &child(&item_path, "key")),
+                    operator: self.string(operator, &child(&item_path, "operator")),
+                    values: self.string_list(values, &child(&item_path, "values")),
                 });
             }
         }
@@ -443,7 +428,7 @@ impl Decoder {
         let items = self.array(node, path);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let item_path = index_path(path, i);
+            let item_path = index(path, i);
             if item.value == Value::Null {
                 // []*LoadAffinity: a nil entry makes node-agent dereference a nil pointer.
                 self.error(&item_path, "Required value: an entry must be an object, not null", item.pos);
@@ -451,11 +436,11 @@ impl Decoder {
             }
             if let Some([selector, storage_class]) = self.object(item, &item_path, ["nodeSelector", "storageClass"]) {
                 if selector.is_none() {
-                    self.positions.insert(field_path(&item_path, "nodeSelector"), item.pos);
+                    self.positions.insert(child(&item_path, "nodeSelector"), item.pos);
                 }
                 out.push(LoadAffinity {
-                    node_selector: self.label_selector(selector, &field_path(&item_path, "nodeSelector")),
-                    storage_class: self.string(storage_class, &field_path(&item_path, "storageClass")),
+                    node_selector: self.label_selector(selector, &child(&item_path, "nodeSelector")),
+                    storage_class: self.string(storage_class, &child(&item_path, "storageClass")),
                 });
             }
         }
@@ -471,7 +456,7 @@ impl Decoder {
             return map;
         };
         for member in members {
-            let entry_path = index_path(path, &member.key);
+            let entry_path = key(path, &member.key);
             if map.contains_key(&member.key) {
                 self.error(
                     &entry_path,
@@ -485,10 +470,10 @@ impl Decoder {
                 self.object(&member.value, &entry_path, fields)
             {
                 let pvc = BackupPvc {
-                    storage_class: self.string(storage_class, &field_path(&entry_path, "storageClass")),
-                    read_only: self.boolean(read_only, &field_path(&entry_path, "readOnly")),
-                    spc_no_relabeling: self.boolean(no_relabel, &field_path(&entry_path, "spcNoRelabeling")),
-                    annotations: self.string_map(annotations, &field_path(&entry_path, "annotations")),
+                    storage_class: self.string(storage_class, &child(&entry_path, "storageClass")),
+                    read_only: self.boolean(read_only, &child(&entry_path, "readOnly")),
+                    spc_no_relabeling: self.boolean(no_relabel, &child(&entry_path, "spcNoRelabeling")),
+                    annotations: self.string_map(annotations, &child(&entry_path, "annotations")),
                 };
                 map.insert(member.key.clone(), pvc);
             }
@@ -500,7 +485,7 @@ impl Decoder {
         let Some([ignore]) = self.object(node, path, ["ignoreDelayBinding"]) else {
             return RestorePvc::default();
         };
-        RestorePvc { ignore_delay_binding: self.boolean(ignore, &field_path(path, "ignoreDelayBinding")) }
+        RestorePvc { ignore_delay_binding: self.boolean(ignore, &child(path, "ignoreDelayBinding")) }
     }
 
     fn pod_resources(&mut self, node: &Node, path: &str) -> PodResources {
@@ -516,7 +501,7 @@ impl Decoder {
             return PodResources::default();
         };
         let [cpu_request, cpu_limit, memory_request, memory_limit, storage_request, storage_limit] =
-            std::array::from_fn(|i| self.string(values[i], &field_path(path, fields[i])));
+            std::array::from_fn(|i| self.string(values[i], &child(path, fields[i])));
         PodResources {
             cpu_request,
             cpu_limit,
@@ -533,8 +518,8 @@ impl Decoder {
             return CachePvc::default();
         };
         CachePvc {
-            storage_class: self.string(storage_class, &field_path(path, "storageClass")),
-            resident_threshold_in_mb: self.int(threshold, &field_path(path, "residentThresholdInMB"), "an int64"),
+            storage_class: self.string(storage_class, &child(path, "storageClass")),
+            resident_threshold_in_mb: self.int(threshold, &child(path, "residentThresholdInMB"), "an int64"),
         }
     }
 }

@@ -7,7 +7,7 @@ use super::decode::Decoded;
 use super::diagnostics::{Diagnostic, Diagnostics, Severity};
 use super::model::{BackupPvc, LabelSelector, NodeAgentConfig, PodResources};
 use super::version::{VeleroVersion, SETTINGS};
-use crate::k8s::field::{go_quote, FieldError};
+use crate::k8s::field::{self, go_quote, FieldError};
 use crate::k8s::names;
 use crate::k8s::quantity::Quantity;
 use crate::k8s::selector::{
@@ -27,17 +27,18 @@ pub struct Environment<'a> {
 
 /// Adds every semantic finding about `decoded.config` to `decoded.diagnostics`.
 pub fn validate(decoded: &mut Decoded, env: &Environment) {
-    let mut v = Validator { decoded, found: Diagnostics::default() };
-    let config = v.decoded.config.clone();
-    v.load_concurrency(&config);
-    v.load_affinity(&config);
+    let shared: &Decoded = decoded;
+    let config = &shared.config;
+    let mut v = Validator { decoded: shared, found: Diagnostics::default() };
+    v.load_concurrency(config);
+    v.load_affinity(config);
     v.pod_resources(config.pod_resources.as_ref());
-    v.priority_class(&config, env);
-    v.pod_metadata(&config);
+    v.priority_class(config, env);
+    v.pod_metadata(config);
     v.backup_pvcs(&config.backup_pvc);
-    v.cache_pvc(&config);
+    v.cache_pvc(config);
     if let Some(version) = env.velero_version {
-        v.version_support(&config, version);
+        v.version_support(config, version);
     }
     let found = v.found;
     decoded.diagnostics.0.extend(found.0);
@@ -90,11 +91,11 @@ impl Validator<'_> {
             );
         }
         for (i, rule) in lc.per_node_config.iter().enumerate() {
-            let path = format!("loadConcurrency.perNodeConfig[{i}]");
-            self.label_selector(&rule.node_selector, &format!("{path}.nodeSelector"));
+            let path = field::index("loadConcurrency.perNodeConfig", i);
+            self.label_selector(&rule.node_selector, &field::child(&path, "nodeSelector"));
             if rule.number < 1 {
                 self.error(FieldError::invalid_raw(
-                    format!("{path}.number"),
+                    field::child(&path, "number"),
                     rule.number.to_string(),
                     "must be at least 1 (node-agent skips this rule)",
                 ));
@@ -113,10 +114,10 @@ impl Validator<'_> {
     fn label_selector(&mut self, selector: &LabelSelector, path: &str) {
         self.match_labels(&selector.match_labels, path);
         for (i, req) in selector.match_expressions.iter().enumerate() {
-            let req_path = format!("{path}.matchExpressions[{i}]");
+            let req_path = field::index(&field::child(path, "matchExpressions"), i);
             if !LABEL_SELECTOR_OPERATORS.contains(&req.operator.as_str()) {
                 self.error(FieldError::not_supported(
-                    format!("{req_path}.operator"),
+                    field::child(&req_path, "operator"),
                     &req.operator,
                     &LABEL_SELECTOR_OPERATORS,
                 ));
@@ -133,7 +134,7 @@ impl Validator<'_> {
 
     fn match_labels(&mut self, labels: &BTreeMap<String, String>, path: &str) {
         for (key, value) in labels {
-            let entry = format!("{path}.matchLabels[{key}]");
+            let entry = field::key(&field::child(path, "matchLabels"), key);
             self.label_entry(&entry, key, value);
         }
     }
@@ -158,8 +159,8 @@ impl Validator<'_> {
             .map(|(source, pvc)| (source.as_str(), pvc.storage_class.as_str()))
             .collect();
         for (i, entry) in config.load_affinity.iter().enumerate() {
-            let path = format!("loadAffinity[{i}]");
-            let selector_path = format!("{path}.nodeSelector");
+            let path = field::index("loadAffinity", i);
+            let selector_path = field::child(&path, "nodeSelector");
             if entry.node_selector.is_empty() {
                 self.error(FieldError::required(
                     &selector_path,
@@ -168,7 +169,10 @@ impl Validator<'_> {
             }
             self.match_labels(&entry.node_selector.match_labels, &selector_path);
             for (j, req) in entry.node_selector.match_expressions.iter().enumerate() {
-                self.node_selector_requirement(req, &format!("{selector_path}.matchExpressions[{j}]"));
+                self.node_selector_requirement(
+                    req,
+                    &field::index(&field::child(&selector_path, "matchExpressions"), j),
+                );
             }
             if entry.storage_class.is_empty() {
                 if let Some(first) = global_entry {
@@ -183,7 +187,7 @@ impl Validator<'_> {
                 }
                 continue;
             }
-            let class_path = format!("{path}.storageClass");
+            let class_path = field::child(&path, "storageClass");
             for msg in names::is_dns1123_subdomain(&entry.storage_class) {
                 self.error(FieldError::invalid(&class_path, &entry.storage_class, msg));
             }
@@ -208,7 +212,11 @@ impl Validator<'_> {
     /// Velero copies requirements straight into node affinity: Kubernetes' node-selector rules.
     fn node_selector_requirement(&mut self, req: &super::model::SelectorRequirement, path: &str) {
         if !NODE_SELECTOR_OPERATORS.contains(&req.operator.as_str()) {
-            self.error(FieldError::not_supported(format!("{path}.operator"), &req.operator, &NODE_SELECTOR_OPERATORS));
+            self.error(FieldError::not_supported(
+                field::child(path, "operator"),
+                &req.operator,
+                &NODE_SELECTOR_OPERATORS,
+            ));
             return;
         }
         let requirement = Requirement { key: &req.key, operator: &req.operator, values: &req.values };
@@ -220,7 +228,7 @@ impl Validator<'_> {
         if arity_ok && matches!(req.operator.as_str(), "Gt" | "Lt") {
             if let Some(value) = req.values.first() {
                 if let Some(msg) = selector::gt_lt_value_error(value) {
-                    self.error(FieldError::invalid(format!("{path}.values[0]"), value, msg));
+                    self.error(FieldError::invalid(field::index(&field::child(path, "values"), 0), value, msg));
                 }
             }
         }
@@ -241,7 +249,7 @@ impl Validator<'_> {
             if text.is_empty() {
                 continue;
             }
-            let path = format!("podResources.{name}");
+            let path = field::child("podResources", name);
             match text.parse::<Quantity>() {
                 Ok(q) if q.is_negative() => {
                     self.error(FieldError::invalid(path, text, "must be greater than or equal to 0"));
@@ -254,7 +262,7 @@ impl Validator<'_> {
         }
         let missing: Vec<&str> = fields[..4]
             .iter()
-            .filter(|(name, text)| text.is_empty() && !self.decoded.is_unusable(&format!("podResources.{name}")))
+            .filter(|(name, text)| text.is_empty() && !self.decoded.is_unusable(&field::child("podResources", name)))
             .map(|(name, _)| *name)
             .collect();
         if !missing.is_empty() {
@@ -283,7 +291,7 @@ impl Validator<'_> {
             };
             let request_text = fields.iter().find(|(n, _)| *n == request).map(|(_, t)| t.as_str()).unwrap_or_default();
             self.error(FieldError::invalid(
-                format!("podResources.{request}"),
+                field::child("podResources", request),
                 request_text,
                 format!("must be less than or equal to {resource} limit of {}{zero_hint}", lim.canonical()),
             ));
@@ -312,7 +320,7 @@ impl Validator<'_> {
 
     fn pod_metadata(&mut self, config: &NodeAgentConfig) {
         for (key, value) in &config.pod_labels {
-            let entry = format!("podLabels[{key}]");
+            let entry = field::key("podLabels", key);
             self.label_entry(&entry, key, value);
             if is_velero_key(key) {
                 self.error(FieldError::forbidden(
@@ -333,7 +341,7 @@ impl Validator<'_> {
     /// Keys are checked one by one (so each error points at its key), the size as a whole.
     fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) {
         for key in annotations.keys() {
-            for err in selector::validate_annotations(std::iter::once((key.as_str(), "")), &format!("{path}[{key}]")) {
+            for err in selector::validate_annotations(std::iter::once((key.as_str(), "")), &field::key(path, key)) {
                 self.error(err);
             }
         }
@@ -345,19 +353,19 @@ impl Validator<'_> {
 
     fn backup_pvcs(&mut self, pvcs: &BTreeMap<String, BackupPvc>) {
         for (source, pvc) in pvcs {
-            let path = format!("backupPVC[{source}]");
+            let path = field::key("backupPVC", source);
             if !pvc.storage_class.is_empty() {
                 for msg in names::is_dns1123_subdomain(&pvc.storage_class) {
-                    self.error(FieldError::invalid(format!("{path}.storageClass"), &pvc.storage_class, msg));
+                    self.error(FieldError::invalid(field::child(&path, "storageClass"), &pvc.storage_class, msg));
                 }
             }
             if pvc.spc_no_relabeling && !pvc.read_only {
                 self.warn(
-                    &format!("{path}.spcNoRelabeling"),
+                    &field::child(&path, "spcNoRelabeling"),
                     "has no effect without readOnly: true (node-agent ignores it)",
                 );
             }
-            self.annotations(&pvc.annotations, &format!("{path}.annotations"));
+            self.annotations(&pvc.annotations, &field::child(&path, "annotations"));
         }
     }
 

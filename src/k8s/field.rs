@@ -115,6 +115,36 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
+/// Go's `field.Path.Child`: `parent.name`; an empty `parent` stands for the root. Field
+/// paths are built for every decoded value, so they are concatenated rather than formatted.
+pub fn child(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        return name.to_string();
+    }
+    concat(&[parent, ".", name])
+}
+
+/// Go's `field.Path.Index`: `parent[i]`.
+pub fn index(parent: &str, i: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(parent.len() + 4);
+    out.push_str(parent);
+    // Writing into a String cannot fail.
+    let _ = write!(out, "[{i}]");
+    out
+}
+
+/// Go's `field.Path.Key`: `parent[key]`, the key as it is (unquoted, as apimachinery writes it).
+pub fn key(parent: &str, key: &str) -> String {
+    concat(&[parent, "[", key, "]"])
+}
+
+fn concat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|p| out.push_str(p));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +168,21 @@ mod tests {
         ];
         for (err, want) in cases {
             assert_eq!(err.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn paths_read_like_field_path() {
+        let cases = [
+            (child("", "loadAffinity"), "loadAffinity"),
+            (child("a", "b"), "a.b"),
+            (index("loadAffinity", 0), "loadAffinity[0]"),
+            (index("a.b", 12345), "a.b[12345]"),
+            (key("podLabels", "app.kubernetes.io/name"), "podLabels[app.kubernetes.io/name]"),
+            (key("a", ""), "a[]"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Inputs are borrowed views, independent of how the caller deserialized them. Where Go ranges
 //! over a map (labels, annotations) its order is random; we report in key order instead.
 
-use super::field::FieldError;
+use super::field::{child, index, FieldError};
 use super::names::{is_label_value, is_qualified_name, name_is_dns_subdomain};
 
 /// `In`: the label's value is one of `values`.
@@ -62,20 +62,6 @@ pub struct LabelSelectorOptions {
     pub allow_unknown_operator_in_requirement: bool,
     /// Skip the label-value check on `values`.
     pub allow_invalid_label_value_in_selector: bool,
-}
-
-/// Go's `field.Path.Child`; an empty `path` stands for the root.
-fn child(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
-    }
-}
-
-/// Go's `field.Path.Index`.
-fn index(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
 }
 
 /// Go's `ValidateLabelName`: one `Invalid` per `IsQualifiedName` message, all at `path`.
