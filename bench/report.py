@@ -67,6 +67,8 @@ def summary(path):
     )
     out.append("|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
     failed = []
+    # The -fresh loads are ours, beyond the targets: judged the same way, listed apart.
+    beyond = []
     worst_rss = 0.0
     for proto, load, conns in points:
         c, o = (proto, load, conns, "ceiling"), (proto, load, conns, "ours")
@@ -78,16 +80,19 @@ def summary(path):
         worst_rss = max(worst_rss, rss)
         errors = int(sum(float(r["errors"]) for r in rows.get(o, []) + rows.get(c, [])))
         verdicts = []
+        misses = beyond if load.endswith("-fresh") else failed
         if conns in (16, 64):
             ok = ratio >= THROUGHPUT_RATIO
             verdicts.append(("tput " + ("ok" if ok else "MISS")))
             if not ok:
-                failed.append(f"{proto} {load} c={conns}: throughput ratio {ratio:.2f} < {THROUGHPUT_RATIO}")
+                misses.append(f"{proto} {load} c={conns}: throughput ratio {ratio:.2f} < {THROUGHPUT_RATIO}")
         if conns == 16:
             ok = p99_ratio <= P99_RATIO
             verdicts.append(("p99 " + ("ok" if ok else "MISS")))
             if not ok:
-                failed.append(f"{proto} {load} c={conns}: p99 ratio {p99_ratio:.2f} > {P99_RATIO}")
+                misses.append(f"{proto} {load} c={conns}: p99 ratio {p99_ratio:.2f} > {P99_RATIO}")
+        if verdicts and misses is beyond:
+            verdicts.append("(not a target)")
         if errors:
             failed.append(f"{proto} {load} c={conns}: {errors} failed requests")
         out.append(
@@ -108,6 +113,10 @@ def summary(path):
         out.extend(f"- {f}" for f in failed)
     else:
         out.append("All targets met.")
+    if beyond:
+        out.append("")
+        out.append("Beyond the targets (a different ConfigMap on every request, so no verdict is reused):")
+        out.extend(f"- {f}" for f in beyond)
     print("\n".join(out))
 
 

@@ -8,20 +8,27 @@ file:close()
 wrk.headers["Content-Type"] = "application/json"
 
 -- A body with the marker __FRESH__ (the validate-fresh load) gets 24 characters of JSON
--- whitespace in its place, spaces and escaped tabs spelling a request counter in binary: every
--- request sends a different ConfigMap, which defeats the server's reuse of its last verdict.
+-- whitespace in its place, spaces and escaped tabs spelling a number in binary: consecutive
+-- requests send different ConfigMaps, which defeats the server's reuse of its last verdict.
+-- The requests are formatted once, in init(), and cycled through: building each body in
+-- request() held wrk itself to about 48,000 requests/s, below what the servers manage.
 local template = wrk.body
 if template:find("__FRESH__", 1, true) then
-  local counter = 0
-  function request()
-    counter = counter + 1
-    local pad, n = {}, counter
-    for i = 1, 24 do
-      pad[i] = (n % 2 == 1) and "\\t" or " "
-      n = math.floor(n / 2)
+  local pool, size, next_index = {}, 4096, 0
+  function init(args)
+    for n = 1, size do
+      local pad, bits = {}, n
+      for i = 1, 24 do
+        pad[i] = (bits % 2 == 1) and "\\t" or " "
+        bits = math.floor(bits / 2)
+      end
+      local body = template:gsub("__FRESH__", table.concat(pad), 1)
+      pool[n] = wrk.format(nil, nil, nil, body)
     end
-    local body = template:gsub("__FRESH__", table.concat(pad), 1)
-    return wrk.format(nil, nil, nil, body)
+  end
+  function request()
+    next_index = next_index % size + 1
+    return pool[next_index]
   end
 end
 
