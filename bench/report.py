@@ -58,7 +58,11 @@ def summary(path):
         return max(values) if values else 0.0
 
     runs = max((len(v) for v in rows.values()), default=0)
-    points = sorted({k[:3] for k in rows}, key=lambda k: (k[0] != "h1", k[1] != "mutate", k[2]))
+    load_order = ["mutate", "validate", "validate-fresh"]
+    points = sorted(
+        {k[:3] for k in rows},
+        key=lambda k: (k[0] != "h1", load_order.index(k[1]) if k[1] in load_order else len(load_order), k[1], k[2]),
+    )
     out = []
     out.append(f"Median of {runs} run(s) per point; ratios are ours / ceiling, pair by pair.\n")
     out.append(
