@@ -435,6 +435,16 @@ mod tests {
     }
 
     #[test]
+    fn positions_after_escapes_and_multibyte_runs_count_characters() {
+        let node = parse("{\"k\": \"é\\u00e9\\n€\", \"n\": -1.5e+3,\n\t\"z\":0}").expect("valid");
+        let Value::Object(members) = node.value else { panic!("object") };
+        assert_eq!(members[0].value.value, Value::String("éé\n€".into()));
+        assert_eq!((members[1].key_pos, members[1].value.pos), (at(1, 21), at(1, 26)));
+        assert_eq!(members[1].value.value, Value::Number("-1.5e+3".into()));
+        assert_eq!((members[2].key_pos, members[2].value.pos), (at(2, 2), at(2, 6)));
+    }
+
+    #[test]
     fn keeps_duplicate_keys_and_number_literals() {
         let node = parse(r#"{"a": 2.0, "a": 1e3}"#).expect("valid");
         let Value::Object(members) = node.value else { panic!("object") };
