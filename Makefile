@@ -55,7 +55,7 @@ undeploy: ## kubectl delete -k manifests/overlays/$(OVERLAY)
 e2e: ## kind cluster end to end (needs Docker and kind)
 	IMG=$(IMG) hack/e2e.sh
 
-bench: ## Throughput and latency against a minimal hyper+rustls ceiling (release, ~14 min; see bench/RESULTS.md)
+bench: ## Throughput and latency against a minimal hyper+rustls ceiling (release, ~17 min; see bench/RESULTS.md)
 	bench/run.sh
 
 fuzz: ## cargo-fuzz every target for FUZZ_SECONDS (default 60) each
