@@ -50,13 +50,12 @@ VG_PID=
 cleanup() { stop_pid "$VG_PID"; }
 trap cleanup EXIT
 
-# drive PORT LOAD N: N reviews over PROFILE_CONNS kept-alive connections; prints how many
-# were answered (for a -fresh load: wrk for FRESH_SECONDS, N only marks warm-up or not).
+# drive PORT LOAD N SECONDS: N reviews over PROFILE_CONNS kept-alive connections, or for a
+# -fresh load wrk for SECONDS; prints how many were answered.
 drive() {
   if [[ $2 == *-fresh ]]; then
-    local seconds=$FRESH_SECONDS line
-    [ "$3" = "$WARM" ] && seconds=2
-    BENCH_BODY="$out/$2.json" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${seconds}s" --timeout 10s \
+    local line
+    BENCH_BODY="$out/$2.json" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${4}s" --timeout 10s \
       -s "$BENCH_DIR/wrk-post.lua" "https://127.0.0.1:$1/${2%-fresh}" >"$out/wrk.txt" 2>&1 || true
     line=$(grep '^BENCH ' "$out/wrk.txt") || die "wrk failed: $(cat "$out/wrk.txt")"
     # shellcheck disable=SC2086
@@ -95,9 +94,9 @@ for server in $SERVERS; do
         "https://127.0.0.1:$port/${load%-fresh}" 2>/dev/null && break
       sleep 0.2
     done
-    drive "$port" "$load" "$WARM" >/dev/null
+    drive "$port" "$load" "$WARM" 2 >/dev/null
     callgrind_control -z "$VG_PID" >/dev/null
-    reviews=$(drive "$port" "$load" "$REVIEWS")
+    reviews=$(drive "$port" "$load" "$REVIEWS" "$FRESH_SECONDS")
     callgrind_control -d "profiled" "$VG_PID" >/dev/null
     stop_pid "$VG_PID"
     VG_PID=

@@ -330,7 +330,7 @@ fn json_object<'a>(node: &'a Node, path: &str) -> Result<&'a [Member], ManifestE
     for member in members {
         if !seen.insert(member.key.as_str()) {
             return Err(ManifestError::Invalid {
-                path: format!("{path}[{}]", member.key),
+                path: crate::k8s::field::key(path, &member.key),
                 message: "duplicate key".to_string(),
                 pos: member.key_pos,
             });

@@ -435,11 +435,12 @@ impl Decoder {
                 continue;
             }
             if let Some([selector, storage_class]) = self.object(item, &item_path, ["nodeSelector", "storageClass"]) {
+                let selector_path = child(&item_path, "nodeSelector");
                 if selector.is_none() {
-                    self.positions.insert(child(&item_path, "nodeSelector"), item.pos);
+                    self.positions.insert(selector_path.clone(), item.pos);
                 }
                 out.push(LoadAffinity {
-                    node_selector: self.label_selector(selector, &child(&item_path, "nodeSelector")),
+                    node_selector: self.label_selector(selector, &selector_path),
                     storage_class: self.string(storage_class, &child(&item_path, "storageClass")),
                 });
             }

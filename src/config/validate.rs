@@ -113,8 +113,9 @@ impl Validator<'_> {
     /// `perNodeConfig` selectors go through `LabelSelectorAsSelector`: label-selector rules.
     fn label_selector(&mut self, selector: &LabelSelector, path: &str) {
         self.match_labels(&selector.match_labels, path);
+        let expressions_path = field::child(path, "matchExpressions");
         for (i, req) in selector.match_expressions.iter().enumerate() {
-            let req_path = field::index(&field::child(path, "matchExpressions"), i);
+            let req_path = field::index(&expressions_path, i);
             if !LABEL_SELECTOR_OPERATORS.contains(&req.operator.as_str()) {
                 self.error(FieldError::not_supported(
                     field::child(&req_path, "operator"),
@@ -133,8 +134,9 @@ impl Validator<'_> {
     }
 
     fn match_labels(&mut self, labels: &BTreeMap<String, String>, path: &str) {
+        let labels_path = field::child(path, "matchLabels");
         for (key, value) in labels {
-            let entry = field::key(&field::child(path, "matchLabels"), key);
+            let entry = field::key(&labels_path, key);
             self.label_entry(&entry, key, value);
         }
     }
@@ -168,11 +170,9 @@ impl Validator<'_> {
                 ));
             }
             self.match_labels(&entry.node_selector.match_labels, &selector_path);
+            let expressions_path = field::child(&selector_path, "matchExpressions");
             for (j, req) in entry.node_selector.match_expressions.iter().enumerate() {
-                self.node_selector_requirement(
-                    req,
-                    &field::index(&field::child(&selector_path, "matchExpressions"), j),
-                );
+                self.node_selector_requirement(req, &field::index(&expressions_path, j));
             }
             if entry.storage_class.is_empty() {
                 if let Some(first) = global_entry {
