@@ -63,3 +63,12 @@ fuzz: ## cargo-fuzz every target for FUZZ_SECONDS (default 60) each
 
 soak: ## Steady load for SOAK_DURATION seconds (default 300) with certificate and config rotation
 	bench/soak.sh
+
+# --- Helm chart (charts/node-agent-webhook; helm is built from hack/helm/go.mod, cached) --------
+.PHONY: helm-lint helm-package
+
+helm-lint: ## helm lint --strict the chart in every certificate mode
+	hack/helm/test.sh lint
+
+helm-package: helm-lint ## Build the chart archive into _out/charts/
+	@helm=$$(hack/helm/build.sh | tail -n 1) && mkdir -p _out/charts && $$helm package charts/node-agent-webhook --destination _out/charts

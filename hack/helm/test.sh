@@ -16,12 +16,15 @@
 #      against overlays/cert-manager, and the Prometheus objects against the base with
 #      components/prometheus, compared field by field (hack/helm/chart_checks.py drift).
 #
-#   hack/helm/test.sh
+#   hack/helm/test.sh          # all of it
+#   hack/helm/test.sh lint     # step 1 only (make helm-lint)
 #
 # Environment: KUBE_VERSIONS (default "1.30.0 1.37.0"), KUBECTL (default kubectl; kustomize v5),
 # VENV (default _out/venv; when its tools are missing, hack/validate-manifests.sh installs them),
 # HELM (a helm binary to use instead of building one). Output in _out/helm-test/.
 set -euo pipefail
+only="${1:-all}"
+[[ "$only" == all || "$only" == lint ]] || { echo "usage: hack/helm/test.sh [lint]" >&2; exit 2; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -34,14 +37,6 @@ checks="$root/hack/helm/chart_checks.py"
 
 HELM="${HELM:-$(bash "$root/hack/helm/build.sh" | tail -n 1)}"
 "$HELM" version --short >/dev/null
-
-# The validator and CEL evaluator of hack/validate-manifests.sh, at its pinned versions: when the
-# venv lacks them, that script installs them (and validates the kustomize overlays on the way).
-if ! "$VENV/bin/python" -c 'import yaml, kubernetes_validate, cel_expr_python.cel' 2>/dev/null; then
-	echo "helm/test: $VENV has no validator yet; running hack/validate-manifests.sh to install it"
-	VENV="$VENV" bash "$root/hack/validate-manifests.sh"
-fi
-py="$VENV/bin/python"
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -72,7 +67,21 @@ for s in "${scenarios[@]}"; do
 	fi
 done
 
+if [[ "$only" == lint ]]; then
+	[[ $failures -eq 0 ]] || { echo "helm/test: FAILED ($failures)" >&2; exit 1; }
+	echo "helm/test: lint OK"
+	exit 0
+fi
+
 # --- 2. template, schema, CEL, certificates ------------------------------------------------------
+# The validator and CEL evaluator of hack/validate-manifests.sh, at its pinned versions: when the
+# venv lacks them, that script installs them (and validates the kustomize overlays on the way).
+if ! "$VENV/bin/python" -c 'import yaml, kubernetes_validate, cel_expr_python.cel' 2>/dev/null; then
+	echo "helm/test: $VENV has no validator yet; running hack/validate-manifests.sh to install it"
+	VENV="$VENV" bash "$root/hack/validate-manifests.sh"
+fi
+py="$VENV/bin/python"
+
 for s in "${scenarios[@]}"; do
 	for v in $KUBE_VERSIONS; do
 		file="$out/$s-$v.yaml"
