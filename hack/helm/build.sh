@@ -17,7 +17,8 @@
 #   HELM_REBUILD=1   build even when the stamp matches
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="${here%/hack/helm}"
 mod="$root/hack/helm"
 GO="${GO:-go}"
 HELM_OUT="${HELM_OUT:-$root/_out/tools/helm}"

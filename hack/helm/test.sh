@@ -26,7 +26,8 @@ set -euo pipefail
 only="${1:-all}"
 [[ "$only" == all || "$only" == lint ]] || { echo "usage: hack/helm/test.sh [lint]" >&2; exit 2; }
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="${here%/hack/helm}"
 cd "$root"
 KUBE_VERSIONS="${KUBE_VERSIONS:-1.30.0 1.37.0}"
 KUBECTL="${KUBECTL:-kubectl}"
