@@ -4,7 +4,6 @@
 
 BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 REPO=${REPO:-$(cd "$BENCH_DIR/.." && pwd)}
-SHARED=${SHARED:-$REPO/../shared}
 SERVER_BIN=${SERVER_BIN:-$REPO/target/release/node-agent-webhook}
 CEILING_BIN=${CEILING_BIN:-$BENCH_DIR/ceiling/target/release/ceiling}
 # On 2 cores: the server(s) on one, the load generator on the other.
@@ -93,7 +92,7 @@ make_payloads() {
   # know fixed (thresholdInGB -> residentThresholdInMB): every section set, all pod settings.
   jq '.data | to_entries[0].value | fromjson
       | .cachePVC = {residentThresholdInMB: 1024, storageClass: .cachePVC.storageClass}' \
-    "$SHARED/velero/configmaps/03-docs-complete-example-thresholdInGB.json" >"$dir/config-full.json"
+    "$REPO/examples/configmaps/03-docs-complete-example-thresholdInGB.json" >"$dir/config-full.json"
   # The DataUpload pod (v1.18) after defaulting and the built-in admission plugins
   # (tests/support::as_admitted), in the review the API server sends for node-agent's CREATE.
   jq -c '
@@ -126,7 +125,7 @@ make_payloads() {
             "authentication.kubernetes.io/pod-uid": ["d4c3b2a1-f6e5-4b7a-9d8c-5d4c3b2a1f0e"]}},
         object: $pod, oldObject: null, dryRun: false,
         options: {kind: "CreateOptions", apiVersion: "meta.k8s.io/v1"}}}' \
-    "$SHARED/velero/pods/v1.18/pod-dataupload.json" >"$dir/mutate.json"
+    "$REPO/testdata/pods/v1.18/pod-dataupload.json" >"$dir/mutate.json"
   # kubectl apply of the example ConfigMap (01-valid-docs-basic.json).
   jq -c '. as $cm | {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
         uid: "7a1c2e3f-4b5d-4c6e-8f9a-0b1c2d3e4f5a",
@@ -138,7 +137,7 @@ make_payloads() {
         userInfo: {username: "kubernetes-admin", groups: ["kubeadm:cluster-admins", "system:authenticated"]},
         object: $cm, oldObject: null, dryRun: false,
         options: {kind: "CreateOptions", apiVersion: "meta.k8s.io/v1", fieldManager: "kubectl-client-side-apply"}}}' \
-    "$SHARED/velero/configmaps/01-valid-docs-basic.json" >"$dir/validate.json"
+    "$REPO/examples/configmaps/01-valid-docs-basic.json" >"$dir/validate.json"
   # The same review with a marker at the end of the config value: wrk-post.lua replaces it
   # with whitespace that differs on every request, so the server's verdict reuse never hits.
   jq -c '.request.object.data |= with_entries(.value += "__FRESH__")' "$dir/validate.json" >"$dir/validate-fresh.json"

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Regenerates fuzz/seeds/ (committed) from ../shared: the example ConfigMaps' data values,
-# the ConfigMaps as JSON and YAML manifests, and AdmissionReviews of every example pod and
-# ConfigMap as kube-apiserver sends them (CREATE, UPDATE, DELETE).
+# Regenerates fuzz/seeds/ (committed) from examples/ and testdata/: the example ConfigMaps'
+# data values, the ConfigMaps as JSON and YAML manifests, and AdmissionReviews of every
+# example pod and ConfigMap as kube-apiserver sends them (CREATE, UPDATE, DELETE).
 set -euo pipefail
 cd "$(dirname "$0")"
-shared=${SHARED:-../../shared}
-[ -d "$shared/velero" ] || { echo "no $shared/velero" >&2; exit 1; }
+examples=../examples/configmaps
+testdata=../testdata
 rm -rf seeds
 mkdir -p seeds/config_value seeds/config_file seeds/admission_review
 
-for cm in "$shared"/velero/configmaps/*.json; do
+for cm in "$examples"/*.json; do
   name=$(basename "$cm" .json)
   # config_value: each data value, verbatim.
   i=0
@@ -30,7 +30,7 @@ for cm in "$shared"/velero/configmaps/*.json; do
   } >"seeds/config_file/$name.yaml"
   # admission_review: CREATE, an UPDATE from the first example, a DELETE.
   for op in CREATE UPDATE DELETE; do
-    jq -c --arg op "$op" --slurpfile old "$shared/velero/configmaps/01-valid-docs-basic.json" '. as $cm |
+    jq -c --arg op "$op" --slurpfile old "$examples/01-valid-docs-basic.json" '. as $cm |
       {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
         uid: "seed-\($op)", kind: {group: "", version: "v1", kind: "ConfigMap"},
         resource: {group: "", version: "v1", resource: "configmaps"},
@@ -45,15 +45,15 @@ cp ../hack/demo-config.json seeds/config_value/demo-config.json
 # The docs' complete example with its one unknown key fixed (the benchmark's config).
 jq '.data | to_entries[0].value | fromjson
     | .cachePVC = {residentThresholdInMB: 1024, storageClass: .cachePVC.storageClass}' \
-  "$shared/velero/configmaps/03-docs-complete-example-thresholdInGB.json" >seeds/config_value/config-full.json
+  "$examples/03-docs-complete-example-thresholdInGB.json" >seeds/config_value/config-full.json
 cp ../hack/demo-config.json seeds/config_file/demo-config.json
-for f in "$shared"/kubernetes/fixtures/admission.k8s.io.v1*.AdmissionReview.json "$shared"/kubernetes/fixtures/admission.k8s.io.v1beta1.AdmissionReview.json; do
+for f in "$testdata"/fixtures/admission.k8s.io.v1*.AdmissionReview.json; do
   cp "$f" "seeds/admission_review/fixture-$(basename "$f")"
 done
-cp "$shared/kubernetes/fixtures/core.v1.ConfigMap.json" seeds/config_file/fixture-core.v1.ConfigMap.json
+cp "$testdata/fixtures/core.v1.ConfigMap.json" seeds/config_file/fixture-core.v1.ConfigMap.json
 
 # Every example pod, as submitted and as admitted (defaulted), from node-agent's account.
-for pod in "$shared"/velero/pods/*/*.json; do
+for pod in "$testdata"/pods/*/*.json; do
   name=$(basename "$(dirname "$pod")")-$(basename "$pod" .json)
   for admitted in false true; do
     jq -c --argjson admitted "$admitted" '

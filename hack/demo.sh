@@ -54,19 +54,19 @@ verdict() { # verdict PATH REVIEW_FILE
       ((.warnings // [])[] | "  warning: \(.)")'
 }
 
-bold "3. kubectl apply of a valid node-agent ConfigMap (../shared/velero/configmaps/01-valid-docs-basic.json)"
-review CREATE ../shared/velero/configmaps/01-valid-docs-basic.json > "$work/valid.json"
+bold "3. kubectl apply of a valid node-agent ConfigMap (examples/configmaps/01-valid-docs-basic.json)"
+review CREATE examples/configmaps/01-valid-docs-basic.json > "$work/valid.json"
 verdict /validate "$work/valid.json"
 
-bold "4. kubectl apply of a malformed one (../shared/velero/configmaps/05-loadaffinity-and-label-pitfalls.json)"
-review CREATE ../shared/velero/configmaps/05-loadaffinity-and-label-pitfalls.json > "$work/invalid.json"
+bold "4. kubectl apply of a malformed one (examples/configmaps/05-loadaffinity-and-label-pitfalls.json)"
+review CREATE examples/configmaps/05-loadaffinity-and-label-pitfalls.json > "$work/invalid.json"
 verdict /validate "$work/invalid.json"
 
 bold "5. The same file, checked offline as CI would (node-agent-webhook check)"
-"$bin" check ../shared/velero/configmaps/05-loadaffinity-and-label-pitfalls.json || echo "(exit $?)"
+"$bin" check examples/configmaps/05-loadaffinity-and-label-pitfalls.json || echo "(exit $?)"
 
-bold "6. node-agent creates a DataUpload pod (../shared/velero/pods/v1.18/pod-dataupload.json): the patch it gets"
-jq -n --slurpfile pod ../shared/velero/pods/v1.18/pod-dataupload.json '{apiVersion: "admission.k8s.io/v1",
+bold "6. node-agent creates a DataUpload pod (testdata/pods/v1.18/pod-dataupload.json): the patch it gets"
+jq -n --slurpfile pod testdata/pods/v1.18/pod-dataupload.json '{apiVersion: "admission.k8s.io/v1",
   kind: "AdmissionReview", request: {uid: "demo-pod", kind: {group: "", version: "v1", kind: "Pod"},
     resource: {group: "", version: "v1", resource: "pods"}, name: $pod[0].metadata.name, namespace: "velero",
     operation: "CREATE", userInfo: {username: "system:serviceaccount:velero:velero"}, object: $pod[0]}}' > "$work/pod.json"
@@ -74,7 +74,7 @@ curl -sS --cacert "$work/ca.crt" -H 'content-type: application/json' --data-bina
   "https://localhost:$port/mutate" | jq -r '.response.patch' | base64 -d | jq .
 
 bold "7. The same preview offline: node-agent-webhook mutate --config ... --pod ..."
-"$bin" mutate --config "$work/config.json" --pod ../shared/velero/pods/v1.18/pod-dataupload.json --apply \
+"$bin" mutate --config "$work/config.json" --pod testdata/pods/v1.18/pod-dataupload.json --apply \
   | jq '{labels: .metadata.labels, annotations: .metadata.annotations, affinity: .spec.affinity, resources: .spec.containers[0].resources}'
 
 bold "8. Edit the live config: the next pod gets the new setting, no restart"

@@ -917,8 +917,8 @@ mod tests {
         docs.remove(0).data.remove(0)
     }
 
-    fn shared(name: &str) -> String {
-        let path = format!("{}/../shared/velero/configmaps/{name}", env!("CARGO_MANIFEST_DIR"));
+    fn example(name: &str) -> String {
+        let path = format!("{}/examples/configmaps/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"))
     }
 
@@ -968,7 +968,7 @@ mod tests {
             ("06-fatal-multikey-yaml-typeerror.json", &["node-agent-config.yaml", "backup-pvc.json"]),
         ];
         for (file, keys) in cases {
-            let text = shared(file);
+            let text = example(file);
             let docs = configmaps(&text);
             assert_eq!(docs.len(), 1, "{file}");
             let doc = &docs[0];
@@ -988,7 +988,7 @@ mod tests {
 
     #[test]
     fn json_manifest_points_at_the_escaped_operator_and_the_closing_quote() {
-        let text = shared("05-loadaffinity-and-label-pitfalls.json");
+        let text = example("05-loadaffinity-and-label-pitfalls.json");
         let value = only_value(&text);
         assert_eq!((value.key_pos, value.pos), (at(12, 5), at(12, 26)));
         let operator = inner_pos_of(&value.value, "in");

@@ -192,7 +192,7 @@ fn cm_with_value(uid: &str, text: String) -> Value {
 }
 
 fn mover_pod() -> Value {
-    as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"))
+    as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"))
 }
 
 /// A review of a pod created by node-agent in the Velero namespace, with the row's name as uid.

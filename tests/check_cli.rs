@@ -36,7 +36,7 @@ fn check(args: &[&str], stdin: Option<&str>) -> Run {
     }
 }
 
-const DIR: &str = "../shared/velero/configmaps";
+const DIR: &str = "examples/configmaps";
 
 #[test]
 fn example_configmaps_get_the_verdicts_and_findings_the_spec_asks_for() {

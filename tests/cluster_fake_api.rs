@@ -605,11 +605,11 @@ async fn added_requirements(state: &AppState, pod: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn mutating_webhook_against_fake_api_server_selects_the_load_affinity_entry_by_storage_class() {
     let fake = FakeApi::new();
-    let upload = support::as_admitted(support::shared_json("velero/pods/v1.18/pod-dataupload.json"));
+    let upload = support::as_admitted(support::repo_json("testdata/pods/v1.18/pod-dataupload.json"));
     let upload_name = upload["metadata"]["name"].as_str().expect("name").to_string();
     fake.put(VELERO_PVCS, pvc("velero", &upload_name, Some("gp3-backup")));
     // A restore into an Immediate-binding PVC: no selected node, so loadAffinity applies.
-    let mut download = support::as_admitted(support::shared_json("velero/pods/v1.18/pod-datadownload.json"));
+    let mut download = support::as_admitted(support::repo_json("testdata/pods/v1.18/pod-datadownload.json"));
     download["spec"]["nodeSelector"] = json!({"kubernetes.io/os": "linux"});
     let download_name = download["metadata"]["name"].as_str().expect("name").to_string();
     fake.put(APP_PVCS, pvc("shop", "db-data", Some("fast-ssd")));

@@ -1,4 +1,4 @@
-//! The mutating webhook's core over the eight real data-mover pods (../shared/velero/pods),
+//! The mutating webhook's core over the eight real data-mover pods (testdata/pods),
 //! as the webhook sees them after the API server's defaulting: each planned patch is applied
 //! with a strict RFC 6902 implementation, checked field by field, and planning again on the
 //! result gives an empty patch.
@@ -14,7 +14,7 @@ use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
 use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, Setting, StorageClass, APPLIED_ANNOTATION};
 use serde_json::{json, Value};
-use support::{as_admitted, shared_json};
+use support::{as_admitted, repo_json};
 
 const KINDS: [(&str, MoverKind); 4] = [
     ("dataupload", MoverKind::DataUpload),
@@ -38,7 +38,7 @@ fn pods() -> Vec<(String, MoverKind, Value)> {
     let mut out = Vec::new();
     for version in ["v1.17", "v1.18"] {
         for (file, kind) in KINDS {
-            let pod = shared_json(&format!("velero/pods/{version}/pod-{file}.json"));
+            let pod = repo_json(&format!("testdata/pods/{version}/pod-{file}.json"));
             out.push((format!("{version}/{file}"), kind, as_admitted(pod)));
         }
     }
@@ -170,7 +170,7 @@ fn every_pod_gets_its_settings_and_a_second_run_is_a_no_op() {
 #[test]
 fn v1_18_data_upload_keeps_its_pv_topology_and_gets_the_storage_class_entry() {
     let config = config(FULL);
-    let pod = as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"));
+    let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
     let (patched, _, _) = apply(&pod, &config, StorageClass::Known(Some("gp3-csi".into())), None);
     let terms = &patched["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         ["nodeSelectorTerms"];
@@ -195,7 +195,7 @@ fn v1_18_data_upload_keeps_its_pv_topology_and_gets_the_storage_class_entry() {
 #[test]
 fn two_terms_both_get_the_requirements() {
     let config = config(r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}]}"#);
-    let mut pod = as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"));
+    let mut pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
     pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] = json!([
         {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
         {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}
@@ -214,7 +214,7 @@ fn a_contradicting_requirement_leaves_the_affinity_alone_with_a_warning() {
     let config = config(
         r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"topology.ebs.csi.aws.com/zone": "eu-west-1b"}}}], "podLabels": {"a": "b"}}"#,
     );
-    let pod = as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"));
+    let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
     let mover = identify(&pod);
     let result = plan_once(&pod, &mover, &config, 1, None);
     assert!(result.affinity_conflict);
@@ -232,14 +232,14 @@ fn a_contradicting_requirement_leaves_the_affinity_alone_with_a_warning() {
 #[test]
 fn priority_is_left_alone_when_it_matches_or_the_class_is_missing() {
     let config = config(r#"{"priorityClassName": "velero-data-mover"}"#);
-    let mut pod = as_admitted(shared_json("velero/pods/v1.18/pod-podvolumebackup.json"));
+    let mut pod = as_admitted(repo_json("testdata/pods/v1.18/pod-podvolumebackup.json"));
     pod["spec"]["priorityClassName"] = json!("velero-data-mover");
     pod["spec"]["priority"] = json!(1000);
     let mover = identify(&pod);
     let same = plan_once(&pod, &mover, &config, 1, None);
     assert_eq!(same.ops, vec![], "no priority operations when the class already matches");
 
-    let pod = as_admitted(shared_json("velero/pods/v1.18/pod-podvolumebackup.json"));
+    let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-podvolumebackup.json"));
     let existing: HashSet<String> = ["system-cluster-critical".to_string()].into();
     let missing = plan_once(&pod, &mover, &config, 1, Some(&existing));
     assert_eq!(missing.ops, vec![]);
@@ -259,7 +259,7 @@ fn quantities_re_encoded_by_the_api_server_are_not_patched_again() {
     let config = config(
         r#"{"podResources": {"cpuRequest": "1000m", "cpuLimit": "2000m", "memoryRequest": "1024Mi", "memoryLimit": "0"}}"#,
     );
-    let mut pod = as_admitted(shared_json("velero/pods/v1.17/pod-dataupload.json"));
+    let mut pod = as_admitted(repo_json("testdata/pods/v1.17/pod-dataupload.json"));
     pod["spec"]["containers"][0]["resources"] =
         json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2"}});
     let mover = identify(&pod);
@@ -278,7 +278,7 @@ fn label_keys_with_slashes_and_tildes_are_escaped_and_velero_keys_never_touched(
         pod_annotations: [("example.com/note".to_string(), "y".to_string())].into(),
         ..NodeAgentConfig::default()
     };
-    let mut pod = as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"));
+    let mut pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
     pod["metadata"]["annotations"] = json!({"existing": "kept"});
     let mover = identify(&pod);
     let result = plan_once(&pod, &mover, &config, 3, None);

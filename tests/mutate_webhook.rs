@@ -97,7 +97,7 @@ fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
     );
     let (_certs, server, client) = start(&mounted.path());
     let url = server.url("/mutate");
-    let pod = as_admitted(shared_json("velero/pods/v1.18/pod-dataupload.json"));
+    let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
 
     let response = review(&client, &url, &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
     let after = patched(&pod, &response);
@@ -178,7 +178,7 @@ fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
 fn config_file_edits_apply_to_the_next_pod_and_invalid_edits_keep_the_last_good_config() {
     let mut mounted = MountedConfig::new(r#"{"podLabels": {"team": "one"}}"#);
     let (_certs, server, client) = start(&mounted.path());
-    let pod = as_admitted(shared_json("velero/pods/v1.17/pod-podvolumebackup.json"));
+    let pod = as_admitted(repo_json("testdata/pods/v1.17/pod-podvolumebackup.json"));
     assert_eq!(labels_after(&server, &client, &pod)["team"], "one");
 
     mounted.write(r#"{"podLabels": {"team": "two"}}"#);

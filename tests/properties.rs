@@ -21,7 +21,7 @@ use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, StorageClass, APPL
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{json, Map, Value};
-use support::{as_admitted, shared_json};
+use support::{as_admitted, repo_json};
 
 /// Modest case counts keep the file well under 20 s in a debug build (`PROPTEST_CASES` overrides
 /// them for a longer hunt); failures are reported, not written to regression files.
@@ -57,7 +57,7 @@ fn grammar_quantity() -> impl Strategy<Value = String> {
 fn grid_inputs() -> &'static [String] {
     static INPUTS: OnceLock<Vec<String>> = OnceLock::new();
     INPUTS.get_or_init(|| {
-        let grid = shared_json("kubernetes/vectors/quantity_grid.json");
+        let grid = repo_json("testdata/vectors/quantity_grid.json");
         let records = grid["records"].as_array().expect("records");
         records.iter().filter(|r| r["status"] == "ok").filter_map(|r| r["in"].as_str().map(str::to_string)).collect()
     })
@@ -177,7 +177,7 @@ proptest! {
 
 #[test]
 fn apimachinery_cmp_vectors_hold_under_negation_and_canonical_round_trips() {
-    let vectors = shared_json("kubernetes/vectors/quantity.json");
+    let vectors = repo_json("testdata/vectors/quantity.json");
     let pairs = vectors["cmp"].as_array().expect("cmp pairs");
     assert_eq!(pairs.len(), 46);
     for pair in pairs {
@@ -354,7 +354,7 @@ fn real_pods() -> &'static [Value] {
         let mut pods = Vec::new();
         for version in ["v1.17", "v1.18"] {
             for kind in ["dataupload", "datadownload", "podvolumebackup", "podvolumerestore"] {
-                pods.push(as_admitted(shared_json(&format!("velero/pods/{version}/pod-{kind}.json"))));
+                pods.push(as_admitted(repo_json(&format!("testdata/pods/{version}/pod-{kind}.json"))));
             }
         }
         pods

@@ -1,5 +1,5 @@
 //! The validating webhook end to end: the real binary on 127.0.0.1 over real TLS,
-//! answering AdmissionReviews for the example ConfigMaps in ../shared/velero/configmaps.
+//! answering AdmissionReviews for the example ConfigMaps in examples/configmaps.
 
 mod support;
 
@@ -42,11 +42,11 @@ fn assert_mentions(lines: &[String], want: &[&str], what: &str) {
 fn example_configmaps_get_the_verdicts_the_spec_asks_for() {
     let (_certs, server, client) = start();
 
-    let ok = create(&server, &client, &shared_json("velero/configmaps/01-valid-docs-basic.json"));
+    let ok = create(&server, &client, &repo_json("examples/configmaps/01-valid-docs-basic.json"));
     assert_eq!(ok["allowed"], true, "{ok}");
     assert_eq!(ok.get("warnings"), None, "{ok}");
 
-    let remap = create(&server, &client, &shared_json("velero/configmaps/02-valid-storageclass-affinity-labels.json"));
+    let remap = create(&server, &client, &repo_json("examples/configmaps/02-valid-storageclass-affinity-labels.json"));
     assert_eq!(remap["allowed"], true, "{remap}");
     assert_eq!(
         strings(&remap["warnings"]),
@@ -55,7 +55,7 @@ fn example_configmaps_get_the_verdicts_the_spec_asks_for() {
         ]
     );
 
-    let docs = create(&server, &client, &shared_json("velero/configmaps/03-docs-complete-example-thresholdInGB.json"));
+    let docs = create(&server, &client, &repo_json("examples/configmaps/03-docs-complete-example-thresholdInGB.json"));
     assert_eq!(docs["allowed"], false);
     assert_eq!(docs["status"]["code"], 422);
     assert_eq!(
@@ -64,7 +64,7 @@ fn example_configmaps_get_the_verdicts_the_spec_asks_for() {
          data[node-agent-config]: cachePVC.thresholdInGB: Unknown field: did you mean \"residentThresholdInMB\" (an int64 in megabytes; Velero's docs name a field that does not exist)? (node-agent ignores unknown fields silently) (line 63, column 5)"
     );
 
-    let partial = create(&server, &client, &shared_json("velero/configmaps/04-partial-podresources-typos.json"));
+    let partial = create(&server, &client, &repo_json("examples/configmaps/04-partial-podresources-typos.json"));
     assert_eq!(partial["allowed"], false);
     let message = partial["status"]["message"].as_str().expect("message").to_string();
     let lines: Vec<String> = message.lines().map(str::to_string).collect();
@@ -87,7 +87,7 @@ fn example_configmaps_get_the_verdicts_the_spec_asks_for() {
         ]
     );
 
-    let pitfalls = create(&server, &client, &shared_json("velero/configmaps/05-loadaffinity-and-label-pitfalls.json"));
+    let pitfalls = create(&server, &client, &repo_json("examples/configmaps/05-loadaffinity-and-label-pitfalls.json"));
     assert_eq!(pitfalls["allowed"], false);
     let lines: Vec<String> =
         pitfalls["status"]["message"].as_str().expect("message").lines().map(str::to_string).collect();
@@ -105,7 +105,7 @@ fn example_configmaps_get_the_verdicts_the_spec_asks_for() {
         "the denial",
     );
 
-    let fatal = create(&server, &client, &shared_json("velero/configmaps/06-fatal-multikey-yaml-typeerror.json"));
+    let fatal = create(&server, &client, &repo_json("examples/configmaps/06-fatal-multikey-yaml-typeerror.json"));
     assert_eq!(fatal["allowed"], false);
     let lines: Vec<String> =
         fatal["status"]["message"].as_str().expect("message").lines().map(str::to_string).collect();
@@ -124,7 +124,7 @@ fn example_configmaps_get_the_verdicts_the_spec_asks_for() {
 fn other_configmaps_updates_and_deletes() {
     let (_certs, server, client) = start();
     let url = server.url("/validate");
-    let invalid = shared_json("velero/configmaps/05-loadaffinity-and-label-pitfalls.json");
+    let invalid = repo_json("examples/configmaps/05-loadaffinity-and-label-pitfalls.json");
 
     let mut elsewhere = invalid.clone();
     elsewhere["metadata"]["namespace"] = json!("default");

@@ -334,8 +334,7 @@ mod tests {
 
     // ---- names.json: every case of every section ----
 
-    const NAMES_JSON: &str =
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/kubernetes/vectors/names.json"));
+    const NAMES_JSON: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/vectors/names.json"));
 
     type Check = fn(&str) -> Vec<String>;
 

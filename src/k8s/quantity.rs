@@ -675,7 +675,7 @@ mod tests {
     }
 
     fn load(name: &str) -> Value {
-        let path = format!("{}/../shared/kubernetes/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/testdata/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     }

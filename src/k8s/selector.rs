@@ -468,8 +468,7 @@ mod tests {
 
     // ---- selector.json: every case except ResourceRequirements(container) ----
 
-    const SELECTOR_JSON: &str =
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/kubernetes/vectors/selector.json"));
+    const SELECTOR_JSON: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/vectors/selector.json"));
 
     /// Kind someone else's validator covers; its cases are counted, not checked.
     const NOT_OURS: &str = "ResourceRequirements(container)";

@@ -196,14 +196,16 @@ pub fn configmap_review(operation: &str, object: Option<&Value>, old_object: Opt
     })
 }
 
-/// Reads a file under ../shared.
-pub fn shared(path: &str) -> String {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(path);
+/// Reads a file of the repository (`testdata/...`, `examples/...`), by its path from the root.
+pub fn repo_file(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
-pub fn shared_json(path: &str) -> Value {
-    serde_json::from_str(&shared(path)).expect("shared JSON")
+/// [`repo_file`], parsed as JSON.
+pub fn repo_json(path: &str) -> Value {
+    let text = repo_file(path);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// What admission plugins and defaulting add before webhooks run (velero/README.md).
