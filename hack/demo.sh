@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=target/debug/node-agent-webhook
+# `make demo` builds it with cargo, which honours CARGO_TARGET_DIR (a shared build cache).
+bin=${CARGO_TARGET_DIR:-target}/debug/node-agent-webhook
 work=$(mktemp -d)
 port=${DEMO_PORT:-18443}
 metrics_port=${DEMO_METRICS_PORT:-19090}
