@@ -72,12 +72,12 @@ fn escapes(file: &str, text: &str, tree: &BTreeSet<String>) -> Vec<(usize, Strin
                 line[..at].char_indices().rev().find(|&(_, c)| !is_path_char(c)).map_or(0, |(i, c)| i + c.len_utf8());
             let end = line[at..].find(|c: char| !is_path_char(c)).map_or(line.len(), |i| i + at);
             let mut token = line[start..end].trim_start_matches('-');
-            // `$REPO/../x`: the variable is the base, not a folder named REPO.
+            // After `$REPO` the variable is the base, not a folder named REPO.
             if line[..start].ends_with('$') {
                 token = token.find('/').map_or(token, |slash| &token[slash..]);
             }
             from = end.max(at + 3);
-            // A bare climb (`cd "$(dirname "$0")/../.."`) is relative to its own file.
+            // A bare climb (`cd` to the script's parent folders) is relative to its own file.
             let bare = token.split('/').all(|part| part.is_empty() || part == "..");
             let escaped = resolve(&dir, token).is_none() || (!bare && resolve(&[], token).is_none());
             if escaped && !names_ours(token) {
