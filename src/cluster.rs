@@ -1,16 +1,16 @@
-//! The imperative shell around the Kubernetes API: it watches the node-agent ConfigMap and the
-//! PriorityClasses into [`AppState`], and makes the few reads the mutating webhook needs
-//! (storage classes for loadAffinity, the Velero version). What the data means is decided by
-//! the pure core; this module only fetches, bounds, caches and hands over.
+//! The few Kubernetes API calls the server makes: two watches (node-agent's ConfigMap, the
+//! PriorityClass names), given as streams of what changed, and the reads the mutating webhook
+//! needs (storage classes for loadAffinity, the Velero version). It knows nothing of the
+//! server: what the data means is decided by the core, and where it goes by `source`; this
+//! module only fetches, bounds, caches and hands over.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::future::Future;
-use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -20,11 +20,7 @@ use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 
-use crate::config::model::NodeAgentConfig;
 use crate::config::version::VeleroVersion;
-use crate::metrics::ResultLabels;
-use crate::server::state::AppState;
-use crate::source::{config_from_configmap, install, reject};
 
 /// Bounds one storage-class lookup. It runs inside an admission review that the API server
 /// gives 10-30 s in all; a slow API must cost the pod its loadAffinity, never the review.
@@ -104,55 +100,52 @@ impl Cluster {
         kube::Client::try_default().await.map(Self::new).map_err(ClusterError::Config)
     }
 
-    /// Keeps the live config equal to ConfigMap `namespace/name`; runs until dropped.
+    /// What node-agent would read from ConfigMap `namespace/name`, each time that changes;
+    /// the stream never ends.
     ///
-    /// Each version goes through the validating webhook's own checker: a valid one becomes the
-    /// next generation; an invalid one is counted and logged while the last valid one keeps
-    /// serving. A ConfigMap that does not exist means no settings. The first successful list
-    /// makes the server ready whatever it finds, so the webhook can admit the fix for a
-    /// broken or missing ConfigMap. API errors (RBAC included) are logged and retried with
-    /// backoff; readiness waits for a list to succeed, which surfaces a missing Role.
-    pub async fn watch_configmap(&self, namespace: &str, name: &str, state: Arc<AppState>) {
+    /// The first item comes from the first successful list, whatever it finds (a missing
+    /// ConfigMap included). A relist after a watch expires, or an edit of labels only, repeats
+    /// what was already sent and is not sent again, so a consumer sees only changes node-agent
+    /// would see. API errors (RBAC included) are logged and retried with backoff.
+    pub fn configmap_changes(&self, namespace: &str, name: &str) -> impl Stream<Item = Observed> + Send + 'static {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        // A relist after a watch expires, or an edit of labels only, repeats what was already
-        // handled; only a change node-agent would see is a new load, so generations count edits.
+        let (namespace, name_owned) = (namespace.to_string(), name.to_string());
         let mut last: Option<Observed> = None;
-        let mut events = pin!(watcher::watch_object(api, name).default_backoff());
-        while let Some(event) = events.next().await {
-            match event {
+        watcher::watch_object(api, name).default_backoff().filter_map(move |event| {
+            let change = match event {
                 Ok(object) => {
                     let observed = Observed::of(object.as_ref());
-                    if last.as_ref() != Some(&observed) {
-                        load(&state, &observed, namespace, name);
-                        last = Some(observed);
-                    }
+                    (last.as_ref() != Some(&observed)).then(|| {
+                        last = Some(observed.clone());
+                        observed
+                    })
                 }
                 Err(err) => {
-                    tracing::warn!(namespace, name, error = %err, "watching the node-agent ConfigMap; retrying")
+                    tracing::warn!(namespace = %namespace, name = %name_owned, error = %err, "watching the node-agent ConfigMap; retrying");
+                    None
                 }
-            }
-        }
+            };
+            std::future::ready(change)
+        })
     }
 
-    /// Keeps the PriorityClass names in `state` current; runs until dropped. The validating
-    /// webhook checks `priorityClassName` against them and the mutating webhook sets a pod's
-    /// priority only from a class that exists. Until the first list completes the set stays
-    /// unknown (`None`), so nothing is called missing on a guess. Only metadata is fetched.
-    /// Errors (RBAC included) are logged and retried with backoff.
-    pub async fn watch_priority_classes(&self, state: Arc<AppState>) {
+    /// The names of all PriorityClasses, each time the set changes; the stream never ends.
+    /// The first item comes when the first list completes, so until then the set is unknown
+    /// and nothing is called missing on a guess. Only metadata is fetched. Errors (RBAC
+    /// included) are logged and retried with backoff.
+    pub fn priority_class_changes(&self) -> impl Stream<Item = HashSet<String>> + Send + 'static {
         let api: Api<PartialObjectMeta<PriorityClass>> = Api::all(self.client.clone());
         let mut names = Names::default();
-        let mut events = pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => {
-                    if let Some(set) = names.apply(event) {
-                        state.set_priority_classes(Some(Arc::new(set.clone())));
-                    }
+        watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
+            let change = match event {
+                Ok(event) => names.apply(event).cloned(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "watching PriorityClasses; retrying");
+                    None
                 }
-                Err(err) => tracing::warn!(error = %err, "watching PriorityClasses; retrying"),
-            }
-        }
+            };
+            std::future::ready(change)
+        })
     }
 
     /// The storage class of PVC `namespace/name`. For a DataUpload pod this is the PVC named
@@ -233,8 +226,8 @@ impl Cluster {
 }
 
 /// What node-agent reads from its ConfigMap: the data, and which keys hold binary data.
-#[derive(Debug, PartialEq, Eq)]
-enum Observed {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
     Missing,
     Present { data: BTreeMap<String, String>, binary_keys: Vec<String> },
 }
@@ -247,28 +240,6 @@ impl Observed {
                 data: cm.data.clone().unwrap_or_default(),
                 binary_keys: cm.binary_data.iter().flat_map(|binary| binary.keys().cloned()).collect(),
             },
-        }
-    }
-}
-
-/// Makes what was observed the live config, the same way the file source does.
-fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
-    match observed {
-        Observed::Present { data, binary_keys } => match config_from_configmap(data, binary_keys) {
-            Ok(config) => install(state, config),
-            Err(err) => reject(state, &err),
-        },
-        // Nothing to drop (start-up, or no settings already): like a missing file, count it
-        // and become ready without a new generation.
-        Observed::Missing if state.live_config().config == NodeAgentConfig::default() => {
-            tracing::warn!(namespace, name, "the node-agent ConfigMap does not exist; serving no settings");
-            state.metrics.config_reloads.get_or_create(&ResultLabels { result: "missing" }).inc();
-            state.mark_config_read();
-        }
-        // Deleted: the ConfigMap no longer asks for anything, so stop applying its settings.
-        Observed::Missing => {
-            tracing::warn!(namespace, name, "the node-agent ConfigMap was deleted; dropping its settings");
-            install(state, NodeAgentConfig::default());
         }
     }
 }

@@ -225,8 +225,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
                 state.set_velero_version(version);
             }
-            let watcher_state = state.clone();
-            background.push(tokio::spawn(async move { cluster.watch_priority_classes(watcher_state).await }));
+            background.push(tokio::spawn(source::watch_priority_classes(cluster, state.clone())));
         }
         let options = ServeOptions {
             bind: args.bind,

@@ -1,13 +1,17 @@
 //! Where the live config comes from: a file (a mounted ConfigMap, or anything an operator
 //! writes), or the ConfigMap itself through the Kubernetes API. A valid new config replaces
 //! the live one; an invalid one is logged and counted, and the last valid one keeps serving.
+//! The PriorityClass names the checks depend on are fed in here too: this module owns what
+//! flows from the cluster into the server's state, `cluster` only makes the calls.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cluster::Cluster;
+use futures::StreamExt;
+
+use crate::cluster::{Cluster, Observed};
 use crate::config::configmap::check_configmap;
 use crate::config::model::NodeAgentConfig;
 use crate::config::validate::Environment;
@@ -34,7 +38,53 @@ pub enum Source {
 pub async fn run(source: Source, state: Arc<AppState>) {
     match source {
         Source::File(path) => watch_file(path, state).await,
-        Source::ConfigMap { cluster, namespace, name } => cluster.watch_configmap(&namespace, &name, state).await,
+        Source::ConfigMap { cluster, namespace, name } => watch_configmap(&cluster, &namespace, &name, state).await,
+    }
+}
+
+/// Keeps the live config equal to ConfigMap `namespace/name`; runs until dropped.
+///
+/// Each version goes through the validating webhook's own checker: a valid one becomes the
+/// next generation; an invalid one is counted and logged while the last valid one keeps
+/// serving. A ConfigMap that does not exist means no settings. The first successful list
+/// makes the server ready whatever it finds, so the webhook can admit the fix for a broken or
+/// missing ConfigMap; readiness waits for a list to succeed, which surfaces a missing Role.
+async fn watch_configmap(cluster: &Cluster, namespace: &str, name: &str, state: Arc<AppState>) {
+    let mut changes = std::pin::pin!(cluster.configmap_changes(namespace, name));
+    while let Some(observed) = changes.next().await {
+        load(&state, &observed, namespace, name);
+    }
+}
+
+/// Keeps the PriorityClass names in `state` current; runs until dropped. The validating
+/// webhook checks `priorityClassName` against them and the mutating webhook sets a pod's
+/// priority only from a class that exists.
+pub async fn watch_priority_classes(cluster: Cluster, state: Arc<AppState>) {
+    let mut changes = std::pin::pin!(cluster.priority_class_changes());
+    while let Some(names) = changes.next().await {
+        state.set_priority_classes(Some(Arc::new(names)));
+    }
+}
+
+/// Makes what was observed the live config, the same way the file source does.
+fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
+    match observed {
+        Observed::Present { data, binary_keys } => match config_from_configmap(data, binary_keys) {
+            Ok(config) => install(state, config),
+            Err(err) => reject(state, &err),
+        },
+        // Nothing to drop (start-up, or no settings already): like a missing file, count it
+        // and become ready without a new generation.
+        Observed::Missing if state.live_config().config == NodeAgentConfig::default() => {
+            tracing::warn!(namespace, name, "the node-agent ConfigMap does not exist; serving no settings");
+            state.metrics.config_reloads.get_or_create(&ResultLabels { result: "missing" }).inc();
+            state.mark_config_read();
+        }
+        // Deleted: the ConfigMap no longer asks for anything, so stop applying its settings.
+        Observed::Missing => {
+            tracing::warn!(namespace, name, "the node-agent ConfigMap was deleted; dropping its settings");
+            install(state, NodeAgentConfig::default());
+        }
     }
 }
 
@@ -89,7 +139,7 @@ fn first_errors(errors: impl Iterator<Item = String>) -> String {
 }
 
 /// Installs `config` as the next generation.
-pub fn install(state: &AppState, config: NodeAgentConfig) {
+fn install(state: &AppState, config: NodeAgentConfig) {
     let generation = state.live_config().generation + 1;
     state.set_live_config(LiveConfig { generation, config });
     state.metrics.config_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
@@ -99,7 +149,7 @@ pub fn install(state: &AppState, config: NodeAgentConfig) {
 }
 
 /// Keeps the last good config and counts the failure.
-pub fn reject(state: &AppState, err: &LoadError) {
+fn reject(state: &AppState, err: &LoadError) {
     state.metrics.config_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
     state.mark_config_read();
     tracing::error!(error = %err, "config rejected; still serving the last valid one");

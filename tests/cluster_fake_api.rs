@@ -407,8 +407,7 @@ async fn priority_class_watch_against_fake_api_server_fills_and_follows_the_set(
     let state = new_state();
     assert_eq!(names(&state), None, "unknown until listed");
     let cluster = fake.cluster();
-    let watch_state = state.clone();
-    let task = tokio::spawn(async move { cluster.watch_priority_classes(watch_state).await });
+    let task = tokio::spawn(source::watch_priority_classes(cluster, state.clone()));
 
     let want = |list: &[&str]| Some(list.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     eventually("the first list", WITHIN_A_SECOND, || names(&state).is_some()).await;
@@ -429,8 +428,7 @@ async fn priority_class_watch_against_fake_api_server_retries_after_forbidden() 
     fake.fail(PRIORITY_CLASSES, 403);
     let state = new_state();
     let cluster = fake.cluster();
-    let watch_state = state.clone();
-    let task = tokio::spawn(async move { cluster.watch_priority_classes(watch_state).await });
+    let task = tokio::spawn(source::watch_priority_classes(cluster, state.clone()));
 
     eventually("a forbidden list", WITHIN_A_SECOND, || fake.calls(PRIORITY_CLASSES) >= 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -10,9 +10,10 @@ use std::collections::HashSet;
 use node_agent_webhook::admission::Request;
 use node_agent_webhook::config::check_value;
 use node_agent_webhook::config::model::NodeAgentConfig;
+use node_agent_webhook::config::model::APPLIED_ANNOTATION;
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
-use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, Setting, StorageClass, APPLIED_ANNOTATION};
+use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, Setting, StorageClass};
 use serde_json::{json, Value};
 use support::{as_admitted, repo_json};
 

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use node_agent_webhook::admission::Request;
 use node_agent_webhook::config::check_value;
+use node_agent_webhook::config::model::APPLIED_ANNOTATION;
 use node_agent_webhook::config::model::{
     LabelSelector, LoadAffinity, NodeAgentConfig, PodResources, SelectorRequirement,
 };
@@ -17,7 +18,7 @@ use node_agent_webhook::config::version::VeleroVersion;
 use node_agent_webhook::k8s::quantity::{parse, Quantity};
 use node_agent_webhook::mutate::identity::{DataMover, NodeAgentIdentity};
 use node_agent_webhook::mutate::patch::{apply_ops, Op};
-use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, StorageClass, APPLIED_ANNOTATION};
+use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, StorageClass};
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{json, Map, Value};

@@ -5,6 +5,16 @@
 
 use std::collections::BTreeMap;
 
+/// Annotation on every pod the mutating webhook patched, saying what was applied from which
+/// config generation. The config checker refuses it in `podAnnotations`: the two would fight.
+pub const APPLIED_ANNOTATION: &str = "node-agent-webhook.io/applied";
+
+/// Velero tracks its pods by `velero.io/` labels; `x.velero.io/` is someone else's. The
+/// checker refuses such keys in `podLabels` and the planner never writes them.
+pub fn is_velero_key(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(prefix, _)| prefix == "velero.io")
+}
+
 /// `NodeAgentConfigs`: everything node-agent reads from its ConfigMap at start-up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeAgentConfig {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::decode::Decoded;
 use super::diagnostics::{Diagnostic, Diagnostics, Severity};
-use super::model::{BackupPvc, LabelSelector, NodeAgentConfig, PodResources};
+use super::model::{is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, APPLIED_ANNOTATION};
 use super::version::{VeleroVersion, SETTINGS};
 use crate::k8s::field::{self, go_quote, FieldError};
 use crate::k8s::names;
@@ -14,7 +14,6 @@ use crate::k8s::selector::{
     self, LabelSelectorOptions, Requirement, LABEL_SELECTOR_OPERATORS, NODE_SELECTOR_OPERATORS,
     TOTAL_ANNOTATION_SIZE_LIMIT_B,
 };
-use crate::mutate::plan::APPLIED_ANNOTATION;
 
 /// What is known about the cluster the config is for. Everything is optional: the
 /// offline checker knows nothing, the server knows what its watches have seen.
@@ -409,11 +408,6 @@ impl Validator<'_> {
             reported.insert(setting.path);
         }
     }
-}
-
-/// Velero tracks its pods by `velero.io/` labels; `x.velero.io/` is someone else's.
-pub fn is_velero_key(key: &str) -> bool {
-    key.split_once('/').is_some_and(|(prefix, _)| prefix == "velero.io")
 }
 
 #[cfg(test)]

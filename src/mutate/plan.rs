@@ -8,12 +8,8 @@ use serde_json::Value;
 use super::affinity::{self, AffinityPlan};
 use super::identity::DataMover;
 use super::patch::{self, at, Op};
-use crate::config::model::{NodeAgentConfig, PodResources};
-use crate::config::validate::is_velero_key;
+use crate::config::model::{is_velero_key, NodeAgentConfig, PodResources, APPLIED_ANNOTATION};
 use crate::k8s::quantity::Quantity;
-
-/// Annotation on every patched pod saying what was applied from which config generation.
-pub const APPLIED_ANNOTATION: &str = "node-agent-webhook.io/applied";
 
 /// A pod setting the webhook applies; bounded values, used as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
