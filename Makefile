@@ -5,7 +5,7 @@ IMG ?= node-agent-webhook:latest
 OVERLAY ?= self-signed
 BIN := target/debug/node-agent-webhook
 
-.PHONY: help build test lint fmt demo run certs manifests validate-manifests docker-build deploy undeploy e2e bench fuzz soak
+.PHONY: help build test unit lint fmt demo run certs manifests validate-manifests docker-build deploy undeploy e2e e2e-kind controlplane bench fuzz soak
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -13,13 +13,15 @@ help: ## Show the targets
 build: ## Build the binary (debug)
 	$(CARGO) build --locked
 
-test: ## Run every test: unit, vectors, integration (real TLS server), manifests
+test: unit validate-manifests e2e ## Run every test: unit, vectors, integration (real TLS server), manifests, end to end (real kube-apiserver)
+
+unit: ## The quick loop: unit, vector and integration tests (no control plane)
 	$(CARGO) test --locked --all-targets
-	hack/validate-manifests.sh
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --test e2e -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -52,8 +54,14 @@ undeploy: ## kubectl delete -k manifests/overlays/$(OVERLAY)
 	@if [ "$(OVERLAY)" = self-signed ] && [ ! -s certs/serving.pem ]; then OUT_DIR=certs bash certs/generate.sh; fi
 	kubectl delete -k manifests/overlays/$(OVERLAY) --ignore-not-found
 
-e2e: ## kind cluster end to end (needs Docker and kind)
-	IMG=$(IMG) hack/e2e.sh
+e2e: ## End to end on a real kube-apiserver + etcd built from Go modules, on loopback (KUBE_VERSION=v1.34.4 for another release)
+	hack/e2e/run.sh
+
+controlplane: ## Build (or reuse) kube-apiserver, etcd and kubectl for the e2e suite
+	hack/controlplane/build.sh
+
+e2e-kind: ## The kind recipe, for machines with Docker and kind (not run by make test)
+	IMG=$(IMG) hack/e2e-kind.sh
 
 bench: ## Throughput and latency against a minimal hyper+rustls ceiling (release, ~17 min; see bench/RESULTS.md)
 	bench/run.sh

@@ -1,0 +1,134 @@
+//! End to end against the real kube-apiserver: the shipped webhook configurations registered,
+//! our server reached through them, kubectl and node-agent's own identity as the clients.
+//! Every assertion is on what kubectl printed or what the API server stored.
+//!
+//! Run with `make e2e` (hack/e2e/run.sh): it builds and starts the control plane, installs the
+//! self-signed overlay and runs these tests one at a time.
+
+mod harness;
+
+mod faults;
+mod install;
+mod live_config;
+mod mutating;
+mod validating;
+
+use harness::*;
+use serde_json::Value;
+
+/// The config most mutating scenarios serve: every setting the webhook applies.
+pub const FULL_CONFIG: &str = r#"{
+  "loadAffinity": [{"nodeSelector": {"matchLabels": {"node-role.example.com/backup": "true"}}}],
+  "podResources": {"cpuRequest": "500m", "cpuLimit": "2", "memoryRequest": "512Mi", "memoryLimit": "2Gi"},
+  "priorityClassName": "e2e-backup",
+  "podLabels": {"team": "platform"},
+  "podAnnotations": {"iam.amazonaws.com/role": "velero-backup-role"}
+}"#;
+
+/// The ConfigMap as Velero's docs make it: `kubectl create cm --from-file`, piped through
+/// `--dry-run=client -o yaml` into `kubectl apply` so that it also works as an update.
+pub fn apply_config_as(kubectl_apply: impl Fn(&str) -> Run, value: &str) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("node-agent-config.json");
+    std::fs::write(&file, value).expect("write config");
+    let from_file = format!("--from-file=node-agent-config.json={}", file.display());
+    let manifest =
+        kubectl(&["create", "cm", CONFIGMAP, "-n", NS, &from_file, "--dry-run=client", "-o", "yaml"]).must().stdout;
+    kubectl_apply(&manifest)
+}
+
+/// Applies a config the validating webhook admits and waits until our server serves it.
+pub fn serve_config(value: &str) {
+    let before = config_generation();
+    let run = apply_config_as(|manifest| kubectl_stdin(&["apply", "-f", "-"], manifest), value);
+    assert!(run.ok, "config not admitted: {}", run.stderr);
+    if run.stdout.contains("unchanged") {
+        return;
+    }
+    wait_until("the config edit reaches the server", std::time::Duration::from_secs(10), || {
+        config_generation() > before
+    });
+}
+
+pub fn config_generation() -> f64 {
+    metric_sum(&our_metrics(), "node_agent_webhook_config_generation", &[])
+}
+
+/// A data-mover pod fixture (testdata/pods) under a name no other test used: the pod name, the
+/// data-mover label's value, the owner's name and the PVC name are one name in node-agent's pods.
+pub fn pod_fixture(version: &str, kind: &str) -> (String, Value) {
+    let path = format!("testdata/pods/{version}/pod-{kind}.json");
+    let text = std::fs::read_to_string(repo_path(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let pod: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let original = pod["metadata"]["name"].as_str().expect("fixture name").to_string();
+    let name = unique(kind);
+    let renamed: Value = serde_json::from_str(&text.replace(&original, &name)).expect("renamed fixture");
+    (name, renamed)
+}
+
+/// Creates a pod with the given identity and returns kubectl's run and the stored pod.
+pub fn create_pod(identity: Option<&Identity>, pod: &Value) -> (Run, Value) {
+    let text = pod.to_string();
+    let args = ["create", "-f", "-", "-o", "json"];
+    let run = match identity {
+        Some(identity) => identity.kubectl_stdin(&args, &text),
+        None => kubectl_stdin(&args, &text),
+    };
+    assert!(run.ok, "pod not created: {}", run.stderr);
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = pod["metadata"]["name"].as_str().expect("pod name");
+    let stored = kubectl(&["get", "pod", name, "-n", namespace, "-o", "json"]).json();
+    (run, stored)
+}
+
+/// What the offline planner (`node-agent-webhook mutate --apply`) makes of the pod.
+pub fn planned(config: &str, pod: &Value, storage_class: Option<&str>) -> Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("config.json"), config).expect("config");
+    std::fs::write(dir.path().join("pod.json"), pod.to_string()).expect("pod");
+    let mut command = std::process::Command::new(BINARY);
+    command.args(["mutate", "--apply", "--config"]).arg(dir.path().join("config.json"));
+    command.arg("--pod").arg(dir.path().join("pod.json"));
+    if let Some(class) = storage_class {
+        command.args(["--storage-class", class]);
+    }
+    let output = command.output().expect("run mutate");
+    assert!(output.status.success(), "mutate: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("mutate prints the pod")
+}
+
+pub fn node_affinity_terms(pod: &Value) -> Value {
+    pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        .clone()
+}
+
+pub fn applied_annotation(pod: &Value) -> Option<String> {
+    pod["metadata"]["annotations"]["node-agent-webhook.io/applied"].as_str().map(str::to_string)
+}
+
+/// The fields the webhook would change, as the pod was sent: a pod left alone keeps them all.
+pub fn assert_stored_as_sent(sent: &Value, stored: &Value, what: &str) {
+    assert_eq!(applied_annotation(stored), None, "{what}");
+    assert_eq!(stored["metadata"]["labels"], sent["metadata"]["labels"], "{what}: labels");
+    assert_eq!(stored["metadata"].get("annotations"), sent["metadata"].get("annotations"), "{what}: annotations");
+    assert_eq!(node_affinity_terms(stored), node_affinity_terms(sent), "{what}: affinity");
+    assert_eq!(
+        stored["spec"]["containers"][0]["resources"], sent["spec"]["containers"][0]["resources"],
+        "{what}: resources"
+    );
+    assert_eq!(stored["spec"].get("priorityClassName"), None, "{what}");
+}
+
+/// Deletes the pods a test created (no kubelet: they go at once).
+pub fn delete_pods(names: &[String], namespace: &str) {
+    if names.is_empty() {
+        return;
+    }
+    let mut args = vec!["delete", "pod", "-n", namespace, "--wait=false", "--ignore-not-found"];
+    args.extend(names.iter().map(String::as_str));
+    kubectl(&args).must();
+}
+
+pub fn json_of(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}

@@ -1,0 +1,270 @@
+//! The validating webhook as kubectl users meet it: ConfigMaps made the way Velero's docs say,
+//! denials and warnings as kubectl prints them, and what the API server stored afterwards.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+use crate::*;
+
+const DENIED_BY: &str = "admission webhook \"validate-config.node-agent-webhook.io\" denied the request: ";
+
+/// An example ConfigMap's data, written to files named as its keys: `--from-file` arguments.
+struct DataFiles {
+    _dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+fn data_files(example: &str) -> DataFiles {
+    let path = format!("examples/configmaps/{example}.json");
+    let configmap: Value = serde_json::from_str(&std::fs::read_to_string(repo_path(&path)).expect(&path)).expect(&path);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = Vec::new();
+    for (key, value) in configmap["data"].as_object().expect("data") {
+        let file = dir.path().join(key);
+        std::fs::write(&file, value.as_str().expect("string data")).expect("write data file");
+        args.push(format!("--from-file={key}={}", file.display()));
+    }
+    DataFiles { _dir: dir, args }
+}
+
+fn delete_configmap() {
+    kubectl(&["delete", "cm", CONFIGMAP, "-n", NS, "--ignore-not-found"]).must();
+}
+
+fn stored_data() -> Option<Value> {
+    let run = kubectl(&["get", "cm", CONFIGMAP, "-n", NS, "-o", "json"]);
+    run.ok.then(|| run.json()["data"].clone())
+}
+
+/// The lines of our denial inside kubectl's error output.
+fn denial_lines(run: &Run) -> Vec<String> {
+    assert!(!run.ok, "expected a denial, kubectl said: {}{}", run.stdout, run.stderr);
+    let (_, message) = run.stderr.split_once(DENIED_BY).unwrap_or_else(|| panic!("not our denial: {}", run.stderr));
+    message.lines().map(str::to_string).collect()
+}
+
+struct Verdict {
+    example: &'static str,
+    /// The first line of the denial, or None when admitted.
+    denial: Option<&'static str>,
+    /// Lines of the denial, or warnings when admitted, that must appear exactly.
+    lines: &'static [&'static str],
+}
+
+const VERDICTS: &[Verdict] = &[
+    // Valid; in a cluster without its PriorityClass, the webhook says what that means.
+    Verdict {
+        example: "01-valid-docs-basic",
+        denial: None,
+        lines: &[
+            r#"data[node-agent-config.json]: priorityClassName: PriorityClass "backup-priority" does not exist: node-agent drops it and the webhook leaves pod priority alone until it does (line 56, column 24)"#,
+        ],
+    },
+    Verdict {
+        example: "02-valid-storageclass-affinity-labels",
+        denial: None,
+        lines: &[
+            r#"data[config]: loadAffinity[1].storageClass: DataUpload pods look up the backup PVC's class "gp3-backup", not "gp3-csi": this entry applies to restores only (line 22, column 23)"#,
+        ],
+    },
+    Verdict {
+        example: "03-docs-complete-example-thresholdInGB",
+        denial: Some("ConfigMap velero/node-agent-config is not a valid node-agent config (1 error):"),
+        lines: &[
+            "data[node-agent-config]: cachePVC.thresholdInGB: Unknown field: did you mean \"residentThresholdInMB\" (an int64 in megabytes; Velero's docs name a field that does not exist)? (node-agent ignores unknown fields silently) (line 63, column 5)",
+        ],
+    },
+    Verdict {
+        example: "04-partial-podresources-typos",
+        denial: Some("ConfigMap velero/node-agent-config is not a valid node-agent config (5 errors):"),
+        lines: &[
+            "data[node-agent-config]: loadConcurrency.globalConfig: Invalid value: 0: must be at least 1 (node-agent replaces it with 1) (line 13, column 21)",
+        ],
+    },
+    Verdict {
+        example: "05-loadaffinity-and-label-pitfalls",
+        denial: Some("ConfigMap velero/node-agent-config is not a valid node-agent config (6 errors):"),
+        lines: &[
+            "data[node-agent-config]: loadAffinity[2].nodeSelector.matchExpressions[0].operator: Unsupported value: \"in\": supported values: \"DoesNotExist\", \"Exists\", \"Gt\", \"In\", \"Lt\", \"NotIn\" (line 22, column 25)",
+            "data[node-agent-config]: podResources.cpuRequest: Invalid value: \"1\": must be less than or equal to cpu limit of 0 (cpuLimit \"0m\" is a real zero: only the literal \"0\" means no limit) (line 43, column 19)",
+        ],
+    },
+    Verdict {
+        example: "06-fatal-multikey-yaml-typeerror",
+        denial: Some("ConfigMap velero/node-agent-config is not a valid node-agent config (3 errors):"),
+        lines: &[r#"data: Invalid value: ["backup-pvc.json", "node-agent-config.yaml"]: must hold exactly one key: node-agent 1.18+ exits with "more than one keys are found", 1.17 reads a random one; keep one JSON value"#,
+            "data[node-agent-config.yaml]: invalid character 'l' looking for beginning of value: the value must be JSON, not YAML (node-agent reads JSON only); convert it, e.g. yq -o=json (line 1, column 1)"],
+    },
+];
+
+/// Runs one way of making the ConfigMap for every example and checks each verdict.
+fn every_example_gets_its_verdict(make: impl Fn(&[String]) -> Run) {
+    webhook_up();
+    for verdict in VERDICTS {
+        delete_configmap();
+        let files = data_files(verdict.example);
+        let run = make(&files.args);
+        match verdict.denial {
+            None => {
+                assert!(run.ok, "{}: should be admitted: {}", verdict.example, run.stderr);
+                assert_eq!(run.warnings(), verdict.lines, "{}: kubectl's Warning: lines", verdict.example);
+                assert!(stored_data().is_some(), "{}: admitted but not stored", verdict.example);
+            }
+            Some(first) => {
+                let lines = denial_lines(&run);
+                assert_eq!(lines[0], first, "{}", verdict.example);
+                for want in verdict.lines {
+                    assert!(
+                        lines.iter().any(|l| l == want),
+                        "{}: missing {want:?} in\n{}",
+                        verdict.example,
+                        lines.join("\n")
+                    );
+                }
+                assert_eq!(stored_data(), None, "{}: a denied CREATE stores nothing", verdict.example);
+            }
+        }
+    }
+    delete_configmap();
+}
+
+#[test]
+fn kubectl_create_from_file_gets_each_examples_verdict() {
+    let _serial = serial();
+    every_example_gets_its_verdict(|files| {
+        let mut args = vec!["create", "cm", CONFIGMAP, "-n", NS];
+        args.extend(files.iter().map(String::as_str));
+        kubectl(&args)
+    });
+}
+
+#[test]
+fn kubectl_apply_of_a_dry_run_client_manifest_gets_each_examples_verdict() {
+    let _serial = serial();
+    every_example_gets_its_verdict(|files| {
+        let mut args = vec!["create", "cm", CONFIGMAP, "-n", NS, "--dry-run=client", "-o", "yaml"];
+        args.extend(files.iter().map(String::as_str));
+        let manifest = kubectl(&args).must().stdout;
+        kubectl_stdin(&["apply", "-f", "-"], &manifest)
+    });
+}
+
+#[test]
+fn dry_run_server_is_checked_and_stores_nothing() {
+    let _serial = serial();
+    webhook_up();
+    delete_configmap();
+    let bad = data_files("03-docs-complete-example-thresholdInGB");
+    let mut args = vec!["create", "cm", CONFIGMAP, "-n", NS, "--dry-run=server"];
+    args.extend(bad.args.iter().map(String::as_str));
+    let lines = denial_lines(&kubectl(&args));
+    assert_eq!(lines[0], "ConfigMap velero/node-agent-config is not a valid node-agent config (1 error):");
+
+    let good = data_files("01-valid-docs-basic");
+    let mut args = vec!["create", "cm", CONFIGMAP, "-n", NS, "--dry-run=server"];
+    args.extend(good.args.iter().map(String::as_str));
+    let run = kubectl(&args);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains("(server dry run)"), "{}", run.stdout);
+    assert_eq!(stored_data(), None, "a server dry run stores nothing");
+}
+
+#[test]
+fn a_denied_update_leaves_the_stored_value_as_it_was() {
+    let _serial = serial();
+    webhook_up();
+    serve_config(FULL_CONFIG);
+    let before = stored_data().expect("stored config");
+    let run = apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), r#"{"podResources": {"cpuLimit": "2"}}"#);
+    let lines = denial_lines(&run);
+    assert!(
+        lines.iter().any(|l| l.starts_with("data[node-agent-config.json]: podResources: Required value: ")),
+        "{}",
+        lines.join("\n")
+    );
+    assert_eq!(stored_data(), Some(before), "a denied UPDATE changes nothing");
+}
+
+/// The validating webhook configuration as stored, to re-register it after a test removed it.
+fn unregister_validating_webhook() -> Value {
+    let mut stored = kubectl(&["get", "validatingwebhookconfiguration", "node-agent-webhook", "-o", "json"]).json();
+    kubectl(&["delete", "validatingwebhookconfiguration", "node-agent-webhook"]).must();
+    if let Some(meta) = stored["metadata"].as_object_mut() {
+        for field in ["resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"] {
+            meta.remove(field);
+        }
+    }
+    stored
+}
+
+/// Registers it again and waits until the API server calls it (its informer catches up).
+fn register_validating_webhook(object: &Value) {
+    kubectl_stdin(&["create", "-f", "-"], &object.to_string()).must();
+    let probe = data_files("03-docs-complete-example-thresholdInGB");
+    wait_until("the validating webhook is called again", Duration::from_secs(10), || {
+        let mut args = vec!["create", "cm", CONFIGMAP, "-n", NS, "--dry-run=server"];
+        args.extend(probe.args.iter().map(String::as_str));
+        let run = kubectl(&args);
+        run.stderr.contains(DENIED_BY)
+    });
+}
+
+#[test]
+fn a_metadata_only_update_of_a_configmap_stored_with_an_old_mistake_is_admitted() {
+    let _serial = serial();
+    webhook_up();
+    delete_configmap();
+    let webhook = unregister_validating_webhook();
+    let bad = data_files("03-docs-complete-example-thresholdInGB");
+    let mut args = vec!["create", "cm", CONFIGMAP, "-n", NS];
+    args.extend(bad.args.iter().map(String::as_str));
+    kubectl(&args).must();
+    register_validating_webhook(&webhook);
+
+    let label = kubectl(&["label", "cm", CONFIGMAP, "-n", NS, "e2e.node-agent-webhook.io/touched=yes"]);
+    assert!(label.ok, "a label-only update is admitted: {}", label.stderr);
+    assert!(
+        label.warnings().iter().any(|w| w.contains("cachePVC.thresholdInGB: Unknown field")),
+        "the old mistake comes back as a warning: {}",
+        label.stderr
+    );
+    // Touching the data still needs a valid config.
+    let patch = kubectl(&["patch", "cm", CONFIGMAP, "-n", NS, "--type=merge", "-p", r#"{"data":{"extra":"{}"}}"#]);
+    denial_lines(&patch);
+    delete_configmap();
+}
+
+#[test]
+fn delete_is_admitted_with_a_warning() {
+    let _serial = serial();
+    webhook_up();
+    serve_config(FULL_CONFIG);
+    let run = kubectl(&["delete", "cm", CONFIGMAP, "-n", NS]);
+    assert!(run.ok, "{}", run.stderr);
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(warnings[0].contains("node-agent"), "{warnings:?}");
+    assert_eq!(stored_data(), None);
+}
+
+#[test]
+fn other_configmaps_never_reach_the_server() {
+    let _serial = serial();
+    webhook_up();
+    let reviews =
+        || metric_sum(&our_metrics(), "node_agent_webhook_admission_requests_total", &["webhook=\"validate\""]);
+    let before = reviews();
+    let _ = kubectl(&["create", "namespace", "e2e-other"]);
+    let bad = data_files("05-loadaffinity-and-label-pitfalls");
+    for (name, namespace) in [("other-config", NS), (CONFIGMAP, "e2e-other"), (CONFIGMAP, "default")] {
+        let mut args = vec!["create", "cm", name, "-n", namespace];
+        args.extend(bad.args.iter().map(String::as_str));
+        let run = kubectl(&args);
+        assert!(run.ok, "{namespace}/{name} is not ours to check: {}", run.stderr);
+        assert!(run.warnings().is_empty(), "{}", run.stderr);
+        kubectl(&["delete", "cm", name, "-n", namespace]).must();
+    }
+    assert_eq!(reviews(), before, "none of them was sent to the server");
+}
