@@ -12,6 +12,7 @@ pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod mutate;
+pub mod mutating;
 pub mod server;
 pub mod source;
 pub mod validating;

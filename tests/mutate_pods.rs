@@ -14,6 +14,7 @@ use node_agent_webhook::config::model::APPLIED_ANNOTATION;
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
 use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, Setting, StorageClass};
+use node_agent_webhook::mutating::submission;
 use serde_json::{json, Value};
 use support::{as_admitted, repo_json};
 
@@ -65,7 +66,7 @@ fn request(pod: &Value) -> Request {
 
 fn identify(pod: &Value) -> DataMover {
     let identity = NodeAgentIdentity { namespace: "velero".into(), service_accounts: vec!["velero".into()] };
-    identity.identify(&request(pod)).expect("a data-mover pod")
+    identity.identify(&submission(&request(pod))).expect("a data-mover pod")
 }
 
 /// Plans, applies strictly, and checks that planning again on the result changes nothing.

@@ -19,6 +19,7 @@ use node_agent_webhook::k8s::quantity::{parse, Quantity};
 use node_agent_webhook::mutate::identity::{DataMover, NodeAgentIdentity};
 use node_agent_webhook::mutate::patch::{apply_ops, Op};
 use node_agent_webhook::mutate::plan::{plan, Plan, PlanInput, StorageClass};
+use node_agent_webhook::mutating::submission;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{json, Map, Value};
@@ -372,7 +373,7 @@ fn identify(pod: &Value) -> DataMover {
     }))
     .expect("request");
     let identity = NodeAgentIdentity { namespace: "velero".into(), service_accounts: vec!["velero".into()] };
-    identity.identify(&request).expect("a data-mover pod")
+    identity.identify(&submission(&request)).expect("a data-mover pod")
 }
 
 /// Label and annotation keys: ordinary, prefixed, with `/` and `~` (JSON-pointer escapes),

@@ -4,7 +4,6 @@
 use serde_json::Value;
 
 use super::patch::at;
-use crate::admission::{Operation, Request};
 
 /// The four kinds of data-mover pod, by the Velero resource that owns them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,35 +96,46 @@ pub struct NodeAgentIdentity {
     pub service_accounts: Vec<String>,
 }
 
-/// `authentication.kubernetes.io/pod-name`: bound tokens name the pod that holds them.
-const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
+/// What the mutating webhook knows of one submission to the API server, as plain values: who
+/// sent what, where. The wire format maps a review to this (`mutating::submission`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Submission<'a> {
+    /// A CREATE of a core/v1 Pod; anything else is left alone.
+    pub creates_a_pod: bool,
+    pub namespace: &'a str,
+    /// The object's name as the request gives it; the pod's own `metadata.name` wins.
+    pub name: &'a str,
+    pub username: &'a str,
+    /// The pod a bound ServiceAccount token belongs to (`authentication.kubernetes.io/pod-name`).
+    pub token_pod_name: Option<&'a str>,
+    pub pod: Option<&'a Value>,
+}
 
 impl NodeAgentIdentity {
-    fn is_node_agent_user(&self, request: &Request) -> Result<(), SkipReason> {
-        let username = request.user_info.username.as_str();
+    fn is_node_agent_user(&self, submission: &Submission) -> Result<(), SkipReason> {
         let prefix = format!("system:serviceaccount:{}:", self.namespace);
-        let account = username.strip_prefix(&prefix).ok_or(SkipReason::OtherUser)?;
+        let account = submission.username.strip_prefix(&prefix).ok_or(SkipReason::OtherUser)?;
         if !self.service_accounts.iter().any(|sa| sa == account) {
             return Err(SkipReason::OtherUser);
         }
         // The Velero server shares the account and creates restored workload pods.
-        match request.user_info.extra_value(POD_NAME_EXTRA) {
+        match submission.token_pod_name {
             Some(pod) if !pod.starts_with("node-agent-") => Err(SkipReason::NotNodeAgent),
             _ => Ok(()),
         }
     }
 
-    /// Decides whether `request` creates a data-mover pod, and which.
-    pub fn identify(&self, request: &Request) -> Result<DataMover, SkipReason> {
-        if request.operation != Operation::Create || request.kind.kind != "Pod" || !request.kind.group.is_empty() {
+    /// Decides whether `submission` creates a data-mover pod, and which.
+    pub fn identify(&self, submission: &Submission) -> Result<DataMover, SkipReason> {
+        if !submission.creates_a_pod {
             return Err(SkipReason::NotAPodCreate);
         }
-        if request.namespace != self.namespace {
+        if submission.namespace != self.namespace {
             return Err(SkipReason::OtherNamespace);
         }
-        self.is_node_agent_user(request)?;
-        let pod = request.object.as_ref().ok_or(SkipReason::NoObject)?;
-        let name = at(pod, &["metadata", "name"]).and_then(Value::as_str).unwrap_or(request.name.as_str());
+        self.is_node_agent_user(submission)?;
+        let pod = submission.pod.ok_or(SkipReason::NoObject)?;
+        let name = at(pod, &["metadata", "name"]).and_then(Value::as_str).unwrap_or(submission.name);
         let labels = at(pod, &["metadata", "labels"]).and_then(Value::as_object);
         let kind = MoverKind::ALL
             .into_iter()
@@ -169,16 +179,36 @@ mod tests {
             "ownerReferences": [{"apiVersion": api_version, "kind": owner_kind, "name": "du-1", "uid": "u-1", "controller": true}]}})
     }
 
+    /// An owned [`Submission`]: a pod CREATE in `velero` named `du-1`, unless changed.
+    struct Request {
+        creates_a_pod: bool,
+        namespace: String,
+        user: String,
+        pod_name: Option<String>,
+        object: Value,
+    }
+
+    impl Request {
+        fn submission(&self) -> Submission<'_> {
+            Submission {
+                creates_a_pod: self.creates_a_pod,
+                namespace: &self.namespace,
+                name: "du-1",
+                username: &self.user,
+                token_pod_name: self.pod_name.as_deref(),
+                pod: Some(&self.object),
+            }
+        }
+    }
+
     fn request(object: Value, user: &str, pod_name: Option<&str>) -> Request {
-        let extra = match pod_name {
-            Some(p) => json!({"authentication.kubernetes.io/pod-name": [p]}),
-            None => json!({}),
-        };
-        serde_json::from_value(json!({
-            "uid": "1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "velero", "name": "du-1",
-            "operation": "CREATE", "userInfo": {"username": user, "extra": extra}, "object": object
-        }))
-        .expect("request")
+        Request {
+            creates_a_pod: true,
+            namespace: "velero".into(),
+            user: user.into(),
+            pod_name: pod_name.map(str::to_owned),
+            object,
+        }
     }
 
     const SA: &str = "system:serviceaccount:velero:velero";
@@ -192,7 +222,7 @@ mod tests {
             ("velero.io/pod-volume-restore", "PodVolumeRestore", "velero.io/v1", MoverKind::PodVolumeRestore),
         ];
         for (label, kind, api, want) in cases {
-            let mover = identity().identify(&request(pod(label, kind, api), SA, Some("node-agent-x7k2p")));
+            let mover = identity().identify(&request(pod(label, kind, api), SA, Some("node-agent-x7k2p")).submission());
             assert_eq!(mover, Ok(DataMover { kind: want, name: "du-1".into(), owner_uid: "u-1".into() }), "{label}");
         }
     }
@@ -207,7 +237,7 @@ mod tests {
         let mut not_controller = good.clone();
         not_controller["metadata"]["ownerReferences"][0]["controller"] = json!(false);
         let mut update = request(good.clone(), SA, None);
-        update.operation = Operation::Update;
+        update.creates_a_pod = false;
         let mut elsewhere = request(good.clone(), SA, None);
         elsewhere.namespace = "app".into();
         let cases = [
@@ -223,9 +253,9 @@ mod tests {
             (elsewhere, SkipReason::OtherNamespace),
         ];
         for (request, want) in cases {
-            assert_eq!(identity().identify(&request), Err(want));
+            assert_eq!(identity().identify(&request.submission()), Err(want));
         }
         let helm = request(good, "system:serviceaccount:velero:velero-server", None);
-        assert!(identity().identify(&helm).is_ok(), "the Helm chart's account");
+        assert!(identity().identify(&helm.submission()).is_ok(), "the Helm chart's account");
     }
 }

@@ -8,36 +8,37 @@ pub mod plan;
 
 use serde_json::Value;
 
-use crate::admission::Decision;
-use plan::Plan;
+use crate::config::model::NodeAgentConfig;
+use plan::{Plan, Setting};
 
-/// Turns a plan into the admission decision, after applying the patch to the request
-/// object (owned: no copy) as the API server will, from the ops in memory (the bytes sent are
-/// their serde serialization), which it consumes. A patch that does not apply is dropped
-/// (the pod is admitted unchanged, with a warning): a bug of ours must never stop a backup.
-/// Returns the decision and whether the self-check failed.
-pub fn decide(mut pod: Value, plan: Plan) -> (Decision, bool) {
+/// What the mutating webhook does to one data-mover pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// Nothing to change: the pod is admitted as it is.
+    Unchanged { warnings: Vec<String> },
+    /// An RFC 6902 patch (a JSON array) that applies cleanly to the pod, and the settings it applies.
+    Patch { patch: Vec<u8>, applied: Vec<Setting>, warnings: Vec<String> },
+    /// The patch did not apply to the pod itself and was dropped (a bug of ours, with a warning
+    /// that says so): the pod is admitted unchanged, since a bug must never stop a backup.
+    Dropped { warnings: Vec<String> },
+}
+
+/// Turns a plan into the mutation, after applying the patch to the request object (owned: no
+/// copy) as the API server will, from the ops in memory (the bytes sent are their serde
+/// serialization), which it consumes.
+pub fn verified_mutation(mut pod: Value, plan: Plan) -> Mutation {
     let Plan { ops, applied, mut warnings, .. } = plan;
     if ops.is_empty() {
-        return (Decision::allow_with_warnings(warnings), false);
+        return Mutation::Unchanged { warnings };
     }
     let bytes = patch::to_bytes(&ops);
     match patch::apply_ops(&mut pod, ops) {
-        Ok(()) => {
-            let decision = Decision {
-                allowed: true,
-                denial: None,
-                warnings,
-                patch: Some(bytes),
-                applied: applied.iter().map(|s| s.as_str()).collect(),
-            };
-            (decision, false)
-        }
+        Ok(()) => Mutation::Patch { patch: bytes, applied, warnings },
         Err(err) => {
             warnings.push(format!(
                 "node-agent-webhook dropped its patch because it did not apply ({err}); please report this"
             ));
-            (Decision::allow_with_warnings(warnings), true)
+            Mutation::Dropped { warnings }
         }
     }
 }
@@ -62,22 +63,27 @@ pub enum PreviewError {
 /// pod's namespace; `storage_class` stands in for the PVC lookup.
 pub fn preview(
     pod: &Value,
-    config: &crate::config::model::NodeAgentConfig,
+    config: &NodeAgentConfig,
     user: &str,
     storage_class: Option<String>,
 ) -> Result<Preview, PreviewError> {
+    if !pod.is_object() {
+        return Err(PreviewError::NotAPod(format!("expected a JSON object, got {pod}")));
+    }
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("velero");
-    let request: crate::admission::Request = serde_json::from_value(serde_json::json!({
-        "uid": "preview", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": namespace,
-        "name": pod.pointer("/metadata/name").cloned().unwrap_or_default(),
-        "operation": "CREATE", "userInfo": {"username": user}, "object": pod
-    }))
-    .map_err(|e| PreviewError::NotAPod(e.to_string()))?;
+    let submission = identity::Submission {
+        creates_a_pod: true,
+        namespace,
+        name: pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
+        username: user,
+        token_pod_name: None,
+        pod: Some(pod),
+    };
     let identity = identity::NodeAgentIdentity {
         namespace: namespace.to_string(),
         service_accounts: vec!["velero".to_string(), "velero-server".to_string()],
     };
-    let mover = match identity.identify(&request) {
+    let mover = match identity.identify(&submission) {
         Ok(mover) => mover,
         Err(reason) => {
             return Ok(Preview {

@@ -15,6 +15,8 @@ use crate::config::version::VeleroVersion;
 use crate::metrics::{Metrics, ReasonLabels, ResultLabels, SettingLabels};
 use crate::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
 use crate::mutate::plan::{self, PlanInput, StorageClass};
+use crate::mutate::{self, Mutation};
+use crate::mutating;
 use crate::validating::{self, CheckInputs, Review, Target};
 
 /// The config the mutating webhook applies, and which load it came from.
@@ -130,7 +132,7 @@ impl AppState {
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
     pub async fn mutate(&self, request: Request) -> Decision {
-        let mover = match self.identity.identify(&request) {
+        let mover = match self.identity.identify(&mutating::submission(&request)) {
             Ok(mover) => mover,
             Err(reason) => {
                 self.metrics.pods_skipped.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
@@ -162,16 +164,20 @@ impl AppState {
         if plan.ops.is_empty() {
             self.metrics.pods_skipped.get_or_create(&ReasonLabels { reason: "nothing_to_change" }).inc();
         }
-        let (decision, self_check_failed) = crate::mutate::decide(pod, plan);
-        if self_check_failed {
-            self.metrics.patch_self_check_failures.inc();
-            tracing::error!(uid = %request.uid, pod = %mover.name, "patch did not apply to its own pod; admitted unchanged");
-        } else {
-            for &setting in &decision.applied {
-                self.metrics.settings_applied.get_or_create(&SettingLabels { setting }).inc();
+        let mutation = mutate::verified_mutation(pod, plan);
+        match &mutation {
+            Mutation::Dropped { .. } => {
+                self.metrics.patch_self_check_failures.inc();
+                tracing::error!(uid = %request.uid, pod = %mover.name, "patch did not apply to its own pod; admitted unchanged");
             }
+            Mutation::Patch { applied, .. } => {
+                for setting in applied {
+                    self.metrics.settings_applied.get_or_create(&SettingLabels { setting: setting.as_str() }).inc();
+                }
+            }
+            Mutation::Unchanged { .. } => {}
         }
-        decision
+        mutating::decision(mutation)
     }
 
     /// The class that chooses the loadAffinity entry: the DataUpload's PVC (named like the
