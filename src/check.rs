@@ -6,9 +6,9 @@ use serde::Serialize;
 use crate::config::configmap::check_configmap;
 use crate::config::diagnostics::{Diagnostic, Severity};
 use crate::config::json::Pos;
+use crate::config::manifest::{self, ConfigMapDoc, DataValue, Input};
 use crate::config::validate::Environment;
 use crate::config::{check_value, Checked};
-use crate::manifest::{self, ConfigMapDoc, DataValue, Input};
 
 /// Which ConfigMaps of a manifest file to check.
 #[derive(Debug, Clone)]

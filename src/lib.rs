@@ -9,7 +9,6 @@ pub mod cluster;
 pub mod config;
 pub mod k8s;
 pub mod logging;
-pub mod manifest;
 pub mod metrics;
 pub mod mutate;
 pub mod mutating;

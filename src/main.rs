@@ -315,7 +315,7 @@ fn check(args: CheckArgs) -> ExitCode {
 
 fn mutate(args: MutateArgs) -> anyhow::Result<()> {
     let config_text = std::fs::read_to_string(&args.config).with_context(|| format!("{}", args.config.display()))?;
-    let config = source::config_from_text(&config_text, &args.configmap).map_err(|err| {
+    let config = node_agent_webhook::config::load::config_from_text(&config_text, &args.configmap).map_err(|err| {
         anyhow::anyhow!("{}: {err} (run `node-agent-webhook check` for details)", args.config.display())
     })?;
     let pod_text = std::fs::read_to_string(&args.pod).with_context(|| format!("{}", args.pod.display()))?;

@@ -4,7 +4,6 @@
 //! The PriorityClass names the checks depend on are fed in here too: this module owns what
 //! flows from the cluster into the server's state, `cluster` only makes the calls.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,11 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 
 use crate::cluster::{Cluster, Observed};
-use crate::config::configmap::check_configmap;
+use crate::config::load::{config_from_configmap, config_from_text, LoadError};
 use crate::config::model::NodeAgentConfig;
-use crate::config::validate::Environment;
-use crate::config::{check_value, Checked};
-use crate::manifest::{self, Input};
 use crate::metrics::ResultLabels;
 use crate::server::state::{AppState, LiveConfig};
 
@@ -86,56 +82,6 @@ fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
             install(state, NodeAgentConfig::default());
         }
     }
-}
-
-/// Why a config could not be used; the text goes to the log, never to a metric label.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoadError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("no ConfigMap named {0:?} in the file")]
-    NotFound(String),
-}
-
-/// Reads a config file's text: the config value itself, or manifests holding the ConfigMap.
-pub fn config_from_text(text: &str, configmap: &str) -> Result<NodeAgentConfig, LoadError> {
-    let env = Environment::default();
-    match manifest::read_input(text).map_err(|e| LoadError::Invalid(e.to_string()))? {
-        Input::Config => valid(check_value(text, &env)),
-        Input::Manifests(configmaps) => {
-            let cm = configmaps
-                .iter()
-                .find(|cm| cm.name == configmap)
-                .ok_or_else(|| LoadError::NotFound(configmap.to_string()))?;
-            let data = cm.data.iter().map(|d| (d.key.clone(), d.value.clone())).collect();
-            config_from_configmap(&data, &cm.binary_data_keys)
-        }
-    }
-}
-
-/// Runs a ConfigMap's `data` and `binaryData` keys through the validating webhook's own
-/// checker, so the config served is exactly one the webhook would admit.
-pub fn config_from_configmap(
-    data: &BTreeMap<String, String>,
-    binary_keys: &[String],
-) -> Result<NodeAgentConfig, LoadError> {
-    let check = check_configmap(data, binary_keys, &Environment::default());
-    match check.config() {
-        Some(config) => Ok(config.clone()),
-        None => Err(LoadError::Invalid(first_errors(check.rendered().into_iter().map(|(_, text)| text)))),
-    }
-}
-
-fn valid(checked: Checked) -> Result<NodeAgentConfig, LoadError> {
-    if checked.diagnostics.has_errors() {
-        Err(LoadError::Invalid(first_errors(checked.diagnostics.errors().map(|d| d.render()))))
-    } else {
-        Ok(checked.config)
-    }
-}
-
-fn first_errors(errors: impl Iterator<Item = String>) -> String {
-    errors.take(3).collect::<Vec<_>>().join("; ")
 }
 
 /// Installs `config` as the next generation.

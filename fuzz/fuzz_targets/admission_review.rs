@@ -37,7 +37,7 @@ const CONFIG: &str = r#"{
 fn config() -> &'static NodeAgentConfig {
     static CONFIG_CELL: OnceLock<NodeAgentConfig> = OnceLock::new();
     CONFIG_CELL.get_or_init(|| {
-        node_agent_webhook::source::config_from_text(CONFIG, "node-agent-config").expect("the example config is valid")
+        node_agent_webhook::config::load::config_from_text(CONFIG, "node-agent-config").expect("the example config is valid")
     })
 }
 

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use node_agent_webhook::check::{check_file, Selection};
 use node_agent_webhook::config::validate::Environment;
-use node_agent_webhook::source::config_from_text;
+use node_agent_webhook::config::load::config_from_text;
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else { return };

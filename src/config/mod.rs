@@ -6,6 +6,8 @@ pub mod configmap;
 pub mod decode;
 pub mod diagnostics;
 pub mod json;
+pub mod load;
+pub mod manifest;
 pub mod model;
 pub mod validate;
 pub mod version;
