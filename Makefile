@@ -13,7 +13,9 @@ help: ## Show the targets
 build: ## Build the binary (debug)
 	$(CARGO) build --locked
 
-test: unit validate-manifests e2e ## Run every test: unit, vectors, integration (real TLS server), manifests, end to end (real kube-apiserver)
+test: ## Run every test: unit, vectors, integration (real TLS server), manifests, end to end (real kube-apiserver)
+	@# kubectl comes from the control-plane build, so every step uses the same release.
+	PATH="$$(hack/controlplane/build.sh):$$PATH" $(MAKE) --no-print-directory unit validate-manifests e2e
 
 unit: ## The quick loop: unit, vector and integration tests (no control plane)
 	$(CARGO) test --locked --all-targets

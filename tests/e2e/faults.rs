@@ -56,43 +56,50 @@ fn cluster_sh(command: &str) {
     assert!(status.success(), "cluster.sh {command} failed");
 }
 
+fn create_priority_class(name: &str, value: i32) {
+    let class = format!(r#"{{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {{"name": "{name}"}}, "value": {value}}}"#);
+    kubectl_stdin(&["create", "-f", "-"], &class).must();
+}
+
 #[test]
 fn the_watches_recover_after_the_api_server_restarts() {
     let _serial = serial();
     webhook_up();
-    serve_config(r#"{"podLabels": {"team": "before-restart"}}"#);
+    let node_agent = Identity::node_agent();
+    let gone = unique("e2e-gone");
+    create_priority_class(&gone, 3000);
+    serve_config(&format!(r#"{{"podLabels": {{"team": "before-restart"}}, "priorityClassName": "{gone}"}}"#));
+    let (name, pod) = pod_fixture("v1.18", "dataupload");
+    let (_, stored) = create_pod(Some(&node_agent), &pod);
+    assert_eq!(stored["spec"]["priorityClassName"], gone.as_str());
+    delete_pods(&[name], NS);
 
     cluster_sh("stop-apiserver");
     // Long enough for both watches to notice and back off.
     std::thread::sleep(Duration::from_secs(3));
     cluster_sh("start-apiserver");
 
-    // Made at once, while our watches are still reconnecting: a new PriorityClass, and a config
-    // that names it.
-    let class = unique("e2e-after-restart");
-    kubectl_stdin(
-        &["create", "-f", "-"],
-        &format!(r#"{{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {{"name": "{class}"}}, "value": 2000}}"#),
-    )
-    .must();
-    let since = Instant::now();
-    let config = format!(r#"{{"podLabels": {{"team": "after-restart"}}, "priorityClassName": "{class}"}}"#);
-    // The validating webhook may still see the old class list: retry until it admits.
-    wait_until("the edit is admitted after the restart", Duration::from_secs(30), || {
-        apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), &config).ok
-    });
-    let (delay, created) = until_a_pod_gets_team("after-restart", since, Duration::from_secs(60));
-    eprintln!("API server restarted: the next edit reached a pod after {delay:?}");
-
-    let node_agent = Identity::node_agent();
+    // At once, while our watches are still reconnecting: the class the config names goes away.
+    // Setting it now would make the Priority plugin reject the pod, failing the backup.
+    kubectl(&["delete", "priorityclass", &gone]).must();
     let (name, pod) = pod_fixture("v1.18", "dataupload");
     let (run, stored) = create_pod(Some(&node_agent), &pod);
-    assert_eq!(
-        stored["spec"]["priorityClassName"],
-        class.as_str(),
-        "the PriorityClass watch knows the new class: {}",
-        run.stderr
-    );
+    assert_eq!(stored["spec"].get("priorityClassName"), None, "{}", run.stderr);
+    assert!(run.warnings().iter().any(|w| w.contains(&gone)), "kubectl says why: {}", run.stderr);
+    delete_pods(&[name], NS);
+
+    // A new class, and an edit that names it, made before the watches are back.
+    let class = unique("e2e-after-restart");
+    create_priority_class(&class, 2000);
+    let since = Instant::now();
+    let config = format!(r#"{{"podLabels": {{"team": "after-restart"}}, "priorityClassName": "{class}"}}"#);
+    let applied = apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), &config);
+    assert!(applied.ok, "{}", applied.stderr);
+    let (delay, created) = until_a_pod_gets_team("after-restart", since, Duration::from_secs(60));
+    eprintln!("API server restarted: the next edit reached a pod after {delay:?}");
+    let (name, pod) = pod_fixture("v1.18", "dataupload");
+    let (run, stored) = create_pod(Some(&node_agent), &pod);
+    assert_eq!(stored["spec"]["priorityClassName"], class.as_str(), "the new class is known: {}", run.stderr);
     assert_eq!(stored["spec"]["priority"], 2000);
     delete_pods(&created, NS);
     delete_pods(&[name], NS);

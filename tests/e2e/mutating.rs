@@ -49,7 +49,12 @@ fn every_fixture_created_as_node_agent_gets_the_planned_settings() {
                 // ANDed into every term the pod came with (a new term when it had none).
                 let sent = node_affinity_terms(&pod).as_array().cloned().unwrap_or_else(|| vec![json!({})]);
                 let stored_terms = node_affinity_terms(&stored);
-                assert_eq!(stored_terms.as_array().map(Vec::len), Some(sent.len()), "{what}: {}", json_of(&stored_terms));
+                assert_eq!(
+                    stored_terms.as_array().map(Vec::len),
+                    Some(sent.len()),
+                    "{what}: {}",
+                    json_of(&stored_terms)
+                );
                 for (term, sent_term) in stored_terms.as_array().into_iter().flatten().zip(&sent) {
                     let mut want = sent_term["matchExpressions"].as_array().cloned().unwrap_or_default();
                     want.push(ours.clone());
