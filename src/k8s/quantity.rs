@@ -634,7 +634,6 @@ impl Digits {
 mod tests {
     use super::*;
     use serde_json::Value;
-    use std::time::{Duration, Instant};
 
     use Format::{BinarySI, DecimalExponent, DecimalSI};
     use QuantityError::{ExponentOutOfRange, FormatWrong, Numeric, Suffix, Unevaluable};
@@ -767,15 +766,13 @@ mod tests {
             }
         }
 
-        /// An input Go never returns on: we must reject it at once.
+        /// An input Go never returns on: we must reject it. (Rejecting it promptly is held by
+        /// `huge_exponents_cost_nothing` from the representation, not from a clock, which a
+        /// loaded machine makes flaky.)
         fn hang(&mut self, input: &str) {
-            let start = Instant::now();
             let result = parse(input);
-            let elapsed = start.elapsed();
             let want = if exponent_out_of_range(input) { ExponentOutOfRange } else { Unevaluable };
             self.check(result.as_ref().err() == Some(&want), || format!("{input:?}: {result:?}, want {want:?}"));
-            // Microseconds in practice; the bound only has to catch an expansion of the exponent.
-            self.check(elapsed < Duration::from_millis(250), || format!("{input:?}: took {elapsed:?}"));
         }
     }
 
@@ -1072,16 +1069,16 @@ mod tests {
         }
     }
 
+    /// Huge exponents stay exponents: the digits are never expanded (which would take
+    /// gigabytes), so the canonical form is short and the digits stay inline.
     #[test]
     fn huge_exponents_cost_nothing() {
-        let start = Instant::now();
         for input in ["1e2147483647", "-9e2147483647", "0.000000001e2147483647", "1e2147483000", "7e-2147483000"] {
             if let Ok(q) = parse(input) {
                 assert!(q.canonical().len() < 32, "{input}");
                 assert!(matches!(q.digits, Digits::Inline { .. }), "{input}");
             }
         }
-        assert!(start.elapsed() < Duration::from_millis(250), "took {:?}", start.elapsed());
     }
 
     #[test]

@@ -232,3 +232,277 @@ fn plan_priority(input: &PlanInput, plan: &mut Plan) {
     }
     plan.record(Setting::PriorityClassName, ops);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::check_value;
+    use crate::config::validate::Environment;
+    use crate::mutate::identity::MoverKind;
+    use serde_json::json;
+
+    /// A data-mover pod as the planner sees it: one container named like the owner's UID.
+    fn pod() -> Value {
+        json!({"metadata": {"name": "du-1", "labels": {"velero.io/data-upload": "du-1"}},
+               "spec": {"containers": [{"name": "uid-1"}]}})
+    }
+
+    fn with(mut pod: Value, pointer: &str, value: Value) -> Value {
+        let (parent, key) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+        if let Some(object) = pod.pointer_mut(parent).and_then(Value::as_object_mut) {
+            object.insert(key.to_string(), value);
+        }
+        pod
+    }
+
+    /// One row: the config, the pod and its kind, what the cluster knows, and the plan wanted
+    /// (settings applied, the ops' paths in order, a fragment of each warning, the two flags).
+    struct Case {
+        name: &'static str,
+        config: &'static str,
+        pod: Value,
+        kind: MoverKind,
+        storage_class: StorageClass,
+        priority_classes: Option<&'static [&'static str]>,
+        applied: &'static [Setting],
+        paths: &'static [&'static str],
+        warnings: &'static [&'static str],
+        affinity_conflict: bool,
+        priority_class_missing: bool,
+        /// The value of the first op, when the row is about it.
+        first_value: Option<Value>,
+    }
+
+    impl Default for Case {
+        fn default() -> Self {
+            Case {
+                name: "",
+                config: "{}",
+                pod: pod(),
+                kind: MoverKind::DataUpload,
+                storage_class: StorageClass::Known(None),
+                priority_classes: None,
+                applied: &[],
+                paths: &[],
+                warnings: &[],
+                affinity_conflict: false,
+                priority_class_missing: false,
+                first_value: None,
+            }
+        }
+    }
+
+    const AFFINITY: &str = r#"{"loadAffinity": [
+        {"nodeSelector": {"matchLabels": {"role": "backup"}}},
+        {"nodeSelector": {"matchLabels": {"zone": "a"}}, "storageClass": "gp3"}]}"#;
+    const TERMS: &str = "/spec/affinity";
+    const ANNOTATIONS: &str = "/metadata/annotations";
+    const RESOURCES: &str =
+        r#"{"podResources": {"cpuRequest": "1000m", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "0"}}"#;
+
+    fn cases() -> Vec<Case> {
+        vec![
+            Case { name: "no settings, no change", ..Case::default() },
+            Case {
+                name: "labels are merged and the pod says what was applied",
+                config: r#"{"podLabels": {"team": "platform"}}"#,
+                applied: &[Setting::PodLabels],
+                paths: &["/metadata/labels/team", ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "Velero's own keys and our annotation are never written",
+                config: r#"{"podLabels": {"velero.io/data-upload": "x"}, "podAnnotations": {"node-agent-webhook.io/applied": "x"}}"#,
+                ..Case::default()
+            },
+            Case {
+                name: "annotations only",
+                config: r#"{"podAnnotations": {"a": "b"}}"#,
+                applied: &[Setting::PodAnnotations],
+                paths: &[ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "resources go to the container named like the owner's UID; a literal 0 is unset",
+                config: RESOURCES,
+                pod: json!({"metadata": {"name": "du-1"},
+                            "spec": {"containers": [{"name": "sidecar"}, {"name": "uid-1"}]}}),
+                applied: &[Setting::PodResources],
+                paths: &["/spec/containers/1/resources", ANNOTATIONS],
+                first_value: Some(json!({"limits": {"cpu": "2"}, "requests": {"cpu": "1000m", "memory": "1Gi"}})),
+                ..Case::default()
+            },
+            Case {
+                name: "resources equal by value are no change",
+                config: RESOURCES,
+                pod: with(
+                    pod(),
+                    "/spec/containers/0/resources",
+                    json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2000m"}}),
+                ),
+                ..Case::default()
+            },
+            Case {
+                name: "resources without a container to put them in",
+                config: RESOURCES,
+                pod: json!({"metadata": {"name": "du-1"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}}),
+                warnings: &["podResources not applied: no container named uid-1"],
+                ..Case::default()
+            },
+            Case {
+                name: "a PriorityClass that does not exist is not set",
+                config: r#"{"priorityClassName": "backup"}"#,
+                priority_classes: Some(&["other"]),
+                warnings: &["priorityClassName \"backup\" not applied"],
+                priority_class_missing: true,
+                ..Case::default()
+            },
+            Case {
+                name: "a PriorityClass replaces the priority the plugin filled in",
+                config: r#"{"priorityClassName": "backup"}"#,
+                pod: with(
+                    with(pod(), "/spec/priority", json!(0)),
+                    "/spec/preemptionPolicy",
+                    json!("PreemptLowerPriority"),
+                ),
+                priority_classes: Some(&["backup"]),
+                applied: &[Setting::PriorityClassName],
+                paths: &["/spec/priorityClassName", "/spec/priority", "/spec/preemptionPolicy", ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "an unknown PriorityClass list does not stop the setting",
+                config: r#"{"priorityClassName": "backup"}"#,
+                applied: &[Setting::PriorityClassName],
+                paths: &["/spec/priorityClassName", ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity: the entry without a storage class when the class has none",
+                config: AFFINITY,
+                applied: &[Setting::LoadAffinity],
+                paths: &[TERMS, ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity: the entry for the pod's storage class",
+                config: AFFINITY,
+                storage_class: StorageClass::Known(Some("gp3".into())),
+                applied: &[Setting::LoadAffinity],
+                paths: &[TERMS, ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity: a failed lookup falls back to the entry without a storage class",
+                config: AFFINITY,
+                storage_class: StorageClass::Unknown,
+                applied: &[Setting::LoadAffinity],
+                paths: &[TERMS, ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity never moves a PodVolumeBackup pod",
+                config: AFFINITY,
+                kind: MoverKind::PodVolumeBackup,
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity never moves a pod bound to a node",
+                config: AFFINITY,
+                pod: with(pod(), "/spec/nodeName", json!("worker-1")),
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity never moves a pod bound by a hostname selector",
+                config: AFFINITY,
+                pod: with(pod(), "/spec/nodeSelector", json!({"kubernetes.io/hostname": "worker-1"})),
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity that contradicts the pod's own affinity is left out, with a warning",
+                config: r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}]}"#,
+                pod: with(
+                    pod(),
+                    "/spec/affinity",
+                    json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]}}}),
+                ),
+                warnings: &["loadAffinity not applied"],
+                affinity_conflict: true,
+                ..Case::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn each_row_gets_its_plan() {
+        let mut failures = Vec::new();
+        for case in cases() {
+            let checked = check_value(case.config, &Environment::default());
+            let mover = DataMover { kind: case.kind, name: "du-1".into(), owner_uid: "uid-1".into() };
+            let classes: Option<HashSet<String>> =
+                case.priority_classes.map(|c| c.iter().map(|s| s.to_string()).collect());
+            let plan = plan(&PlanInput {
+                pod: &case.pod,
+                mover: &mover,
+                config: &checked.config,
+                generation: 7,
+                storage_class: case.storage_class.clone(),
+                priority_classes: classes.as_ref(),
+            });
+            let paths: Vec<String> = plan
+                .ops
+                .iter()
+                .map(|op| match op {
+                    Op::Add { path, .. } | Op::Remove { path } => path.clone(),
+                })
+                .collect();
+            // The affinity ops' paths go deep into the terms; the row names where they start.
+            let paths_match = paths.len() == case.paths.len()
+                && paths.iter().zip(case.paths).all(|(got, want)| got == want || got.starts_with(&format!("{want}/")));
+            let warnings_match = plan.warnings.len() == case.warnings.len()
+                && plan.warnings.iter().zip(case.warnings).all(|(got, want)| got.contains(want));
+            let first_value = plan.ops.first().map(|op| op.to_json()["value"].clone());
+            if plan.applied != case.applied
+                || case.first_value.is_some() && first_value != case.first_value
+                || !paths_match
+                || !warnings_match
+                || plan.affinity_conflict != case.affinity_conflict
+                || plan.priority_class_missing != case.priority_class_missing
+            {
+                failures.push(format!("{}: got {:?}, ops at {paths:?}", case.name, plan));
+            }
+            if let Some(Op::Add { value, .. }) =
+                plan.ops.iter().find(|op| paths.len() > 1 && op.to_json()["path"] == ANNOTATIONS)
+            {
+                let summary = value[APPLIED_ANNOTATION].as_str().unwrap_or_default();
+                if !summary.ends_with("(config generation 7)") {
+                    failures.push(format!("{}: applied annotation {summary:?}", case.name));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    #[test]
+    fn a_plan_applied_to_its_pod_plans_nothing_more() {
+        let text = format!("{{{}, {}}}", &AFFINITY[1..AFFINITY.len() - 1], &RESOURCES[1..RESOURCES.len() - 1]);
+        let config = check_value(&text, &Environment::default()).config;
+        let mover = DataMover { kind: MoverKind::DataUpload, name: "du-1".into(), owner_uid: "uid-1".into() };
+        let planned = |pod: &Value| {
+            plan(&PlanInput {
+                pod,
+                mover: &mover,
+                config: &config,
+                generation: 1,
+                storage_class: StorageClass::Known(None),
+                priority_classes: None,
+            })
+        };
+        let mut pod = pod();
+        let first = planned(&pod);
+        assert_eq!(first.applied, [Setting::LoadAffinity, Setting::PodResources]);
+        patch::apply_ops(&mut pod, first.ops).unwrap_or_else(|e| panic!("the plan applies: {e}"));
+        assert_eq!(planned(&pod), Plan::default());
+    }
+}
