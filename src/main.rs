@@ -218,14 +218,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             (None, None) => anyhow::bail!("no config source"),
         };
-        let mut background = vec![tokio::spawn(source::run(source, state.clone()))];
+        let (stop_background, drain) = server::drain::channel();
+        let mut background = vec![tokio::spawn(drain.clone().run(source::run(source, state.clone())))];
         if let Some(cluster) = cluster {
             if args.velero_version.is_none() {
                 let version = cluster.node_agent_version(&target.namespace).await;
                 tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
                 state.set_velero_version(version);
             }
-            background.push(tokio::spawn(source::watch_priority_classes(cluster, state.clone())));
+            background.push(tokio::spawn(drain.run(source::watch_priority_classes(cluster, state.clone()))));
         }
         let options = ServeOptions {
             bind: args.bind,
@@ -243,33 +244,67 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cert_poll_interval: Duration::from_millis(500),
         };
         let result = server::run(options, state, shutdown_signal()).await;
+        stop_background.drain();
         for task in background {
-            task.abort();
+            let _ = task.await;
         }
         result.context("webhook server")
     })
 }
 
-/// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
+/// Resolves on the first SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C), which starts a
+/// graceful shutdown. A second one ends the process at once, as linkerd's kubert does: an
+/// operator pressing Ctrl-C again, or anyone who will not wait for the drain.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+    let mut signals = Signals::new();
+    signals.next().await;
+    tokio::spawn(async move {
+        signals.next().await;
+        tracing::warn!("second shutdown signal: exiting without draining");
+        std::process::exit(1);
+    });
+}
+
+/// SIGTERM and SIGINT, as many times as they come.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .inspect_err(
+                    |err| tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server"),
+                )
+                .ok();
+            Self { term }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = &mut self.term {
+            tokio::select! {
+                () = ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+        ctrl_c().await;
+    }
+}
+
+/// Resolves on SIGINT; never, when it cannot be listened for (a failed listener is no signal).
+async fn ctrl_c() {
+    if let Err(err) = tokio::signal::ctrl_c().await {
+        tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
 }
 
 fn check(args: CheckArgs) -> ExitCode {

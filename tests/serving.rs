@@ -281,6 +281,29 @@ fn sigterm_turns_unready_completes_in_flight_requests_and_exits_zero() {
     assert_eq!(status, Some(0), "logs:\n{}", server.log_text());
 }
 
+#[test]
+fn a_second_sigterm_exits_at_once_without_draining() {
+    let certs = Certs::new();
+    let mut server = Server::start(
+        &certs.path("tls.crt"),
+        &certs.path("tls.key"),
+        &["--config-file", &config_flag(&certs), "--shutdown-delay", "60s", "--shutdown-grace", "60s"],
+    );
+    let pid = server.child.id().to_string();
+    let term = || assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    term();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.get_admin("/readyz").map(|(status, _)| status) != Ok(503) {
+        assert!(Instant::now() < deadline, "still ready after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.child.try_wait().ok().flatten(), None, "the first SIGTERM drains: the delay is 60 s");
+    term();
+    let status = wait_exit(&mut server, Duration::from_secs(5));
+    assert_eq!(status, Some(1), "logs:\n{}", server.log_text());
+    assert!(server.log_text().contains("second shutdown signal"), "logs:\n{}", server.log_text());
+}
+
 fn wait_exit(server: &mut Server, limit: Duration) -> Option<i32> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {

@@ -1,5 +1,6 @@
 //! The imperative shell: listeners, TLS, certificate reload, probes and graceful shutdown.
 
+pub mod drain;
 pub mod routes;
 pub mod state;
 pub mod timeouts;
@@ -94,8 +95,14 @@ pub async fn run(
         "serving"
     );
 
-    let reloader =
-        tokio::spawn(watch_certificate(files, loaded.source, resolver, state.clone(), options.cert_poll_interval));
+    let (stop_reloader, reloader_drain) = drain::channel();
+    let reloader = tokio::spawn(reloader_drain.run(watch_certificate(
+        files,
+        loaded.source,
+        resolver,
+        state.clone(),
+        options.cert_poll_interval,
+    )));
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_router = routes::admin_router(state.clone());
     let admin_task = tokio::spawn(async move {
@@ -119,7 +126,8 @@ pub async fn run(
     if tokio::time::timeout(options.shutdown_grace, connections.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
-    reloader.abort();
+    stop_reloader.drain();
+    let _ = reloader.await;
     let _ = stop_admin.send(());
     let _ = admin_task.await;
     tracing::info!("stopped");
