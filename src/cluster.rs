@@ -148,6 +148,19 @@ impl Cluster {
         })
     }
 
+    /// Whether PriorityClass `name` exists now: one GET of its metadata within
+    /// [`LOOKUP_TIMEOUT`], never cached. The watched name set can lag (a class deleted while the
+    /// watch reconnects after an API server restart), and a pod given a class that does not
+    /// exist is rejected by the Priority plugin whatever the webhook's failurePolicy.
+    pub async fn priority_class_exists(&self, name: &str) -> Result<bool, ClusterError> {
+        let api: Api<PriorityClass> = Api::all(self.client.clone());
+        within(LOOKUP_TIMEOUT, async {
+            let found = api.get_metadata_opt(name).await;
+            found.map(|meta| meta.is_some()).map_err(|err| ClusterError::from_api(format!("priorityclass {name}"), err))
+        })
+        .await
+    }
+
     /// The storage class of PVC `namespace/name`. For a DataUpload pod this is the PVC named
     /// like the pod in the Velero namespace, which exists before the pod (velero-spec.md §9.3);
     /// its class is the final backupPVC class loadAffinity is keyed by. An unset or empty

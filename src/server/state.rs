@@ -1,18 +1,21 @@
-//! What the request handlers share: the live config, what is known about the cluster,
-//! readiness, and metrics. Reads are a lock-free-in-practice `RwLock` read plus an `Arc` clone.
+//! What the request handlers share: the live config, what is known about the cluster, the
+//! readiness handle and the metrics, and the two webhooks that read them, side by side:
+//! [`AppState::validate`] (the verdict cache around `validating`) and [`AppState::mutate`]
+//! (the cluster lookups around `mutate`). Reads are a lock-free-in-practice `RwLock` read
+//! plus an `Arc` clone.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::registry::Registry;
 
+use super::readiness::Readiness;
 use crate::admission::{Decision, Request};
 use crate::cluster::Cluster;
 use crate::config::model::NodeAgentConfig;
 use crate::config::validate::Environment;
 use crate::config::version::VeleroVersion;
-use crate::metrics::{Metrics, ReasonLabels, ResultLabels, SettingLabels};
+use crate::metrics::{Metrics, PodOutcome};
 use crate::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
 use crate::mutate::plan::{self, PlanInput, StorageClass};
 use crate::mutate::{self, Mutation};
@@ -68,8 +71,7 @@ pub struct AppState {
     priority_classes: RwLock<Option<Arc<HashSet<String>>>>,
     live: RwLock<Arc<LiveConfig>>,
     last_verdict: Mutex<Option<Verdict>>,
-    config_read: AtomicBool,
-    shutting_down: AtomicBool,
+    pub readiness: Readiness,
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
@@ -103,8 +105,7 @@ impl AppState {
             priority_classes: RwLock::new(None),
             live: RwLock::new(Arc::new(LiveConfig::default())),
             last_verdict: Mutex::new(None),
-            config_read: AtomicBool::new(false),
-            shutting_down: AtomicBool::new(false),
+            readiness: Readiness::default(),
         }
     }
 
@@ -131,18 +132,28 @@ impl AppState {
     }
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
+    /// The pod's metrics are written once, at the end, from what was gathered on the way.
     pub async fn mutate(&self, request: Request) -> Decision {
+        let mut outcome = PodOutcome::default();
+        let decision = self.mutate_pod(request, &mut outcome).await;
+        self.metrics.record_pod(&outcome);
+        decision
+    }
+
+    async fn mutate_pod(&self, request: Request, outcome: &mut PodOutcome) -> Decision {
         let mover = match self.identity.identify(&mutating::submission(&request)) {
             Ok(mover) => mover,
             Err(reason) => {
-                self.metrics.pods_skipped.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+                outcome.skipped = Some(reason.as_str());
                 return Decision::allow();
             }
         };
         let Some(pod) = request.object else { return Decision::allow() };
         let live = self.live_config();
         let storage_class = if plan::needs_storage_class(&pod, &mover, &live.config) {
-            self.storage_class(&mover).await
+            let (class, result) = self.storage_class(&mover).await;
+            outcome.storage_class_lookup = Some(result);
+            class
         } else {
             StorageClass::Known(None)
         };
@@ -155,52 +166,38 @@ impl AppState {
             storage_class,
             priority_classes: classes.as_deref(),
         });
-        if plan.affinity_conflict {
-            self.metrics.affinity_conflicts.inc();
-        }
-        if plan.priority_class_missing {
-            self.metrics.priority_class_missing.inc();
-        }
+        outcome.affinity_conflict = plan.affinity_conflict;
+        outcome.priority_class_missing = plan.priority_class_missing;
         if plan.ops.is_empty() {
-            self.metrics.pods_skipped.get_or_create(&ReasonLabels { reason: "nothing_to_change" }).inc();
+            outcome.skipped = Some("nothing_to_change");
         }
         let mutation = mutate::verified_mutation(pod, plan);
         match &mutation {
             Mutation::Dropped { .. } => {
-                self.metrics.patch_self_check_failures.inc();
+                outcome.self_check_failed = true;
                 tracing::error!(uid = %request.uid, pod = %mover.name, "patch did not apply to its own pod; admitted unchanged");
             }
-            Mutation::Patch { applied, .. } => {
-                for setting in applied {
-                    self.metrics.settings_applied.get_or_create(&SettingLabels { setting: setting.as_str() }).inc();
-                }
-            }
+            Mutation::Patch { applied, .. } => outcome.settings_applied = applied.iter().map(|s| s.as_str()).collect(),
             Mutation::Unchanged { .. } => {}
         }
         mutating::decision(mutation)
     }
 
     /// The class that chooses the loadAffinity entry: the DataUpload's PVC (named like the
-    /// pod), or the DataDownload's target PVC in the application's namespace.
-    async fn storage_class(&self, mover: &DataMover) -> StorageClass {
-        let Some(cluster) = &self.cluster else {
-            self.metrics.storage_class_lookups.get_or_create(&ResultLabels { result: "no_cluster" }).inc();
-            return StorageClass::Unknown;
-        };
+    /// pod), or the DataDownload's target PVC in the application's namespace; with the
+    /// lookup's result for the metrics.
+    async fn storage_class(&self, mover: &DataMover) -> (StorageClass, &'static str) {
+        let Some(cluster) = &self.cluster else { return (StorageClass::Unknown, "no_cluster") };
         let namespace = &self.target.namespace;
         let looked_up = match mover.kind {
             MoverKind::DataUpload => cluster.storage_class_of_pvc(namespace, &mover.name).await,
             _ => cluster.data_download_target_class(namespace, &mover.name).await,
         };
         match looked_up {
-            Ok(class) => {
-                self.metrics.storage_class_lookups.get_or_create(&ResultLabels { result: "success" }).inc();
-                StorageClass::Known(class)
-            }
+            Ok(class) => (StorageClass::Known(class), "success"),
             Err(err) => {
-                self.metrics.storage_class_lookups.get_or_create(&ResultLabels { result: err.reason() }).inc();
                 tracing::warn!(pod = %mover.name, error = %err, "storage class lookup failed; using the loadAffinity entry without storageClass");
-                StorageClass::Unknown
+                (StorageClass::Unknown, err.reason())
             }
         }
     }
@@ -213,12 +210,7 @@ impl AppState {
     pub fn set_live_config(&self, live: LiveConfig) {
         self.metrics.config_generation.set(live.generation as i64);
         write(&self.live, Arc::new(live));
-        self.config_read.store(true, Ordering::SeqCst);
-    }
-
-    /// The source was read, but gave nothing usable: keep serving what we have.
-    pub fn mark_config_read(&self) {
-        self.config_read.store(true, Ordering::SeqCst);
+        self.readiness.mark_config_read();
     }
 
     pub fn set_velero_version(&self, version: Option<VeleroVersion>) {
@@ -233,20 +225,19 @@ impl AppState {
         read(&self.priority_classes)
     }
 
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    /// Ready once the config source was read and until shutdown begins. (The certificate is
-    /// loaded before the listener exists, so a listening server always has one.)
-    pub fn readiness(&self) -> Result<(), &'static str> {
-        if self.shutting_down.load(Ordering::SeqCst) {
-            return Err("shutting down");
+    /// The PriorityClasses the mutating webhook may set: `wanted`, asked of the API server for
+    /// this pod, when there is a cluster; the watched set only when the API cannot answer.
+    async fn priority_classes_now(&self, wanted: &str) -> Option<Arc<HashSet<String>>> {
+        let watched = self.priority_classes();
+        let Some(cluster) = self.cluster.as_ref().filter(|_| !wanted.is_empty()) else { return watched };
+        match cluster.priority_class_exists(wanted).await {
+            Ok(true) => Some(Arc::new(HashSet::from([wanted.to_string()]))),
+            Ok(false) => Some(Arc::new(HashSet::new())),
+            Err(err) => {
+                tracing::warn!(class = wanted, error = %err, "PriorityClass lookup failed; using the watched set");
+                watched
+            }
         }
-        if !self.config_read.load(Ordering::SeqCst) {
-            return Err("config source not read yet");
-        }
-        Ok(())
     }
 }
 
