@@ -177,7 +177,44 @@ impl Metrics {
     }
 }
 
+/// What the mutating webhook did with one pod, for its metrics: gathered while the pod is
+/// reviewed and written in one call, [`Metrics::record_pod`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PodOutcome {
+    /// Why the pod was left alone, when it was.
+    pub skipped: Option<&'static str>,
+    /// The storage-class lookup's result, when one was needed.
+    pub storage_class_lookup: Option<&'static str>,
+    pub affinity_conflict: bool,
+    pub priority_class_missing: bool,
+    /// The patch did not apply to its own pod and was dropped.
+    pub self_check_failed: bool,
+    pub settings_applied: Vec<&'static str>,
+}
+
 impl Metrics {
+    /// Writes every metric about one pod.
+    pub fn record_pod(&self, outcome: &PodOutcome) {
+        if let Some(reason) = outcome.skipped {
+            self.pods_skipped.get_or_create(&ReasonLabels { reason }).inc();
+        }
+        if let Some(result) = outcome.storage_class_lookup {
+            self.storage_class_lookups.get_or_create(&ResultLabels { result }).inc();
+        }
+        if outcome.affinity_conflict {
+            self.affinity_conflicts.inc();
+        }
+        if outcome.priority_class_missing {
+            self.priority_class_missing.inc();
+        }
+        if outcome.self_check_failed {
+            self.patch_self_check_failures.inc();
+        }
+        for &setting in &outcome.settings_applied {
+            self.settings_applied.get_or_create(&SettingLabels { setting }).inc();
+        }
+    }
+
     /// Counts one answered review and its duration.
     pub fn observe_admission(&self, webhook: Webhook, operation: &'static str, allowed: bool, seconds: f64) {
         let row = webhook as usize;

@@ -74,7 +74,7 @@ fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
         Observed::Missing if state.live_config().config == NodeAgentConfig::default() => {
             tracing::warn!(namespace, name, "the node-agent ConfigMap does not exist; serving no settings");
             state.metrics.config_reloads.get_or_create(&ResultLabels { result: "missing" }).inc();
-            state.mark_config_read();
+            state.readiness.mark_config_read();
         }
         // Deleted: the ConfigMap no longer asks for anything, so stop applying its settings.
         Observed::Missing => {
@@ -97,7 +97,7 @@ fn install(state: &AppState, config: NodeAgentConfig) {
 /// Keeps the last good config and counts the failure.
 fn reject(state: &AppState, err: &LoadError) {
     state.metrics.config_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
-    state.mark_config_read();
+    state.readiness.mark_config_read();
     tracing::error!(error = %err, "config rejected; still serving the last valid one");
 }
 
@@ -123,7 +123,7 @@ async fn watch_file(path: PathBuf, state: Arc<AppState>) {
                 // or the validating webhook could never admit the fix.
                 tracing::warn!(path = %path.display(), error = %err, "config file not readable; serving no settings");
                 state.metrics.config_reloads.get_or_create(&ResultLabels { result: "missing" }).inc();
-                state.mark_config_read();
+                state.readiness.mark_config_read();
                 last = Some(Vec::new());
             }
             Err(_) => {}

@@ -312,7 +312,7 @@ async fn configmap_source_against_fake_api_server_reloads_and_keeps_last_valid()
     let task = start_configmap_source(&fake, &state);
 
     eventually("generation 1", WITHIN_A_SECOND, || state.live_config().generation == 1).await;
-    assert_eq!(state.readiness(), Ok(()));
+    assert_eq!(state.readiness.check(), Ok(()));
     assert_eq!(state.live_config().config.pod_labels.get("team").map(String::as_str), Some("backup"));
 
     let started = Instant::now();
@@ -349,10 +349,10 @@ async fn configmap_source_against_fake_api_server_reloads_and_keeps_last_valid()
 async fn configmap_source_against_fake_api_server_is_ready_when_missing_and_follows_create_and_delete() {
     let fake = FakeApi::new();
     let state = new_state();
-    assert!(state.readiness().is_err());
+    assert!(state.readiness.check().is_err());
     let task = start_configmap_source(&fake, &state);
 
-    eventually("ready without a ConfigMap", WITHIN_A_SECOND, || state.readiness().is_ok()).await;
+    eventually("ready without a ConfigMap", WITHIN_A_SECOND, || state.readiness.check().is_ok()).await;
     assert_eq!(state.live_config().generation, 0, "no settings, nothing loaded");
     assert_eq!(reloads(&state, "missing"), 1);
 
@@ -363,7 +363,7 @@ async fn configmap_source_against_fake_api_server_is_ready_when_missing_and_foll
     fake.delete(CONFIGMAPS, "node-agent-config");
     eventually("the deletion", WITHIN_A_SECOND, || state.live_config().generation == 2).await;
     assert_eq!(state.live_config().config, Default::default(), "a deleted ConfigMap asks for nothing");
-    assert_eq!(state.readiness(), Ok(()));
+    assert_eq!(state.readiness.check(), Ok(()));
 
     // Still missing after a relist: no new generation.
     let lists = fake.calls(CONFIGMAPS);
@@ -381,7 +381,7 @@ async fn configmap_source_against_fake_api_server_is_ready_with_an_invalid_confi
     fake.put(CONFIGMAPS, configmap("node-agent-config", "podLabels: {}"));
     let state = new_state();
     let task = start_configmap_source(&fake, &state);
-    eventually("ready with an invalid ConfigMap", WITHIN_A_SECOND, || state.readiness().is_ok()).await;
+    eventually("ready with an invalid ConfigMap", WITHIN_A_SECOND, || state.readiness.check().is_ok()).await;
     assert_eq!(state.live_config().generation, 0);
     assert_eq!(reloads(&state, "error"), 1);
     task.abort();

@@ -1,6 +1,7 @@
 //! The imperative shell: listeners, TLS, certificate reload, probes and graceful shutdown.
 
 pub mod drain;
+pub mod readiness;
 pub mod routes;
 pub mod state;
 pub mod timeouts;
@@ -117,7 +118,7 @@ pub async fn run(
     let router = routes::webhook_router(state.clone());
     let stop_accepting = async {
         shutdown.await;
-        state.begin_shutdown();
+        state.readiness.begin_shutdown();
         tracing::info!(delay = ?options.shutdown_delay, "shutdown requested: readiness off, still accepting");
         tokio::time::sleep(options.shutdown_delay).await;
     };

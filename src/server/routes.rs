@@ -162,7 +162,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.readiness() {
+    match state.readiness.check() {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
     }

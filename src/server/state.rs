@@ -157,7 +157,7 @@ impl AppState {
         } else {
             StorageClass::Known(None)
         };
-        let classes = self.priority_classes();
+        let classes = self.priority_classes_now(&live.config.priority_class_name).await;
         let plan = plan::plan(&PlanInput {
             pod: &pod,
             mover: &mover,
