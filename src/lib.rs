@@ -1,7 +1,9 @@
 //! node-agent-webhook: validates Velero's node-agent ConfigMap and applies it to data-mover pods.
 //!
-//! The pure core (`config`, `k8s`, `validating`, `admission`, `manifest`, `check`) holds the
-//! logic; `server`, `source`, `cluster` and `metrics` are the thin imperative shell around it.
+//! The pure core (`config`, `k8s`, `mutate`) holds the logic and takes plain values; `admission`
+//! is the wire format, and `validating` and `mutating` map it to and from the core, one per
+//! webhook (`check` does the same for files); `server`, `source`, `cluster` and `metrics` are
+//! the thin imperative shell around it. docs/architecture.md says what each module owns.
 
 pub mod admission;
 pub mod check;
