@@ -252,52 +252,22 @@ impl Parser<'_> {
     }
 
     fn escape(&mut self) -> Result<char, SyntaxError> {
-        let Some(c) = self.peek() else { return Err(self.eof()) };
-        if c == 'u' {
-            self.bump();
-            let high = self.hex4()?;
-            return Ok(self.surrogate_pair(high));
-        }
-        let Some(decoded) = simple_escape(c) else {
-            return Err(self.error(format!("invalid character {} in string escape code", quote_char(c))));
-        };
-        self.bump();
-        Ok(decoded)
-    }
-
-    /// Joins a UTF-16 surrogate pair; a lone surrogate becomes U+FFFD, as Go does.
-    fn surrogate_pair(&mut self, high: u32) -> char {
-        if (0xD800..0xDC00).contains(&high) {
-            let mut lookahead = self.rest.chars();
-            if lookahead.next() == Some('\\') && lookahead.next() == Some('u') {
-                let digits: String = lookahead.take(4).collect();
-                if let Ok(low) = u32::from_str_radix(&digits, 16) {
-                    if (0xDC00..0xE000).contains(&low) && digits.len() == 4 {
-                        for _ in 0..6 {
-                            self.bump();
-                        }
-                        let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
-                        return char::from_u32(code).unwrap_or('\u{FFFD}');
-                    }
+        match decode_escape(self.rest.chars()) {
+            Ok((c, len)) => {
+                for _ in 0..len {
+                    self.bump();
                 }
+                Ok(c)
+            }
+            Err(EscapeError::End) => Err(self.eof()),
+            Err(EscapeError::Invalid { at, c }) => {
+                for _ in 0..at {
+                    self.bump();
+                }
+                let what = if at == 0 { "string escape code" } else { "\\u hexadecimal character escape" };
+                Err(self.error(format!("invalid character {} in {what}", quote_char(c))))
             }
         }
-        char::from_u32(high).unwrap_or('\u{FFFD}')
-    }
-
-    fn hex4(&mut self) -> Result<u32, SyntaxError> {
-        let mut code = 0u32;
-        for _ in 0..4 {
-            let Some(c) = self.peek() else { return Err(self.eof()) };
-            let Some(digit) = c.to_digit(16) else {
-                return Err(
-                    self.error(format!("invalid character {} in \\u hexadecimal character escape", quote_char(c)))
-                );
-            };
-            code = code * 16 + digit;
-            self.bump();
-        }
-        Ok(code)
     }
 
     fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
@@ -377,9 +347,51 @@ impl Parser<'_> {
     }
 }
 
+/// Why an escape does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapeError {
+    /// The text ends inside it.
+    End,
+    /// Character `c`, `at` characters after the backslash, cannot be there.
+    Invalid { at: usize, c: char },
+}
+
+/// Decodes the JSON escape whose backslash was just read, from the characters after it:
+/// the character it stands for and how many characters it took. A UTF-16 surrogate pair
+/// (`\ud83d\ude00`) joins into one character; a lone surrogate becomes U+FFFD, as Go does.
+/// The parser and the manifest reader's position maps both decode escapes with this.
+pub fn decode_escape(mut after: impl Iterator<Item = char> + Clone) -> Result<(char, usize), EscapeError> {
+    let c = after.next().ok_or(EscapeError::End)?;
+    if c != 'u' {
+        return simple_escape(c).map(|decoded| (decoded, 1)).ok_or(EscapeError::Invalid { at: 0, c });
+    }
+    let high = hex4(&mut after, 1)?;
+    if (0xD800..0xDC00).contains(&high) {
+        let mut lookahead = after;
+        if lookahead.next() == Some('\\') && lookahead.next() == Some('u') {
+            if let Ok(low) = hex4(&mut lookahead, 0) {
+                if (0xDC00..0xE000).contains(&low) {
+                    let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                    return Ok((char::from_u32(code).unwrap_or('\u{FFFD}'), 11));
+                }
+            }
+        }
+    }
+    Ok((char::from_u32(high).unwrap_or('\u{FFFD}'), 5))
+}
+
+/// Four hex digits; `first` is the index after the backslash of the first one, for the error.
+fn hex4(chars: &mut impl Iterator<Item = char>, first: usize) -> Result<u32, EscapeError> {
+    (0..4).try_fold(0u32, |code, i| {
+        let c = chars.next().ok_or(EscapeError::End)?;
+        let digit = c.to_digit(16).ok_or(EscapeError::Invalid { at: first + i, c })?;
+        Ok(code * 16 + digit)
+    })
+}
+
 /// The character a one-letter JSON escape (`\n`, `\"`, ...) stands for; `None` for `u` and
 /// anything invalid.
-pub fn simple_escape(c: char) -> Option<char> {
+fn simple_escape(c: char) -> Option<char> {
     Some(match c {
         '"' => '"',
         '\\' => '\\',
@@ -451,6 +463,24 @@ mod tests {
         assert_eq!(members.len(), 2);
         assert_eq!(members[0].value.value, Value::Number("2.0".into()));
         assert_eq!(members[1].value.value, Value::Number("1e3".into()));
+    }
+
+    #[test]
+    fn one_escape_decoder_for_the_parser_and_the_position_maps() {
+        let cases = [
+            ("n", Ok(('\n', 1))),
+            ("u00e9x", Ok(('é', 5))),
+            ("ud83d\\ude00", Ok(('😀', 11))),
+            ("ud83dx", Ok(('\u{FFFD}', 5))),
+            ("ud83d\\u0041", Ok(('\u{FFFD}', 5))),
+            ("x", Err(EscapeError::Invalid { at: 0, c: 'x' })),
+            ("u12g4", Err(EscapeError::Invalid { at: 3, c: 'g' })),
+            ("u12", Err(EscapeError::End)),
+            ("", Err(EscapeError::End)),
+        ];
+        for (after, want) in cases {
+            assert_eq!(decode_escape(after.chars()), want, "{after:?}");
+        }
     }
 
     #[test]
