@@ -490,14 +490,7 @@ impl Decoder {
     }
 
     fn pod_resources(&mut self, node: &Node, path: &str) -> PodResources {
-        let fields = [
-            "cpuRequest",
-            "cpuLimit",
-            "memoryRequest",
-            "memoryLimit",
-            "ephemeralStorageRequest",
-            "ephemeralStorageLimit",
-        ];
+        let fields = PodResources::KEYS;
         let Some(values) = self.object(node, path, fields) else {
             return PodResources::default();
         };

@@ -98,6 +98,52 @@ pub struct PodResources {
     pub ephemeral_storage_limit: String,
 }
 
+/// One resource of `podResources`: its Kubernetes name, and its request and limit with the
+/// config keys that hold them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourcePair<'a> {
+    pub resource: &'static str,
+    pub request_key: &'static str,
+    pub request: &'a str,
+    pub limit_key: &'static str,
+    pub limit: &'a str,
+}
+
+impl PodResources {
+    /// The keys of `podResources`, in Velero's field order.
+    pub const KEYS: [&'static str; 6] =
+        ["cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit", "ephemeralStorageRequest", "ephemeralStorageLimit"];
+
+    /// cpu, memory and ephemeral-storage, each with its request and limit: the one list the
+    /// decoder, the checker and the planner all read.
+    pub fn pairs(&self) -> [ResourcePair<'_>; 3] {
+        let [cpu_request, cpu_limit, memory_request, memory_limit, storage_request, storage_limit] = Self::KEYS;
+        [
+            ResourcePair {
+                resource: "cpu",
+                request_key: cpu_request,
+                request: &self.cpu_request,
+                limit_key: cpu_limit,
+                limit: &self.cpu_limit,
+            },
+            ResourcePair {
+                resource: "memory",
+                request_key: memory_request,
+                request: &self.memory_request,
+                limit_key: memory_limit,
+                limit: &self.memory_limit,
+            },
+            ResourcePair {
+                resource: "ephemeral-storage",
+                request_key: storage_request,
+                request: &self.ephemeral_storage_request,
+                limit_key: storage_limit,
+                limit: &self.ephemeral_storage_limit,
+            },
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CachePvc {
     pub storage_class: String,

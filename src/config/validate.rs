@@ -235,16 +235,11 @@ impl Validator<'_> {
 
     fn pod_resources(&mut self, resources: Option<&PodResources>) {
         let Some(r) = resources else { return };
-        let fields = [
-            ("cpuRequest", &r.cpu_request),
-            ("cpuLimit", &r.cpu_limit),
-            ("memoryRequest", &r.memory_request),
-            ("memoryLimit", &r.memory_limit),
-            ("ephemeralStorageRequest", &r.ephemeral_storage_request),
-            ("ephemeralStorageLimit", &r.ephemeral_storage_limit),
-        ];
+        let pairs = r.pairs();
+        let fields: Vec<(&str, &str)> =
+            pairs.iter().flat_map(|p| [(p.request_key, p.request), (p.limit_key, p.limit)]).collect();
         let mut parsed: BTreeMap<&str, Quantity> = BTreeMap::new();
-        for (name, text) in fields {
+        for &(name, text) in &fields {
             if text.is_empty() {
                 continue;
             }
@@ -273,13 +268,9 @@ impl Validator<'_> {
                 ),
             ));
         }
-        for (resource, request, limit) in [
-            ("cpu", "cpuRequest", "cpuLimit"),
-            ("memory", "memoryRequest", "memoryLimit"),
-            ("ephemeral-storage", "ephemeralStorageRequest", "ephemeralStorageLimit"),
-        ] {
+        for pair in &pairs {
+            let (resource, request, limit, limit_text) = (pair.resource, pair.request_key, pair.limit_key, pair.limit);
             let (Some(req), Some(lim)) = (parsed.get(request), parsed.get(limit)) else { continue };
-            let limit_text = fields.iter().find(|(n, _)| *n == limit).map(|(_, t)| t.as_str()).unwrap_or_default();
             if limit_text == "0" || req <= lim {
                 continue;
             }
@@ -288,10 +279,9 @@ impl Validator<'_> {
             } else {
                 String::new()
             };
-            let request_text = fields.iter().find(|(n, _)| *n == request).map(|(_, t)| t.as_str()).unwrap_or_default();
             self.error(FieldError::invalid(
                 field::child("podResources", request),
-                request_text,
+                pair.request,
                 format!("must be less than or equal to {resource} limit of {}{zero_hint}", lim.canonical()),
             ));
         }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::affinity::{self, AffinityPlan};
 use super::identity::DataMover;
 use super::patch::{self, at, Op};
-use crate::config::model::{is_velero_key, NodeAgentConfig, PodResources, APPLIED_ANNOTATION};
+use crate::config::model::{is_velero_key, NodeAgentConfig, PodResources, ResourcePair, APPLIED_ANNOTATION};
 use crate::k8s::quantity::Quantity;
 
 /// A pod setting the webhook applies; bounded values, used as a metric label.
@@ -141,20 +141,17 @@ fn plan_affinity(input: &PlanInput, plan: &mut Plan) {
 
 /// Requests and limits as Velero builds them: a literal `"0"` (or an empty value) is unset.
 fn desired_resources(r: &PodResources) -> Value {
-    let pick = |pairs: [(&str, &String); 3]| -> serde_json::Map<String, Value> {
+    let pairs = r.pairs();
+    let pick = |value: for<'a> fn(&ResourcePair<'a>) -> &'a str| -> serde_json::Map<String, Value> {
         pairs
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty() && v.as_str() != "0")
-            .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+            .iter()
+            .map(|pair| (pair.resource, value(pair)))
+            .filter(|(_, v)| !v.is_empty() && *v != "0")
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
             .collect()
     };
-    let requests = pick([
-        ("cpu", &r.cpu_request),
-        ("memory", &r.memory_request),
-        ("ephemeral-storage", &r.ephemeral_storage_request),
-    ]);
-    let limits =
-        pick([("cpu", &r.cpu_limit), ("memory", &r.memory_limit), ("ephemeral-storage", &r.ephemeral_storage_limit)]);
+    let requests = pick(|pair| pair.request);
+    let limits = pick(|pair| pair.limit);
     let mut out = serde_json::Map::new();
     if !limits.is_empty() {
         out.insert("limits".into(), Value::Object(limits));
