@@ -50,7 +50,7 @@ pub enum CheckError {
 }
 
 /// Checks one file's text: a config value itself, or manifests holding the ConfigMap.
-pub fn check_file(
+pub fn findings_in_file(
     file: &str,
     text: &str,
     selection: &Selection,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use node_agent_webhook::check::{check_file, Finding, Selection};
+use node_agent_webhook::check::{findings_in_file, Finding, Selection};
 use node_agent_webhook::cluster::Cluster;
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
@@ -319,7 +319,7 @@ fn check(args: CheckArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match check_file(file, &text, &selection, &env) {
+        match findings_in_file(file, &text, &selection, &env) {
             Ok(found) => findings.extend(found),
             Err(err) => {
                 eprintln!("{err}");

@@ -27,7 +27,7 @@ impl Target {
 pub fn review_configmap(request: &Request, target: &Target, env: &Environment) -> Decision {
     match triage(request, target) {
         Review::Decided(decision) => decision,
-        Review::NeedsCheck(inputs) => check(target, env, &inputs),
+        Review::NeedsCheck(inputs) => checked_decision(target, env, &inputs),
     }
 }
 
@@ -79,7 +79,7 @@ pub fn triage(request: &Request, target: &Target) -> Review {
 type Contents = (BTreeMap<String, String>, Vec<String>);
 
 /// The second half of `review_configmap`: the config check and its verdict.
-pub fn check(target: &Target, env: &Environment, inputs: &CheckInputs) -> Decision {
+pub fn checked_decision(target: &Target, env: &Environment, inputs: &CheckInputs) -> Decision {
     let CheckInputs { new, old } = inputs;
     let old = old.as_ref();
     let check = check_configmap(&new.0, &new.1, env);

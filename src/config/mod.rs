@@ -35,7 +35,7 @@ pub fn check_value(text: &str, env: &Environment) -> Checked {
         }
     };
     let mut decoded = decode::decode(&root);
-    validate::validate(&mut decoded, env);
+    validate::add_rule_findings(&mut decoded, env);
     decoded.diagnostics.sort();
     Checked { config: decoded.config, diagnostics: decoded.diagnostics }
 }

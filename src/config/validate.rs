@@ -25,7 +25,7 @@ pub struct Environment<'a> {
 }
 
 /// Adds every semantic finding about `decoded.config` to `decoded.diagnostics`.
-pub fn validate(decoded: &mut Decoded, env: &Environment) {
+pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     let shared: &Decoded = decoded;
     let config = &shared.config;
     let mut v = Validator { decoded: shared, found: Diagnostics::default() };

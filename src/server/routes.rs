@@ -53,11 +53,12 @@ fn parse_timeout(query: &TimeoutQuery) -> Duration {
 }
 
 async fn validate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(&state, Webhook::Validate, &query, body, |state, request| async move { state.validate(&request) }).await
+    answer(&state, Webhook::Validate, &query, body, |state, request| async move { state.review_configmap(&request) })
+        .await
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(&state, Webhook::Mutate, &query, body, |state, request| async move { state.mutate(request).await }).await
+    answer(&state, Webhook::Mutate, &query, body, |state, request| async move { state.review_pod(request).await }).await
 }
 
 /// Reads the body up to [`MAX_BODY_BYTES`]; past that, drains it and answers 413.

@@ -1,6 +1,6 @@
 //! What the request handlers share: the live config, what is known about the cluster, the
 //! readiness handle and the metrics, and the two webhooks that read them, side by side:
-//! [`AppState::validate`] (the verdict cache around `validating`) and [`AppState::mutate`]
+//! [`AppState::review_configmap`] (the verdict cache around `validating`) and [`AppState::review_pod`]
 //! (the cluster lookups around `mutate`). Reads are a lock-free-in-practice `RwLock` read
 //! plus an `Arc` clone.
 
@@ -111,7 +111,7 @@ impl AppState {
 
     /// Decides a ConfigMap review; a config check whose inputs and environment equal the last
     /// one's reuses its verdict (contents compared in full, not hashed).
-    pub fn validate(&self, request: &Request) -> Decision {
+    pub fn review_configmap(&self, request: &Request) -> Decision {
         let inputs = match validating::triage(request, &self.target) {
             Review::Decided(decision) => return decision,
             Review::NeedsCheck(inputs) => inputs,
@@ -124,7 +124,7 @@ impl AppState {
             }
         }
         let env = Environment { velero_version, priority_classes: priority_classes.as_deref() };
-        let decision = validating::check(&self.target, &env, &inputs);
+        let decision = validating::checked_decision(&self.target, &env, &inputs);
         if let Ok(mut last) = self.last_verdict.lock() {
             *last = Some(Verdict { inputs, velero_version, priority_classes, decision: decision.clone() });
         }
@@ -133,14 +133,14 @@ impl AppState {
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
     /// The pod's metrics are written once, at the end, from what was gathered on the way.
-    pub async fn mutate(&self, request: Request) -> Decision {
+    pub async fn review_pod(&self, request: Request) -> Decision {
         let mut outcome = PodOutcome::default();
-        let decision = self.mutate_pod(request, &mut outcome).await;
+        let decision = self.pod_decision(request, &mut outcome).await;
         self.metrics.record_pod(&outcome);
         decision
     }
 
-    async fn mutate_pod(&self, request: Request, outcome: &mut PodOutcome) -> Decision {
+    async fn pod_decision(&self, request: Request, outcome: &mut PodOutcome) -> Decision {
         let mover = match self.identity.identify(&mutating::submission(&request)) {
             Ok(mover) => mover,
             Err(reason) => {
@@ -315,7 +315,7 @@ mod tests {
         ];
         for (step, change, request, allowed, warnings) in steps {
             change(&state);
-            let decision = state.validate(&request);
+            let decision = state.review_configmap(&request);
             assert_eq!(decision.allowed, allowed, "{step}: {decision:?}");
             assert_eq!(decision.warnings.len(), warnings.len(), "{step}: {:?}", decision.warnings);
             for (got, want) in decision.warnings.iter().zip(&warnings) {
