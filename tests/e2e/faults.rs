@@ -57,7 +57,9 @@ fn cluster_sh(command: &str) {
 }
 
 fn create_priority_class(name: &str, value: i32) {
-    let class = format!(r#"{{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {{"name": "{name}"}}, "value": {value}}}"#);
+    let class = format!(
+        r#"{{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {{"name": "{name}"}}, "value": {value}}}"#
+    );
     kubectl_stdin(&["create", "-f", "-"], &class).must();
 }
 

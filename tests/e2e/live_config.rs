@@ -59,8 +59,7 @@ fn an_edit_the_validating_webhook_would_refuse_is_not_served() {
     let before = errors();
 
     // Unregistered, so the API server stores what we would have denied.
-    let mut webhook = kubectl(&["get", "validatingwebhookconfiguration", "node-agent-webhook", "-o", "json"]).json();
-    kubectl(&["delete", "validatingwebhookconfiguration", "node-agent-webhook"]).must();
+    let webhook = unregister_validating_webhook();
     let stored = apply_config_as(
         |m| kubectl_stdin(&["apply", "-f", "-"], m),
         r#"{"podLabels": {"team": "broken"}, "podResources": {"cpuLimit": 2}}"#,
@@ -73,9 +72,48 @@ fn an_edit_the_validating_webhook_would_refuse_is_not_served() {
     assert_eq!(pod["metadata"]["labels"]["team"], "last-good", "the last good config keeps serving");
     delete_pods(&[name], NS);
 
-    if let Some(meta) = webhook["metadata"].as_object_mut() {
-        meta.retain(|k, _| k == "name" || k == "labels" || k == "annotations");
-    }
-    kubectl_stdin(&["create", "-f", "-"], &Value::to_string(&webhook)).must();
+    register_validating_webhook(&webhook);
     serve_config(&config_with_team("repaired"));
+}
+
+fn pod_team() -> Value {
+    let (name, pod) = pod_fixture("v1.18", "dataupload");
+    let (_, stored) = create_pod(Some(&Identity::node_agent()), &pod);
+    delete_pods(&[name], NS);
+    stored["metadata"]["labels"]["team"].clone()
+}
+
+fn reloads(result: &str) -> f64 {
+    metric_sum(&our_metrics(), "node_agent_webhook_config_reloads_total", &[&format!("result=\"{result}\"")])
+}
+
+#[test]
+fn the_server_is_ready_without_the_configmap_and_follows_its_creation_and_deletion() {
+    let _serial = serial();
+    webhook_down();
+    kubectl(&["delete", "cm", CONFIGMAP, "-n", NS, "--ignore-not-found"]).must();
+    webhook_up(); // returns once /readyz is 200
+    assert_eq!(reloads("missing"), 1.0, "read once, as missing");
+    assert_eq!(pod_team(), Value::Null, "no ConfigMap, no settings");
+
+    serve_config(&config_with_team("created"));
+    assert_eq!(pod_team(), "created");
+
+    kubectl(&["delete", "cm", CONFIGMAP, "-n", NS]).must();
+    wait_until("the deletion drops the settings", Duration::from_secs(10), || pod_team() == Value::Null);
+}
+
+#[test]
+fn the_server_is_ready_with_an_invalid_configmap_at_start() {
+    let _serial = serial();
+    webhook_down();
+    let webhook = unregister_validating_webhook();
+    kubectl(&["delete", "cm", CONFIGMAP, "-n", NS, "--ignore-not-found"]).must();
+    apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), r#"{"podLabels": {"team": 7}}"#).must();
+    webhook_up(); // returns once /readyz is 200
+    register_validating_webhook(&webhook);
+    assert_eq!(reloads("error"), 1.0, "read once, and rejected");
+    assert_eq!(pod_team(), Value::Null, "an invalid config gives no settings");
+    serve_config(&config_with_team("fixed"));
+    assert_eq!(pod_team(), "fixed");
 }

@@ -13,8 +13,12 @@ mod live_config;
 mod mutating;
 mod validating;
 
+use std::time::Duration;
+
 use harness::*;
 use serde_json::Value;
+
+pub const DENIED_BY: &str = "admission webhook \"validate-config.node-agent-webhook.io\" denied the request: ";
 
 /// The config most mutating scenarios serve: every setting the webhook applies.
 pub const FULL_CONFIG: &str = r#"{
@@ -66,6 +70,26 @@ pub fn pod_fixture(version: &str, kind: &str) -> (String, Value) {
     (name, renamed)
 }
 
+/// The validating webhook configuration as stored, to re-register it after a test removed it.
+pub fn unregister_validating_webhook() -> Value {
+    let mut stored = kubectl(&["get", "validatingwebhookconfiguration", "node-agent-webhook", "-o", "json"]).json();
+    kubectl(&["delete", "validatingwebhookconfiguration", "node-agent-webhook"]).must();
+    if let Some(meta) = stored["metadata"].as_object_mut() {
+        for field in ["resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"] {
+            meta.remove(field);
+        }
+    }
+    stored
+}
+
+/// Registers it again and waits until the API server calls it (its informer catches up).
+pub fn register_validating_webhook(object: &Value) {
+    kubectl_stdin(&["create", "-f", "-"], &object.to_string()).must();
+    wait_until("the validating webhook is called again", Duration::from_secs(10), || {
+        let run = apply_config_as(|m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m), "podLabels: {}");
+        run.stderr.contains(DENIED_BY)
+    });
+}
 /// Creates a pod with the given identity and returns kubectl's run and the stored pod.
 pub fn create_pod(identity: Option<&Identity>, pod: &Value) -> (Run, Value) {
     let text = pod.to_string();

@@ -191,14 +191,19 @@ fn the_load_affinity_entry_is_chosen_by_the_real_pvcs_storage_class() {
     let node_agent = Identity::node_agent();
 
     // DataUpload: the backup PVC in the Velero namespace (named as the DataUpload).
-    for (class, pool) in [("e2e-fast", "fast"), ("e2e-unlisted", "general")] {
+    // No PVC at all: the lookup finds nothing, and the entry without storageClass applies.
+    for (class, pool) in [(Some("e2e-fast"), "fast"), (Some("e2e-unlisted"), "general"), (None, "general")] {
         let (name, pod) = pod_fixture("v1.18", "dataupload");
-        create_pvc(NS, &name, class);
+        if let Some(class) = class {
+            create_pvc(NS, &name, class);
+        }
         let (_, stored) = create_pod(Some(&node_agent), &pod);
-        assert_eq!(pool_of(&stored), vec![json!(pool)], "DataUpload with a {class} backup PVC");
-        assert_eq!(node_affinity_terms(&stored), node_affinity_terms(&planned(CLASS_CONFIG, &pod, Some(class))));
+        assert_eq!(pool_of(&stored), vec![json!(pool)], "DataUpload with a {class:?} backup PVC");
+        assert_eq!(node_affinity_terms(&stored), node_affinity_terms(&planned(CLASS_CONFIG, &pod, class)));
         delete_pods(std::slice::from_ref(&name), NS);
-        kubectl(&["delete", "pvc", &name, "-n", NS, "--wait=false"]).must();
+        if class.is_some() {
+            kubectl(&["delete", "pvc", &name, "-n", NS, "--wait=false"]).must();
+        }
     }
 
     // DataDownload: the restore's target PVC in the application namespace, named by the CR. An

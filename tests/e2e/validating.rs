@@ -8,8 +8,6 @@ use serde_json::Value;
 use crate::harness::*;
 use crate::*;
 
-const DENIED_BY: &str = "admission webhook \"validate-config.node-agent-webhook.io\" denied the request: ";
-
 /// An example ConfigMap's data, written to files named as its keys: `--from-file` arguments.
 struct DataFiles {
     _dir: tempfile::TempDir,
@@ -187,30 +185,6 @@ fn a_denied_update_leaves_the_stored_value_as_it_was() {
     assert_eq!(stored_data(), Some(before), "a denied UPDATE changes nothing");
 }
 
-/// The validating webhook configuration as stored, to re-register it after a test removed it.
-fn unregister_validating_webhook() -> Value {
-    let mut stored = kubectl(&["get", "validatingwebhookconfiguration", "node-agent-webhook", "-o", "json"]).json();
-    kubectl(&["delete", "validatingwebhookconfiguration", "node-agent-webhook"]).must();
-    if let Some(meta) = stored["metadata"].as_object_mut() {
-        for field in ["resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"] {
-            meta.remove(field);
-        }
-    }
-    stored
-}
-
-/// Registers it again and waits until the API server calls it (its informer catches up).
-fn register_validating_webhook(object: &Value) {
-    kubectl_stdin(&["create", "-f", "-"], &object.to_string()).must();
-    let probe = data_files("03-docs-complete-example-thresholdInGB");
-    wait_until("the validating webhook is called again", Duration::from_secs(10), || {
-        let mut args = vec!["create", "cm", CONFIGMAP, "-n", NS, "--dry-run=server"];
-        args.extend(probe.args.iter().map(String::as_str));
-        let run = kubectl(&args);
-        run.stderr.contains(DENIED_BY)
-    });
-}
-
 #[test]
 fn a_metadata_only_update_of_a_configmap_stored_with_an_old_mistake_is_admitted() {
     let _serial = serial();
@@ -267,4 +241,49 @@ fn other_configmaps_never_reach_the_server() {
         kubectl(&["delete", "cm", name, "-n", namespace]).must();
     }
     assert_eq!(reviews(), before, "none of them was sent to the server");
+}
+
+/// What a dry run of `value` as the node-agent ConfigMap makes kubectl print as warnings.
+fn dry_run_warnings(value: &str) -> Vec<String> {
+    apply_config_as(|m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m), value).must().warnings()
+}
+
+#[test]
+fn version_warnings_follow_the_node_agent_daemonsets_image() {
+    let _serial = serial();
+    let set_image = |tag: &str| {
+        let image = format!("node-agent=velero/velero:{tag}");
+        kubectl(&["set", "image", "daemonset/node-agent", "-n", NS, &image]).must();
+        // The server reads the version once, at start.
+        webhook_down();
+        webhook_up();
+    };
+    set_image("v1.17.0");
+    assert_eq!(
+        dry_run_warnings(r#"{"podLabels": {"team": "a"}}"#),
+        vec![
+            "data[node-agent-config.json]: podLabels: node-agent of Velero 1.17.0 ignores this (supported since 1.18.0); \
+             the mutating webhook applies it to new data-mover pods (line 1, column 15)"
+                .to_string()
+        ]
+    );
+    set_image("v1.18.1");
+    assert_eq!(dry_run_warnings(r#"{"podLabels": {"team": "a"}}"#), Vec::<String>::new());
+}
+
+#[test]
+fn the_priority_class_warning_follows_the_classes_in_the_cluster() {
+    let _serial = serial();
+    webhook_up();
+    let class = unique("e2e-followed");
+    let config = format!(r#"{{"priorityClassName": "{class}"}}"#);
+    let missing = |warnings: Vec<String>| warnings.iter().any(|w| w.contains("does not exist"));
+    assert!(missing(dry_run_warnings(&config)));
+    let created = format!(
+        r#"{{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {{"name": "{class}"}}, "value": 10}}"#
+    );
+    kubectl_stdin(&["create", "-f", "-"], &created).must();
+    wait_until("the watch sees the new class", Duration::from_secs(5), || !missing(dry_run_warnings(&config)));
+    kubectl(&["delete", "priorityclass", &class]).must();
+    wait_until("the watch sees it go", Duration::from_secs(5), || missing(dry_run_warnings(&config)));
 }
