@@ -390,4 +390,3 @@ async fn storage_class_lookup_against_slow_fake_api_server_times_out_and_is_not_
     assert_eq!(cluster.storage_class_of_pvc("velero", "backup-slow").await.ok(), Some(Some("gp3".to_string())));
     assert_eq!(fake.calls(&path), 2, "a timeout is not cached");
 }
-
