@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds Velero's `velero` binary (node-agent is `velero node-agent server`) from its Go module,
+# for the end-to-end suite with the real node-agent (tests/e2e_velero) and the config judge
+# (hack/velero/judge.sh), into _out/velero/<version>/bin/velero (git-ignored).
+#
+#   hack/velero/build.sh              # v1.18.1 (hack/velero/v1.18/go.mod)
+#   hack/velero/build.sh v1.17.2      # the version pinned in hack/velero/v1.17/go.mod
+#   hack/velero/build.sh crds v1.18.1 # prints the module's CRD directories (config/crd/*/bases)
+#   hack/velero/build.sh version      # prints every pinned version, one a line
+#
+# One tools module per Velero minor (hack/velero/v1.MINOR), each pinning one patch release and
+# copying the replaces that Velero's own go.mod has (its kopia fork) plus the few this
+# workplace's module proxy needs (see the go.mod comments). A build is skipped when the module's
+# go.mod and go.sum are unchanged since the last one (the stamp file holds their hash); the Go
+# build cache keeps a rebuild incremental. Prints the binary's path on stdout, the rest on stderr.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+die() { echo "hack/velero/build.sh: $*" >&2; exit 2; }
+
+# The require line of Velero itself, in or out of a require block (tidy marks it indirect).
+pinned_in() {
+  awk '$1 == "github.com/vmware-tanzu/velero" { print $2 } $1 == "require" && $2 == "github.com/vmware-tanzu/velero" { print $3 }' "$1/go.mod" | head -n1
+}
+
+if [ "${1:-}" = version ]; then
+  for module in "$here"/v1.*/; do pinned_in "$module"; done | sort -V
+  exit 0
+fi
+
+mode=build
+if [ "${1:-}" = crds ]; then mode=crds; shift; fi
+version=${1:-${VELERO_VERSION:-v1.18.1}}
+case "$version" in v*) ;; *) version="v$version" ;; esac
+[[ "$version" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "VERSION must be v1.MINOR.PATCH, got '$version'"
+module="$here/v1.${BASH_REMATCH[1]}"
+[ -f "$module/go.mod" ] || die "no tools module for Velero v1.${BASH_REMATCH[1]} (have: $(cd "$here" && ls -d v1.* | tr '\n' ' '))"
+pinned=$(pinned_in "$module")
+[ "$pinned" = "$version" ] ||
+  die "hack/velero/v1.${BASH_REMATCH[1]}/go.mod pins $pinned, not $version: edit its require (and its kopia replace, from that release's go.mod) and run 'go mod tidy' there"
+
+if [ "$mode" = crds ]; then
+  dir=$(cd "$module" && go mod download -json "github.com/vmware-tanzu/velero@$version" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir/config/crd/v1/bases" ] || die "no config/crd/v1/bases in $dir"
+  echo "$dir/config/crd/v1/bases"
+  echo "$dir/config/crd/v2alpha1/bases"
+  exit 0
+fi
+
+out="$root/_out/velero/$version"
+bin="$out/bin/velero"
+mkdir -p "$out/bin"
+stamp=$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -d' ' -f1)
+if [ -x "$bin" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
+  echo "velero $version is up to date in ${bin#"$root"/}" >&2
+  echo "$bin"
+  exit 0
+fi
+
+echo "building velero $version from its Go module (a cold build takes several minutes)" >&2
+start=$(date +%s)
+ldflags="-s -w -X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=$version"
+ldflags+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitTreeState=clean"
+(cd "$module" && nice go build -trimpath -ldflags "$ldflags" -o "$bin.tmp" github.com/vmware-tanzu/velero/cmd/velero) >&2
+mv "$bin.tmp" "$bin"
+echo "$stamp" >"$out/stamp"
+echo "built velero $version in $(($(date +%s) - start)) s into ${bin#"$root"/}" >&2
+echo "$bin"
