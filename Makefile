@@ -15,7 +15,7 @@ build: ## Build the binary (debug)
 
 test: ## Run every test: unit, vectors, integration (real TLS server), manifests, end to end (real kube-apiserver)
 	@# kubectl comes from the control-plane build, so every step uses the same release.
-	PATH="$$(hack/controlplane/build.sh):$$PATH" $(MAKE) --no-print-directory unit validate-manifests e2e
+	PATH="$$(hack/controlplane/build.sh):$$PATH" $(MAKE) --no-print-directory unit validate-manifests e2e helm-test
 
 unit: ## The quick loop: unit, vector and integration tests (no control plane)
 	$(CARGO) test --locked --all-targets
@@ -75,10 +75,14 @@ soak: ## Steady load for SOAK_DURATION seconds (default 300) with certificate an
 	bench/soak.sh
 
 # --- Helm chart (charts/node-agent-webhook; helm is built from hack/helm/go.mod, cached) --------
-.PHONY: helm-lint helm-package
+.PHONY: helm-lint helm-test helm-package
 
 helm-lint: ## helm lint --strict the chart in every certificate mode
 	hack/helm/test.sh lint
+
+helm-test: ## The Helm chart: lint, strict schema validation (1.30, 1.37), drift against kustomize, and install/upgrade/uninstall on the real API server
+	hack/helm/test.sh
+	hack/helm/e2e.sh
 
 helm-package: helm-lint ## Build the chart archive into _out/charts/
 	@helm=$$(hack/helm/build.sh | tail -n 1) && mkdir -p _out/charts && $$helm package charts/node-agent-webhook --destination _out/charts
