@@ -5,7 +5,7 @@ IMG ?= node-agent-webhook:latest
 OVERLAY ?= self-signed
 BIN := target/debug/node-agent-webhook
 
-.PHONY: help build test unit lint fmt demo run certs manifests validate-manifests docker-build deploy undeploy e2e e2e-kind controlplane bench fuzz soak
+.PHONY: help build test unit lint fmt demo run certs manifests validate-manifests docker-build deploy undeploy e2e e2e-kind controlplane bench bench-e2e fuzz soak
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ e2e-kind: ## The kind recipe, for machines with Docker and kind (not run by make
 
 bench: ## Throughput and latency against a minimal hyper+rustls ceiling (release, ~17 min; see bench/RESULTS.md)
 	bench/run.sh
+
+bench-e2e: ## Pod creation and ConfigMap writes through the real kube-apiserver: ours vs no webhook vs a no-op (POINT_PODS=2000; see bench/RESULTS.md)
+	bench/e2e/run.sh
 
 fuzz: ## cargo-fuzz every target for FUZZ_SECONDS (default 60) each
 	fuzz/run.sh

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""The report of `make bench-e2e`: bench/e2e/report.py OUT_DIR > OUT_DIR/report.md.
+
+Reads OUT_DIR/results.jsonl (one line per block, from bench/e2e/run.sh), OUT_DIR/raw/*.tsv
+(every timed request: class<TAB>micros), rss.tsv and machine.txt. The percentiles of a
+configuration are over all its blocks' requests together; creates/s is its requests over the
+sum of its blocks' timed seconds. Added latency = (b or c) - a at the same percentile.
+"""
+import json
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+
+CFG_NAME = {"a": "a: no webhook", "b": "b: ours", "c": "c: no-op (ceiling)"}
+LOAD_NAME = {"pods": "pod create", "configmaps": "ConfigMap write", "mix": "pod create, mix",
+             "pods-nopc": "pod create, config without priorityClassName"}
+LOADS = ["pods", "configmaps", "mix", "pods-nopc"]
+TARGET_RATIO = 1.2
+
+
+def pct(sorted_values, q):
+    if not sorted_values:
+        return math.nan
+    rank = min(max(math.ceil(q * len(sorted_values)), 1), len(sorted_values))
+    return sorted_values[rank - 1] / 1000.0
+
+
+def fmt(x, digits=2):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def main(out):
+    rows = [json.loads(line) for line in open(os.path.join(out, "results.jsonl")) if line.strip()]
+    machine = open(os.path.join(out, "machine.txt")).read() if os.path.exists(os.path.join(out, "machine.txt")) else ""
+
+    # (load, conc, cfg) -> samples per class, seconds, failures, metrics
+    samples = defaultdict(lambda: defaultdict(list))
+    seconds = defaultdict(float)
+    failed = defaultdict(int)
+    timeouts = defaultdict(int)
+    calls = defaultdict(float)
+    calls200 = defaultdict(float)
+    dsum = defaultdict(float)
+    dcount = defaultdict(float)
+    exclusions = defaultdict(float)
+    fail_open = defaultdict(float)
+    buckets = defaultdict(lambda: defaultdict(float))
+    blocks = defaultdict(list)
+    ours_own = defaultdict(lambda: defaultdict(float))
+    loadavgs = []
+    errors = defaultdict(set)
+    for r in rows:
+        load = r.get("load", r["kind"])
+        key = (load, r["concurrency"], r["cfg"])
+        seconds[key] += r["elapsed_s"]
+        failed[key] += r["failed"] + r.get("warmup_failed", 0) + r.get("delete_failed", 0)
+        for e in r.get("errors", []):
+            errors[key].add(e[:200])
+            if "timed out" in e or "Timeout" in e:
+                timeouts[key] += 1
+        calls[key] += r["webhook_calls"]
+        calls200[key] += r["webhook_calls_200"]
+        dsum[key] += r["webhook_duration_sum_s"]
+        dcount[key] += r["webhook_duration_count"]
+        exclusions[key] += r["match_exclusions"]
+        fail_open[key] += r["fail_open"]
+        webhook = "validate-config" if r["kind"] == "configmaps" else "mutate-datamover-pods"
+        for series, value in r.get("metrics_delta", {}).items():
+            if series.startswith("apiserver_admission_webhook_admission_duration_seconds_bucket") and webhook in series:
+                le = re.search(r'le="([^"]+)"', series).group(1)
+                buckets[key][le] += value
+        loadavgs.append(float(r["loadavg"].split()[0]))
+        ours_metrics = os.path.join(out, "raw", "ours-metrics-" + r["tag"] + ".txt")
+        if r["cfg"] == "b" and os.path.exists(ours_metrics):
+            which = "validate" if r["kind"] == "configmaps" else "mutate"
+            for line in open(ours_metrics):
+                for part in ("sum", "count"):
+                    if line.startswith(f'node_agent_webhook_admission_duration_seconds_{part}{{webhook="{which}"}}'):
+                        ours_own[key][part] += float(line.split()[-1])
+        raw = os.path.join(out, "raw", r["tag"] + ".tsv")
+        block = []
+        if os.path.exists(raw):
+            for line in open(raw):
+                cls, micros = line.split("\t")
+                samples[key][cls].append(int(micros))
+                block.append(int(micros))
+        block.sort()
+        blocks[(load, r["concurrency"])].append((r["block"], r["cfg"], pct(block, 0.5), pct(block, 0.99), r["loadavg"]))
+
+    points = sorted({(k[0], k[1]) for k in seconds}, key=lambda p: (LOADS.index(p[0]), p[1]))
+    p = print
+    p("# make bench-e2e: pod creation and ConfigMap writes through the real API server\n")
+    p("```text\n" + machine.strip() + "\n```\n")
+    if loadavgs:
+        p(f"Load average (1 min) at the start of the {len(loadavgs)} blocks: min {min(loadavgs):.2f}, "
+          f"median {sorted(loadavgs)[len(loadavgs) // 2]:.2f}, max {max(loadavgs):.2f} (2 cores).\n")
+
+    p("## Latency and throughput per configuration\n")
+    p("| load | conc | config | requests | failed | per s | p50 ms | p99 ms | p99.9 ms | webhook calls | API server's webhook mean ms |")
+    p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    stats = {}
+    for load, conc in points:
+        for cfg in "abc":
+            key = (load, conc, cfg)
+            if key not in seconds:
+                continue
+            every = sorted(v for cls in samples[key].values() for v in cls)
+            stats[key] = {q: pct(every, q) for q in (0.5, 0.99, 0.999)}
+            stats[key]["rate"] = len(every) / seconds[key] if seconds[key] else math.nan
+            mean = 1000 * dsum[key] / dcount[key] if dcount[key] else None
+            p(f"| {LOAD_NAME[load]} | {conc} | {CFG_NAME[cfg]} | {len(every):,} | {failed[key]} | {fmt(stats[key]['rate'], 0)} | "
+              f"{fmt(stats[key][0.5])} | {fmt(stats[key][0.99])} | {fmt(stats[key][0.999])} | {calls[key]:,.0f} | {fmt(mean)} |")
+    p("")
+
+    p("## Added latency: (b) ours − (a) and (c) no-op − (a), and their ratio\n")
+    p(f"Target: ours' added p50 and p99 ≤ {TARGET_RATIO} × the no-op's.\n")
+    p("| load | conc | p50 ours / no-op added ms | ratio | p99 ours / no-op added ms | ratio | p99.9 ours / no-op added ms | ratio | per s a / b / c | target |")
+    p("|---|---:|---|---:|---|---:|---|---:|---|---|")
+    verdicts = []
+    for load, conc in points:
+        if not all((load, conc, c) in stats for c in "abc"):
+            continue
+        a, b, c = (stats[(load, conc, x)] for x in "abc")
+        cells, ok = [], True
+        for q in (0.5, 0.99, 0.999):
+            ours, noop = b[q] - a[q], c[q] - a[q]
+            ratio = ours / noop if noop > 0 else math.nan
+            if q in (0.5, 0.99):
+                # A no-op that adds nothing measurable leaves only the absolute difference to judge.
+                ok = ok and (ratio <= TARGET_RATIO if noop > 0 else ours <= 0)
+            cells.append(f"{fmt(ours)} / {fmt(noop)} | {fmt(ratio)}")
+        verdict = "met" if ok else "**missed**"
+        verdicts.append((load, conc, verdict))
+        p(f"| {LOAD_NAME[load]} | {conc} | {' | '.join(cells)} | {fmt(a['rate'], 0)} / {fmt(b['rate'], 0)} / {fmt(c['rate'], 0)} | {verdict} |")
+    p("")
+
+    p("## Per block (drift check): p50 / p99 ms of each block, in the order run\n")
+    p("| load | conc | block | order | a | b | c | load avg at start |")
+    p("|---|---:|---:|---|---|---|---|---|")
+    for load, conc in points:
+        by_block = defaultdict(dict)
+        order = defaultdict(str)
+        la = defaultdict(list)
+        for blk, cfg, p50, p99, loadavg in blocks[(load, conc)]:
+            by_block[blk][cfg] = f"{fmt(p50)} / {fmt(p99)}"
+            order[blk] += cfg
+            la[blk].append(loadavg.split()[0])
+        for blk in sorted(by_block):
+            cells = " | ".join(by_block[blk].get(c, "–") for c in "abc")
+            p(f"| {LOAD_NAME[load]} | {conc} | {blk} | {order[blk]} | {cells} | {', '.join(la[blk])} |")
+    p("")
+
+    p("## The API server's view (its /metrics, change over the timed requests)\n")
+    p("`apiserver_admission_webhook_request_total` and `apiserver_admission_webhook_admission_duration_seconds` "
+      "for our webhook's name (`mutate-datamover-pods.node-agent-webhook.io` for pods, "
+      "`validate-config.node-agent-webhook.io` for the ConfigMap; under c the ceiling answers under the same name). "
+      "The last column is our server's `node_agent_webhook_admission_duration_seconds` (from the request's "
+      "arrival to its answer, warm-up and probes included).\n")
+    p("| load | conc | config | requests | calls | calls with 200 | calls per request | fail-open | matchCondition exclusions | mean ms | ≤ 5 ms | ≤ 25 ms | ≤ 100 ms | our server's own mean ms |")
+    p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for load, conc in points:
+        for cfg in "bc":
+            key = (load, conc, cfg)
+            if key not in seconds:
+                continue
+            n = sum(len(v) for v in samples[key].values())
+            bk = buckets[key]
+            total = dcount[key]
+
+            def share(le):
+                return f"{100 * bk.get(le, 0) / total:.1f} %" if total else "–"
+
+            def own(key):
+                o = ours_own.get(key)
+                return fmt(1000 * o["sum"] / o["count"]) if o and o["count"] else "–"
+
+            mean = 1000 * dsum[key] / total if total else None
+            p(f"| {LOAD_NAME[load]} | {conc} | {CFG_NAME[cfg]} | {n:,} | {calls[key]:,.0f} | {calls200[key]:,.0f} | "
+              f"{calls[key] / n if n else math.nan:.3f} | {fail_open[key]:.0f} | {exclusions[key]:,.0f} | {fmt(mean)} | "
+              f"{share('0.005')} | {share('0.025')} | {share('0.1')} | {own(key)} |")
+    p("")
+
+    mix = [(conc, cfg) for (load, conc, cfg) in seconds if load == "mix"]
+    if mix:
+        p("## The mix: who reaches the webhook\n")
+        p("Per four pods in the Velero namespace: one DataUpload pod by node-agent (`datamover`), one pod by node-agent's "
+          "ServiceAccount without a data-mover label (`sa-plain`: the second matchCondition excludes it), two by another "
+          "user (`other-user`, as Velero's Deployment, DaemonSet and Job controllers: the first excludes them).\n")
+        p("| conc | config | class | requests | p50 ms | p99 ms | p99.9 ms |")
+        p("|---:|---|---|---:|---:|---:|---:|")
+        for conc in sorted({c for c, _ in mix}):
+            for cfg in "abc":
+                key = ("mix", conc, cfg)
+                for cls in ("datamover", "sa-plain", "other-user"):
+                    v = sorted(samples[key].get(cls, []))
+                    if v:
+                        p(f"| {conc} | {CFG_NAME[cfg]} | {cls} | {len(v):,} | {fmt(pct(v, .5))} | {fmt(pct(v, .99))} | {fmt(pct(v, .999))} |")
+            key = ("mix", conc, "b")
+            if key in seconds:
+                n = sum(len(v) for v in samples[key].values())
+                dm = len(samples[key].get("datamover", []))
+                p(f"\nUnder b at concurrency {conc}: {n:,} pods created in the Velero namespace, {dm:,} of them data-mover "
+                  f"pods; the API server called our webhook {calls[key]:,.0f} times and excluded "
+                  f"{exclusions[key]:,.0f} requests by a matchCondition: **{100 * (n - calls[key]) / n:.1f} % of the pods "
+                  f"never reached us**.\n")
+
+    rss = os.path.join(out, "rss.tsv")
+    if os.path.exists(rss):
+        vals = [line.split("\t") for line in open(rss) if line.strip()]
+        if vals:
+            peak = max(vals, key=lambda v: int(v[1]))
+            p("## Our server's memory\n")
+            p(f"Our server runs anew in every b block ({len(vals)} processes). Peak RSS (VmHWM) over all of them: "
+              f"**{int(peak[1]) / 1024:.1f} MiB** (in {peak[0]}); RSS at the end of the last block: "
+              f"{int(vals[-1][2]) / 1024:.1f} MiB. Target ≤ 24 MiB: {'met' if int(peak[1]) <= 24 * 1024 else '**missed**'}.\n")
+
+    p("## Failures\n")
+    total_failed = sum(failed.values())
+    p(f"Failed requests (timed, warm-up and background deletes): {total_failed}; timed out: {sum(timeouts.values())}.\n")
+    for key, errs in sorted(errors.items()):
+        for e in sorted(errs):
+            p(f"- {key}: {e}")
+    if verdicts:
+        p("\n## Targets\n")
+        for load, conc, verdict in verdicts:
+            p(f"- {LOAD_NAME[load]}, concurrency {conc}: added p50 and p99 ≤ {TARGET_RATIO} × the no-op's: {verdict}")
+        p(f"- no failed or timed-out request: {'met' if total_failed == 0 else '**missed**'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# make bench-e2e: the latency a user feels, through the real kube-apiserver of the e2e suite.
+#
+# Creates the v1.18 DataUpload pod as node-agent does (bench/e2e/src/main.rs, kube-rs) and
+# writes the node-agent ConfigMap as `kubectl apply` does, under three configurations measured
+# in the same run and alternated in short blocks:
+#   a  no webhook configuration registered (MutatingWebhookConfiguration for pods,
+#      ValidatingWebhookConfiguration for the ConfigMap)
+#   b  ours as shipped (the self-signed overlay, our release binary on 127.0.0.1:443, run as in
+#      a cluster: no --config-file, its own ServiceAccount's token)
+#   c  bench/ceiling on 127.0.0.1:443 with the same certificate, under the same webhook
+#      configuration: allowed, no patch
+# Points: pods and configmaps at each of BENCH_CONCS, a mix of pods of which one in four is a
+# data-mover pod (the others never reach us), and pods-nopc: the pods again under a config
+# without priorityClassName (our server then makes no API call of its own per pod). Each point is BENCH_BLOCKS blocks per
+# configuration; the order of a, b, c rotates from block to block.
+#
+# Knobs: POINT_PODS (2000: timed requests per point and configuration), BENCH_BLOCKS (4),
+# BENCH_WARMUP (20 requests per block, untimed), BENCH_CONCS ("1 16"), BENCH_MIX_CONCS ("16"),
+# BENCH_E2E_LOADS ("pods configmaps mix pods-nopc"), BENCH_NOPC_CONCS ("1 16"), BENCH_NICE (5, for the measured processes; the
+# builds run at nice 10), BENCH_PORT_WAIT (120: seconds to wait for another run to free
+# 127.0.0.1:443 before failing), BENCH_NO_BUILD=1, E2E_KEEP=1 (leave the control plane up).
+# State: E2E_DIR (default _out/e2e-bench, its own control plane). Output: bench/out/e2e-<time>/
+# (report.md, results.jsonl, raw/), linked from bench/out/latest-e2e.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+POINT_PODS=${POINT_PODS:-2000}
+BENCH_BLOCKS=${BENCH_BLOCKS:-4}
+BENCH_WARMUP=${BENCH_WARMUP:-20}
+BENCH_CONCS=${BENCH_CONCS:-"1 16"}
+BENCH_MIX_CONCS=${BENCH_MIX_CONCS:-"16"}
+BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps mix pods-nopc"}
+BENCH_NOPC_CONCS=${BENCH_NOPC_CONCS:-"1 16"}
+BENCH_NICE=${BENCH_NICE:-5}
+BENCH_PORT_WAIT=${BENCH_PORT_WAIT:-120}
+export E2E_DIR=${E2E_DIR:-$root/_out/e2e-bench}
+WEBHOOK_PORT=443
+client_target=$root/_out/e2e-bench-build/target
+
+die() { echo "bench-e2e: $*" >&2; exit 1; }
+log() { echo "bench-e2e: $(date -u +%H:%M:%S) $*" >&2; }
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=$root/bench/out/e2e-$stamp
+mkdir -p "$out/raw"
+ln -sfn "e2e-$stamp" "$root/bench/out/latest-e2e"
+start_s=$(date +%s)
+
+# 127.0.0.1:443 is where the API server dials the webhook (the ExternalName Service of
+# hack/e2e/overlay). Other e2e runs on this machine use it too: never measure through a server
+# that is not the one this script started.
+holder() { ss -ltnpH "sport = :$WEBHOOK_PORT" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -n 1 | cut -d= -f2; }
+port_taken() { [ -n "$(ss -ltnH "sport = :$WEBHOOK_PORT" 2>/dev/null)" ]; }
+require_port_free() {
+  local deadline=$((SECONDS + BENCH_PORT_WAIT)) said=
+  while port_taken && [ $SECONDS -lt $deadline ]; do
+    [ -n "$said" ] || { log "127.0.0.1:$WEBHOOK_PORT is taken (pid $(holder)); waiting up to $BENCH_PORT_WAIT s"; said=1; }
+    sleep 0.5
+  done
+  if port_taken; then
+    ss -ltnp "sport = :$WEBHOOK_PORT" >&2 || true
+    die "127.0.0.1:$WEBHOOK_PORT is taken by another process (above), probably another e2e run: the API server would call it instead of the server under test. Wait for it to finish and run again."
+  fi
+}
+require_holder() {
+  local want=$1 got
+  got=$(holder)
+  [ "$got" = "$want" ] || die "127.0.0.1:$WEBHOOK_PORT is held by pid '${got:-nobody}', not by the server under test ($want)"
+}
+
+# --- builds -------------------------------------------------------------------------------
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+  log "building the server, the ceiling and the load client (release)"
+  nice -n 10 cargo build --release --locked --bin node-agent-webhook >&2
+  (cd bench/ceiling && nice -n 10 cargo build --release --locked >&2)
+  (cd bench/e2e && CARGO_TARGET_DIR=$client_target nice -n 10 cargo build --release --locked >&2)
+fi
+server_bin=$root/target/release/node-agent-webhook
+ceiling_bin=$root/bench/ceiling/target/release/ceiling
+load_bin=$client_target/release/e2e-load
+for b in "$server_bin" "$ceiling_bin" "$load_bin"; do [ -x "$b" ] || die "missing $b (run without BENCH_NO_BUILD)"; done
+
+# --- control plane ------------------------------------------------------------------------
+require_port_free
+hack/controlplane/build.sh >/dev/null
+hack/controlplane/cluster.sh up
+cleanup() {
+  stop_server
+  # A run cut short still reports the blocks it measured.
+  if [ ! -s "$out/report.md" ] && [ -s "$out/results.jsonl" ]; then
+    python3 bench/e2e/report.py "$out" >"$out/report.md" 2>&1 || true
+    log "incomplete run: partial report in $out/report.md"
+  fi
+  if [ "${E2E_KEEP:-0}" != 1 ]; then hack/controlplane/cluster.sh down; fi
+}
+trap cleanup EXIT
+eval "$(hack/controlplane/cluster.sh env)"
+hack/e2e/install.sh >"$out/install.log" 2>&1 || { cat "$out/install.log" >&2; die "install failed"; }
+
+bench=$E2E_DIR/bench
+mkdir -p "$bench" "$E2E_DIR/serving"
+cp certs/ca.pem certs/serving.pem certs/serving.key "$E2E_DIR/serving/"
+for kind in mutating validating; do
+  kubectl get "${kind}webhookconfiguration" node-agent-webhook -o json |
+    jq 'del(.metadata.resourceVersion, .metadata.uid, .metadata.creationTimestamp, .metadata.generation, .metadata.managedFields)' \
+      >"$bench/$kind.json"
+done
+
+# Kubeconfigs holding ServiceAccount tokens (as tests/e2e/harness.rs makes them).
+sa_kubeconfig() {
+  local account=$1 pod=${2:-} file token server
+  file=$bench/kubeconfig-$account${pod:+-$pod}
+  if [ -n "$pod" ]; then
+    token=$(kubectl create token "$account" -n velero --duration 4h --bound-object-kind Pod --bound-object-name "$pod")
+  else
+    token=$(kubectl create token "$account" -n velero --duration 4h)
+  fi
+  server=$(awk '/server:/ {print $2; exit}' "$KUBECONFIG")
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: $server
+    certificate-authority: $E2E_DIR/pki/ca.crt
+users:
+- name: $account
+  user:
+    token: $token
+contexts:
+- name: e2e
+  context: {cluster: e2e, user: $account}
+current-context: e2e
+EOF
+  echo "$file"
+}
+webhook_kubeconfig=$(sa_kubeconfig node-agent-webhook)
+export NODE_AGENT_KUBECONFIG ADMIN_KUBECONFIG=$KUBECONFIG FIXTURE=$root/testdata/pods/v1.18/pod-dataupload.json
+NODE_AGENT_KUBECONFIG=$(sa_kubeconfig velero node-agent-e2e01)
+export RUN_ID=b$(date +%s | tail -c 6)
+
+# --- the servers --------------------------------------------------------------------------
+server_pid=
+server_kind=
+metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+start_ours() {
+  require_port_free
+  KUBECONFIG=$webhook_kubeconfig RUST_LOG=info nice -n "$BENCH_NICE" "$server_bin" serve --log-format json \
+    --bind "127.0.0.1:$WEBHOOK_PORT" --metrics-bind "127.0.0.1:$metrics_port" \
+    --tls-cert "$E2E_DIR/serving/serving.pem" --tls-key "$E2E_DIR/serving/serving.key" \
+    --shutdown-delay 0s --shutdown-grace 2s >/dev/null 2>>"$E2E_DIR/node-agent-webhook.log" &
+  server_pid=$!
+  server_kind=ours
+  echo "$server_pid" >>"$E2E_DIR/pids"
+  local deadline=$((SECONDS + 30))
+  until curl -fsS "http://127.0.0.1:$metrics_port/readyz" >/dev/null 2>&1; do
+    kill -0 "$server_pid" 2>/dev/null || { tail -n 20 "$E2E_DIR/node-agent-webhook.log" >&2; die "our server exited"; }
+    [ $SECONDS -lt $deadline ] || die "our server not ready after 30 s"
+    sleep 0.1
+  done
+  require_holder "$server_pid"
+}
+
+start_ceiling() {
+  require_port_free
+  nice -n "$BENCH_NICE" "$ceiling_bin" --bind "127.0.0.1:$WEBHOOK_PORT" \
+    --tls-cert "$E2E_DIR/serving/serving.pem" --tls-key "$E2E_DIR/serving/serving.key" 2>>"$E2E_DIR/ceiling.log" &
+  server_pid=$!
+  server_kind=ceiling
+  echo "$server_pid" >>"$E2E_DIR/pids"
+  local waited=0
+  until [ "$(holder)" = "$server_pid" ]; do
+    kill -0 "$server_pid" 2>/dev/null || die "the ceiling exited (see $E2E_DIR/ceiling.log)"
+    [ $waited -lt 100 ] || die "the ceiling is not listening after 10 s"
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
+# Our server's peak RSS (VmHWM) and its own metrics, read before it stops.
+record_ours() {
+  local tag=$1
+  [ "$server_kind" = ours ] || return 0
+  printf '%s\t%s\t%s\n' "$tag" "$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")" \
+    "$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")" >>"$out/rss.tsv"
+  curl -fsS "http://127.0.0.1:$metrics_port/metrics" >"$out/raw/ours-metrics-$tag.txt" 2>/dev/null || true
+}
+
+stop_server() {
+  [ -n "$server_pid" ] || return 0
+  kill -TERM "$server_pid" 2>/dev/null || true
+  local waited=0
+  while kill -0 "$server_pid" 2>/dev/null && [ $waited -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+  kill -KILL "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+  server_kind=
+}
+
+ensure_registered() {
+  local kind=$1
+  kubectl get "${kind}webhookconfiguration" node-agent-webhook >/dev/null 2>&1 || kubectl create -f "$bench/$kind.json" >/dev/null
+}
+
+# Puts configuration $2 (a, b, c) in place for load $1 and waits until the API server uses it.
+switch_to() {
+  local load=$1 cfg=$2 kind probe
+  if [ "$load" = configmaps ]; then kind=validating; probe=probe-configmaps; else kind=mutating; probe=probe-pods; fi
+  case $cfg in
+    a)
+      stop_server
+      kubectl delete "${kind}webhookconfiguration" node-agent-webhook --ignore-not-found >/dev/null
+      "$load_bin" "$probe" none
+      ;;
+    b)
+      [ "$server_kind" = ours ] || { stop_server; start_ours; }
+      ensure_registered "$kind"
+      if [ "$probe" = probe-pods ]; then "$load_bin" "$probe" ours; else "$load_bin" "$probe" webhook; fi
+      ;;
+    c)
+      [ "$server_kind" = ceiling ] || { stop_server; start_ceiling; }
+      ensure_registered "$kind"
+      if [ "$probe" = probe-pods ]; then "$load_bin" "$probe" noop; else "$load_bin" "$probe" webhook; fi
+      ;;
+  esac
+}
+
+# The config every pod gets (and the ConfigMap the validating load rewrites), admitted by ours.
+start_ours
+"$load_bin" probe-configmaps webhook 2>/dev/null || true
+ensure_registered mutating
+"$load_bin" probe-pods ours
+
+# --- machine --------------------------------------------------------------------------------
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.lock || echo ' (+ uncommitted changes in src or Cargo.lock)')"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') x $(nproc)"
+  echo "memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r)"
+  echo "kube-apiserver: $(kubectl version -o json | jq -r .serverVersion.gitVersion)"
+  echo "rustc: $(rustc --version)"
+  echo "knobs: POINT_PODS=$POINT_PODS BENCH_BLOCKS=$BENCH_BLOCKS BENCH_WARMUP=$BENCH_WARMUP BENCH_CONCS='$BENCH_CONCS' BENCH_MIX_CONCS='$BENCH_MIX_CONCS' BENCH_E2E_LOADS='$BENCH_E2E_LOADS' BENCH_NOPC_CONCS='$BENCH_NOPC_CONCS' BENCH_NICE=$BENCH_NICE"
+} >"$out/machine.txt"
+cat "$out/machine.txt" >&2
+
+ours_generation() {
+  curl -fsS "http://127.0.0.1:$metrics_port/metrics" | awk '/^node_agent_webhook_config_generation / {print $2}'
+}
+
+# Gives the node-agent ConfigMap the value $1 (full, no-priority-class) and waits until our
+# server serves it.
+set_config() {
+  switch_to configmaps b 2>>"$out/probe.log"
+  local before waited=0
+  before=$(ours_generation)
+  "$load_bin" set-config "$1"
+  until [ "$(ours_generation)" != "$before" ]; do
+    [ $waited -lt 100 ] || die "our server did not load the '$1' config within 10 s"
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
+# --- the points -----------------------------------------------------------------------------
+per_block=$(((POINT_PODS + BENCH_BLOCKS - 1) / BENCH_BLOCKS))
+orders=("a b c" "b c a" "c a b")
+for load in $BENCH_E2E_LOADS; do
+  concs=$BENCH_CONCS client_load=$load
+  case $load in
+    mix) concs=$BENCH_MIX_CONCS ;;
+    # Diagnostic: the same pods under a config without priorityClassName, so that our server
+    # makes no API call of its own per pod.
+    pods-nopc) concs=$BENCH_NOPC_CONCS client_load=pods; set_config no-priority-class ;;
+  esac
+  for conc in $concs; do
+    for ((block = 1; block <= BENCH_BLOCKS; block++)); do
+      for cfg in ${orders[$(((block - 1) % 3))]}; do
+        tag=$load-c$conc-$cfg-$block
+        switch_to "$load" "$cfg" 2>>"$out/probe.log"
+        # Under a, no webhook of this path is registered: whoever holds the port is not called.
+        case $cfg in a) ! port_taken || log "note: pid $(holder) holds 127.0.0.1:$WEBHOOK_PORT during $tag (not called)" ;; *) require_holder "$server_pid" ;; esac
+        loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+        line=$(nice -n "$BENCH_NICE" "$load_bin" "$client_load" --concurrency "$conc" --count "$per_block" \
+          --warmup "$BENCH_WARMUP" --tag "$tag" --raw "$out/raw/$tag.tsv")
+        # Still the server under test at the end of the block.
+        case $cfg in b | c) require_holder "$server_pid" ;; esac
+        record_ours "$tag"
+        jq -c --arg load "$load" --arg cfg "$cfg" --argjson block "$block" --arg loadavg "$loadavg" \
+          '. + {load: $load, cfg: $cfg, block: $block, loadavg: $loadavg}' <<<"$line" >>"$out/results.jsonl"
+        jq -r '"\(.tag): \(.ok) ok, \(.failed) failed, \(.all.rate | floor)/s, p50 \(.all.p50_ms) p99 \(.all.p99_ms) ms, webhook calls \(.webhook_calls)"' <<<"$line" >&2
+      done
+    done
+  done
+  [ "$load" != pods-nopc ] || set_config full
+done
+stop_server
+
+kubectl get --raw /metrics | grep -E '^apiserver_admission_.*node-agent-webhook\.io' >"$out/apiserver-admission-metrics.txt" || true
+echo "run time: $(($(date +%s) - start_s)) s" >>"$out/machine.txt"
+python3 bench/e2e/report.py "$out" >"$out/report.md"
+cat "$out/report.md"
+log "done in $(($(date +%s) - start_s)) s: $out/report.md"
