@@ -81,6 +81,10 @@ server_bin=$root/target/release/node-agent-webhook
 ceiling_bin=$root/bench/ceiling/target/release/ceiling
 load_bin=$client_target/release/e2e-load
 for b in "$server_bin" "$ceiling_bin" "$load_bin"; do [ -x "$b" ] || die "missing $b (run without BENCH_NO_BUILD)"; done
+# Copies: target/ is shared, and a rebuild during the run must not change what is measured.
+mkdir -p "$out/bin"
+cp "$server_bin" "$ceiling_bin" "$load_bin" "$out/bin/"
+server_bin=$out/bin/node-agent-webhook ceiling_bin=$out/bin/ceiling load_bin=$out/bin/e2e-load
 
 # --- control plane ------------------------------------------------------------------------
 require_port_free
