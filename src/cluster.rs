@@ -133,7 +133,7 @@ impl Cluster {
     /// The first item comes when the first list completes, so until then the set is unknown
     /// and nothing is called missing on a guess. Only metadata is fetched. Errors (RBAC
     /// included) are logged and retried with backoff.
-    pub fn priority_class_changes(&self) -> impl Stream<Item = HashSet<String>> + Send + 'static {
+    pub fn priority_class_changes(&self) -> impl Stream<Item = WatchedNames> + Send + 'static {
         let api: Api<PartialObjectMeta<PriorityClass>> = Api::all(self.client.clone());
         let mut names = Names::default();
         watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
@@ -141,10 +141,11 @@ impl Cluster {
                 Ok(event) => names.apply(event).cloned(),
                 Err(err) => {
                     tracing::warn!(error = %err, "watching PriorityClasses; retrying");
-                    None
+                    names.interrupt().cloned()
                 }
             };
-            std::future::ready(change)
+            let interrupted = names.interrupted;
+            std::future::ready(change.map(|names| WatchedNames { names, interrupted }))
         })
     }
 
@@ -257,6 +258,14 @@ impl Observed {
     }
 }
 
+/// The names of a watched kind as last seen, and whether the watch failed since: then a name
+/// may have come or gone unseen until the watch is back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedNames {
+    pub names: HashSet<String>,
+    pub interrupted: bool,
+}
+
 /// The names of a watched kind, folded from watcher events.
 #[derive(Debug, Default)]
 struct Names {
@@ -264,11 +273,15 @@ struct Names {
     known: Option<HashSet<String>>,
     /// A list in progress; it replaces `known` when complete, so a relist never shows a partial set.
     listing: Option<HashSet<String>>,
+    /// The watch failed after `known` was complete, and no event has shown it back since.
+    interrupted: bool,
 }
 
 impl Names {
-    /// Applies one event; returns the set when it changed.
+    /// Applies one event; returns the set when it changed, or when the watch is back after an
+    /// interruption (a completed list, or any event of a resumed watch).
     fn apply<K: ResourceExt>(&mut self, event: Event<K>) -> Option<&HashSet<String>> {
+        let resumed = !matches!(event, Event::Init | Event::InitApply(_)) && std::mem::take(&mut self.interrupted);
         let changed = match event {
             Event::Init => {
                 self.listing = Some(HashSet::new());
@@ -287,11 +300,20 @@ impl Names {
             Event::Apply(object) => self.known.as_mut().is_some_and(|known| known.insert(object.name_any())),
             Event::Delete(object) => self.known.as_mut().is_some_and(|known| known.remove(&object.name_any())),
         };
-        if changed {
+        if changed || resumed {
             self.known.as_ref()
         } else {
             None
         }
+    }
+
+    /// Marks the set as possibly stale after a watch error; returns it the first time.
+    fn interrupt(&mut self) -> Option<&HashSet<String>> {
+        if self.interrupted || self.known.is_none() {
+            return None;
+        }
+        self.interrupted = true;
+        self.known.as_ref()
     }
 }
 
@@ -456,6 +478,28 @@ mod tests {
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
         assert_eq!(names.apply(Event::InitApply(class("other"))), None);
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), None);
+    }
+
+    #[test]
+    fn an_error_marks_the_set_interrupted_until_the_watch_shows_it_is_back() {
+        let mut names = Names::default();
+        assert_eq!(names.interrupt(), None, "nothing known, nothing stale");
+        names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init);
+        names.apply(Event::InitApply(class("high")));
+        names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone);
+        assert_eq!(names.interrupt(), Some(&set(&["high"])));
+        assert!(names.interrupted);
+        assert_eq!(names.interrupt(), None, "said once");
+        // A relist in progress does not show the watch is back; its completion does.
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
+        assert_eq!(names.apply(Event::InitApply(class("high"))), None);
+        assert!(names.interrupted);
+        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["high"])));
+        assert!(!names.interrupted);
+        // A resumed watch's first event, even one that changes nothing.
+        names.interrupt();
+        assert_eq!(names.apply(Event::Apply(class("high"))), Some(&set(&["high"])));
+        assert!(!names.interrupted);
     }
 
     #[test]

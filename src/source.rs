@@ -57,8 +57,8 @@ async fn watch_configmap(cluster: &Cluster, namespace: &str, name: &str, state: 
 /// priority only from a class that exists.
 pub async fn watch_priority_classes(cluster: Cluster, state: Arc<AppState>) {
     let mut changes = std::pin::pin!(cluster.priority_class_changes());
-    while let Some(names) = changes.next().await {
-        state.set_priority_classes(Some(Arc::new(names)));
+    while let Some(watched) = changes.next().await {
+        state.set_priority_classes(Some(Arc::new(watched.names)), watched.interrupted);
     }
 }
 

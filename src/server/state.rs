@@ -5,6 +5,7 @@
 //! plus an `Arc` clone.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::registry::Registry;
@@ -69,6 +70,7 @@ pub struct AppState {
     pub registry: Registry,
     velero_version: RwLock<Option<VeleroVersion>>,
     priority_classes: RwLock<Option<Arc<HashSet<String>>>>,
+    priority_watch_interrupted: AtomicBool,
     live: RwLock<Arc<LiveConfig>>,
     last_verdict: Mutex<Option<Verdict>>,
     pub readiness: Readiness,
@@ -103,6 +105,7 @@ impl AppState {
             registry,
             velero_version: RwLock::new(velero_version),
             priority_classes: RwLock::new(None),
+            priority_watch_interrupted: AtomicBool::new(false),
             live: RwLock::new(Arc::new(LiveConfig::default())),
             last_verdict: Mutex::new(None),
             readiness: Readiness::default(),
@@ -217,19 +220,29 @@ impl AppState {
         write(&self.velero_version, version);
     }
 
-    pub fn set_priority_classes(&self, classes: Option<Arc<HashSet<String>>>) {
+    /// The watched PriorityClass names; `interrupted` when the watch failed since they were
+    /// listed, so that a class may have come or gone unseen.
+    pub fn set_priority_classes(&self, classes: Option<Arc<HashSet<String>>>, interrupted: bool) {
         write(&self.priority_classes, classes);
+        self.priority_watch_interrupted.store(interrupted, Ordering::Relaxed);
     }
 
     pub fn priority_classes(&self) -> Option<Arc<HashSet<String>>> {
         read(&self.priority_classes)
     }
 
-    /// The PriorityClasses the mutating webhook may set: `wanted`, asked of the API server for
-    /// this pod, when there is a cluster; the watched set only when the API cannot answer.
+    /// The PriorityClasses the mutating webhook may set. The watched set answers when it holds
+    /// `wanted` and its watch is live (a deletion reaches it in milliseconds); otherwise the API
+    /// server is asked for this pod: a class missing from the set may be newer than the set, and
+    /// after a watch failure (an API server restart) a listed class may be gone, which would make
+    /// the Priority plugin reject the pod. The watched set stands only when that GET fails.
     async fn priority_classes_now(&self, wanted: &str) -> Option<Arc<HashSet<String>>> {
         let watched = self.priority_classes();
-        let Some(cluster) = self.cluster.as_ref().filter(|_| !wanted.is_empty()) else { return watched };
+        let live = !self.priority_watch_interrupted.load(Ordering::Relaxed);
+        if wanted.is_empty() || (live && watched.as_ref().is_some_and(|set| set.contains(wanted))) {
+            return watched;
+        }
+        let Some(cluster) = self.cluster.as_ref() else { return watched };
         match cluster.priority_class_exists(wanted).await {
             Ok(true) => Some(Arc::new(HashSet::from([wanted.to_string()]))),
             Ok(false) => Some(Arc::new(HashSet::new())),
@@ -282,7 +295,7 @@ mod tests {
             ("valid again", |_| {}, review("CREATE", class, None), true, vec![]),
             (
                 "PriorityClasses become known",
-                |s| s.set_priority_classes(Some(Arc::new(["present".to_string()].into()))),
+                |s| s.set_priority_classes(Some(Arc::new(["present".to_string()].into())), false),
                 review("CREATE", class, None),
                 true,
                 vec![absent],
