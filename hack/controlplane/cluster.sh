@@ -124,9 +124,12 @@ current-context: e2e
 EOF
 }
 
+# Stops a recorded process, but only one of this control plane's: every process it or a test
+# starts names E2E_DIR in its command line, and a recorded pid may since belong to another.
 stop_pid() {
   local pid=$1 waited=0
   kill -0 "$pid" 2>/dev/null || return 0
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$E2E_DIR" || return 0
   kill -TERM "$pid" 2>/dev/null || true
   while kill -0 "$pid" 2>/dev/null && [ $waited -lt 100 ]; do sleep 0.1; waited=$((waited + 1)); done
   kill -KILL "$pid" 2>/dev/null || true

@@ -14,7 +14,6 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 start=$(date +%s)
-cargo build --locked --bins >&2
 hack/controlplane/build.sh >/dev/null
 hack/controlplane/cluster.sh up
 if [ "${E2E_KEEP:-0}" != 1 ]; then
