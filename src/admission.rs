@@ -256,64 +256,86 @@ fn truncate_warning(warning: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(cut)
 }
 
-/// Reads `object`/`oldObject` keeping only what the webhooks read and what every patch path
-/// lies in (metadata, the scheduling fields of `spec`, container names and resources, a
-/// ConfigMap's data): volumes, env, managedFields and status are skipped without being built.
-/// Checking a patch against the pruned pod is equivalent, since every op lies in a kept subtree.
+/// Reads `object`/`oldObject` keeping only the fields the cores declare they read (a pod's:
+/// [`POD_FIELDS`](crate::mutate::POD_FIELDS), which every patch path lies in; a ConfigMap's:
+/// [`CONFIGMAP_FIELDS`](crate::config::configmap::CONFIGMAP_FIELDS)) and the object's type:
+/// volumes, env, managedFields and status are skipped without being built. Checking a patch
+/// against the pruned pod is equivalent, since every op lies in a kept subtree.
 mod pruned {
     use std::fmt;
+    use std::sync::OnceLock;
 
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde_json::{Map, Value};
 
-    /// Which part of a JSON value to keep.
-    pub enum Keep {
-        All,
-        Fields(&'static [(&'static str, Keep)]),
-        Items(&'static Keep),
+    use crate::config::configmap::CONFIGMAP_FIELDS;
+    use crate::mutate::POD_FIELDS;
+
+    /// What a pruned object says it is; the cores do not read it.
+    const TYPE_FIELDS: &[&[&str]] = &[&["apiVersion"], &["kind"]];
+
+    /// The path segment that stands for each item of a list.
+    const ITEMS: &str = "[]";
+
+    /// Which part of a JSON value to keep: all of it, or some fields of an object and some
+    /// part of each item of a list.
+    #[derive(Debug, Default, PartialEq)]
+    pub struct Keep {
+        all: bool,
+        fields: Vec<(&'static str, Keep)>,
+        items: Option<Box<Keep>>,
     }
 
-    const CONTAINER: Keep = Keep::Fields(&[("name", Keep::All), ("resources", Keep::All)]);
-    pub const OBJECT: Keep = Keep::Fields(&[
-        ("apiVersion", Keep::All),
-        ("kind", Keep::All),
-        (
-            "metadata",
-            Keep::Fields(&[
-                ("name", Keep::All),
-                ("namespace", Keep::All),
-                ("labels", Keep::All),
-                ("annotations", Keep::All),
-                ("ownerReferences", Keep::All),
-            ]),
-        ),
-        (
-            "spec",
-            Keep::Fields(&[
-                ("affinity", Keep::All),
-                ("nodeName", Keep::All),
-                ("nodeSelector", Keep::All),
-                ("containers", Keep::Items(&CONTAINER)),
-                ("priorityClassName", Keep::All),
-                ("priority", Keep::All),
-                ("preemptionPolicy", Keep::All),
-            ]),
-        ),
-        ("data", Keep::All),
-        ("binaryData", Keep::All),
-    ]);
+    impl Keep {
+        /// The tree of `paths`: a path that ends here keeps everything below.
+        fn of(paths: &[&'static [&'static str]]) -> Keep {
+            let split: Vec<(&'static str, &'static [&'static str])> =
+                paths.iter().filter_map(|path| path.split_first()).map(|(head, rest)| (*head, rest)).collect();
+            if split.len() < paths.len() {
+                return Keep { all: true, ..Keep::default() };
+            }
+            let below = |head: &str| -> Vec<&'static [&'static str]> {
+                split.iter().filter(|(h, _)| *h == head).map(|(_, rest)| *rest).collect()
+            };
+            let mut keep = Keep::default();
+            for &(head, _) in &split {
+                if head == ITEMS {
+                    if keep.items.is_none() {
+                        keep.items = Some(Box::new(Keep::of(&below(head))));
+                    }
+                } else if !keep.fields.iter().any(|(name, _)| *name == head) {
+                    keep.fields.push((head, Keep::of(&below(head))));
+                }
+            }
+            keep
+        }
+    }
+
+    /// Built once, on the first review.
+    fn object_fields() -> &'static Keep {
+        static OBJECT: OnceLock<Keep> = OnceLock::new();
+        OBJECT.get_or_init(|| {
+            let paths: Vec<&'static [&'static str]> =
+                TYPE_FIELDS.iter().chain(POD_FIELDS).chain(CONFIGMAP_FIELDS).copied().collect();
+            Keep::of(&paths)
+        })
+    }
+
+    /// Everything: what a list item or a field is kept as when its tree says nothing more.
+    static ALL: Keep = Keep { all: true, fields: Vec::new(), items: None };
 
     pub fn object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
-        let value = (&OBJECT).deserialize(deserializer)?;
+        let value = object_fields().deserialize(deserializer)?;
         Ok(if value.is_null() { None } else { Some(value) })
     }
 
     impl<'de> DeserializeSeed<'de> for &'static Keep {
         type Value = Value;
         fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-            match self {
-                Keep::All => serde::Deserialize::deserialize(deserializer),
-                _ => deserializer.deserialize_any(self),
+            if self.all {
+                serde::Deserialize::deserialize(deserializer)
+            } else {
+                deserializer.deserialize_any(self)
             }
         }
     }
@@ -348,10 +370,7 @@ mod pruned {
             Ok(Value::Null)
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let item: &'static Keep = match self {
-                Keep::Items(item) => item,
-                _ => &Keep::All,
-            };
+            let item: &'static Keep = self.items.as_deref().unwrap_or(&ALL);
             let mut items = Vec::new();
             while let Some(v) = seq.next_element_seed(item)? {
                 items.push(v);
@@ -359,10 +378,7 @@ mod pruned {
             Ok(Value::Array(items))
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let fields: &'static [(&'static str, Keep)] = match self {
-                Keep::Fields(fields) => fields,
-                _ => &[],
-            };
+            let fields: &'static [(&'static str, Keep)] = &self.fields;
             let mut out = Map::new();
             while let Some(key) = map.next_key::<String>()? {
                 match fields.iter().find(|(name, _)| *name == key) {
@@ -482,5 +498,28 @@ mod tests {
                 "spec": {"nodeName": "n", "priority": 0, "containers": [{"name": "c", "resources": {"limits": {"cpu": "1"}}}]}}))
         );
         assert_eq!(request.old_object, None);
+    }
+
+    #[test]
+    fn objects_keep_every_field_the_cores_declare() {
+        let mut object = json!({});
+        let paths = crate::mutate::POD_FIELDS.iter().chain(crate::config::configmap::CONFIGMAP_FIELDS);
+        for path in paths {
+            let mut at = &mut object;
+            for segment in *path {
+                at = if *segment == "[]" {
+                    if !at.is_array() {
+                        *at = json!([{}]);
+                    }
+                    &mut at[0]
+                } else {
+                    &mut at[*segment]
+                };
+            }
+            *at = json!({"kept": true});
+        }
+        let body =
+            review(json!({"uid": "u", "kind": {"kind": "Pod"}, "operation": "CREATE", "object": object.clone()}));
+        assert_eq!(decode_review(&body).expect("decodes").object, Some(object));
     }
 }

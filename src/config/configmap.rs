@@ -8,6 +8,10 @@ use super::validate::Environment;
 use super::{check_value, Checked};
 use crate::k8s::field::go_quote;
 
+/// The fields of a ConfigMap object the check reads (its `data`, and the keys of its
+/// `binaryData`), as paths of keys, so a caller may hand over the object pruned to them.
+pub const CONFIGMAP_FIELDS: &[&[&str]] = &[&["data"], &["binaryData"]];
+
 /// The findings for one ConfigMap: structural ones, and each data value's own.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigMapCheck {

@@ -5,14 +5,17 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::decode::Decoded;
 use super::diagnostics::{Diagnostic, Diagnostics, Severity};
-use super::model::{is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, APPLIED_ANNOTATION};
+use super::model::{
+    is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, SelectorRequirement, APPLIED_ANNOTATION,
+};
 use super::version::{VeleroVersion, SETTINGS};
-use crate::k8s::field::{self, go_quote, FieldError};
+use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind};
 use crate::k8s::names;
 use crate::k8s::quantity::Quantity;
+use crate::k8s::resources;
 use crate::k8s::selector::{
-    self, LabelSelectorOptions, Requirement, LABEL_SELECTOR_OPERATORS, NODE_SELECTOR_OPERATORS,
-    TOTAL_ANNOTATION_SIZE_LIMIT_B,
+    self, EntryPaths, LabelSelectorOptions, NodeSelectorTerm, Requirement, LABEL_SELECTOR_OPERATORS,
+    NODE_SELECTOR_OPERATORS,
 };
 
 /// What is known about the cluster the config is for. Everything is optional: the
@@ -111,42 +114,42 @@ impl Validator<'_> {
 
     /// `perNodeConfig` selectors go through `LabelSelectorAsSelector`: label-selector rules.
     fn label_selector(&mut self, selector: &LabelSelector, path: &str) {
-        self.match_labels(&selector.match_labels, path);
-        let expressions_path = field::child(path, "matchExpressions");
-        for (i, req) in selector.match_expressions.iter().enumerate() {
-            let req_path = field::index(&expressions_path, i);
-            if !LABEL_SELECTOR_OPERATORS.contains(&req.operator.as_str()) {
-                self.error(FieldError::not_supported(
-                    field::child(&req_path, "operator"),
-                    &req.operator,
-                    &LABEL_SELECTOR_OPERATORS,
-                ));
-                continue;
-            }
-            let requirement = Requirement { key: &req.key, operator: &req.operator, values: &req.values };
-            for err in
-                selector::validate_label_selector_requirement(&requirement, &req_path, LabelSelectorOptions::default())
-            {
-                self.error(err);
-            }
+        let expressions = requirements(&selector.match_expressions);
+        let errs = selector::validate_label_selector(
+            &selector.match_labels,
+            &expressions,
+            path,
+            LabelSelectorOptions::default(),
+            EntryPaths::AtEntry,
+        );
+        self.selector_errors(errs, &LABEL_SELECTOR_OPERATORS);
+    }
+
+    /// A `loadAffinity` selector: Velero copies `matchLabels` (as `In`) and `matchExpressions`
+    /// into the pod's node affinity, so the labels follow label rules, the expressions
+    /// Kubernetes' node-selector rules, and `Gt`/`Lt` values must be integers to ever match.
+    fn node_affinity_selector(&mut self, selector: &LabelSelector, path: &str) {
+        let mut errs =
+            selector::validate_labels(&selector.match_labels, &field::child(path, "matchLabels"), EntryPaths::AtEntry);
+        let term =
+            NodeSelectorTerm { match_expressions: requirements(&selector.match_expressions), match_fields: Vec::new() };
+        errs.extend(selector::validate_node_selector_term(&term, path, false));
+        errs.extend(selector::validate_gt_lt_values(&term.match_expressions, &field::child(path, "matchExpressions")));
+        self.selector_errors(errs, &NODE_SELECTOR_OPERATORS);
+    }
+
+    /// A selector's errors, with an unknown operator said as `Unsupported value` and the
+    /// operators this selector takes (the API server only says "not a valid selector operator").
+    fn selector_errors(&mut self, errs: Vec<FieldError>, operators: &[&str]) {
+        for err in errs {
+            self.error(with_supported_operators(err, operators));
         }
     }
 
-    fn match_labels(&mut self, labels: &BTreeMap<String, String>, path: &str) {
-        let labels_path = field::child(path, "matchLabels");
-        for (key, value) in labels {
-            let entry = field::key(&labels_path, key);
-            self.label_entry(&entry, key, value);
-        }
-    }
-
-    /// Checks one label key and value, reporting at the entry's own path so the position is exact.
-    fn label_entry(&mut self, entry: &str, key: &str, value: &str) {
-        for msg in names::is_qualified_name(key) {
-            self.error(FieldError::invalid(entry, key, msg));
-        }
-        for msg in names::is_label_value(value) {
-            self.error(FieldError::invalid(entry, value, msg));
+    /// Checks labels (`podLabels`) with the entry's own path, so the position is exact.
+    fn labels(&mut self, labels: &BTreeMap<String, String>, path: &str) {
+        for err in selector::validate_labels(labels, path, EntryPaths::AtEntry) {
+            self.error(err);
         }
     }
 
@@ -168,11 +171,7 @@ impl Validator<'_> {
                     "must have matchLabels or matchExpressions: Velero 1.17 turns an empty selector into a term that matches no node",
                 ));
             }
-            self.match_labels(&entry.node_selector.match_labels, &selector_path);
-            let expressions_path = field::child(&selector_path, "matchExpressions");
-            for (j, req) in entry.node_selector.match_expressions.iter().enumerate() {
-                self.node_selector_requirement(req, &field::index(&expressions_path, j));
-            }
+            self.node_affinity_selector(&entry.node_selector, &selector_path);
             if entry.storage_class.is_empty() {
                 if let Some(first) = global_entry {
                     self.error(FieldError::forbidden(
@@ -208,56 +207,36 @@ impl Validator<'_> {
         }
     }
 
-    /// Velero copies requirements straight into node affinity: Kubernetes' node-selector rules.
-    fn node_selector_requirement(&mut self, req: &super::model::SelectorRequirement, path: &str) {
-        if !NODE_SELECTOR_OPERATORS.contains(&req.operator.as_str()) {
-            self.error(FieldError::not_supported(
-                field::child(path, "operator"),
-                &req.operator,
-                &NODE_SELECTOR_OPERATORS,
-            ));
-            return;
-        }
-        let requirement = Requirement { key: &req.key, operator: &req.operator, values: &req.values };
-        let errors = selector::validate_node_selector_requirement(&requirement, path, false);
-        let arity_ok = errors.is_empty();
-        for err in errors {
-            self.error(err);
-        }
-        if arity_ok && matches!(req.operator.as_str(), "Gt" | "Lt") {
-            if let Some(value) = req.values.first() {
-                if let Some(msg) = selector::gt_lt_value_error(value) {
-                    self.error(FieldError::invalid(field::index(&field::child(path, "values"), 0), value, msg));
-                }
-            }
-        }
-    }
-
     fn pod_resources(&mut self, resources: Option<&PodResources>) {
         let Some(r) = resources else { return };
         let pairs = r.pairs();
-        let fields: Vec<(&str, &str)> =
-            pairs.iter().flat_map(|p| [(p.request_key, p.request), (p.limit_key, p.limit)]).collect();
+        let fields: Vec<(&str, &str, &str)> = pairs
+            .iter()
+            .flat_map(|p| [(p.resource, p.request_key, p.request), (p.resource, p.limit_key, p.limit)])
+            .collect();
         let mut parsed: BTreeMap<&str, Quantity> = BTreeMap::new();
-        for &(name, text) in &fields {
+        for &(resource, name, text) in &fields {
             if text.is_empty() {
                 continue;
             }
             let path = field::child("podResources", name);
             match text.parse::<Quantity>() {
-                Ok(q) if q.is_negative() => {
-                    self.error(FieldError::invalid(path, text, "must be greater than or equal to 0"));
-                }
                 Ok(q) => {
-                    parsed.insert(name, q);
+                    let errs = resources::quantity_value_errors(resource, &q);
+                    if errs.is_empty() {
+                        parsed.insert(name, q);
+                    }
+                    for msg in errs {
+                        self.error(FieldError::invalid(&path, text, msg));
+                    }
                 }
                 Err(err) => self.error(FieldError::invalid(path, text, err.to_string())),
             }
         }
         let missing: Vec<&str> = fields[..4]
             .iter()
-            .filter(|(name, text)| text.is_empty() && !self.decoded.is_unusable(&field::child("podResources", name)))
-            .map(|(name, _)| *name)
+            .filter(|(_, name, text)| text.is_empty() && !self.decoded.is_unusable(&field::child("podResources", name)))
+            .map(|(_, name, _)| *name)
             .collect();
         if !missing.is_empty() {
             self.error(FieldError::required(
@@ -271,19 +250,17 @@ impl Validator<'_> {
         for pair in &pairs {
             let (resource, request, limit, limit_text) = (pair.resource, pair.request_key, pair.limit_key, pair.limit);
             let (Some(req), Some(lim)) = (parsed.get(request), parsed.get(limit)) else { continue };
-            if limit_text == "0" || req <= lim {
+            // Velero reads the literal "0" as no limit, not as a limit of zero.
+            if limit_text == "0" {
                 continue;
             }
+            let Some(detail) = resources::request_limit_error(resource, req, lim) else { continue };
             let zero_hint = if lim.is_zero() {
                 format!(" ({limit} {} is a real zero: only the literal \"0\" means no limit)", go_quote(limit_text))
             } else {
                 String::new()
             };
-            self.error(FieldError::invalid(
-                field::child("podResources", request),
-                pair.request,
-                format!("must be less than or equal to {resource} limit of {}{zero_hint}", lim.canonical()),
-            ));
+            self.error(FieldError::invalid(field::child("podResources", request), pair.request, detail + &zero_hint));
         }
     }
 
@@ -308,12 +285,11 @@ impl Validator<'_> {
     }
 
     fn pod_metadata(&mut self, config: &NodeAgentConfig) {
-        for (key, value) in &config.pod_labels {
-            let entry = field::key("podLabels", key);
-            self.label_entry(&entry, key, value);
+        self.labels(&config.pod_labels, "podLabels");
+        for key in config.pod_labels.keys() {
             if is_velero_key(key) {
                 self.error(FieldError::forbidden(
-                    entry,
+                    field::key("podLabels", key),
                     "keys under velero.io/ are Velero's own: overriding them breaks how Velero finds its data-mover pods",
                 ));
             }
@@ -327,16 +303,10 @@ impl Validator<'_> {
         }
     }
 
-    /// Keys are checked one by one (so each error points at its key), the size as a whole.
+    /// Keys are reported at their entry (so each error points at its key), the size at the map.
     fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) {
-        for key in annotations.keys() {
-            for err in selector::validate_annotations(std::iter::once((key.as_str(), "")), &field::key(path, key)) {
-                self.error(err);
-            }
-        }
-        let total: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if total > TOTAL_ANNOTATION_SIZE_LIMIT_B {
-            self.error(FieldError::too_long(path, TOTAL_ANNOTATION_SIZE_LIMIT_B));
+        for err in selector::validate_annotations(annotations, path, EntryPaths::AtEntry) {
+            self.error(err);
         }
     }
 
@@ -397,6 +367,24 @@ impl Validator<'_> {
             );
             reported.insert(setting.path);
         }
+    }
+}
+
+/// The model's requirements as the selector rules read them.
+fn requirements(expressions: &[SelectorRequirement]) -> Vec<Requirement<'_>> {
+    expressions.iter().map(|r| Requirement { key: &r.key, operator: &r.operator, values: &r.values }).collect()
+}
+
+/// The selector rules' "not a valid selector operator" (the one error at a requirement's
+/// `operator`) as `Unsupported value`, which lists the operators a user may write instead.
+fn with_supported_operators(err: FieldError, operators: &[&str]) -> FieldError {
+    match err.kind {
+        FieldErrorKind::Invalid { value, .. } if err.path.ends_with(".operator") => {
+            let mut supported: Vec<String> = operators.iter().map(|op| op.to_string()).collect();
+            supported.sort();
+            FieldError { path: err.path, kind: FieldErrorKind::NotSupported { value, supported } }
+        }
+        _ => err,
     }
 }
 

@@ -3,6 +3,10 @@
 //! messages verbatim, in Go's order, and an empty list when the value is valid, so callers can
 //! wrap them in `FieldError`s that read exactly like the API server's.
 //!
+//! The checker needs qualified names, label values and DNS-1123 subdomains; the DNS-1123 and
+//! DNS-1035 label and prefixed-key checks are compiled for the vectors only (`names.json` pins
+//! the grammar they share with the others).
+//!
 //! The regexes are matched by hand: every grammar here is one or more `first (inner* last)?`
 //! tokens over ASCII, which a byte scan decides exactly (including RE2's `$`, which does not
 //! match before a trailing newline). Lengths are bytes, as Go's `len`.
@@ -22,9 +26,12 @@ const LABEL_VALUE_ERR_MSG: &str = "a valid label must be an empty string or cons
 /// Longest label value Kubernetes accepts, in bytes.
 pub const LABEL_VALUE_MAX_LENGTH: usize = 63;
 
+#[cfg(test)]
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+#[cfg(test)]
 const DNS1123_LABEL_ERR_MSG: &str = "a lowercase RFC 1123 label must consist of lower case \
      alphanumeric characters or '-', and must start and end with an alphanumeric character";
+#[cfg(test)]
 const DNS1123_LABEL_MAX_LENGTH: usize = 63;
 
 const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
@@ -34,9 +41,12 @@ const DNS1123_SUBDOMAIN_ERR_MSG: &str = "a lowercase RFC 1123 subdomain must con
 /// Longest DNS-1123 subdomain (object names such as node names), in bytes.
 pub const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
 
+#[cfg(test)]
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
+#[cfg(test)]
 const DNS1035_LABEL_ERR_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric \
      characters or '-', start with an alphabetic character, and end with an alphanumeric character";
+#[cfg(test)]
 const DNS1035_LABEL_MAX_LENGTH: usize = 63;
 
 /// Go has two `MaxLenError`s: `content`'s says "bytes" (label keys and values, and the prefix of
@@ -92,6 +102,7 @@ fn is_lower_alnum_dash(b: u8) -> bool {
     is_lower_alnum(b) || b == b'-'
 }
 
+#[cfg(test)]
 fn is_lower(b: u8) -> bool {
     b.is_ascii_lowercase()
 }
@@ -112,6 +123,7 @@ fn matches_dns1123_subdomain(s: &[u8]) -> bool {
 }
 
 /// `[a-z]([-a-z0-9]*[a-z0-9])?`
+#[cfg(test)]
 fn matches_dns1035_label(s: &[u8]) -> bool {
     is_token(s, is_lower, is_lower_alnum_dash, is_lower_alnum)
 }
@@ -155,6 +167,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
 
 /// Go's `IsPrefixedLabelKey`: a qualified name that must carry a domain prefix
 /// (`example.com/key`, not `key`).
+#[cfg(test)]
 pub fn is_prefixed_label_key(value: &str) -> Vec<String> {
     let errs = is_qualified_name(value);
     if errs.is_empty() && !value.contains('/') {
@@ -195,6 +208,7 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
 
 /// Go's `validation.IsDNS1123Label`: one lower-case DNS label of at most 63 bytes. A valid
 /// subdomain that is not a label gets Go's short "must not contain dots".
+#[cfg(test)]
 pub fn is_dns1123_label(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1123_LABEL_MAX_LENGTH {
@@ -212,6 +226,7 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
 
 /// Go's `validation.IsDNS1035Label`: like a DNS-1123 label but starting with a letter
 /// (Service names and the like).
+#[cfg(test)]
 pub fn is_dns1035_label(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1035_LABEL_MAX_LENGTH {

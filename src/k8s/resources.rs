@@ -1,188 +1,42 @@
-//! Container resource requirements, validated as Kubernetes' `ValidateContainerResourceRequirements`
-//! does, so that what we accept for a data-mover pod is what the API server will accept.
+//! Container resource rules, as Kubernetes' `ValidateContainerResourceRequirements` has them, so
+//! that what the config checker accepts for a data-mover pod is what the API server will accept.
+//! The rules return Go's messages; the caller says where and with which value.
 
-use super::field::FieldError;
 use super::names;
-use super::quantity::{self, Quantity, QuantityError};
+use super::quantity::Quantity;
 
 const HUGEPAGES_PREFIX: &str = "hugepages-";
 
-/// Validates a container's `resources` (`requests` and `limits` as raw quantity strings, in
-/// document order, names unique as in a JSON object) at `path` (e.g. `spec.containers[0].resources`).
-///
-/// The errors and their order are Kubernetes': each limit (name, then value), each request (name,
-/// value, then against its limit), then the hugepages rule. A string that is not a quantity, which
-/// the API server would refuse while decoding, is reported as `Invalid` with apimachinery's parse
-/// error. Messages show quantities in canonical form ("must be less than or equal to cpu limit of 1").
-pub fn validate_resource_requirements(
-    requests: &[(&str, &str)],
-    limits: &[(&str, &str)],
-    path: &str,
-) -> Vec<FieldError> {
-    let limits_path = format!("{path}.limits");
-    let requests_path = format!("{path}.requests");
-    let parsed_limits: Vec<(&str, &str, Result<Quantity, QuantityError>)> =
-        limits.iter().map(|&(name, raw)| (name, raw, quantity::parse(raw))).collect();
-    let mut errs = Vec::new();
-    let mut has_cpu_or_memory = false;
-    let mut has_hugepages = false;
-
-    for (name, raw, limit) in &parsed_limits {
-        let fld = format!("{limits_path}[{name}]");
-        validate_container_resource_name(name, &fld, &mut errs);
-        match limit {
-            Ok(limit) => {
-                validate_quantity_value(name, limit, &fld, &mut errs);
-                validate_hugepage_value(name, limit, &fld, &mut errs);
-            }
-            Err(err) => errs.push(FieldError::invalid(&fld, raw, err.to_string())),
-        }
-        has_hugepages |= name.starts_with(HUGEPAGES_PREFIX);
-        has_cpu_or_memory |= is_cpu_or_memory(name);
-    }
-
-    for &(name, raw) in requests {
-        let fld = format!("{requests_path}[{name}]");
-        validate_container_resource_name(name, &fld, &mut errs);
-        let request = quantity::parse(raw);
-        match &request {
-            Ok(request) => validate_quantity_value(name, request, &fld, &mut errs),
-            Err(err) => errs.push(FieldError::invalid(&fld, raw, err.to_string())),
-        }
-        match parsed_limits.iter().rev().find(|(limit_name, _, _)| *limit_name == name) {
-            Some((_, _, Ok(limit))) => {
-                if let Ok(request) = &request {
-                    compare_with_limit(name, request, limit, &requests_path, &mut errs);
-                }
-            }
-            // An unparsable limit has been reported already; there is nothing to compare with.
-            Some((_, _, Err(_))) => {}
-            None if !is_overcommit_allowed(name) => {
-                errs.push(FieldError::required(&limits_path, "Limit must be set for non overcommitable resources"));
-            }
-            None => {}
-        }
-        if let Ok(request) = &request {
-            validate_hugepage_value(name, request, &fld, &mut errs);
-        }
-        has_hugepages |= name.starts_with(HUGEPAGES_PREFIX);
-        has_cpu_or_memory |= is_cpu_or_memory(name);
-    }
-
-    if has_hugepages && !has_cpu_or_memory {
-        errs.push(FieldError::forbidden(path, "HugePages require cpu or memory"));
-    }
-    errs
-}
-
-/// Non-overcommitable resources (extended ones, hugepages) must request exactly their limit;
-/// the others at most their limit.
-fn compare_with_limit(
-    name: &str,
-    request: &Quantity,
-    limit: &Quantity,
-    requests_path: &str,
-    errs: &mut Vec<FieldError>,
-) {
-    let detail = if request != limit && !is_overcommit_allowed(name) {
-        format!("must be equal to {name} limit of {limit}")
+/// The rule between a resource's request and its limit, as Go words it: non-overcommitable
+/// resources (extended ones, hugepages) must request exactly their limit, the others at most
+/// their limit. The caller says where and with which value (Go: the canonical request).
+pub fn request_limit_error(name: &str, request: &Quantity, limit: &Quantity) -> Option<String> {
+    if request != limit && !is_overcommit_allowed(name) {
+        Some(format!("must be equal to {name} limit of {limit}"))
     } else if request > limit {
-        format!("must be less than or equal to {name} limit of {limit}")
+        Some(format!("must be less than or equal to {name} limit of {limit}"))
     } else {
-        return;
-    };
-    errs.push(FieldError::invalid(requests_path, &request.canonical(), detail));
+        None
+    }
 }
 
-/// `ValidateResourceQuantityValue`: never negative; whole for integer resources.
-fn validate_quantity_value(name: &str, q: &Quantity, fld: &str, errs: &mut Vec<FieldError>) {
+/// `ValidateResourceQuantityValue`'s messages: never negative; whole for integer resources.
+/// The caller says where and with which value (Go: the canonical quantity).
+pub fn quantity_value_errors(name: &str, q: &Quantity) -> Vec<&'static str> {
+    let mut errs = Vec::new();
     if q.is_negative() {
-        errs.push(FieldError::invalid(fld, &q.canonical(), "must be greater than or equal to 0"));
+        errs.push("must be greater than or equal to 0");
     }
     if is_integer_resource_name(name) && !is_whole(q) {
-        errs.push(FieldError::invalid(fld, &q.canonical(), "must be an integer"));
+        errs.push("must be an integer");
     }
+    errs
 }
 
 /// Go's `MilliValue() % 1000 == 0`: the value in milli-units rounded up (so 1.9995 passes). Past
 /// int64 range, where Go's MilliValue wraps, the exact value decides.
 fn is_whole(q: &Quantity) -> bool {
     q.scaled_value(-3).map_or_else(|| q.is_integer(), |milli| milli % 1000 == 0)
-}
-
-/// Hugepages must be a whole number of pages (`IsHugePageResourceValueDivisible`, enforced for new
-/// pods). Where Go's int64 `Value()` would wrap (or divide by zero), the value is refused.
-fn validate_hugepage_value(name: &str, q: &Quantity, fld: &str, errs: &mut Vec<FieldError>) {
-    let Some(page_size) = name.strip_prefix(HUGEPAGES_PREFIX) else {
-        return;
-    };
-    let divisible = quantity::parse(page_size).ok().is_some_and(|page| {
-        !page.is_zero()
-            && !page.is_negative()
-            && page.scaled_value(-3).is_some_and(|milli| milli % 1000 == 0)
-            && match (q.scaled_value(0), page.scaled_value(0)) {
-                (Some(value), Some(page)) => value.checked_rem(page) == Some(0),
-                _ => false,
-            }
-    });
-    if !divisible {
-        let value = q.canonical();
-        errs.push(FieldError::invalid(fld, &value, format!("{value} is not positive integer multiple of {name}")));
-    }
-}
-
-/// `validateContainerResourceName`: a qualified name that is standard (unprefixed), native
-/// (`*kubernetes.io/`) or a valid extended resource, and usable by a container.
-fn validate_container_resource_name(name: &str, fld: &str, errs: &mut Vec<FieldError>) {
-    let name_errors = names::is_qualified_name(name);
-    let qualified = name_errors.is_empty();
-    errs.extend(name_errors.into_iter().map(|msg| FieldError::invalid(fld, name, msg)));
-    if !name.contains('/') {
-        if qualified && !is_standard_resource_name(name) {
-            errs.push(FieldError::invalid(fld, name, "must be a standard resource type or fully qualified"));
-        }
-        if !is_standard_container_resource_name(name) {
-            errs.push(FieldError::invalid(fld, name, "must be a standard resource for containers"));
-        }
-    } else if !is_native_resource(name) && !is_extended_resource_name(name) {
-        errs.push(FieldError::invalid(fld, name, "doesn't follow extended resource name standard"));
-    }
-}
-
-fn is_cpu_or_memory(name: &str) -> bool {
-    matches!(name, "cpu" | "memory")
-}
-
-/// `IsStandardResourceName`: the names Kubernetes itself defines, container or quota.
-fn is_standard_resource_name(name: &str) -> bool {
-    matches!(
-        name,
-        "cpu"
-            | "memory"
-            | "ephemeral-storage"
-            | "requests.cpu"
-            | "requests.memory"
-            | "requests.ephemeral-storage"
-            | "limits.cpu"
-            | "limits.memory"
-            | "limits.ephemeral-storage"
-            | "pods"
-            | "resourcequotas"
-            | "services"
-            | "replicationcontrollers"
-            | "secrets"
-            | "configmaps"
-            | "persistentvolumeclaims"
-            | "storage"
-            | "requests.storage"
-            | "services.nodeports"
-            | "services.loadbalancers"
-    ) || name.starts_with(HUGEPAGES_PREFIX)
-        || name.starts_with("requests.hugepages-")
-}
-
-fn is_standard_container_resource_name(name: &str) -> bool {
-    matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with(HUGEPAGES_PREFIX)
 }
 
 /// `IsNativeResource`: unprefixed, or in a `*kubernetes.io/` domain.
@@ -202,25 +56,196 @@ fn is_overcommit_allowed(name: &str) -> bool {
     is_native_resource(name) && !name.starts_with(HUGEPAGES_PREFIX)
 }
 
+/// The quota resources that count objects, which Go's `IsIntegerResourceName` and
+/// `IsStandardResourceName` both list.
+const OBJECT_COUNT_RESOURCES: [&str; 9] = [
+    "pods",
+    "resourcequotas",
+    "services",
+    "replicationcontrollers",
+    "secrets",
+    "configmaps",
+    "persistentvolumeclaims",
+    "services.nodeports",
+    "services.loadbalancers",
+];
+
 /// `IsIntegerResourceName`: object counts and every extended resource.
 fn is_integer_resource_name(name: &str) -> bool {
-    matches!(
-        name,
-        "pods"
-            | "resourcequotas"
-            | "services"
-            | "replicationcontrollers"
-            | "secrets"
-            | "configmaps"
-            | "persistentvolumeclaims"
-            | "services.nodeports"
-            | "services.loadbalancers"
-    ) || is_extended_resource_name(name)
+    OBJECT_COUNT_RESOURCES.contains(&name) || is_extended_resource_name(name)
+}
+
+/// Go's `ValidateContainerResourceRequirements` whole: the rules above, with the resource-name
+/// and hugepage rules a config never needs (`podResources` names only cpu, memory and
+/// ephemeral-storage). Compiled for the vectors only, which pin the rules above down in Go's
+/// own composition, names, order and paths.
+#[cfg(test)]
+mod container {
+    use super::*;
+    use crate::k8s::field::FieldError;
+    use crate::k8s::names;
+    use crate::k8s::quantity::{self, QuantityError};
+
+    /// Validates a container's `resources` (`requests` and `limits` as raw quantity strings, in
+    /// document order, names unique as in a JSON object) at `path` (e.g. `spec.containers[0].resources`).
+    ///
+    /// The errors and their order are Kubernetes': each limit (name, then value), each request (name,
+    /// value, then against its limit), then the hugepages rule. A string that is not a quantity, which
+    /// the API server would refuse while decoding, is reported as `Invalid` with apimachinery's parse
+    /// error. Messages show quantities in canonical form ("must be less than or equal to cpu limit of 1").
+    pub fn validate_resource_requirements(
+        requests: &[(&str, &str)],
+        limits: &[(&str, &str)],
+        path: &str,
+    ) -> Vec<FieldError> {
+        let limits_path = format!("{path}.limits");
+        let requests_path = format!("{path}.requests");
+        let parsed_limits: Vec<(&str, &str, Result<Quantity, QuantityError>)> =
+            limits.iter().map(|&(name, raw)| (name, raw, quantity::parse(raw))).collect();
+        let mut errs = Vec::new();
+        let mut has_cpu_or_memory = false;
+        let mut has_hugepages = false;
+
+        for (name, raw, limit) in &parsed_limits {
+            let fld = format!("{limits_path}[{name}]");
+            validate_container_resource_name(name, &fld, &mut errs);
+            match limit {
+                Ok(limit) => {
+                    validate_quantity_value(name, limit, &fld, &mut errs);
+                    validate_hugepage_value(name, limit, &fld, &mut errs);
+                }
+                Err(err) => errs.push(FieldError::invalid(&fld, raw, err.to_string())),
+            }
+            has_hugepages |= name.starts_with(HUGEPAGES_PREFIX);
+            has_cpu_or_memory |= is_cpu_or_memory(name);
+        }
+
+        for &(name, raw) in requests {
+            let fld = format!("{requests_path}[{name}]");
+            validate_container_resource_name(name, &fld, &mut errs);
+            let request = quantity::parse(raw);
+            match &request {
+                Ok(request) => validate_quantity_value(name, request, &fld, &mut errs),
+                Err(err) => errs.push(FieldError::invalid(&fld, raw, err.to_string())),
+            }
+            match parsed_limits.iter().rev().find(|(limit_name, _, _)| *limit_name == name) {
+                Some((_, _, Ok(limit))) => {
+                    if let Ok(request) = &request {
+                        compare_with_limit(name, request, limit, &requests_path, &mut errs);
+                    }
+                }
+                // An unparsable limit has been reported already; there is nothing to compare with.
+                Some((_, _, Err(_))) => {}
+                None if !is_overcommit_allowed(name) => {
+                    errs.push(FieldError::required(&limits_path, "Limit must be set for non overcommitable resources"));
+                }
+                None => {}
+            }
+            if let Ok(request) = &request {
+                validate_hugepage_value(name, request, &fld, &mut errs);
+            }
+            has_hugepages |= name.starts_with(HUGEPAGES_PREFIX);
+            has_cpu_or_memory |= is_cpu_or_memory(name);
+        }
+
+        if has_hugepages && !has_cpu_or_memory {
+            errs.push(FieldError::forbidden(path, "HugePages require cpu or memory"));
+        }
+        errs
+    }
+
+    /// Non-overcommitable resources (extended ones, hugepages) must request exactly their limit;
+    /// the others at most their limit.
+    fn compare_with_limit(
+        name: &str,
+        request: &Quantity,
+        limit: &Quantity,
+        requests_path: &str,
+        errs: &mut Vec<FieldError>,
+    ) {
+        if let Some(detail) = request_limit_error(name, request, limit) {
+            errs.push(FieldError::invalid(requests_path, &request.canonical(), detail));
+        }
+    }
+
+    /// `ValidateResourceQuantityValue`: never negative; whole for integer resources.
+    fn validate_quantity_value(name: &str, q: &Quantity, fld: &str, errs: &mut Vec<FieldError>) {
+        errs.extend(
+            quantity_value_errors(name, q).into_iter().map(|msg| FieldError::invalid(fld, &q.canonical(), msg)),
+        );
+    }
+
+    /// Hugepages must be a whole number of pages (`IsHugePageResourceValueDivisible`, enforced for new
+    /// pods). Where Go's int64 `Value()` would wrap (or divide by zero), the value is refused.
+    fn validate_hugepage_value(name: &str, q: &Quantity, fld: &str, errs: &mut Vec<FieldError>) {
+        let Some(page_size) = name.strip_prefix(HUGEPAGES_PREFIX) else {
+            return;
+        };
+        let divisible = quantity::parse(page_size).ok().is_some_and(|page| {
+            !page.is_zero()
+                && !page.is_negative()
+                && page.scaled_value(-3).is_some_and(|milli| milli % 1000 == 0)
+                && match (q.scaled_value(0), page.scaled_value(0)) {
+                    (Some(value), Some(page)) => value.checked_rem(page) == Some(0),
+                    _ => false,
+                }
+        });
+        if !divisible {
+            let value = q.canonical();
+            errs.push(FieldError::invalid(fld, &value, format!("{value} is not positive integer multiple of {name}")));
+        }
+    }
+
+    /// `validateContainerResourceName`: a qualified name that is standard (unprefixed), native
+    /// (`*kubernetes.io/`) or a valid extended resource, and usable by a container.
+    fn validate_container_resource_name(name: &str, fld: &str, errs: &mut Vec<FieldError>) {
+        let name_errors = names::is_qualified_name(name);
+        let qualified = name_errors.is_empty();
+        errs.extend(name_errors.into_iter().map(|msg| FieldError::invalid(fld, name, msg)));
+        if !name.contains('/') {
+            if qualified && !is_standard_resource_name(name) {
+                errs.push(FieldError::invalid(fld, name, "must be a standard resource type or fully qualified"));
+            }
+            if !is_standard_container_resource_name(name) {
+                errs.push(FieldError::invalid(fld, name, "must be a standard resource for containers"));
+            }
+        } else if !is_native_resource(name) && !is_extended_resource_name(name) {
+            errs.push(FieldError::invalid(fld, name, "doesn't follow extended resource name standard"));
+        }
+    }
+
+    fn is_cpu_or_memory(name: &str) -> bool {
+        matches!(name, "cpu" | "memory")
+    }
+
+    /// `IsStandardResourceName`: the names Kubernetes itself defines, container or quota.
+    fn is_standard_resource_name(name: &str) -> bool {
+        matches!(
+            name,
+            "cpu"
+                | "memory"
+                | "ephemeral-storage"
+                | "requests.cpu"
+                | "requests.memory"
+                | "requests.ephemeral-storage"
+                | "limits.cpu"
+                | "limits.memory"
+                | "limits.ephemeral-storage"
+                | "storage"
+                | "requests.storage"
+        ) || OBJECT_COUNT_RESOURCES.contains(&name)
+            || name.starts_with(HUGEPAGES_PREFIX)
+            || name.starts_with("requests.hugepages-")
+    }
+
+    fn is_standard_container_resource_name(name: &str) -> bool {
+        matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with(HUGEPAGES_PREFIX)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::container::validate_resource_requirements;
     use serde_json::Value;
 
     fn load(name: &str) -> Value {

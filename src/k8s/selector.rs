@@ -5,7 +5,7 @@
 //! Inputs are borrowed views, independent of how the caller deserialized them. Where Go ranges
 //! over a map (labels, annotations) its order is random; we report in key order instead.
 
-use super::field::{child, index, FieldError};
+use super::field::{self, child, index, FieldError};
 use super::names::{is_label_value, is_qualified_name, name_is_dns_subdomain};
 
 /// `In`: the label's value is one of `values`.
@@ -29,7 +29,8 @@ pub const LABEL_SELECTOR_OPERATORS: [&str; 4] = [OP_IN, OP_NOT_IN, OP_EXISTS, OP
 pub const NODE_SELECTOR_OPERATORS: [&str; 6] = [OP_IN, OP_NOT_IN, OP_EXISTS, OP_DOES_NOT_EXIST, OP_GT, OP_LT];
 
 /// Operators a `NodeSelectorTerm`'s `matchFields` accept.
-pub const NODE_FIELD_SELECTOR_OPERATORS: [&str; 2] = [OP_IN, OP_NOT_IN];
+#[cfg(test)]
+const NODE_FIELD_SELECTOR_OPERATORS: [&str; 2] = [OP_IN, OP_NOT_IN];
 
 /// The only field a node field selector may name (Go's `metav1.ObjectNameField`).
 pub const NODE_FIELD_SELECTOR_KEY: &str = "metadata.name";
@@ -64,8 +65,29 @@ pub struct LabelSelectorOptions {
     pub allow_invalid_label_value_in_selector: bool,
 }
 
+/// Where the errors about one entry of a map (a label, an annotation key, a `matchLabels`
+/// entry) are reported. apimachinery reports them at the map's own path, which is what the
+/// vectors check; the config checker reports them at the entry, whose line and column it knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EntryPaths {
+    /// `metadata.labels`, as Go does.
+    #[default]
+    AtMap,
+    /// `podLabels[app]`: the entry itself.
+    AtEntry,
+}
+
+impl EntryPaths {
+    fn of(self, map_path: &str, key: &str) -> String {
+        match self {
+            EntryPaths::AtMap => map_path.to_string(),
+            EntryPaths::AtEntry => field::key(map_path, key),
+        }
+    }
+}
+
 /// Go's `ValidateLabelName`: one `Invalid` per `IsQualifiedName` message, all at `path`.
-pub fn validate_label_name(key: &str, path: &str) -> Vec<FieldError> {
+fn validate_label_name(key: &str, path: &str) -> Vec<FieldError> {
     is_qualified_name(key).into_iter().map(|msg| FieldError::invalid(path, key, msg)).collect()
 }
 
@@ -128,11 +150,7 @@ fn validate_requirement(req: &Requirement, rules: &RequirementRules, path: &str)
 
 /// Go's `ValidateLabelSelectorRequirement`: one `matchExpressions` entry of a `LabelSelector`.
 /// Errors come in Go's order: operator/values count, key, then each value.
-pub fn validate_label_selector_requirement(
-    req: &Requirement,
-    path: &str,
-    opts: LabelSelectorOptions,
-) -> Vec<FieldError> {
+fn validate_label_selector_requirement(req: &Requirement, path: &str, opts: LabelSelectorOptions) -> Vec<FieldError> {
     let rules = RequirementRules {
         gt_lt: false,
         allow_unknown_operator: opts.allow_unknown_operator_in_requirement,
@@ -148,13 +166,14 @@ pub fn validate_label_selector<I, K, V>(
     match_expressions: &[Requirement],
     path: &str,
     opts: LabelSelectorOptions,
+    entries: EntryPaths,
 ) -> Vec<FieldError>
 where
     I: IntoIterator<Item = (K, V)>,
     K: AsRef<str>,
     V: AsRef<str>,
 {
-    let mut errs = validate_labels(match_labels, &child(path, "matchLabels"));
+    let mut errs = validate_labels(match_labels, &child(path, "matchLabels"), entries);
     let expressions_path = child(path, "matchExpressions");
     for (i, req) in match_expressions.iter().enumerate() {
         errs.extend(validate_label_selector_requirement(req, &index(&expressions_path, i), opts));
@@ -166,7 +185,7 @@ where
 /// with exactly one value (whose integer-ness Go does not check here; see
 /// [`gt_lt_value_error`]). Go skips the value check for preferred terms and for stored objects
 /// that already had bad values; `allow_invalid_label_value` is that switch.
-pub fn validate_node_selector_requirement(
+fn validate_node_selector_requirement(
     req: &Requirement,
     path: &str,
     allow_invalid_label_value: bool,
@@ -178,7 +197,7 @@ pub fn validate_node_selector_requirement(
 
 /// Go's `ValidateNodeFieldSelectorRequirement` (`matchFields`): only `metadata.name`, only
 /// In/NotIn with exactly one value, and each value a valid node name.
-pub fn validate_node_selector_field_requirement(req: &Requirement, path: &str) -> Vec<FieldError> {
+fn validate_node_selector_field_requirement(req: &Requirement, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let values_path = child(path, "values");
     match req.operator {
@@ -227,6 +246,7 @@ pub fn validate_node_selector_term(
 }
 
 /// Go's `ValidateNodeSelector`: at least one term, each valid.
+#[cfg(test)]
 pub fn validate_node_selector(
     terms: &[NodeSelectorTerm],
     path: &str,
@@ -254,9 +274,9 @@ where
     entries
 }
 
-/// Go's `ValidateLabels`: per entry (in key order), key errors then value errors, all reported
-/// at `path` itself (not keyed), as Go does.
-pub fn validate_labels<I, K, V>(labels: I, path: &str) -> Vec<FieldError>
+/// Go's `ValidateLabels`: per entry (in key order), key errors then value errors, reported
+/// where `entries` says (Go: at `path` itself, not keyed).
+pub fn validate_labels<I, K, V>(labels: I, path: &str, entries: EntryPaths) -> Vec<FieldError>
 where
     I: IntoIterator<Item = (K, V)>,
     K: AsRef<str>,
@@ -264,16 +284,18 @@ where
 {
     let mut errs = Vec::new();
     for (key, value) in sorted_entries(labels) {
-        errs.extend(validate_label_name(key.as_ref(), path));
-        errs.extend(label_value_errors(value.as_ref(), path));
+        let entry_path = entries.of(path, key.as_ref());
+        errs.extend(validate_label_name(key.as_ref(), &entry_path));
+        errs.extend(label_value_errors(value.as_ref(), &entry_path));
     }
     errs
 }
 
 /// Go's `ValidateAnnotations`: keys are qualified names once lower-cased (so `Example.com/x` is
-/// fine, unlike for labels), reported at `path` with the original key; then one `TooLong` if the
-/// keys and values together exceed [`TOTAL_ANNOTATION_SIZE_LIMIT_B`] bytes.
-pub fn validate_annotations<I, K, V>(annotations: I, path: &str) -> Vec<FieldError>
+/// fine, unlike for labels), reported where `entries` says (Go: at `path`) with the original
+/// key; then one `TooLong` at `path` if the keys and values together exceed
+/// [`TOTAL_ANNOTATION_SIZE_LIMIT_B`] bytes.
+pub fn validate_annotations<I, K, V>(annotations: I, path: &str, entries: EntryPaths) -> Vec<FieldError>
 where
     I: IntoIterator<Item = (K, V)>,
     K: AsRef<str>,
@@ -283,7 +305,10 @@ where
     let mut total_size: usize = 0;
     for (key, value) in sorted_entries(annotations) {
         let key = key.as_ref();
-        errs.extend(is_qualified_name(&go_to_lower(key)).into_iter().map(|msg| FieldError::invalid(path, key, msg)));
+        let entry_path = entries.of(path, key);
+        errs.extend(
+            is_qualified_name(&go_to_lower(key)).into_iter().map(|msg| FieldError::invalid(&entry_path, key, msg)),
+        );
         total_size = total_size.saturating_add(key.len()).saturating_add(value.as_ref().len());
     }
     if total_size > TOTAL_ANNOTATION_SIZE_LIMIT_B {
@@ -299,10 +324,30 @@ fn go_to_lower(s: &str) -> String {
     s.chars().map(|c| c.to_lowercase().next().unwrap_or(c)).collect()
 }
 
+/// What `labels.NewRequirement` adds to API validation for node-selector requirements
+/// (`matchExpressions` at `path`): the one value of a `Gt`/`Lt` must parse as an integer, or the
+/// scheduler's selector never matches. API validation does not check this, so config validation
+/// adds it on top, for requirements API validation accepts (a value is never reported twice).
+pub fn validate_gt_lt_values(requirements: &[Requirement], path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (i, req) in requirements.iter().enumerate() {
+        let req_path = index(path, i);
+        if !matches!(req.operator, OP_GT | OP_LT)
+            || !validate_node_selector_requirement(req, &req_path, false).is_empty()
+        {
+            continue;
+        }
+        let Some(value) = req.values.first() else { continue };
+        if let Some(msg) = gt_lt_value_error(value) {
+            errs.push(FieldError::invalid(index(&child(&req_path, "values"), 0), value, msg));
+        }
+    }
+    errs
+}
+
 /// The error `labels.NewRequirement` gives a `Gt`/`Lt` value that `strconv.ParseInt(v, 10, 64)`
-/// rejects, i.e. anything but an optionally signed decimal i64. API validation does not check
-/// this, but such a selector never matches, so config validation adds it on top.
-pub fn gt_lt_value_error(value: &str) -> Option<String> {
+/// rejects, i.e. anything but an optionally signed decimal i64.
+fn gt_lt_value_error(value: &str) -> Option<String> {
     value.parse::<i64>().is_err().then(|| GT_LT_INTEGER_MSG.to_string())
 }
 
@@ -435,13 +480,45 @@ mod tests {
     fn labels_report_in_key_order() {
         // A HashMap-like input order must not leak into the output.
         let labels = [("z-", "ok"), ("a", "-bad"), ("m", "ok")];
-        let errs = validate_labels(labels, "l");
+        let errs = validate_labels(labels, "l", EntryPaths::AtMap);
         assert_eq!(
             rendered(&errs),
             [
                 format!(r#"l: Invalid value: "-bad": {VALUE_REGEX_MSG}"#),
                 format!(r#"l: Invalid value: "z-": {KEY_REGEX_MSG}"#),
             ]
+        );
+    }
+
+    #[test]
+    fn entry_paths_name_the_entry_when_asked() {
+        let labels = [("z-", "ok"), ("a", "-bad")];
+        assert_eq!(
+            rendered(&validate_labels(labels, "l", EntryPaths::AtEntry)),
+            [
+                format!(r#"l[a]: Invalid value: "-bad": {VALUE_REGEX_MSG}"#),
+                format!(r#"l[z-]: Invalid value: "z-": {KEY_REGEX_MSG}"#),
+            ]
+        );
+        let big = "x".repeat(TOTAL_ANNOTATION_SIZE_LIMIT_B);
+        assert_eq!(
+            rendered(&validate_annotations([("-k", big.as_str())], "a", EntryPaths::AtEntry)),
+            [
+                format!(r#"a[-k]: Invalid value: "-k": {KEY_REGEX_MSG}"#),
+                "a: Too long: may not be more than 262144 bytes".to_string(),
+            ]
+        );
+        let values = owned(&["v"]);
+        let exprs = [Requirement { key: "k", operator: "In", values: &values }];
+        assert_eq!(
+            rendered(&validate_label_selector(
+                [("k", "-v")],
+                &exprs,
+                "s",
+                LabelSelectorOptions::default(),
+                EntryPaths::AtEntry
+            )),
+            [format!(r#"s.matchLabels[k]: Invalid value: "-v": {VALUE_REGEX_MSG}"#)]
         );
     }
 
@@ -460,7 +537,7 @@ mod tests {
             ),
         ];
         for (key, want) in cases {
-            let errs = validate_annotations([(key.as_str(), "v")], "a");
+            let errs = validate_annotations([(key.as_str(), "v")], "a", EntryPaths::AtMap);
             assert_eq!(rendered(&errs), want, "{key:?}");
         }
         assert_eq!(go_to_lower("İSTANBUL"), "istanbul");
@@ -559,11 +636,11 @@ mod tests {
                 };
                 let exprs = requirements(object.get("matchExpressions"));
                 let views: Vec<Requirement> = exprs.iter().map(OwnedRequirement::view).collect();
-                validate_label_selector(&string_map(object.get("matchLabels")), &views, path, opts)
+                validate_label_selector(&string_map(object.get("matchLabels")), &views, path, opts, EntryPaths::AtMap)
             }
             "Labels" => {
                 flags(case, &[])?;
-                validate_labels(&string_map(Some(object)), path)
+                validate_labels(&string_map(Some(object)), path, EntryPaths::AtMap)
             }
             "Annotations" => {
                 flags(case, &[])?;
@@ -572,7 +649,7 @@ mod tests {
                 } else {
                     string_map(Some(object))
                 };
-                validate_annotations(&map, path)
+                validate_annotations(&map, path, EntryPaths::AtMap)
             }
             "NodeSelectorRequirement" => {
                 let opts = flags(case, &["allowInvalidLabelValueInRequiredNodeAffinity"])?;

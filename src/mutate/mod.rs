@@ -11,6 +11,25 @@ use serde_json::Value;
 use crate::config::model::NodeAgentConfig;
 use plan::{Plan, Setting};
 
+/// Every field of a pod the core reads (identity, planner, preview), as paths of keys; `[]`
+/// stands for each item of a list. Every patch op also lies under one of them, so a caller may
+/// hand the core a pod pruned to these fields and get the same answer, and the same patch.
+pub const POD_FIELDS: &[&[&str]] = &[
+    &["metadata", "name"],
+    &["metadata", "namespace"],
+    &["metadata", "labels"],
+    &["metadata", "annotations"],
+    &["metadata", "ownerReferences"],
+    &["spec", "affinity"],
+    &["spec", "nodeName"],
+    &["spec", "nodeSelector"],
+    &["spec", "containers", "[]", "name"],
+    &["spec", "containers", "[]", "resources"],
+    &["spec", "priorityClassName"],
+    &["spec", "priority"],
+    &["spec", "preemptionPolicy"],
+];
+
 /// What the mutating webhook does to one data-mover pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
