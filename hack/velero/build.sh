@@ -6,6 +6,7 @@
 #   hack/velero/build.sh              # v1.18.1 (hack/velero/v1.18/go.mod)
 #   hack/velero/build.sh v1.17.2      # the version pinned in hack/velero/v1.17/go.mod
 #   hack/velero/build.sh crds v1.18.1 # prints the module's CRD directories (config/crd/*/bases)
+#                                     # and the CSI snapshot CRD files of its external-snapshotter
 #   hack/velero/build.sh version      # prints every pinned version, one a line
 #
 # One tools module per Velero minor (hack/velero/v1.MINOR), each pinning one patch release and
@@ -40,11 +41,20 @@ pinned=$(pinned_in "$module")
 [ "$pinned" = "$version" ] ||
   die "hack/velero/v1.${BASH_REMATCH[1]}/go.mod pins $pinned, not $version: edit its require (and its kopia replace, from that release's go.mod) and run 'go mod tidy' there"
 
+module_dir() { (cd "$module" && go mod download -json "$1" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p'); }
 if [ "$mode" = crds ]; then
-  dir=$(cd "$module" && go mod download -json "github.com/vmware-tanzu/velero@$version" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  dir=$(module_dir "github.com/vmware-tanzu/velero@$version")
   [ -d "$dir/config/crd/v1/bases" ] || die "no config/crd/v1/bases in $dir"
   echo "$dir/config/crd/v1/bases"
   echo "$dir/config/crd/v2alpha1/bases"
+  # The CSI snapshot CRDs (DataUpload needs VolumeSnapshot and VolumeSnapshotContent): from the
+  # external-snapshotter client module this Velero version depends on, which ships them.
+  snapshotter=$(awk '$1 ~ /^github.com\/kubernetes-csi\/external-snapshotter\/client\/v[0-9]+$/ { print $1 "@" $2 }' "$module/go.mod" | sort -V | tail -n1)
+  sdir=$(module_dir "$snapshotter")
+  for kind in volumesnapshotclasses volumesnapshotcontents volumesnapshots; do
+    [ -f "$sdir/config/crd/snapshot.storage.k8s.io_$kind.yaml" ] || die "no snapshot CRD $kind in $sdir"
+    echo "$sdir/config/crd/snapshot.storage.k8s.io_$kind.yaml"
+  done
   exit 0
 fi
 

@@ -4,7 +4,8 @@
 #
 #   hack/velero/install.sh v1.18.1     # VELERO_VERSION, default v1.18.1
 #
-#   1. Velero's CRDs from its Go module (config/crd/v1/bases, config/crd/v2alpha1/bases);
+#   1. Velero's CRDs from its Go module (config/crd/v1/bases, config/crd/v2alpha1/bases) and the
+#      CSI snapshot CRDs from the external-snapshotter client module it depends on;
 #   2. what the real `velero install --use-node-agent --dry-run -o json` of that version prints,
 #      less the CRDs (step 1) and the server Deployment (nothing here runs it): the namespace,
 #      ServiceAccount velero, its cluster-admin ClusterRoleBinding, the Secret cloud-credentials
@@ -30,7 +31,8 @@ for dir in $(hack/velero/build.sh crds "$version"); do
   kubectl apply --server-side --force-conflicts -f "$dir" >/dev/null
 done
 kubectl wait --for=condition=Established --timeout=60s \
-  crd/datadownloads.velero.io crd/datauploads.velero.io crd/podvolumebackups.velero.io crd/podvolumerestores.velero.io >/dev/null
+  crd/datadownloads.velero.io crd/datauploads.velero.io crd/podvolumebackups.velero.io crd/podvolumerestores.velero.io \
+  crd/volumesnapshots.snapshot.storage.k8s.io crd/volumesnapshotcontents.snapshot.storage.k8s.io >/dev/null
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -418,33 +418,44 @@ def dd_workers_started(text):
 def probe_datadownload(name):
     """A DataDownload for the started node-agent: was its pod created, or the DD failed?"""
     target = f"{name}-target"
-    kubectl("create", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": target, "namespace": "e2e-app"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
-    kubectl("create", "-f", "-", stdin=json.dumps({
-        "apiVersion": "velero.io/v2alpha1", "kind": "DataDownload", "metadata": {"name": name, "namespace": NS},
-        "spec": {"backupStorageLocation": "default", "operationTimeout": "10m", "snapshotID": "judge", "sourceNamespace": "e2e-app",
-                 "targetVolume": {"namespace": "e2e-app", "pvc": target, "pv": ""}}}))
+    kubectl("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": target, "namespace": "e2e-app"},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+        {"apiVersion": "velero.io/v2alpha1", "kind": "DataDownload", "metadata": {"name": name, "namespace": NS},
+         "spec": {"backupStorageLocation": "default", "operationTimeout": "10m", "snapshotID": "judge", "sourceNamespace": "e2e-app",
+                  "targetVolume": {"namespace": "e2e-app", "pvc": target, "pv": ""}}}]}))
     result = "no pod within 20 s"
     deadline = time.time() + 20
     try:
         while time.time() < deadline:
-            pod = kubectl("get", "pod", name, "-n", NS, "-o", "json", "--ignore-not-found", check=False)
-            if pod.returncode == 0 and pod.stdout.strip():
+            # The pod and the DataDownload in one call: pods/NAME and datadownloads/NAME.
+            got = kubectl("get", f"pod/{name}", f"datadownloads.velero.io/{name}", "-n", NS, "-o", "json", "--ignore-not-found", check=False)
+            parsed = json.loads(got.stdout) if got.stdout.strip().startswith("{") else {}
+            items = parsed.get("items", [parsed] if parsed.get("kind") else [])
+            if any(i["kind"] == "Pod" for i in items):
                 result = "pod created"
                 break
-            dd = json.loads(kubectl("get", "datadownloads.velero.io", name, "-n", NS, "-o", "json").stdout)
+            dd = next((i for i in items if i["kind"] == "DataDownload"), {})
             if dd.get("status", {}).get("phase") == "Failed":
                 result = "DataDownload failed: " + dd["status"].get("message", "")[:300]
                 break
-            time.sleep(0.2)
-    finally:
-        kubectl("patch", "datadownloads.velero.io", name, "-n", NS, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
-        kubectl("delete", "datadownloads.velero.io", name, "-n", NS, "--wait=false", "--ignore-not-found", check=False)
-        kubectl("delete", "pod", name, "-n", NS, "--wait=false", "--ignore-not-found", check=False)
-        kubectl("delete", "pvc", name, "-n", NS, "--wait=false", "--ignore-not-found", check=False)
-        kubectl("delete", "pvc", target, "-n", "e2e-app", "--wait=false", "--ignore-not-found", check=False)
+            time.sleep(0.1)
+    except Exception:
+        clean_up_probe(name)
+        raise
     return result
+
+
+def clean_up_probe(name):
+    """After node-agent is stopped (it would put its finalizer back): leftover DataDownloads in
+    Accepted count against loadConcurrency.prepareQueueLength for the next cases, and the PVCs
+    keep the API server's pvc-protection finalizer (no controller-manager here removes it)."""
+    unfinalize = '{"metadata":{"finalizers":null}}'
+    kubectl("delete", f"datadownloads.velero.io/{name}", f"pod/{name}", f"pvc/{name}", "-n", NS, "--wait=false", "--ignore-not-found", check=False)
+    kubectl("delete", "pvc", f"{name}-target", "-n", "e2e-app", "--wait=false", "--ignore-not-found", check=False)
+    kubectl("patch", "datadownloads.velero.io", name, "-n", NS, "--type=merge", "-p", unfinalize, check=False)
+    kubectl("patch", "pvc", name, "-n", NS, "--type=merge", "-p", unfinalize, check=False)
+    kubectl("patch", "pvc", f"{name}-target", "-n", "e2e-app", "--type=merge", "-p", unfinalize, check=False)
 
 
 def run_node_agent(velero, kubeconfig, e2e_dir, case_id, probe):
@@ -486,11 +497,14 @@ def run_node_agent(velero, kubeconfig, e2e_dir, case_id, probe):
             if child.poll() is not None:
                 break
             time.sleep(0.05)
-        pod = probe_datadownload(f"judge-{case_id[:3]}-{int(time.time() * 1000) % 100000}")
+        probe_name = f"judge-{case_id[:3].strip('-').lower()}-{int(time.time() * 1000) % 100000}"
+        pod = probe_datadownload(probe_name)
     if child.poll() is None:
         # Its verdict is in; a graceful stop of a manager that is still starting can take 10 s.
         child.kill()
         child.wait()
+    if pod is not None:
+        clean_up_probe(probe_name)
     ignored, notes = parse_log(log_path.read_text(errors="replace"))
     return {"node_agent": outcome, "exit_code": exit_code, "ignored": ignored, "log": notes, "probe": pod}
 
@@ -525,6 +539,20 @@ def config_of(cm):
     return value if isinstance(value, dict) else None
 
 
+def needs_probe(case_id, config):
+    """A DataDownload for configs with pod settings: each example, and each generated case whose
+    pod settings differ from the base config's (the base itself is probed once)."""
+    lower = {k.lower(): v for k, v in config.items()}
+    if not any(k in POD_SETTINGS for k in lower):
+        return False
+    if case_id[:3].isdigit() and not case_id.startswith(("000-", "0000")):
+        base = {k.lower(): v for k, v in BASE.items()}
+        keys = [k for k in config if k.lower() in POD_SETTINGS]
+        # A key written in another case (PodLabels) is the same setting to Go: probe it too.
+        return any(lower.get(s) != base.get(s) for s in POD_SETTINGS) or any(k not in BASE for k in keys)
+    return True
+
+
 def run(version, only):
     velero = os.environ["VELERO_BIN"]
     e2e_dir = os.environ["E2E_DIR"]
@@ -538,8 +566,7 @@ def run(version, only):
         if only and not any(o in case_id for o in only):
             continue
         cm = json.loads(path.read_text())
-        config = config_of(cm) or {}
-        probe = any(k.lower() in POD_SETTINGS for k in config)
+        probe = needs_probe(case_id, config_of(cm) or {})
         store_case(cm)
         t0 = time.time()
         result = run_node_agent(velero, kubeconfig, e2e_dir, case_id, probe)
@@ -570,7 +597,10 @@ def covered(section, ours):
         # `loadConcurrency` that says `globalConfig is not set`).
         if path == section or path.startswith((section + ".", section + "[")) or section.startswith(path + "."):
             return True
-    return False
+    # An error beside it in the same section: `loadConcurrency.global` (unknown, did you mean
+    # globalConfig) is why node-agent finds no globalConfig.
+    parent = section.rsplit(".", 1)[0] if "." in section else None
+    return bool(parent) and any(e.split(": ", 1)[0].lower().startswith(parent + ".") for e in ours["errors"])
 
 
 def classify(r, version):
@@ -633,6 +663,48 @@ def report():
         counts = [sum(1 for case in rows.values() if case.get(v, {}).get("class") == c) for v in versions]
         lines.append(f"| {c} | " + " | ".join(str(n) for n in counts) + " |")
     lines.append("| **cases** | " + " | ".join(str(sum(1 for case in rows.values() if v in case)) for v in versions) + " |")
+    lines += [
+        "",
+        "What the outcomes mean:",
+        "",
+        "- *agree: both fatal*: node-agent exits at start-up (on every node: CrashLoopBackOff) and we",
+        "  reject the ConfigMap.",
+        "- *agree: node-agent ignores a section, we flag it*: node-agent starts but its own warning says",
+        "  it drops a section (`Pod resource requirements are invalid, ignore`, `Ignore cache config`,",
+        "  `Global number 0 is invalid`, a skipped per-node rule; on 1.16 `Failed to get node agent",
+        "  configs ..., ignore it`, the whole config), and that section is one of our findings.",
+        "- *agree (cluster lookup)*: node-agent drops a PriorityClass that does not exist; `check` runs",
+        "  offline, the validating webhook looks the class up and warns.",
+        "- *stricter on purpose: node-agent starts, its DataDownload fails*: node-agent copies the",
+        "  setting into the pod and the API server rejects the pod (operator `in`, `Exists` with values,",
+        "  a negative quantity, an invalid label): the restore fails at once; we reject at apply time.",
+        "- *stricter on purpose: node-agent starts and drops or keeps it silently*: what Go's",
+        "  `encoding/json` drops without a word (unknown keys, the docs' `thresholdInGB`, top-level",
+        "  `prepareQueueLength`), a second data key 1.16/1.17 pick at random, YAML 1.16 ignores, and",
+        "  settings that start fine but break later (a second global `loadAffinity` entry node-agent never",
+        "  uses, an empty `nodeSelector`, a `velero.io/` pod label that breaks how Velero finds its pod,",
+        "  settings in DataUpload pods only, which the DataDownload probe cannot show).",
+        "- *agree: both accept*: node-agent starts cleanly (its DataDownload pod created) and we find no",
+        "  error (warnings, such as a setting this version ignores, may be there).",
+        "",
+        "## By kind of case",
+        "",
+        "| Kind | " + " | ".join(versions) + " |",
+        "|---|" + "---|" * len(versions),
+    ]
+    def kind(case_id):
+        parts = case_id.split("-")
+        return "example" if len(parts[0]) == 2 else parts[1]
+    for k in sorted({kind(c) for c in rows}):
+        cells = []
+        for v in versions:
+            counts = {}
+            for case_id, case in rows.items():
+                if kind(case_id) == k and v in case:
+                    short = case[v]["class"].split(":")[0]
+                    counts[short] = counts.get(short, 0) + 1
+            cells.append(", ".join(f"{n} {c}" for c, n in sorted(counts.items())))
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", "## Disagreements and timeouts", ""]
     any_dis = False
     for case_id, case in sorted(rows.items()):

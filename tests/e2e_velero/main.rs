@@ -13,6 +13,7 @@
 mod harness;
 
 mod datadownload;
+mod dataupload;
 mod node_agent;
 
 use std::time::Duration;
