@@ -15,7 +15,7 @@ build: ## Build the binary (debug)
 
 test: ## Run every test: unit, vectors, integration (real TLS server), manifests, end to end (real kube-apiserver)
 	@# kubectl comes from the control-plane build, so every step uses the same release.
-	PATH="$$(hack/controlplane/build.sh):$$PATH" $(MAKE) --no-print-directory unit validate-manifests e2e helm-test
+	PATH="$$(hack/controlplane/build.sh):$$PATH" $(MAKE) --no-print-directory unit validate-manifests e2e e2e-velero helm-test
 
 unit: ## The quick loop: unit, vector and integration tests (no control plane)
 	$(CARGO) test --locked --all-targets
