@@ -14,10 +14,12 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
+use kube::core::ClusterResourceScope;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::config::version::VeleroVersion;
@@ -129,18 +131,31 @@ impl Cluster {
         })
     }
 
-    /// The names of all PriorityClasses, each time the set changes; the stream never ends.
-    /// The first item comes when the first list completes, so until then the set is unknown
-    /// and nothing is called missing on a guess. Only metadata is fetched. Errors (RBAC
-    /// included) are logged and retried with backoff.
+    /// The names of all PriorityClasses, each time the set changes (see [`Cluster::name_changes`]).
     pub fn priority_class_changes(&self) -> impl Stream<Item = WatchedNames> + Send + 'static {
-        let api: Api<PartialObjectMeta<PriorityClass>> = Api::all(self.client.clone());
+        self.name_changes::<PriorityClass>("PriorityClasses")
+    }
+
+    /// The names of all StorageClasses, each time the set changes (see [`Cluster::name_changes`]).
+    pub fn storage_class_changes(&self) -> impl Stream<Item = WatchedNames> + Send + 'static {
+        self.name_changes::<StorageClass>("StorageClasses")
+    }
+
+    /// The names of every object of a cluster-scoped kind, each time the set changes; the stream
+    /// never ends. The first item comes when the first list completes, so until then the set is
+    /// unknown and nothing is called missing on a guess. Only metadata is fetched. Errors (RBAC
+    /// included) are logged and retried with backoff, and mark the set interrupted.
+    fn name_changes<K>(&self, kind: &'static str) -> impl Stream<Item = WatchedNames> + Send + 'static
+    where
+        K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+    {
+        let api: Api<PartialObjectMeta<K>> = Api::all(self.client.clone());
         let mut names = Names::default();
         watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
             let change = match event {
                 Ok(event) => names.apply(event).cloned(),
                 Err(err) => {
-                    tracing::warn!(error = %err, "watching PriorityClasses; retrying");
+                    tracing::warn!(error = %err, "watching {kind}; retrying");
                     names.interrupt().cloned()
                 }
             };

@@ -226,7 +226,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
                 state.set_velero_version(version);
             }
-            background.push(tokio::spawn(drain.run(source::watch_priority_classes(cluster, state.clone()))));
+            background.push(tokio::spawn(drain.clone().run(source::watch_priority_classes(cluster.clone(), state.clone()))));
+            background.push(tokio::spawn(drain.run(source::watch_storage_classes(cluster, state.clone()))));
         }
         let options = ServeOptions {
             bind: args.bind,
@@ -309,7 +310,7 @@ async fn ctrl_c() {
 
 fn check(args: CheckArgs) -> ExitCode {
     let selection = if args.all { Selection::All } else { Selection::Named(args.configmap.clone()) };
-    let env = Environment { velero_version: args.velero_version, priority_classes: None };
+    let env = Environment { velero_version: args.velero_version, ..Environment::default() };
     let mut findings: Vec<Finding> = Vec::new();
     for file in &args.files {
         let text = match read_input(file) {

@@ -62,6 +62,15 @@ pub async fn watch_priority_classes(cluster: Cluster, state: Arc<AppState>) {
     }
 }
 
+/// Keeps the StorageClass names in `state` current; runs until dropped. The validating webhook
+/// checks the classes node-agent creates PVCs of (`cachePVC`, `backupPVC`) against them.
+pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
+    let mut changes = std::pin::pin!(cluster.storage_class_changes());
+    while let Some(watched) = changes.next().await {
+        state.set_storage_classes(Some(Arc::new(watched.names)));
+    }
+}
+
 /// Makes what was observed the live config, the same way the file source does.
 fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
     match observed {

@@ -5,7 +5,9 @@
 //! - a ConfigMap node-agent exits on, or whose DataDownload it fails, gets an error from us;
 //! - a section node-agent's warnings say it ignores is one of our findings.
 //!
-//! The exceptions are the disagreements docs/velero-judge.md explains, listed in `EXPLAINED`.
+//! The one exception: a section node-agent drops because a class it names does not exist in the
+//! judge's cluster. Offline `check` cannot know which classes exist; the validating webhook
+//! watches them and warns (tests/e2e).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,12 +17,8 @@ use serde_json::Value;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_node-agent-webhook");
 
-/// (case, version or "*", why): disagreements that are understood (docs/velero-judge.md).
-const EXPLAINED: &[(&str, &str, &str)] = &[
-    // A gap in the product: node-agent 1.18 drops cachePVC when its StorageClass is missing
-    // ("Ignore cache config"); the webhook does not look that class up (yet).
-    ("230-value-cachepvc-missing-storageclass", "v1.18.1", "cachePVC's StorageClass does not exist"),
-];
+/// Sections node-agent drops when the PriorityClass or StorageClass they name does not exist.
+const CLUSTER_LOOKUPS: &[&str] = &["priorityClassName", "cachePVC"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -85,10 +83,6 @@ fn ours(case: &str, version: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn explained(case: &str, version: &str) -> bool {
-    EXPLAINED.iter().any(|(c, v, _)| *c == case && (*v == "*" || *v == version))
-}
-
 fn covers(path: &str, section: &str) -> bool {
     let (path, section) = (path.to_lowercase(), section.to_lowercase());
     path == section
@@ -105,7 +99,7 @@ fn every_config_node_agent_exits_on_or_fails_with_gets_an_error_from_us() {
         // Its DataDownload failed, or never got a pod (`loadAffinity: [null]` panics the reconciler).
         let fails =
             r.result["probe"].as_str().is_some_and(|p| p.starts_with("DataDownload failed") || p.starts_with("no pod"));
-        if !(exits || fails) || explained(&r.case, &r.version) {
+        if !(exits || fails) {
             continue;
         }
         if !ours(&r.case, &r.version).iter().any(|(severity, _)| severity == "error") {
@@ -120,14 +114,9 @@ fn every_config_node_agent_exits_on_or_fails_with_gets_an_error_from_us() {
 fn every_section_node_agent_ignores_is_one_of_our_findings() {
     let mut wrong = Vec::new();
     for r in recordings() {
-        if explained(&r.case, &r.version) {
-            continue;
-        }
         let findings = ours(&r.case, &r.version);
         let ignored = r.result["ignored"].as_array().into_iter().flatten().filter_map(Value::as_str);
-        // A PriorityClass missing from the judge's cluster: offline `check` cannot know which
-        // classes exist; the validating webhook looks the class up and warns.
-        for section in ignored.filter(|s| *s != "priorityClassName") {
+        for section in ignored.filter(|s| !CLUSTER_LOOKUPS.contains(s)) {
             // An error beside it in the same section counts: `loadConcurrency.global` (unknown,
             // did you mean globalConfig) is why node-agent finds no globalConfig.
             let parent = section.rsplit_once('.').map(|(p, _)| format!("{}.", p.to_lowercase()));

@@ -438,6 +438,9 @@ fn rbac_grants_exactly_the_documented_read_only_permissions() {
         ("scheduling.k8s.io", "priorityclasses", "get", ""),
         ("scheduling.k8s.io", "priorityclasses", "list", ""),
         ("scheduling.k8s.io", "priorityclasses", "watch", ""),
+        ("storage.k8s.io", "storageclasses", "get", ""),
+        ("storage.k8s.io", "storageclasses", "list", ""),
+        ("storage.k8s.io", "storageclasses", "watch", ""),
         ("", "persistentvolumeclaims", "get", ""),
     ]);
     for overlay in all_overlays() {

@@ -25,6 +25,8 @@ pub struct Environment<'a> {
     pub velero_version: Option<VeleroVersion>,
     /// The PriorityClasses that exist, when the server can see them.
     pub priority_classes: Option<&'a HashSet<String>>,
+    /// The StorageClasses that exist, when the server can see them.
+    pub storage_classes: Option<&'a HashSet<String>>,
 }
 
 /// Adds every semantic finding about `decoded.config` to `decoded.diagnostics`.
@@ -37,8 +39,8 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     v.pod_resources(config.pod_resources.as_ref());
     v.priority_class(config, env);
     v.pod_metadata(config);
-    v.backup_pvcs(&config.backup_pvc);
-    v.cache_pvc(config);
+    v.backup_pvcs(&config.backup_pvc, env);
+    v.cache_pvc(config, env);
     if let Some(version) = env.velero_version {
         v.version_support(config, version);
     }
@@ -310,12 +312,30 @@ impl Validator<'_> {
         }
     }
 
-    fn backup_pvcs(&mut self, pvcs: &BTreeMap<String, BackupPvc>) {
+    /// A warning when the server sees the cluster's StorageClasses and `class` is not among them.
+    fn missing_storage_class(&mut self, path: &str, class: &str, env: &Environment, consequence: &str) {
+        if env.storage_classes.is_some_and(|classes| !classes.contains(class)) {
+            self.warn(path, format!("StorageClass {} does not exist: {consequence}", go_quote(class)));
+        }
+    }
+
+    fn backup_pvcs(&mut self, pvcs: &BTreeMap<String, BackupPvc>, env: &Environment) {
         for (source, pvc) in pvcs {
             let path = field::key("backupPVC", source);
             if !pvc.storage_class.is_empty() {
-                for msg in names::is_dns1123_subdomain(&pvc.storage_class) {
-                    self.error(FieldError::invalid(field::child(&path, "storageClass"), &pvc.storage_class, msg));
+                let class_path = field::child(&path, "storageClass");
+                let messages = names::is_dns1123_subdomain(&pvc.storage_class);
+                let valid = messages.is_empty();
+                for msg in messages {
+                    self.error(FieldError::invalid(&class_path, &pvc.storage_class, msg));
+                }
+                if valid {
+                    self.missing_storage_class(
+                        &class_path,
+                        &pvc.storage_class,
+                        env,
+                        "node-agent would create backup PVCs of it that stay Pending, until the DataUpload times out",
+                    );
                 }
             }
             if pvc.spc_no_relabeling && !pvc.read_only {
@@ -328,7 +348,7 @@ impl Validator<'_> {
         }
     }
 
-    fn cache_pvc(&mut self, config: &NodeAgentConfig) {
+    fn cache_pvc(&mut self, config: &NodeAgentConfig, env: &Environment) {
         let Some(cache) = &config.cache_pvc else { return };
         if cache.storage_class.is_empty() {
             self.error(FieldError::required(
@@ -336,8 +356,18 @@ impl Validator<'_> {
                 "node-agent ignores the whole cachePVC section without a storage class",
             ));
         } else {
-            for msg in names::is_dns1123_subdomain(&cache.storage_class) {
+            let messages = names::is_dns1123_subdomain(&cache.storage_class);
+            let valid = messages.is_empty();
+            for msg in messages {
                 self.error(FieldError::invalid("cachePVC.storageClass", &cache.storage_class, msg));
+            }
+            if valid {
+                self.missing_storage_class(
+                    "cachePVC.storageClass",
+                    &cache.storage_class,
+                    env,
+                    "node-agent drops the whole cachePVC section at start-up (\"Ignore cache config\"); create the class, then restart node-agent",
+                );
             }
         }
         if cache.resident_threshold_in_mb < 0 {
@@ -577,9 +607,28 @@ mod tests {
     }
 
     #[test]
+    fn storage_classes_node_agent_creates_pvcs_of_must_exist() {
+        let classes: HashSet<String> = ["gp3".to_string()].into();
+        let seen = Environment { storage_classes: Some(&classes), ..Environment::default() };
+        let cache_gone = r#"warning: cachePVC.storageClass: StorageClass "gone" does not exist: node-agent drops the whole cachePVC section at start-up ("Ignore cache config"); create the class, then restart node-agent (line 1, column 31)"#;
+        let backup_gone = r#"warning: backupPVC[gp3].storageClass: StorageClass "gone" does not exist: node-agent would create backup PVCs of it that stay Pending, until the DataUpload times out (line 1, column 40)"#;
+        let cases: &[(&str, &Environment, &[&str])] = &[
+            (r#"{"cachePVC": {"storageClass": "gp3"}}"#, &seen, &[]),
+            (r#"{"cachePVC": {"storageClass": "gone"}}"#, &seen, &[cache_gone]),
+            // Offline, or before the first list: nothing is called missing on a guess.
+            (r#"{"cachePVC": {"storageClass": "gone"}}"#, &Environment::default(), &[]),
+            (r#"{"backupPVC": {"gp3": {"storageClass": "gp3"}}}"#, &seen, &[]),
+            (r#"{"backupPVC": {"gp3": {"storageClass": "gone"}}}"#, &seen, &[backup_gone]),
+        ];
+        for (config, env, want) in cases {
+            assert_eq!(findings_with(config, env), *want, "{config}");
+        }
+    }
+
+    #[test]
     fn cluster_and_version_aware_warnings() {
         let classes: HashSet<String> = ["present".to_string()].into();
-        let env = Environment { velero_version: None, priority_classes: Some(&classes) };
+        let env = Environment { priority_classes: Some(&classes), ..Environment::default() };
         assert_eq!(findings_with(r#"{"priorityClassName": "present"}"#, &env), Vec::<String>::new());
         assert_eq!(
             findings_with(r#"{"priorityClassName": "absent"}"#, &env),
@@ -587,7 +636,7 @@ mod tests {
                 r#"warning: priorityClassName: PriorityClass "absent" does not exist: node-agent drops it and the webhook leaves pod priority alone until it does (line 1, column 23)"#
             ]
         );
-        let old = Environment { velero_version: Some(VeleroVersion::new(1, 16, 0)), priority_classes: None };
+        let old = Environment { velero_version: Some(VeleroVersion::new(1, 16, 0)), ..Environment::default() };
         assert_eq!(
             findings_with(r#"{"priorityClassName": "p", "restorePVC": {"ignoreDelayBinding": true}, "cachePVC": {"storageClass": "c"}}"#, &old),
             vec![

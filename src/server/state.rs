@@ -37,18 +37,20 @@ pub struct LiveConfig {
 struct Verdict {
     inputs: CheckInputs,
     velero_version: Option<VeleroVersion>,
-    priority_classes: Option<Arc<HashSet<String>>>,
+    classes: ClassNames,
     decision: Decision,
 }
 
+/// The PriorityClass and StorageClass names the watches have seen (`None`: not listed yet).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ClassNames {
+    priority: Option<Arc<HashSet<String>>>,
+    storage: Option<Arc<HashSet<String>>>,
+}
+
 impl Verdict {
-    fn is_for(
-        &self,
-        inputs: &CheckInputs,
-        velero_version: Option<VeleroVersion>,
-        priority_classes: &Option<Arc<HashSet<String>>>,
-    ) -> bool {
-        self.velero_version == velero_version && self.priority_classes == *priority_classes && self.inputs == *inputs
+    fn is_for(&self, inputs: &CheckInputs, velero_version: Option<VeleroVersion>, classes: &ClassNames) -> bool {
+        self.velero_version == velero_version && self.classes == *classes && self.inputs == *inputs
     }
 }
 
@@ -71,6 +73,7 @@ pub struct AppState {
     velero_version: RwLock<Option<VeleroVersion>>,
     priority_classes: RwLock<Option<Arc<HashSet<String>>>>,
     priority_watch_interrupted: AtomicBool,
+    storage_classes: RwLock<Option<Arc<HashSet<String>>>>,
     live: RwLock<Arc<LiveConfig>>,
     last_verdict: Mutex<Option<Verdict>>,
     pub readiness: Readiness,
@@ -106,6 +109,7 @@ impl AppState {
             velero_version: RwLock::new(velero_version),
             priority_classes: RwLock::new(None),
             priority_watch_interrupted: AtomicBool::new(false),
+            storage_classes: RwLock::new(None),
             live: RwLock::new(Arc::new(LiveConfig::default())),
             last_verdict: Mutex::new(None),
             readiness: Readiness::default(),
@@ -120,16 +124,20 @@ impl AppState {
             Review::NeedsCheck(inputs) => inputs,
         };
         let velero_version = read(&self.velero_version);
-        let priority_classes = read(&self.priority_classes);
+        let classes = ClassNames { priority: read(&self.priority_classes), storage: read(&self.storage_classes) };
         if let Ok(last) = self.last_verdict.lock() {
-            if let Some(last) = last.as_ref().filter(|last| last.is_for(&inputs, velero_version, &priority_classes)) {
+            if let Some(last) = last.as_ref().filter(|last| last.is_for(&inputs, velero_version, &classes)) {
                 return last.decision.clone();
             }
         }
-        let env = Environment { velero_version, priority_classes: priority_classes.as_deref() };
+        let env = Environment {
+            velero_version,
+            priority_classes: classes.priority.as_deref(),
+            storage_classes: classes.storage.as_deref(),
+        };
         let decision = validating::checked_decision(&self.target, &env, &inputs);
         if let Ok(mut last) = self.last_verdict.lock() {
-            *last = Some(Verdict { inputs, velero_version, priority_classes, decision: decision.clone() });
+            *last = Some(Verdict { inputs, velero_version, classes, decision: decision.clone() });
         }
         decision
     }
@@ -229,6 +237,10 @@ impl AppState {
 
     pub fn priority_classes(&self) -> Option<Arc<HashSet<String>>> {
         read(&self.priority_classes)
+    }
+
+    pub fn set_storage_classes(&self, classes: Option<Arc<HashSet<String>>>) {
+        write(&self.storage_classes, classes);
     }
 
     /// The PriorityClasses the mutating webhook may set. The watched set answers when it holds
@@ -340,6 +352,7 @@ mod tests {
                 &Environment {
                     velero_version: read(&state.velero_version),
                     priority_classes: state.priority_classes().as_deref(),
+                    storage_classes: None,
                 },
             );
             assert_eq!(decision, fresh, "{step}: the reused verdict differs from a fresh check");

@@ -107,6 +107,7 @@ fn the_server_account_may_do_what_the_server_does_and_no_more() {
         &["get", "datadownloads.velero.io", "-n", "velero"],
         &["get", "daemonsets/node-agent", "-n", "velero"],
         &["watch", "priorityclasses"],
+        &["watch", "storageclasses"],
         &["get", "persistentvolumeclaims", "-n", "some-app"],
     ] {
         assert!(can(allowed), "{account} should be allowed: {allowed:?}");

@@ -65,6 +65,8 @@ const VERDICTS: &[Verdict] = &[
         denial: None,
         lines: &[
             r#"data[config]: loadAffinity[1].storageClass: DataUpload pods look up the backup PVC's class "gp3-backup", not "gp3-csi": this entry applies to restores only (line 22, column 23)"#,
+            // The e2e cluster has no such StorageClass.
+            r#"data[config]: backupPVC[gp3-csi].storageClass: StorageClass "gp3-backup" does not exist: node-agent would create backup PVCs of it that stay Pending, until the DataUpload times out (line 35, column 23)"#,
         ],
     },
     Verdict {
@@ -243,8 +245,10 @@ fn other_configmaps_never_reach_the_server() {
     assert_eq!(reviews(), before, "none of them was sent to the server");
 }
 
-/// What a dry run of `value` as the node-agent ConfigMap makes kubectl print as warnings.
+/// What a dry run of `value` as the node-agent ConfigMap makes kubectl print as warnings (with no
+/// ConfigMap stored, so that the dry run is a create).
 fn dry_run_warnings(value: &str) -> Vec<String> {
+    delete_configmap();
     apply_config_as(|m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m), value).must().warnings()
 }
 
@@ -271,19 +275,37 @@ fn version_warnings_follow_the_node_agent_daemonsets_image() {
     assert_eq!(dry_run_warnings(r#"{"podLabels": {"team": "a"}}"#), Vec::<String>::new());
 }
 
+/// The warnings about a class that does not exist follow the cluster's classes, as the server's
+/// watches see them: PriorityClasses (`priorityClassName`), StorageClasses (`cachePVC`).
 #[test]
-fn the_priority_class_warning_follows_the_classes_in_the_cluster() {
+fn class_warnings_follow_the_classes_in_the_cluster() {
     let _serial = serial();
     webhook_up();
-    let class = unique("e2e-followed");
-    let config = format!(r#"{{"priorityClassName": "{class}"}}"#);
-    let missing = |warnings: Vec<String>| warnings.iter().any(|w| w.contains("does not exist"));
-    assert!(missing(dry_run_warnings(&config)));
-    let created = format!(
-        r#"{{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {{"name": "{class}"}}, "value": 10}}"#
-    );
-    kubectl_stdin(&["create", "-f", "-"], &created).must();
-    wait_until("the watch sees the new class", Duration::from_secs(5), || !missing(dry_run_warnings(&config)));
-    kubectl(&["delete", "priorityclass", &class]).must();
-    wait_until("the watch sees it go", Duration::from_secs(5), || missing(dry_run_warnings(&config)));
+    let kinds = [
+        (
+            "priorityclass",
+            r#"{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "value": 10"#,
+            r#"{"priorityClassName": "NAME"}"#,
+        ),
+        (
+            "storageclass",
+            r#"{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "e2e.example.com/none""#,
+            r#"{"cachePVC": {"storageClass": "NAME"}}"#,
+        ),
+    ];
+    for (kind, object, config) in kinds {
+        let name = unique("e2e-followed");
+        let config = config.replace("NAME", &name);
+        let missing =
+            |warnings: Vec<String>| warnings.iter().any(|w| w.contains(&format!("\"{name}\" does not exist")));
+        assert!(missing(dry_run_warnings(&config)), "{kind}");
+        kubectl_stdin(&["create", "-f", "-"], &format!(r#"{object}, "metadata": {{"name": "{name}"}}}}"#)).must();
+        wait_until(&format!("the watch sees the new {kind}"), Duration::from_secs(5), || {
+            !missing(dry_run_warnings(&config))
+        });
+        kubectl(&["delete", kind, &name]).must();
+        wait_until(&format!("the watch sees the {kind} go"), Duration::from_secs(5), || {
+            missing(dry_run_warnings(&config))
+        });
+    }
 }
