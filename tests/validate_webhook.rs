@@ -205,3 +205,39 @@ fn bodies_that_are_not_reviews_get_400_and_oversized_bodies_413() {
     let ok = review(&client, &url, &configmap_review("CREATE", Some(&configmap_with("{}")), None));
     assert_eq!(ok["allowed"], true);
 }
+
+/// Selectors no node can match, denied with the conflicting requirements named; a
+/// satisfiable one with several requirements on a key is admitted.
+#[test]
+fn selectors_no_node_can_satisfy_are_denied() {
+    let (_certs, server, client) = start();
+    let cases: [(&str, Option<&str>); 4] = [
+        (
+            r#"{"loadAffinity":[{"nodeSelector":{"matchLabels":{"k":"a"},"matchExpressions":[{"key":"k","operator":"NotIn","values":["a"]}]}}]}"#,
+            Some("data[config]: loadAffinity[0].nodeSelector: Forbidden: no node can satisfy k In [a] (matchLabels[k]) and k NotIn [a] (matchExpressions[0]) together"),
+        ),
+        (
+            r#"{"loadAffinity":[{"nodeSelector":{"matchExpressions":[{"key":"cores","operator":"Gt","values":["8"]},{"key":"cores","operator":"Lt","values":["4"]}]}}]}"#,
+            Some("no node can satisfy cores Gt 8 (matchExpressions[0]) and cores Lt 4 (matchExpressions[1]) together"),
+        ),
+        (
+            r#"{"loadConcurrency":{"globalConfig":1,"perNodeConfig":[{"nodeSelector":{"matchExpressions":[{"key":"gpu","operator":"Exists"},{"key":"gpu","operator":"DoesNotExist"}]},"number":2}]}}"#,
+            Some("loadConcurrency.perNodeConfig[0].nodeSelector: Forbidden: no node can satisfy gpu Exists (matchExpressions[0]) and gpu DoesNotExist (matchExpressions[1]) together: node-agent never applies this rule"),
+        ),
+        (
+            r#"{"loadAffinity":[{"nodeSelector":{"matchExpressions":[{"key":"cores","operator":"Gt","values":["4"]},{"key":"cores","operator":"Lt","values":["8"]},{"key":"cores","operator":"NotIn","values":["5"]}]}}]}"#,
+            None,
+        ),
+    ];
+    for (value, denial) in cases {
+        let answer = create(&server, &client, &configmap_with(value));
+        match denial {
+            Some(fragment) => {
+                assert_eq!(answer["allowed"], false, "{value}: {answer}");
+                let message = answer["status"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains(fragment), "{value}: {message}");
+            }
+            None => assert_eq!(answer["allowed"], true, "{value}: {answer}"),
+        }
+    }
+}

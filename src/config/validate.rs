@@ -114,7 +114,7 @@ impl Validator<'_> {
 
     /// `perNodeConfig` selectors go through `LabelSelectorAsSelector`: label-selector rules.
     fn label_selector(&mut self, selector: &LabelSelector, path: &str) {
-        let expressions = requirements(&selector.match_expressions);
+        let expressions = requirements_of(&selector.match_expressions);
         let errs = selector::validate_label_selector(
             &selector.match_labels,
             &expressions,
@@ -122,6 +122,9 @@ impl Validator<'_> {
             LabelSelectorOptions::default(),
             EntryPaths::AtEntry,
         );
+        if errs.is_empty() {
+            self.satisfiable(selector, path, "node-agent never applies this rule");
+        }
         self.selector_errors(errs, &LABEL_SELECTOR_OPERATORS);
     }
 
@@ -131,11 +134,52 @@ impl Validator<'_> {
     fn node_affinity_selector(&mut self, selector: &LabelSelector, path: &str) {
         let mut errs =
             selector::validate_labels(&selector.match_labels, &field::child(path, "matchLabels"), EntryPaths::AtEntry);
-        let term =
-            NodeSelectorTerm { match_expressions: requirements(&selector.match_expressions), match_fields: Vec::new() };
+        let term = NodeSelectorTerm {
+            match_expressions: requirements_of(&selector.match_expressions),
+            match_fields: Vec::new(),
+        };
         errs.extend(selector::validate_node_selector_term(&term, path, false));
         errs.extend(selector::validate_gt_lt_values(&term.match_expressions, &field::child(path, "matchExpressions")));
+        if errs.is_empty() {
+            self.satisfiable(
+                selector,
+                path,
+                "the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes)",
+            );
+        }
         self.selector_errors(errs, &NODE_SELECTOR_OPERATORS);
+    }
+
+    /// A valid selector no node can match is an error naming the requirements that conflict
+    /// (`matchLabels` read as `In`, as Velero and `LabelSelectorAsSelector` both do).
+    fn satisfiable(&mut self, selector: &LabelSelector, path: &str, consequence: &str) {
+        let mut requirements: Vec<(String, Requirement)> = selector
+            .match_labels
+            .iter()
+            .map(|(key, value)| {
+                let values = std::slice::from_ref(value);
+                (field::key("matchLabels", key), Requirement { key, operator: selector::OP_IN, values })
+            })
+            .collect();
+        requirements.extend(
+            requirements_of(&selector.match_expressions)
+                .into_iter()
+                .enumerate()
+                .map(|(i, requirement)| (field::index("matchExpressions", i), requirement)),
+        );
+        let reqs: Vec<Requirement> = requirements.iter().map(|(_, r)| *r).collect();
+        let Some(conflict) = selector::conflicting_requirements(&reqs) else { return };
+        let named: Vec<String> = conflict
+            .iter()
+            .filter_map(|&i| requirements.get(i))
+            .map(|(at, requirement)| format!("{requirement} ({at})"))
+            .collect();
+        let what = match named.as_slice() {
+            [one] => one.clone(),
+            [init @ .., last] => format!("{} and {last} together", init.join(", ")),
+            [] => return,
+        };
+        self.error(FieldError::forbidden(path, format!("no node can satisfy {what}: {consequence}")));
     }
 
     /// A selector's errors, with an unknown operator said as `Unsupported value` and the
@@ -371,7 +415,7 @@ impl Validator<'_> {
 }
 
 /// The model's requirements as the selector rules read them.
-fn requirements(expressions: &[SelectorRequirement]) -> Vec<Requirement<'_>> {
+fn requirements_of(expressions: &[SelectorRequirement]) -> Vec<Requirement<'_>> {
     expressions.iter().map(|r| Requirement { key: &r.key, operator: &r.operator, values: &r.values }).collect()
 }
 
@@ -465,6 +509,41 @@ mod tests {
             (
                 r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"a": "b!"}}}]}"#,
                 &[r#"error: loadAffinity[0].nodeSelector.matchLabels[a]: Invalid value: "b!": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?') (line 1, column 53)"#],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn selectors_no_node_can_satisfy_are_errors() {
+        assert_cases(&[
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"k": "a"}, "matchExpressions": [{"key": "k", "operator": "NotIn", "values": ["a"]}]}}]}"#,
+                &["error: loadAffinity[0].nodeSelector: Forbidden: no node can satisfy k In [a] (matchLabels[k]) and k NotIn [a] (matchExpressions[0]) together: the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes) (line 1, column 36)"],
+            ),
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "z", "operator": "In", "values": ["a"]}, {"key": "n", "operator": "Gt", "values": ["5"]}, {"key": "n", "operator": "Lt", "values": ["6"]}]}, "storageClass": "gp3"}]}"#,
+                &["error: loadAffinity[0].nodeSelector: Forbidden: no node can satisfy n Gt 5 (matchExpressions[1]) and n Lt 6 (matchExpressions[2]) together: the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes) (line 1, column 36)"],
+            ),
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "n", "operator": "Lt", "values": ["0"]}]}}]}"#,
+                &["error: loadAffinity[0].nodeSelector: Forbidden: no node can satisfy n Lt 0 (matchExpressions[0]): the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes) (line 1, column 36)"],
+            ),
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Exists"}, {"key": "k", "operator": "In", "values": ["a", "b"]}, {"key": "k", "operator": "NotIn", "values": ["a"]}]}}]}"#,
+                &[],
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 1, "perNodeConfig": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Exists"}, {"key": "k", "operator": "DoesNotExist"}]}, "number": 2}]}}"#,
+                &["error: loadConcurrency.perNodeConfig[0].nodeSelector: Forbidden: no node can satisfy k Exists (matchExpressions[0]) and k DoesNotExist (matchExpressions[1]) together: node-agent never applies this rule (line 1, column 76)"],
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 1, "perNodeConfig": [{"nodeSelector": {"matchLabels": {"a": "1", "b": "2"}, "matchExpressions": [{"key": "b", "operator": "In", "values": ["3", "4"]}]}, "number": 2}]}}"#,
+                &["error: loadConcurrency.perNodeConfig[0].nodeSelector: Forbidden: no node can satisfy b In [2] (matchLabels[b]) and b In [3, 4] (matchExpressions[0]) together: node-agent never applies this rule (line 1, column 76)"],
+            ),
+            // An invalid selector gets the rules' errors only.
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Exists", "values": ["a"]}, {"key": "k", "operator": "DoesNotExist"}]}}]}"#,
+                &["error: loadAffinity[0].nodeSelector.matchExpressions[0].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist' (line 1, column 103)"],
             ),
         ]);
     }
