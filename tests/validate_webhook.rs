@@ -241,3 +241,19 @@ fn selectors_no_node_can_satisfy_are_denied() {
         }
     }
 }
+
+/// `velero.io/` annotations are never applied, so they are denied, saying so; someone else's
+/// `x.velero.io/` is admitted.
+#[test]
+fn velero_annotations_are_denied_with_the_reason() {
+    let (_certs, server, client) = start();
+    let denied = create(&server, &client, &configmap_with(r#"{"podAnnotations": {"velero.io/owner": "team-a"}}"#));
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let message = denied["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("data[config]: podAnnotations[velero.io/owner]: Forbidden: keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods"),
+        "{message}"
+    );
+    let admitted = create(&server, &client, &configmap_with(r#"{"podAnnotations": {"x.velero.io/owner": "team-a"}}"#));
+    assert_eq!(admitted["allowed"], true, "{admitted}");
+}

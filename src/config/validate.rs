@@ -339,6 +339,14 @@ impl Validator<'_> {
             }
         }
         self.annotations(&config.pod_annotations, "podAnnotations");
+        // The planner never writes these (the same rule as for labels), so the checker says so
+        // instead of admitting a setting that silently does nothing.
+        for key in config.pod_annotations.keys().filter(|key| is_velero_key(key)) {
+            self.error(FieldError::forbidden(
+                field::key("podAnnotations", key),
+                "keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own",
+            ));
+        }
         if config.pod_annotations.contains_key(APPLIED_ANNOTATION) {
             self.error(FieldError::forbidden(
                 format!("podAnnotations[{APPLIED_ANNOTATION}]"),
@@ -602,7 +610,18 @@ mod tests {
     #[test]
     fn metadata_and_pvc_rules() {
         assert_cases(&[
-            (r#"{"podLabels": {"x.velero.io/a": "b"}, "podAnnotations": {"velero.io/ok": "annotations are fine"}}"#, &[]),
+            (r#"{"podLabels": {"x.velero.io/a": "b"}, "podAnnotations": {"x.velero.io/ok": "someone else's"}}"#, &[]),
+            (
+                r#"{"podAnnotations": {"velero.io/team": "a", "example.com/velero.io": "b"}}"#,
+                &["error: podAnnotations[velero.io/team]: Forbidden: keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own (line 1, column 21)"],
+            ),
+            (
+                r#"{"podAnnotations": {"velero.io/a": "1", "velero.io/b": "2"}}"#,
+                &[
+                    "error: podAnnotations[velero.io/a]: Forbidden: keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own (line 1, column 21)",
+                    "error: podAnnotations[velero.io/b]: Forbidden: keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own (line 1, column 41)",
+                ],
+            ),
             (
                 r#"{"podAnnotations": {"node-agent-webhook.io/applied": "x"}}"#,
                 &["error: podAnnotations[node-agent-webhook.io/applied]: Forbidden: this annotation is written by node-agent-webhook itself to say what it applied (line 1, column 21)"],
