@@ -64,7 +64,7 @@ mod tests {
         let cases = [
             ("", "unexpected end of JSON input: the value is empty; node-agent fails to start on it. Write {} for no settings (line 1, column 1)"),
             ("  \n", "unexpected end of JSON input: the value is empty; node-agent fails to start on it. Write {} for no settings (line 2, column 1)"),
-            ("\u{feff}{}", "invalid character '\\ufeff' looking for beginning of value: the value starts with a UTF-8 byte order mark, which node-agent rejects; save it without BOM (line 1, column 1)"),
+            ("\u{feff}{}", "invalid character 'ï' looking for beginning of value: the value starts with a UTF-8 byte order mark, which node-agent rejects; save it without BOM (line 1, column 1)"),
             ("loadAffinity:\n- nodeSelector: {}", "invalid character 'l' looking for beginning of value: the value must be JSON, not YAML (node-agent reads JSON only); convert it, e.g. yq -o=json (line 1, column 1)"),
             ("{\"a\": 1,\n}", "invalid character '}' looking for beginning of object key string (node-agent fails to start on invalid JSON) (line 2, column 1)"),
         ];
