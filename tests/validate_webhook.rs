@@ -257,3 +257,37 @@ fn velero_annotations_are_denied_with_the_reason() {
     let admitted = create(&server, &client, &configmap_with(r#"{"podAnnotations": {"x.velero.io/owner": "team-a"}}"#));
     assert_eq!(admitted["allowed"], true, "{admitted}");
 }
+
+/// Go parity through the webhook: a repeated key says what Go does with it, `ſ` and the Kelvin
+/// sign fold as Go folds them, a BOM is named as Go names it, and backupPVC keys must be
+/// storage-class names.
+#[test]
+fn go_parity_details() {
+    let (_certs, server, client) = start();
+    // (config value, allowed, a fragment of the denial or of the first warning)
+    let cases: [(&str, bool, &str); 5] = [
+        (
+            r#"{"podResources": {"cpuRequest": "1"}, "podResources": {"cpuLimit": "2"}}"#,
+            false,
+            "Go merges this object into the earlier one: fields given again take this value, the others keep the earlier",
+        ),
+        (r#"{"priorityClassName": "a", "priorityClassName": null}"#, false, "Go ignores this null and keeps the earlier value"),
+        (
+            "{\"podLabel\u{17f}\": {\"team\": \"a\"}, \"bac\u{212a}upPVC\": {\"gp3\": {\"storageClass\": \"b\"}}}",
+            true,
+            "non-canonical key case: Velero accepts it as \"podLabels\"",
+        ),
+        ("\u{feff}{}", false, "invalid character 'ï' looking for beginning of value"),
+        (r#"{"backupPVC": {"Fast_SSD": {"storageClass": "b"}}}"#, false, r#"backupPVC[Fast_SSD]: Invalid value: "Fast_SSD": a lowercase RFC 1123 subdomain"#),
+    ];
+    for (value, allowed, fragment) in cases {
+        let answer = create(&server, &client, &configmap_with(value));
+        assert_eq!(answer["allowed"], allowed, "{value}: {answer}");
+        let said = if allowed {
+            strings(&answer["warnings"]).join("\n")
+        } else {
+            answer["status"]["message"].as_str().unwrap_or_default().to_string()
+        };
+        assert!(said.contains(fragment), "{value}: {said}");
+    }
+}

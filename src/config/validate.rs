@@ -365,6 +365,10 @@ impl Validator<'_> {
     fn backup_pvcs(&mut self, pvcs: &BTreeMap<String, BackupPvc>) {
         for (source, pvc) in pvcs {
             let path = field::key("backupPVC", source);
+            // Keyed by the source PVC's storage class: a key no class can be named never applies.
+            for msg in names::is_dns1123_subdomain(source) {
+                self.error(FieldError::invalid(&path, source, msg));
+            }
             if !pvc.storage_class.is_empty() {
                 for msg in names::is_dns1123_subdomain(&pvc.storage_class) {
                     self.error(FieldError::invalid(field::child(&path, "storageClass"), &pvc.storage_class, msg));
@@ -633,6 +637,10 @@ mod tests {
             (
                 r#"{"podAnnotations": {"bad key": "v"}}"#,
                 &[r#"error: podAnnotations[bad key]: Invalid value: "bad key": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') (line 1, column 21)"#],
+            ),
+            (
+                r#"{"backupPVC": {"GP3": {"storageClass": "b"}, "gp3.example.com": {"storageClass": "c"}}}"#,
+                &[r#"error: backupPVC[GP3]: Invalid value: "GP3": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*') (line 1, column 23)"#],
             ),
             (
                 r#"{"backupPVC": {"gp3": {"storageClass": "b", "spcNoRelabeling": true}}}"#,
