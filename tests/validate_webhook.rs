@@ -7,14 +7,17 @@ use serde_json::{json, Value};
 use support::*;
 
 fn start() -> (Certs, Server, reqwest::blocking::Client) {
+    start_with(&[])
+}
+
+/// The server on an empty config file, with `extra` flags.
+fn start_with(extra: &[&str]) -> (Certs, Server, reqwest::blocking::Client) {
     let certs = Certs::new();
     std::fs::write(certs.path("config.json"), "{}").expect("config");
     let config = certs.path("config.json");
-    let server = Server::start(
-        &certs.path("tls.crt"),
-        &certs.path("tls.key"),
-        &["--config-file", config.to_str().expect("utf-8 path")],
-    );
+    let mut args = vec!["--config-file", config.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    let server = Server::start(&certs.path("tls.crt"), &certs.path("tls.key"), &args);
     let client = client(&certs.ca_pem);
     (certs, server, client)
 }
@@ -290,4 +293,35 @@ fn go_parity_details() {
         };
         assert!(said.contains(fragment), "{value}: {said}");
     }
+}
+
+/// With `--velero-version 1.16.0` the messages say what node-agent 1.16 does: it ignores an
+/// undecodable config rather than failing to start, and reads only loadAffinity[0].
+#[test]
+fn messages_follow_the_velero_version() {
+    let (_certs, server, client) = start_with(&["--velero-version", "1.16.0"]);
+    let typed = create(&server, &client, &configmap_with(r#"{"loadConcurrency": {"globalConfig": "2"}}"#));
+    assert_eq!(typed["allowed"], false, "{typed}");
+    let message = typed["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("(node-agent 1.16.0 logs a warning and ignores the whole config on this)"), "{message}");
+    assert!(!message.contains("fails to start"), "{message}");
+    let syntax = create(&server, &client, &configmap_with("{\"a\": 1,}"));
+    let message = syntax["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("(node-agent 1.16.0 logs a warning and ignores the whole config on invalid JSON)"),
+        "{message}"
+    );
+    let two = create(
+        &server,
+        &client,
+        &configmap_with(
+            r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}, "storageClass": "gp3"}, {"nodeSelector": {"matchLabels": {"zone": "b"}}}]}"#,
+        ),
+    );
+    assert_eq!(two["allowed"], true, "{two}");
+    assert_mentions(
+        &strings(&two["warnings"]),
+        &["data[config]: loadAffinity[1]: node-agent of Velero 1.16.0 reads only loadAffinity[0] and gives it to every data-mover pod"],
+        "the 1.16 warnings",
+    );
 }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Member, Node, Pos, Value};
 use super::model::*;
+use super::version::{on_undecodable, VeleroVersion};
 use crate::k8s::field::{child, go_quote, index, key};
 
 /// Where every decoded value starts, by field path (`loadAffinity[0].storageClass`,
@@ -93,9 +94,10 @@ const KNOWN_MISNOMERS: &[(&str, &str, &str)] = &[(
     " (an int64 in megabytes; Velero's docs name a field that does not exist)",
 )];
 
-/// Decodes a whole config value. A top-level `null` is an empty config, as in Go.
-pub fn decode(root: &Node) -> Decoded {
-    let mut decoder = Decoder::default();
+/// Decodes a whole config value. A top-level `null` is an empty config, as in Go. `version`
+/// is the Velero version the config is for, when known: what a type error does depends on it.
+pub fn decode(root: &Node, version: Option<VeleroVersion>) -> Decoded {
+    let mut decoder = Decoder { version, ..Decoder::default() };
     let config = match &root.value {
         Value::Null => {
             decoder.warn(
@@ -128,6 +130,7 @@ struct Decoder {
     diagnostics: Diagnostics,
     positions: BTreeMap<String, Pos>,
     unusable: HashSet<String>,
+    version: Option<VeleroVersion>,
 }
 
 /// A short rendering of a bad value for messages: strings quoted, containers by type.
@@ -158,9 +161,10 @@ impl Decoder {
     fn type_error(&mut self, node: &Node, path: &str, want: &str) {
         self.unusable.insert(path.to_string());
         let message = format!(
-            "Invalid value: {}: must be {want}, not {} (node-agent fails to start on this)",
+            "Invalid value: {}: must be {want}, not {} ({} on this)",
             render(node),
-            article(node.value.type_name())
+            article(node.value.type_name()),
+            on_undecodable(self.version)
         );
         self.error(path, message, node.pos);
     }
@@ -653,7 +657,7 @@ mod tests {
     use crate::config::json;
 
     fn decode_str(text: &str) -> Decoded {
-        decode(&json::parse(text).expect("valid JSON"))
+        decode(&json::parse(text).expect("valid JSON"), None)
     }
 
     fn rendered(decoded: &Decoded) -> Vec<String> {

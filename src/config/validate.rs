@@ -8,7 +8,7 @@ use super::diagnostics::{Diagnostic, Diagnostics, Severity};
 use super::model::{
     is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, SelectorRequirement, APPLIED_ANNOTATION,
 };
-use super::version::{VeleroVersion, SETTINGS};
+use super::version::{self, VeleroVersion, SETTINGS};
 use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind};
 use crate::k8s::names;
 use crate::k8s::quantity::Quantity;
@@ -33,7 +33,7 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     let config = &shared.config;
     let mut v = Validator { decoded: shared, found: Diagnostics::default() };
     v.load_concurrency(config);
-    v.load_affinity(config);
+    v.load_affinity(config, env.velero_version);
     v.pod_resources(config.pod_resources.as_ref());
     v.priority_class(config, env);
     v.pod_metadata(config);
@@ -197,7 +197,8 @@ impl Validator<'_> {
         }
     }
 
-    fn load_affinity(&mut self, config: &NodeAgentConfig) {
+    fn load_affinity(&mut self, config: &NodeAgentConfig, version: Option<VeleroVersion>) {
+        let by_class = version::chooses_affinity_by_storage_class(version);
         let mut global_entry: Option<usize> = None;
         let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
         let remapped: BTreeMap<&str, &str> = config
@@ -216,12 +217,28 @@ impl Validator<'_> {
                 ));
             }
             self.node_affinity_selector(&entry.node_selector, &selector_path);
+            if let (false, Some(v), 1..) = (by_class, version, i) {
+                self.warn(
+                    &path,
+                    format!(
+                        "node-agent of Velero {v} reads only loadAffinity[0] and gives it to every data-mover pod, whatever its storage class; the webhook ANDs this entry into it for the pods this entry is for, so they need nodes matching both, and restarting node-agent does not change that: keep one entry, or upgrade to Velero 1.17+"
+                    ),
+                );
+            }
             if entry.storage_class.is_empty() {
                 if let Some(first) = global_entry {
+                    let who = match version {
+                        Some(v) if !by_class => {
+                            format!(
+                                "the webhook uses loadAffinity[{first}] (node-agent {v} reads only loadAffinity[0])"
+                            )
+                        }
+                        _ => format!("node-agent uses loadAffinity[{first}]"),
+                    };
                     self.error(FieldError::forbidden(
                         &path,
                         format!(
-                            "only one entry may omit storageClass: node-agent uses loadAffinity[{first}] and ignores this one; merge their selectors"
+                            "only one entry may omit storageClass: {who} and ignores this one; merge their selectors"
                         ),
                     ));
                 } else {
@@ -700,6 +717,22 @@ mod tests {
                 "warning: priorityClassName: node-agent of Velero 1.16.0 ignores this (supported since 1.17.0); the mutating webhook applies it to new data-mover pods (line 1, column 23)",
                 "warning: cachePVC: node-agent of Velero 1.16.0 ignores this (supported since 1.18.0) (line 1, column 84)",
             ]
+        );
+        let two_entries = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}, "storageClass": "gp3"}, {"nodeSelector": {"matchLabels": {"zone": "b"}}}, {"nodeSelector": {"matchLabels": {"zone": "c"}}}]}"#;
+        let up_to_1_16 = "node-agent of Velero 1.16.0 reads only loadAffinity[0] and gives it to every data-mover pod, whatever its storage class; the webhook ANDs this entry into it for the pods this entry is for, so they need nodes matching both, and restarting node-agent does not change that: keep one entry, or upgrade to Velero 1.17+";
+        assert_eq!(
+            findings_with(two_entries, &old),
+            vec![
+                "error: loadAffinity[2]: Forbidden: only one entry may omit storageClass: the webhook uses loadAffinity[1] (node-agent 1.16.0 reads only loadAffinity[0]) and ignores this one; merge their selectors (line 1, column 142)".to_string(),
+                "warning: loadAffinity.storageClass: node-agent of Velero 1.16.0 ignores this (supported since 1.17.0); the mutating webhook applies it to new data-mover pods (line 1, column 18)".to_string(),
+                format!("warning: loadAffinity[1]: {up_to_1_16} (line 1, column 92)"),
+                format!("warning: loadAffinity[2]: {up_to_1_16} (line 1, column 142)"),
+            ]
+        );
+        let v1_17 = Environment { velero_version: Some(VeleroVersion::new(1, 17, 0)), ..old };
+        assert_eq!(
+            findings_with(two_entries, &v1_17),
+            vec!["error: loadAffinity[2]: Forbidden: only one entry may omit storageClass: node-agent uses loadAffinity[1] and ignores this one; merge their selectors (line 1, column 142)"]
         );
         let current = Environment { velero_version: Some(VeleroVersion::new(1, 18, 1)), ..old };
         assert_eq!(

@@ -85,6 +85,22 @@ const V1_17: VeleroVersion = VeleroVersion::new(1, 17, 0);
 const V1_18: VeleroVersion = VeleroVersion::new(1, 18, 0);
 const V1_18_1: VeleroVersion = VeleroVersion::new(1, 18, 1);
 
+/// What node-agent does with a config value Go cannot decode (invalid JSON, a type error),
+/// velero-spec.md §2: from 1.17 it exits, up to 1.16 it logs a warning and runs without the
+/// whole config. An unknown version is taken to be a current one.
+pub fn on_undecodable(version: Option<VeleroVersion>) -> String {
+    match version {
+        Some(v) if v < V1_17 => format!("node-agent {v} logs a warning and ignores the whole config"),
+        _ => "node-agent fails to start".to_string(),
+    }
+}
+
+/// Whether this version's node-agent picks the `loadAffinity` entry by storage class
+/// (velero-spec.md §3); before 1.17 it gives `loadAffinity[0]` to every pod.
+pub fn chooses_affinity_by_storage_class(version: Option<VeleroVersion>) -> bool {
+    version.is_none_or(|v| v >= V1_17)
+}
+
 /// Every versioned setting, in the order of velero-spec.md §1.
 pub const SETTINGS: &[Setting] = &[
     setting("loadConcurrency", V1_14, false, |c| c.load_concurrency.is_some()),
@@ -132,6 +148,29 @@ mod tests {
             assert_eq!(input.parse::<VeleroVersion>().ok(), want, "{input}");
         }
         assert!(VeleroVersion::new(1, 18, 0) < VeleroVersion::new(1, 18, 1));
+    }
+
+    #[test]
+    fn wording_follows_the_version() {
+        let cases = [
+            (None, "node-agent fails to start", true),
+            (
+                Some(VeleroVersion::new(1, 14, 3)),
+                "node-agent 1.14.3 logs a warning and ignores the whole config",
+                false,
+            ),
+            (
+                Some(VeleroVersion::new(1, 16, 2)),
+                "node-agent 1.16.2 logs a warning and ignores the whole config",
+                false,
+            ),
+            (Some(VeleroVersion::new(1, 17, 0)), "node-agent fails to start", true),
+            (Some(VeleroVersion::new(1, 18, 1)), "node-agent fails to start", true),
+        ];
+        for (version, undecodable, by_class) in cases {
+            assert_eq!(on_undecodable(version), undecodable, "{version:?}");
+            assert_eq!(chooses_affinity_by_storage_class(version), by_class, "{version:?}");
+        }
     }
 
     #[test]
