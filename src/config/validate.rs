@@ -210,11 +210,16 @@ impl Validator<'_> {
         for (i, entry) in config.load_affinity.iter().enumerate() {
             let path = field::index("loadAffinity", i);
             let selector_path = field::child(&path, "nodeSelector");
-            if entry.node_selector.is_empty() {
-                self.error(FieldError::required(
+            match (entry.node_selector.is_empty(), version) {
+                (false, _) => {}
+                (true, Some(v)) if !version::empty_selector_matches_no_node(version) => self.warn(
+                    &selector_path,
+                    format!("an empty selector restricts nothing: node-agent {v} gives the pods only its own OS requirement; give it matchLabels or matchExpressions, or remove the entry"),
+                ),
+                (true, _) => self.error(FieldError::required(
                     &selector_path,
                     "must have matchLabels or matchExpressions: Velero 1.17 turns an empty selector into a term that matches no node",
-                ));
+                )),
             }
             self.node_affinity_selector(&entry.node_selector, &selector_path);
             if let (false, Some(v), 1..) = (by_class, version, i) {
@@ -735,6 +740,15 @@ mod tests {
             vec!["error: loadAffinity[2]: Forbidden: only one entry may omit storageClass: node-agent uses loadAffinity[1] and ignores this one; merge their selectors (line 1, column 142)"]
         );
         let current = Environment { velero_version: Some(VeleroVersion::new(1, 18, 1)), ..old };
+        let empty = r#"{"loadAffinity": [{"nodeSelector": {}}]}"#;
+        assert_eq!(
+            findings_with(empty, &current),
+            vec!["warning: loadAffinity[0].nodeSelector: an empty selector restricts nothing: node-agent 1.18.1 gives the pods only its own OS requirement; give it matchLabels or matchExpressions, or remove the entry (line 1, column 36)"]
+        );
+        assert_eq!(
+            findings_with(empty, &v1_17),
+            vec!["error: loadAffinity[0].nodeSelector: Required value: must have matchLabels or matchExpressions: Velero 1.17 turns an empty selector into a term that matches no node (line 1, column 36)"]
+        );
         assert_eq!(
             findings_with(r#"{"podLabels": {"a": "b"}, "cachePVC": {"storageClass": "c"}}"#, &current),
             Vec::<String>::new()
