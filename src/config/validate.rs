@@ -123,7 +123,7 @@ impl Validator<'_> {
             EntryPaths::AtEntry,
         );
         if errs.is_empty() {
-            self.satisfiable(selector, path, "node-agent never applies this rule");
+            self.report_unsatisfiable(selector, path, "node-agent never applies this rule");
         }
         self.selector_errors(errs, &LABEL_SELECTOR_OPERATORS);
     }
@@ -141,7 +141,7 @@ impl Validator<'_> {
         errs.extend(selector::validate_node_selector_term(&term, path, false));
         errs.extend(selector::validate_gt_lt_values(&term.match_expressions, &field::child(path, "matchExpressions")));
         if errs.is_empty() {
-            self.satisfiable(
+            self.report_unsatisfiable(
                 selector,
                 path,
                 "the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes)",
@@ -152,7 +152,7 @@ impl Validator<'_> {
 
     /// A valid selector no node can match is an error naming the requirements that conflict
     /// (`matchLabels` read as `In`, as Velero and `LabelSelectorAsSelector` both do).
-    fn satisfiable(&mut self, selector: &LabelSelector, path: &str, consequence: &str) {
+    fn report_unsatisfiable(&mut self, selector: &LabelSelector, path: &str, consequence: &str) {
         let mut requirements: Vec<(String, Requirement)> = selector
             .match_labels
             .iter()
