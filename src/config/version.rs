@@ -178,6 +178,13 @@ mod tests {
     }
 
     #[test]
+    fn settings_detect_presence() {
+        let config = NodeAgentConfig { privileged_fs_backup: true, ..Default::default() };
+        let set: Vec<&str> = SETTINGS.iter().filter(|s| s.is_set(&config)).map(|s| s.path).collect();
+        assert_eq!(set, vec!["privilegedFsBackup"]);
+    }
+
+    #[test]
     fn wording_follows_the_version() {
         let cases = [
             (None, "node-agent fails to start", true),
@@ -228,12 +235,5 @@ mod tests {
             assert_eq!(on_missing_data(version), missing, "{version:?}");
             assert_eq!(on_several_data_keys(version), several, "{version:?}");
         }
-    }
-
-    #[test]
-    fn settings_detect_presence() {
-        let config = NodeAgentConfig { privileged_fs_backup: true, ..Default::default() };
-        let set: Vec<&str> = SETTINGS.iter().filter(|s| s.is_set(&config)).map(|s| s.path).collect();
-        assert_eq!(set, vec!["privilegedFsBackup"]);
     }
 }
