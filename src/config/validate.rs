@@ -548,6 +548,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_operator_does_not_hide_the_other_errors_of_its_requirement() {
+        // As the API server would, the key and values are checked too (findings in file order).
+        assert_cases(&[
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "-k", "operator": "in", "values": ["v"]}]}}]}"#,
+                &[
+                    r#"error: loadAffinity[0].nodeSelector.matchExpressions[0].key: Invalid value: "-k": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') (line 1, column 66)"#,
+                    r#"error: loadAffinity[0].nodeSelector.matchExpressions[0].operator: Unsupported value: "in": supported values: "DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn" (line 1, column 84)"#,
+                ],
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 1, "perNodeConfig": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Lt", "values": ["-1"]}]}, "number": 1}]}}"#,
+                &[
+                    r#"error: loadConcurrency.perNodeConfig[0].nodeSelector.matchExpressions[0].operator: Unsupported value: "Lt": supported values: "DoesNotExist", "Exists", "In", "NotIn" (line 1, column 123)"#,
+                    r#"error: loadConcurrency.perNodeConfig[0].nodeSelector.matchExpressions[0].values[0]: Invalid value: "-1": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?') (line 1, column 140)"#,
+                ],
+            ),
+        ]);
+    }
+
+    #[test]
     fn selectors_no_node_can_satisfy_are_errors() {
         assert_cases(&[
             (
