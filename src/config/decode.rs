@@ -205,16 +205,30 @@ impl Decoder {
             }
             if let Some(previous) = first_key[index] {
                 let field_path = child(path, canonical);
+                // Go decodes this occurrence too, and fails on a value of the wrong shape.
+                let wrong_shape = match (go_kind(canonical), &member.value.value) {
+                    (_, Value::Null) | (GoKind::Scalar, _) => None,
+                    (GoKind::Slice, Value::Array(_))
+                    | (GoKind::Pointer | GoKind::Struct | GoKind::Map, Value::Object(_)) => None,
+                    (GoKind::Slice, _) => Some("an array"),
+                    (GoKind::Pointer | GoKind::Struct | GoKind::Map, _) => Some("an object"),
+                };
+                let effect = match wrong_shape {
+                    Some(_) => "Go cannot decode this one",
+                    None => repeated_field_effect(canonical, &member.value.value),
+                };
                 self.error(
                     &field_path,
                     format!(
-                        "Duplicate value: {}: the key is given twice (first at {}); {}",
+                        "Duplicate value: {}: the key is given twice (first at {}); {effect}",
                         go_quote(&member.key),
                         previous.key_pos,
-                        repeated_field_effect(canonical, &member.value.value)
                     ),
                     member.key_pos,
                 );
+                if let Some(want) = wrong_shape {
+                    self.type_error(&member.value, &field_path, want);
+                }
                 // Go's value is made of both occurrences: no finding may come from one alone.
                 self.unusable.insert(field_path);
                 continue;
@@ -848,6 +862,19 @@ mod tests {
             let duplicate = found.iter().find(|d| d.contains("Duplicate value"));
             assert!(duplicate.is_some_and(|d| d.contains(&format!("; {want} (line "))), "{text}: {found:?}");
         }
+    }
+
+    #[test]
+    fn a_repeat_of_the_wrong_shape_is_a_type_error_too() {
+        assert_eq!(
+            rendered(&decode_str(r#"{"podLabels": {}, "podLabels": "x", "loadAffinity": [], "loadAffinity": {}}"#)),
+            [
+                r#"error: podLabels: Duplicate value: "podLabels": the key is given twice (first at line 1, column 2); Go cannot decode this one (line 1, column 19)"#,
+                r#"error: podLabels: Invalid value: "x": must be an object, not a string (node-agent fails to start on this) (line 1, column 32)"#,
+                r#"error: loadAffinity: Duplicate value: "loadAffinity": the key is given twice (first at line 1, column 37); Go cannot decode this one (line 1, column 57)"#,
+                r#"error: loadAffinity: Invalid value: object: must be an array, not an object (node-agent fails to start on this) (line 1, column 73)"#,
+            ]
+        );
     }
 
     #[test]
