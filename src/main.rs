@@ -328,19 +328,19 @@ fn check(args: CheckArgs) -> ExitCode {
             }
         }
     }
-    match args.output {
-        OutputFormat::Text => {
-            for finding in &findings {
-                println!("{}", finding.render());
-            }
-        }
+    let output = match args.output {
+        OutputFormat::Text => findings.iter().map(|finding| finding.render() + "\n").collect(),
         OutputFormat::Json => match serde_json::to_string_pretty(&findings) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => json + "\n",
             Err(err) => {
                 eprintln!("cannot encode findings: {err}");
                 return ExitCode::from(2);
             }
         },
+    };
+    if let Err(err) = write_stdout(&output) {
+        eprintln!("cannot write the findings: {err}");
+        return ExitCode::from(2);
     }
     if findings.iter().any(Finding::is_error) {
         ExitCode::from(1)
@@ -361,8 +361,20 @@ fn mutate(args: MutateArgs) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     let output = if args.apply { preview.patched } else { preview.patch };
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    write_stdout(&(serde_json::to_string_pretty(&output)? + "\n")).context("stdout")?;
     Ok(())
+}
+
+/// Writes `text` to standard output. A reader that stops early (`check … | head`) closes the
+/// pipe: the rest is dropped and that is no error (the exit code still gives the verdict);
+/// `println!` would panic there, Rust ignoring SIGPIPE.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 fn read_input(file: &str) -> std::io::Result<String> {

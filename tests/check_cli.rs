@@ -173,3 +173,29 @@ fn names_all_and_exit_codes() {
         "-:2:22: error: podLabels[a]: Invalid value: 1: must be a string (quote it), not a number (node-agent fails to start on this)"
     );
 }
+
+/// `check … | head`: the reader closes the pipe after a few lines; check neither panics nor
+/// reports an error, and its exit code is still the verdict.
+#[test]
+fn a_reader_that_stops_early_is_no_error() {
+    // Some 3,000 findings, far more than a pipe buffers, so the writer meets the closed pipe.
+    let labels: Vec<String> = (0..3000).map(|i| format!("\"-bad-{i}\": \"v\"")).collect();
+    let config = format!("{{\"podLabels\": {{{}}}}}", labels.join(", "));
+    let mut child = Command::new(BINARY)
+        .args(["check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run check");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(config.as_bytes()).expect("stdin");
+    }
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(child.stdout.as_mut().expect("stdout"), &mut first).expect("some output");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("exit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}

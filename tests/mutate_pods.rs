@@ -297,3 +297,19 @@ fn label_keys_with_slashes_and_tildes_are_escaped_and_velero_keys_never_touched(
     assert_eq!(patched["metadata"]["annotations"]["existing"], "kept");
     assert_eq!(patched["metadata"]["labels"]["velero.io/data-upload"], pod["metadata"]["name"]);
 }
+
+/// The pod admission.rs hands the core is pruned to `mutate::POD_FIELDS`: planning on it gives
+/// the same plan as on the whole pod, for every fixture, so the list holds every field the
+/// core reads.
+#[test]
+fn the_pruned_pod_plans_as_the_whole_pod_does() {
+    let config = config(FULL);
+    let classes: HashSet<String> = ["velero-data-mover".to_string()].into();
+    for (name, _, pod) in pods() {
+        let pruned = request(&pod).object.expect("an object");
+        assert_ne!(pruned, pod, "{name}: the fixture has fields the core does not read");
+        let mover = identify(&pod);
+        let whole = plan_once(&pod, &mover, &config, 3, Some(&classes));
+        assert_eq!(plan_once(&pruned, &mover, &config, 3, Some(&classes)), whole, "{name}");
+    }
+}

@@ -7,14 +7,17 @@ use serde_json::{json, Value};
 use support::*;
 
 fn start() -> (Certs, Server, reqwest::blocking::Client) {
+    start_with(&[])
+}
+
+/// The server on an empty config file, with `extra` flags.
+fn start_with(extra: &[&str]) -> (Certs, Server, reqwest::blocking::Client) {
     let certs = Certs::new();
     std::fs::write(certs.path("config.json"), "{}").expect("config");
     let config = certs.path("config.json");
-    let server = Server::start(
-        &certs.path("tls.crt"),
-        &certs.path("tls.key"),
-        &["--config-file", config.to_str().expect("utf-8 path")],
-    );
+    let mut args = vec!["--config-file", config.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    let server = Server::start(&certs.path("tls.crt"), &certs.path("tls.key"), &args);
     let client = client(&certs.ca_pem);
     (certs, server, client)
 }
@@ -204,4 +207,121 @@ fn bodies_that_are_not_reviews_get_400_and_oversized_bodies_413() {
     // The server keeps serving after all of that.
     let ok = review(&client, &url, &configmap_review("CREATE", Some(&configmap_with("{}")), None));
     assert_eq!(ok["allowed"], true);
+}
+
+/// Selectors no node can match, denied with the conflicting requirements named; a
+/// satisfiable one with several requirements on a key is admitted.
+#[test]
+fn selectors_no_node_can_satisfy_are_denied() {
+    let (_certs, server, client) = start();
+    let cases: [(&str, Option<&str>); 4] = [
+        (
+            r#"{"loadAffinity":[{"nodeSelector":{"matchLabels":{"k":"a"},"matchExpressions":[{"key":"k","operator":"NotIn","values":["a"]}]}}]}"#,
+            Some("data[config]: loadAffinity[0].nodeSelector: Forbidden: no node can satisfy k In [a] (matchLabels[k]) and k NotIn [a] (matchExpressions[0]) together"),
+        ),
+        (
+            r#"{"loadAffinity":[{"nodeSelector":{"matchExpressions":[{"key":"cores","operator":"Gt","values":["8"]},{"key":"cores","operator":"Lt","values":["4"]}]}}]}"#,
+            Some("no node can satisfy cores Gt 8 (matchExpressions[0]) and cores Lt 4 (matchExpressions[1]) together"),
+        ),
+        (
+            r#"{"loadConcurrency":{"globalConfig":1,"perNodeConfig":[{"nodeSelector":{"matchExpressions":[{"key":"gpu","operator":"Exists"},{"key":"gpu","operator":"DoesNotExist"}]},"number":2}]}}"#,
+            Some("loadConcurrency.perNodeConfig[0].nodeSelector: Forbidden: no node can satisfy gpu Exists (matchExpressions[0]) and gpu DoesNotExist (matchExpressions[1]) together: node-agent never applies this rule"),
+        ),
+        (
+            r#"{"loadAffinity":[{"nodeSelector":{"matchExpressions":[{"key":"cores","operator":"Gt","values":["4"]},{"key":"cores","operator":"Lt","values":["8"]},{"key":"cores","operator":"NotIn","values":["5"]}]}}]}"#,
+            None,
+        ),
+    ];
+    for (value, denial) in cases {
+        let answer = create(&server, &client, &configmap_with(value));
+        match denial {
+            Some(fragment) => {
+                assert_eq!(answer["allowed"], false, "{value}: {answer}");
+                let message = answer["status"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains(fragment), "{value}: {message}");
+            }
+            None => assert_eq!(answer["allowed"], true, "{value}: {answer}"),
+        }
+    }
+}
+
+/// `velero.io/` annotations are never applied, so they are denied, saying so; someone else's
+/// `x.velero.io/` is admitted.
+#[test]
+fn velero_annotations_are_denied_with_the_reason() {
+    let (_certs, server, client) = start();
+    let denied = create(&server, &client, &configmap_with(r#"{"podAnnotations": {"velero.io/owner": "team-a"}}"#));
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let message = denied["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("data[config]: podAnnotations[velero.io/owner]: Forbidden: keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods"),
+        "{message}"
+    );
+    let admitted = create(&server, &client, &configmap_with(r#"{"podAnnotations": {"x.velero.io/owner": "team-a"}}"#));
+    assert_eq!(admitted["allowed"], true, "{admitted}");
+}
+
+/// Go parity through the webhook: a repeated key says what Go does with it, `ſ` and the Kelvin
+/// sign fold as Go folds them, a BOM is named as Go names it, and backupPVC keys must be
+/// storage-class names.
+#[test]
+fn go_parity_details() {
+    let (_certs, server, client) = start();
+    // (config value, allowed, a fragment of the denial or of the first warning)
+    let cases: [(&str, bool, &str); 5] = [
+        (
+            r#"{"podResources": {"cpuRequest": "1"}, "podResources": {"cpuLimit": "2"}}"#,
+            false,
+            "Go merges this object into the earlier one: fields given again take this value, the others keep the earlier",
+        ),
+        (r#"{"priorityClassName": "a", "priorityClassName": null}"#, false, "Go ignores this null and keeps the earlier value"),
+        (
+            "{\"podLabel\u{17f}\": {\"team\": \"a\"}, \"bac\u{212a}upPVC\": {\"gp3\": {\"storageClass\": \"b\"}}}",
+            true,
+            "non-canonical key case: Velero accepts it as \"podLabels\"",
+        ),
+        ("\u{feff}{}", false, "invalid character 'ï' looking for beginning of value"),
+        (r#"{"backupPVC": {"Fast_SSD": {"storageClass": "b"}}}"#, false, r#"backupPVC[Fast_SSD]: Invalid value: "Fast_SSD": a lowercase RFC 1123 subdomain"#),
+    ];
+    for (value, allowed, fragment) in cases {
+        let answer = create(&server, &client, &configmap_with(value));
+        assert_eq!(answer["allowed"], allowed, "{value}: {answer}");
+        let said = if allowed {
+            strings(&answer["warnings"]).join("\n")
+        } else {
+            answer["status"]["message"].as_str().unwrap_or_default().to_string()
+        };
+        assert!(said.contains(fragment), "{value}: {said}");
+    }
+}
+
+/// With `--velero-version 1.16.0` the messages say what node-agent 1.16 does: it ignores an
+/// undecodable config rather than failing to start, and reads only loadAffinity[0].
+#[test]
+fn messages_follow_the_velero_version() {
+    let (_certs, server, client) = start_with(&["--velero-version", "1.16.0"]);
+    let typed = create(&server, &client, &configmap_with(r#"{"loadConcurrency": {"globalConfig": "2"}}"#));
+    assert_eq!(typed["allowed"], false, "{typed}");
+    let message = typed["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("(node-agent 1.16.0 logs a warning and ignores the whole config on this)"), "{message}");
+    assert!(!message.contains("fails to start"), "{message}");
+    let syntax = create(&server, &client, &configmap_with("{\"a\": 1,}"));
+    let message = syntax["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("(node-agent 1.16.0 logs a warning and ignores the whole config on invalid JSON)"),
+        "{message}"
+    );
+    let two = create(
+        &server,
+        &client,
+        &configmap_with(
+            r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}, "storageClass": "gp3"}, {"nodeSelector": {"matchLabels": {"zone": "b"}}}]}"#,
+        ),
+    );
+    assert_eq!(two["allowed"], true, "{two}");
+    assert_mentions(
+        &strings(&two["warnings"]),
+        &["data[config]: loadAffinity[1]: node-agent of Velero 1.16.0 reads only loadAffinity[0] and gives it to every data-mover pod"],
+        "the 1.16 warnings",
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::validate::Environment;
+use super::version;
 use super::{check_value, Checked};
 use crate::k8s::field::go_quote;
 
@@ -61,7 +62,10 @@ pub fn check_configmap(data: &BTreeMap<String, String>, binary_keys: &[String], 
         )),
         (0, true) => structure.push(Diagnostic::error(
             "data",
-            "Required value: must hold exactly one key with the JSON config; node-agent 1.17+ fails to start with \"data is not available\"",
+            format!(
+                "Required value: must hold exactly one key with the JSON config; {}",
+                version::on_missing_data(env.velero_version)
+            ),
             None,
         )),
         (1, false) => structure.push(Diagnostic::warning(
@@ -73,8 +77,9 @@ pub fn check_configmap(data: &BTreeMap<String, String>, binary_keys: &[String], 
         (_, _) => structure.push(Diagnostic::error(
             "data",
             format!(
-                "Invalid value: [{}]: must hold exactly one key: node-agent 1.18+ exits with \"more than one keys are found\", 1.17 reads a random one; keep one JSON value",
-                data.keys().map(|k| go_quote(k)).collect::<Vec<_>>().join(", ")
+                "Invalid value: [{}]: must hold exactly one key: {}; keep one JSON value",
+                data.keys().map(|k| go_quote(k)).collect::<Vec<_>>().join(", "),
+                version::on_several_data_keys(env.velero_version)
             ),
             None,
         )),
@@ -87,11 +92,44 @@ pub fn check_configmap(data: &BTreeMap<String, String>, binary_keys: &[String], 
 mod tests {
     use super::*;
     use crate::config::diagnostics::Severity;
+    use crate::config::version::VeleroVersion;
 
     fn check(data: &[(&str, &str)], binary: &[&str]) -> Vec<(Severity, String)> {
         let data = data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let binary: Vec<String> = binary.iter().map(|k| k.to_string()).collect();
         check_configmap(&data, &binary, &Environment::default()).rendered()
+    }
+
+    #[test]
+    fn structure_messages_follow_the_velero_version() {
+        let data: BTreeMap<String, String> =
+            [("a", "{}"), ("b", "{}")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+        let env = |v| Environment { velero_version: Some(v), ..Environment::default() };
+        let cases = [
+            (VeleroVersion::new(1, 16, 0), "node-agent 1.16.0 reads one of them at random"),
+            (VeleroVersion::new(1, 18, 1), "node-agent 1.18.1 exits with \"more than one keys are found\""),
+        ];
+        for (version, want) in cases {
+            let rendered = check_configmap(&data, &[], &env(version)).rendered();
+            assert_eq!(
+                rendered.first().map(|(_, text)| text.as_str()),
+                Some(
+                    format!(
+                        "data: Invalid value: [\"a\", \"b\"]: must hold exactly one key: {want}; keep one JSON value"
+                    )
+                    .as_str()
+                ),
+                "{version}"
+            );
+        }
+        let rendered = check_configmap(&BTreeMap::new(), &[], &env(VeleroVersion::new(1, 16, 0))).rendered();
+        assert_eq!(
+            rendered,
+            [(
+                Severity::Error,
+                "data: Required value: must hold exactly one key with the JSON config; node-agent 1.16.0 logs \"data is not available\" and runs without a config".to_string()
+            )]
+        );
     }
 
     #[test]

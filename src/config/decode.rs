@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Member, Node, Pos, Value};
 use super::model::*;
+use super::version::{on_undecodable, VeleroVersion};
 use crate::k8s::field::{child, go_quote, index, key};
 
 /// Where every decoded value starts, by field path (`loadAffinity[0].storageClass`,
@@ -93,9 +94,10 @@ const KNOWN_MISNOMERS: &[(&str, &str, &str)] = &[(
     " (an int64 in megabytes; Velero's docs name a field that does not exist)",
 )];
 
-/// Decodes a whole config value. A top-level `null` is an empty config, as in Go.
-pub fn decode(root: &Node) -> Decoded {
-    let mut decoder = Decoder::default();
+/// Decodes a whole config value. A top-level `null` is an empty config, as in Go. `version`
+/// is the Velero version the config is for, when known: what a type error does depends on it.
+pub fn decode(root: &Node, version: Option<VeleroVersion>) -> Decoded {
+    let mut decoder = Decoder { version, ..Decoder::default() };
     let config = match &root.value {
         Value::Null => {
             decoder.warn(
@@ -128,6 +130,7 @@ struct Decoder {
     diagnostics: Diagnostics,
     positions: BTreeMap<String, Pos>,
     unusable: HashSet<String>,
+    version: Option<VeleroVersion>,
 }
 
 /// A short rendering of a bad value for messages: strings quoted, containers by type.
@@ -158,9 +161,10 @@ impl Decoder {
     fn type_error(&mut self, node: &Node, path: &str, want: &str) {
         self.unusable.insert(path.to_string());
         let message = format!(
-            "Invalid value: {}: must be {want}, not {} (node-agent fails to start on this)",
+            "Invalid value: {}: must be {want}, not {} ({} on this)",
             render(node),
-            article(node.value.type_name())
+            article(node.value.type_name()),
+            on_undecodable(self.version)
         );
         self.error(path, message, node.pos);
     }
@@ -186,7 +190,7 @@ impl Decoder {
         let mut first_key: [Option<&'n Member>; N] = [None; N];
         for member in members {
             let exact = fields.iter().position(|f| *f == member.key);
-            let folded = exact.or_else(|| fields.iter().position(|f| f.eq_ignore_ascii_case(&member.key)));
+            let folded = exact.or_else(|| fields.iter().position(|f| go_equal_fold(f, &member.key)));
             let Some(index) = folded else {
                 self.unknown_field(member, path, &fields);
                 continue;
@@ -200,15 +204,33 @@ impl Decoder {
                 );
             }
             if let Some(previous) = first_key[index] {
+                let field_path = child(path, canonical);
+                // Go decodes this occurrence too, and fails on a value of the wrong shape.
+                let wrong_shape = match (go_kind(canonical), &member.value.value) {
+                    (_, Value::Null) | (GoKind::Scalar, _) => None,
+                    (GoKind::Slice, Value::Array(_))
+                    | (GoKind::Pointer | GoKind::Struct | GoKind::Map, Value::Object(_)) => None,
+                    (GoKind::Slice, _) => Some("an array"),
+                    (GoKind::Pointer | GoKind::Struct | GoKind::Map, _) => Some("an object"),
+                };
+                let effect = match wrong_shape {
+                    Some(_) => "Go cannot decode this one",
+                    None => repeated_field_effect(canonical, &member.value.value),
+                };
                 self.error(
-                    &child(path, canonical),
+                    &field_path,
                     format!(
-                        "Duplicate value: {}: the key is given twice (first at {}); node-agent would silently keep only the last",
+                        "Duplicate value: {}: the key is given twice (first at {}); {effect}",
                         go_quote(&member.key),
-                        previous.key_pos
+                        previous.key_pos,
                     ),
                     member.key_pos,
                 );
+                if let Some(want) = wrong_shape {
+                    self.type_error(&member.value, &field_path, want);
+                }
+                // Go's value is made of both occurrences: no finding may come from one alone.
+                self.unusable.insert(field_path);
                 continue;
             }
             first_key[index] = Some(member);
@@ -310,11 +332,13 @@ impl Decoder {
                 self.error(
                     &entry,
                     format!(
-                        "Duplicate value: {}: the key is given twice (first at {previous}); node-agent would silently keep only the last",
-                        go_quote(&member.key)
+                        "Duplicate value: {}: the key is given twice (first at {previous}); {}",
+                        go_quote(&member.key),
+                        repeated_entry_effect(&member.value.value)
                     ),
                     member.key_pos,
                 );
+                self.unusable.insert(entry);
                 continue;
             }
             self.positions.insert(entry.clone(), member.key_pos);
@@ -461,9 +485,14 @@ impl Decoder {
             if map.contains_key(&member.key) {
                 self.error(
                     &entry_path,
-                    format!("Duplicate value: {}: the storage class is given twice", go_quote(&member.key)),
+                    format!(
+                        "Duplicate value: {}: the storage class is given twice; {}",
+                        go_quote(&member.key),
+                        repeated_entry_effect(&member.value.value)
+                    ),
                     member.key_pos,
                 );
+                self.unusable.insert(entry_path);
                 continue;
             }
             let fields = ["storageClass", "readOnly", "spcNoRelabeling", "annotations"];
@@ -565,6 +594,76 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// How Go's `encoding/json` holds a field, which decides what a repeated key does to it.
+enum GoKind {
+    /// `*T` of a struct: a repeated object is decoded into the same value.
+    Pointer,
+    /// A struct held by value (`metav1.LabelSelector`).
+    Struct,
+    Map,
+    Slice,
+    /// Strings, numbers, booleans.
+    Scalar,
+}
+
+/// The kind of each field of node-agent's types (`pkg/types/node_agent.go`); names are unique
+/// across them.
+fn go_kind(field: &str) -> GoKind {
+    match field {
+        "loadConcurrency" | "restorePVC" | "podResources" | "cachePVC" => GoKind::Pointer,
+        "nodeSelector" => GoKind::Struct,
+        "backupPVC" | "podLabels" | "podAnnotations" | "matchLabels" | "annotations" => GoKind::Map,
+        "loadAffinity" | "perNodeConfig" | "matchExpressions" | "values" => GoKind::Slice,
+        _ => GoKind::Scalar,
+    }
+}
+
+/// What Go does with a struct field's second occurrence, `repeat` (it decodes every
+/// occurrence, in order, into the same field).
+fn repeated_field_effect(field: &str, repeat: &Value) -> &'static str {
+    match (go_kind(field), repeat) {
+        (GoKind::Pointer | GoKind::Map | GoKind::Slice, Value::Null) => {
+            "Go reads this null as unset and drops the earlier value"
+        }
+        (GoKind::Struct | GoKind::Scalar, Value::Null) => "Go ignores this null and keeps the earlier value",
+        (GoKind::Pointer | GoKind::Struct, _) => {
+            "Go merges this object into the earlier one: fields given again take this value, the others keep the earlier"
+        }
+        (GoKind::Map, _) => "Go adds these entries to the earlier map, a key in both taking this value",
+        (GoKind::Slice, _) => "Go replaces the earlier list with this one",
+        (GoKind::Scalar, _) => "Go keeps this later value",
+    }
+}
+
+/// What Go does with a map key's second occurrence: the entry is decoded afresh and replaces
+/// the earlier one (a null one becomes the zero value).
+fn repeated_entry_effect(repeat: &Value) -> &'static str {
+    match repeat {
+        Value::Null => "Go replaces the earlier value with an empty one",
+        _ => "Go replaces the earlier value with this one",
+    }
+}
+
+/// Go's `encoding/json` field matching when no field name matches exactly: each rune folded
+/// as `unicode.ToUpper(unicode.ToLower(r))` (ASCII simply upper-cased), so `ſ` (U+017F) matches
+/// `s`, the Kelvin sign `K` (U+212A) matches `k`, and `ı` and `İ` match `i`. Go maps rune to
+/// rune: where Rust's full case mapping expands a character, the first rune of the lower-case
+/// form is Go's, and an upper case that expands leaves the rune as it is (`ß`).
+fn go_equal_fold(a: &str, b: &str) -> bool {
+    fn fold(c: char) -> char {
+        if c.is_ascii() {
+            return c.to_ascii_uppercase();
+        }
+        let lower = c.to_lowercase().next().unwrap_or(c);
+        let mut upper = lower.to_uppercase();
+        match (upper.next(), upper.next()) {
+            (Some(single), None) => single,
+            _ => lower,
+        }
+    }
+    a.chars().map(fold).eq(b.chars().map(fold))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,7 +671,7 @@ mod tests {
     use crate::config::json;
 
     fn decode_str(text: &str) -> Decoded {
-        decode(&json::parse(text).expect("valid JSON"))
+        decode(&json::parse(text).expect("valid JSON"), None)
     }
 
     fn rendered(decoded: &Decoded) -> Vec<String> {
@@ -699,19 +798,96 @@ mod tests {
     }
 
     #[test]
+    fn field_names_fold_as_go_does() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("podLabels", "PODLABELS", true),
+            ("podLabels", "podLabelſ", true),
+            ("backupPVC", "bacKupPVC", true),
+            ("priorityClassName", "prıorityClassName", true),
+            ("priorityClassName", "prİorityClassName", true),
+            ("podLabels", "podLabel", false),
+            ("podLabels", "podLabelß", false),
+            ("cachePVC", "cachePVĊ", false),
+        ];
+        for &(field, key, want) in cases {
+            assert_eq!(go_equal_fold(field, key), want, "{field} ~ {key}");
+        }
+        assert_eq!(
+            rendered(&decode_str(r#"{"podLabelſ": {"a": "b"}}"#)),
+            [
+                r#"warning: podLabelſ: non-canonical key case: Velero accepts it as "podLabels"; write it that way (line 1, column 2)"#
+            ]
+        );
+        assert_eq!(decode_str(r#"{"bac\u212aupPVC": {"gp3": {"storageClass": "x"}}}"#).config.backup_pvc.len(), 1);
+    }
+
+    #[test]
     fn duplicate_keys_are_errors() {
         let decoded = decode_str(r#"{"podLabels": {"a": "1", "a": "2"}, "podLabels": {}, "PodLabels": {}}"#);
         let severities: Vec<Severity> = decoded.diagnostics.0.iter().map(|d| d.severity).collect();
         assert_eq!(
             rendered(&decoded),
             vec![
-                r#"error: podLabels: Duplicate value: "podLabels": the key is given twice (first at line 1, column 2); node-agent would silently keep only the last (line 1, column 37)"#,
+                r#"error: podLabels: Duplicate value: "podLabels": the key is given twice (first at line 1, column 2); Go adds these entries to the earlier map, a key in both taking this value (line 1, column 37)"#,
                 r#"warning: PodLabels: non-canonical key case: Velero accepts it as "podLabels"; write it that way (line 1, column 54)"#,
-                r#"error: podLabels: Duplicate value: "PodLabels": the key is given twice (first at line 1, column 2); node-agent would silently keep only the last (line 1, column 54)"#,
-                r#"error: podLabels[a]: Duplicate value: "a": the key is given twice (first at line 1, column 16); node-agent would silently keep only the last (line 1, column 26)"#,
+                r#"error: podLabels: Duplicate value: "PodLabels": the key is given twice (first at line 1, column 2); Go adds these entries to the earlier map, a key in both taking this value (line 1, column 54)"#,
+                r#"error: podLabels[a]: Duplicate value: "a": the key is given twice (first at line 1, column 16); Go replaces the earlier value with this one (line 1, column 26)"#,
             ]
         );
         assert!(severities.contains(&Severity::Error));
+    }
+
+    #[test]
+    fn a_repeated_key_says_what_go_does_with_it() {
+        // (config, the end of the duplicate's message)
+        let cases: &[(&str, &str)] = &[
+            (r#"{"priorityClassName": "a", "priorityClassName": "b"}"#, "Go keeps this later value"),
+            (r#"{"priorityClassName": "a", "priorityClassName": null}"#, "Go ignores this null and keeps the earlier value"),
+            (
+                r#"{"podResources": {"cpuRequest": "1"}, "podResources": {"cpuLimit": "2"}}"#,
+                "Go merges this object into the earlier one: fields given again take this value, the others keep the earlier",
+            ),
+            (r#"{"cachePVC": {"storageClass": "a"}, "cachePVC": null}"#, "Go reads this null as unset and drops the earlier value"),
+            (r#"{"loadAffinity": [], "loadAffinity": [{}]}"#, "Go replaces the earlier list with this one"),
+            (r#"{"podAnnotations": {"a": "1"}, "podAnnotations": null}"#, "Go reads this null as unset and drops the earlier value"),
+            (r#"{"podAnnotations": {"a": "1", "a": null}}"#, "Go replaces the earlier value with an empty one"),
+            (r#"{"backupPVC": {"gp3": {}, "gp3": {"readOnly": true}}}"#, "Go replaces the earlier value with this one"),
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"a": "b"}}, "nodeSelector": null}]}"#,
+                "Go ignores this null and keeps the earlier value",
+            ),
+        ];
+        for (text, want) in cases {
+            let found = rendered(&decode_str(text));
+            let duplicate = found.iter().find(|d| d.contains("Duplicate value"));
+            assert!(duplicate.is_some_and(|d| d.contains(&format!("; {want} (line "))), "{text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeat_of_the_wrong_shape_is_a_type_error_too() {
+        assert_eq!(
+            rendered(&decode_str(r#"{"podLabels": {}, "podLabels": "x", "loadAffinity": [], "loadAffinity": {}}"#)),
+            [
+                r#"error: podLabels: Duplicate value: "podLabels": the key is given twice (first at line 1, column 2); Go cannot decode this one (line 1, column 19)"#,
+                r#"error: podLabels: Invalid value: "x": must be an object, not a string (node-agent fails to start on this) (line 1, column 32)"#,
+                r#"error: loadAffinity: Duplicate value: "loadAffinity": the key is given twice (first at line 1, column 37); Go cannot decode this one (line 1, column 57)"#,
+                r#"error: loadAffinity: Invalid value: object: must be an array, not an object (node-agent fails to start on this) (line 1, column 73)"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn no_finding_comes_from_one_of_two_occurrences() {
+        // The first podResources alone lacks three keys; Go's merged value lacks two. Neither
+        // is said: the duplicate is.
+        let checked = crate::config::check_value(
+            r#"{"podResources": {"cpuRequest": "1"}, "podResources": {"cpuLimit": "2"}, "podLabels": {"a": "-x", "a": "y"}}"#,
+            &crate::config::validate::Environment::default(),
+        );
+        let found: Vec<String> = checked.diagnostics.0.iter().map(|d| d.render()).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|d| d.contains("Duplicate value")), "{found:?}");
     }
 
     #[test]

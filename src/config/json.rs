@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::k8s::field::go_quote;
+
 /// A 1-based line and column, counted in characters (not bytes), as editors show them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
@@ -405,17 +407,20 @@ fn simple_escape(c: char) -> Option<char> {
     })
 }
 
-/// Quotes a character as Go's `quoteChar` does in json errors: `'x'`, `'\n'`, `'\''`.
+/// Quotes a character as Go's `quoteChar` does in json errors: `'x'`, `'\n'`, `'\''`. Go's
+/// scanner reads bytes, so a non-ASCII character is named by its first byte read as a rune: a
+/// byte order mark (EF BB BF) is `'ï'`, as node-agent's log says.
 fn quote_char(c: char) -> String {
-    match c {
+    let mut utf8 = [0u8; 4];
+    let first = c.encode_utf8(&mut utf8).as_bytes().first().copied().unwrap_or_default();
+    match char::from(first) {
         '\'' => "'\\''".to_string(),
         '"' => "'\"'".to_string(),
-        '\n' => "'\\n'".to_string(),
-        '\r' => "'\\r'".to_string(),
-        '\t' => "'\\t'".to_string(),
-        '\u{feff}' => "'\\ufeff'".to_string(),
-        c if c.is_control() => format!("'\\x{:02x}'", c as u32),
-        c => format!("'{c}'"),
+        byte => {
+            let quoted = go_quote(&byte.to_string());
+            let inner = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(&quoted);
+            format!("'{inner}'")
+        }
     }
 }
 
@@ -494,7 +499,11 @@ mod tests {
         let cases: &[(&str, &str, Pos)] = &[
             ("", "unexpected end of JSON input", at(1, 1)),
             ("   \n ", "unexpected end of JSON input", at(2, 2)),
-            ("\u{feff}{}", "invalid character '\\ufeff' looking for beginning of value", at(1, 1)),
+            ("\u{feff}{}", "invalid character 'ï' looking for beginning of value", at(1, 1)),
+            // Go names a non-ASCII character by its first byte, read as a rune.
+            ("é", "invalid character 'Ã' looking for beginning of value", at(1, 1)),
+            ("{\"a\": \u{a0}1}", "invalid character 'Â' looking for beginning of value", at(1, 7)),
+            ("[1\u{7}]", "invalid character '\\a' after array element", at(1, 3)),
             ("{\"a\": 1,}", "invalid character '}' looking for beginning of object key string", at(1, 9)),
             ("{\"a\" 1}", "invalid character '1' after object key", at(1, 6)),
             ("{\"a\": 1 \"b\"}", "invalid character '\"' after object key:value pair", at(1, 9)),

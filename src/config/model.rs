@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 pub const APPLIED_ANNOTATION: &str = "node-agent-webhook.io/applied";
 
 /// Velero tracks its pods by `velero.io/` labels; `x.velero.io/` is someone else's. The
-/// checker refuses such keys in `podLabels` and the planner never writes them.
+/// planner never writes such keys, labels or annotations, and the checker refuses them in
+/// `podLabels` and `podAnnotations`, so what is admitted is what is applied.
 pub fn is_velero_key(key: &str) -> bool {
     key.split_once('/').is_some_and(|(prefix, _)| prefix == "velero.io")
 }

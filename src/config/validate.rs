@@ -8,7 +8,7 @@ use super::diagnostics::{Diagnostic, Diagnostics, Severity};
 use super::model::{
     is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, SelectorRequirement, APPLIED_ANNOTATION,
 };
-use super::version::{VeleroVersion, SETTINGS};
+use super::version::{self, VeleroVersion, SETTINGS};
 use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind};
 use crate::k8s::names;
 use crate::k8s::quantity::Quantity;
@@ -35,7 +35,7 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     let config = &shared.config;
     let mut v = Validator { decoded: shared, found: Diagnostics::default() };
     v.load_concurrency(config);
-    v.load_affinity(config);
+    v.load_affinity(config, env.velero_version);
     v.pod_resources(config.pod_resources.as_ref());
     v.priority_class(config, env);
     v.pod_metadata(config);
@@ -116,7 +116,7 @@ impl Validator<'_> {
 
     /// `perNodeConfig` selectors go through `LabelSelectorAsSelector`: label-selector rules.
     fn label_selector(&mut self, selector: &LabelSelector, path: &str) {
-        let expressions = requirements(&selector.match_expressions);
+        let expressions = requirements_of(&selector.match_expressions);
         let errs = selector::validate_label_selector(
             &selector.match_labels,
             &expressions,
@@ -124,6 +124,9 @@ impl Validator<'_> {
             LabelSelectorOptions::default(),
             EntryPaths::AtEntry,
         );
+        if errs.is_empty() {
+            self.report_unsatisfiable(selector, path, "node-agent never applies this rule");
+        }
         self.selector_errors(errs, &LABEL_SELECTOR_OPERATORS);
     }
 
@@ -133,11 +136,52 @@ impl Validator<'_> {
     fn node_affinity_selector(&mut self, selector: &LabelSelector, path: &str) {
         let mut errs =
             selector::validate_labels(&selector.match_labels, &field::child(path, "matchLabels"), EntryPaths::AtEntry);
-        let term =
-            NodeSelectorTerm { match_expressions: requirements(&selector.match_expressions), match_fields: Vec::new() };
+        let term = NodeSelectorTerm {
+            match_expressions: requirements_of(&selector.match_expressions),
+            match_fields: Vec::new(),
+        };
         errs.extend(selector::validate_node_selector_term(&term, path, false));
         errs.extend(selector::validate_gt_lt_values(&term.match_expressions, &field::child(path, "matchExpressions")));
+        if errs.is_empty() {
+            self.report_unsatisfiable(
+                selector,
+                path,
+                "the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes)",
+            );
+        }
         self.selector_errors(errs, &NODE_SELECTOR_OPERATORS);
+    }
+
+    /// A valid selector no node can match is an error naming the requirements that conflict
+    /// (`matchLabels` read as `In`, as Velero and `LabelSelectorAsSelector` both do).
+    fn report_unsatisfiable(&mut self, selector: &LabelSelector, path: &str, consequence: &str) {
+        let mut requirements: Vec<(String, Requirement)> = selector
+            .match_labels
+            .iter()
+            .map(|(key, value)| {
+                let values = std::slice::from_ref(value);
+                (field::key("matchLabels", key), Requirement { key, operator: selector::OP_IN, values })
+            })
+            .collect();
+        requirements.extend(
+            requirements_of(&selector.match_expressions)
+                .into_iter()
+                .enumerate()
+                .map(|(i, requirement)| (field::index("matchExpressions", i), requirement)),
+        );
+        let reqs: Vec<Requirement> = requirements.iter().map(|(_, r)| *r).collect();
+        let Some(conflict) = selector::conflicting_requirements(&reqs) else { return };
+        let named: Vec<String> = conflict
+            .iter()
+            .filter_map(|&i| requirements.get(i))
+            .map(|(at, requirement)| format!("{requirement} ({at})"))
+            .collect();
+        let what = match named.as_slice() {
+            [one] => one.clone(),
+            [init @ .., last] => format!("{} and {last} together", init.join(", ")),
+            [] => return,
+        };
+        self.error(FieldError::forbidden(path, format!("no node can satisfy {what}: {consequence}")));
     }
 
     /// A selector's errors, with an unknown operator said as `Unsupported value` and the
@@ -155,7 +199,8 @@ impl Validator<'_> {
         }
     }
 
-    fn load_affinity(&mut self, config: &NodeAgentConfig) {
+    fn load_affinity(&mut self, config: &NodeAgentConfig, version: Option<VeleroVersion>) {
+        let by_class = version::chooses_affinity_by_storage_class(version);
         let mut global_entry: Option<usize> = None;
         let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
         let remapped: BTreeMap<&str, &str> = config
@@ -167,19 +212,40 @@ impl Validator<'_> {
         for (i, entry) in config.load_affinity.iter().enumerate() {
             let path = field::index("loadAffinity", i);
             let selector_path = field::child(&path, "nodeSelector");
-            if entry.node_selector.is_empty() {
-                self.error(FieldError::required(
+            match (entry.node_selector.is_empty(), version) {
+                (false, _) => {}
+                (true, Some(v)) if !version::empty_selector_matches_no_node(version) => self.warn(
+                    &selector_path,
+                    format!("an empty selector restricts nothing: node-agent {v} gives the pods only its own OS requirement; give it matchLabels or matchExpressions, or remove the entry"),
+                ),
+                (true, _) => self.error(FieldError::required(
                     &selector_path,
                     "must have matchLabels or matchExpressions: Velero 1.17 turns an empty selector into a term that matches no node",
-                ));
+                )),
             }
             self.node_affinity_selector(&entry.node_selector, &selector_path);
+            if let (false, Some(v), 1..) = (by_class, version, i) {
+                self.warn(
+                    &path,
+                    format!(
+                        "node-agent of Velero {v} reads only loadAffinity[0] and gives it to every data-mover pod, whatever its storage class; the webhook ANDs this entry into it for the pods this entry is for, so they need nodes matching both, and restarting node-agent does not change that: keep one entry, or upgrade to Velero 1.17+"
+                    ),
+                );
+            }
             if entry.storage_class.is_empty() {
                 if let Some(first) = global_entry {
+                    let who = match version {
+                        Some(v) if !by_class => {
+                            format!(
+                                "the webhook uses loadAffinity[{first}] (node-agent {v} reads only loadAffinity[0])"
+                            )
+                        }
+                        _ => format!("node-agent uses loadAffinity[{first}]"),
+                    };
                     self.error(FieldError::forbidden(
                         &path,
                         format!(
-                            "only one entry may omit storageClass: node-agent uses loadAffinity[{first}] and ignores this one; merge their selectors"
+                            "only one entry may omit storageClass: {who} and ignores this one; merge their selectors"
                         ),
                     ));
                 } else {
@@ -297,6 +363,14 @@ impl Validator<'_> {
             }
         }
         self.annotations(&config.pod_annotations, "podAnnotations");
+        // The planner never writes these (the same rule as for labels), so the checker says so
+        // instead of admitting a setting that silently does nothing.
+        for key in config.pod_annotations.keys().filter(|key| is_velero_key(key)) {
+            self.error(FieldError::forbidden(
+                field::key("podAnnotations", key),
+                "keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own",
+            ));
+        }
         if config.pod_annotations.contains_key(APPLIED_ANNOTATION) {
             self.error(FieldError::forbidden(
                 format!("podAnnotations[{APPLIED_ANNOTATION}]"),
@@ -322,6 +396,10 @@ impl Validator<'_> {
     fn backup_pvcs(&mut self, pvcs: &BTreeMap<String, BackupPvc>, env: &Environment) {
         for (source, pvc) in pvcs {
             let path = field::key("backupPVC", source);
+            // Keyed by the source PVC's storage class: a key no class can be named never applies.
+            for msg in names::is_dns1123_subdomain(source) {
+                self.error(FieldError::invalid(&path, source, msg));
+            }
             if !pvc.storage_class.is_empty() {
                 let class_path = field::child(&path, "storageClass");
                 let messages = names::is_dns1123_subdomain(&pvc.storage_class);
@@ -401,7 +479,7 @@ impl Validator<'_> {
 }
 
 /// The model's requirements as the selector rules read them.
-fn requirements(expressions: &[SelectorRequirement]) -> Vec<Requirement<'_>> {
+fn requirements_of(expressions: &[SelectorRequirement]) -> Vec<Requirement<'_>> {
     expressions.iter().map(|r| Requirement { key: &r.key, operator: &r.operator, values: &r.values }).collect()
 }
 
@@ -500,6 +578,62 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_operator_does_not_hide_the_other_errors_of_its_requirement() {
+        // As the API server would, the key and values are checked too (findings in file order).
+        assert_cases(&[
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "-k", "operator": "in", "values": ["v"]}]}}]}"#,
+                &[
+                    r#"error: loadAffinity[0].nodeSelector.matchExpressions[0].key: Invalid value: "-k": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') (line 1, column 66)"#,
+                    r#"error: loadAffinity[0].nodeSelector.matchExpressions[0].operator: Unsupported value: "in": supported values: "DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn" (line 1, column 84)"#,
+                ],
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 1, "perNodeConfig": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Lt", "values": ["-1"]}]}, "number": 1}]}}"#,
+                &[
+                    r#"error: loadConcurrency.perNodeConfig[0].nodeSelector.matchExpressions[0].operator: Unsupported value: "Lt": supported values: "DoesNotExist", "Exists", "In", "NotIn" (line 1, column 123)"#,
+                    r#"error: loadConcurrency.perNodeConfig[0].nodeSelector.matchExpressions[0].values[0]: Invalid value: "-1": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?') (line 1, column 140)"#,
+                ],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn selectors_no_node_can_satisfy_are_errors() {
+        assert_cases(&[
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"k": "a"}, "matchExpressions": [{"key": "k", "operator": "NotIn", "values": ["a"]}]}}]}"#,
+                &["error: loadAffinity[0].nodeSelector: Forbidden: no node can satisfy k In [a] (matchLabels[k]) and k NotIn [a] (matchExpressions[0]) together: the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes) (line 1, column 36)"],
+            ),
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "z", "operator": "In", "values": ["a"]}, {"key": "n", "operator": "Gt", "values": ["5"]}, {"key": "n", "operator": "Lt", "values": ["6"]}]}, "storageClass": "gp3"}]}"#,
+                &["error: loadAffinity[0].nodeSelector: Forbidden: no node can satisfy n Gt 5 (matchExpressions[1]) and n Lt 6 (matchExpressions[2]) together: the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes) (line 1, column 36)"],
+            ),
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "n", "operator": "Lt", "values": ["0"]}]}}]}"#,
+                &["error: loadAffinity[0].nodeSelector: Forbidden: no node can satisfy n Lt 0 (matchExpressions[0]): the data-mover pods it is applied to stay Pending until Velero cancels them (after 30 minutes) (line 1, column 36)"],
+            ),
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Exists"}, {"key": "k", "operator": "In", "values": ["a", "b"]}, {"key": "k", "operator": "NotIn", "values": ["a"]}]}}]}"#,
+                &[],
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 1, "perNodeConfig": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Exists"}, {"key": "k", "operator": "DoesNotExist"}]}, "number": 2}]}}"#,
+                &["error: loadConcurrency.perNodeConfig[0].nodeSelector: Forbidden: no node can satisfy k Exists (matchExpressions[0]) and k DoesNotExist (matchExpressions[1]) together: node-agent never applies this rule (line 1, column 76)"],
+            ),
+            (
+                r#"{"loadConcurrency": {"globalConfig": 1, "perNodeConfig": [{"nodeSelector": {"matchLabels": {"a": "1", "b": "2"}, "matchExpressions": [{"key": "b", "operator": "In", "values": ["3", "4"]}]}, "number": 2}]}}"#,
+                &["error: loadConcurrency.perNodeConfig[0].nodeSelector: Forbidden: no node can satisfy b In [2] (matchLabels[b]) and b In [3, 4] (matchExpressions[0]) together: node-agent never applies this rule (line 1, column 76)"],
+            ),
+            // An invalid selector gets the rules' errors only.
+            (
+                r#"{"loadAffinity": [{"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "Exists", "values": ["a"]}, {"key": "k", "operator": "DoesNotExist"}]}}]}"#,
+                &["error: loadAffinity[0].nodeSelector.matchExpressions[0].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist' (line 1, column 103)"],
+            ),
+        ]);
+    }
+
+    #[test]
     fn pod_resources_rules() {
         assert_cases(&[
             (
@@ -553,7 +687,18 @@ mod tests {
     #[test]
     fn metadata_and_pvc_rules() {
         assert_cases(&[
-            (r#"{"podLabels": {"x.velero.io/a": "b"}, "podAnnotations": {"velero.io/ok": "annotations are fine"}}"#, &[]),
+            (r#"{"podLabels": {"x.velero.io/a": "b"}, "podAnnotations": {"x.velero.io/ok": "someone else's"}}"#, &[]),
+            (
+                r#"{"podAnnotations": {"velero.io/team": "a", "example.com/velero.io": "b"}}"#,
+                &["error: podAnnotations[velero.io/team]: Forbidden: keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own (line 1, column 21)"],
+            ),
+            (
+                r#"{"podAnnotations": {"velero.io/a": "1", "velero.io/b": "2"}}"#,
+                &[
+                    "error: podAnnotations[velero.io/a]: Forbidden: keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own (line 1, column 21)",
+                    "error: podAnnotations[velero.io/b]: Forbidden: keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own (line 1, column 41)",
+                ],
+            ),
             (
                 r#"{"podAnnotations": {"node-agent-webhook.io/applied": "x"}}"#,
                 &["error: podAnnotations[node-agent-webhook.io/applied]: Forbidden: this annotation is written by node-agent-webhook itself to say what it applied (line 1, column 21)"],
@@ -565,6 +710,10 @@ mod tests {
             (
                 r#"{"podAnnotations": {"bad key": "v"}}"#,
                 &[r#"error: podAnnotations[bad key]: Invalid value: "bad key": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') (line 1, column 21)"#],
+            ),
+            (
+                r#"{"backupPVC": {"GP3": {"storageClass": "b"}, "gp3.example.com": {"storageClass": "c"}}}"#,
+                &[r#"error: backupPVC[GP3]: Invalid value: "GP3": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*') (line 1, column 23)"#],
             ),
             (
                 r#"{"backupPVC": {"gp3": {"storageClass": "b", "spcNoRelabeling": true}}}"#,
@@ -644,7 +793,32 @@ mod tests {
                 "warning: cachePVC: node-agent of Velero 1.16.0 ignores this (supported since 1.18.0) (line 1, column 84)",
             ]
         );
+        let two_entries = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}, "storageClass": "gp3"}, {"nodeSelector": {"matchLabels": {"zone": "b"}}}, {"nodeSelector": {"matchLabels": {"zone": "c"}}}]}"#;
+        let up_to_1_16 = "node-agent of Velero 1.16.0 reads only loadAffinity[0] and gives it to every data-mover pod, whatever its storage class; the webhook ANDs this entry into it for the pods this entry is for, so they need nodes matching both, and restarting node-agent does not change that: keep one entry, or upgrade to Velero 1.17+";
+        assert_eq!(
+            findings_with(two_entries, &old),
+            vec![
+                "error: loadAffinity[2]: Forbidden: only one entry may omit storageClass: the webhook uses loadAffinity[1] (node-agent 1.16.0 reads only loadAffinity[0]) and ignores this one; merge their selectors (line 1, column 142)".to_string(),
+                "warning: loadAffinity.storageClass: node-agent of Velero 1.16.0 ignores this (supported since 1.17.0); the mutating webhook applies it to new data-mover pods (line 1, column 18)".to_string(),
+                format!("warning: loadAffinity[1]: {up_to_1_16} (line 1, column 92)"),
+                format!("warning: loadAffinity[2]: {up_to_1_16} (line 1, column 142)"),
+            ]
+        );
+        let v1_17 = Environment { velero_version: Some(VeleroVersion::new(1, 17, 0)), ..old };
+        assert_eq!(
+            findings_with(two_entries, &v1_17),
+            vec!["error: loadAffinity[2]: Forbidden: only one entry may omit storageClass: node-agent uses loadAffinity[1] and ignores this one; merge their selectors (line 1, column 142)"]
+        );
         let current = Environment { velero_version: Some(VeleroVersion::new(1, 18, 1)), ..old };
+        let empty = r#"{"loadAffinity": [{"nodeSelector": {}}]}"#;
+        assert_eq!(
+            findings_with(empty, &current),
+            vec!["warning: loadAffinity[0].nodeSelector: an empty selector restricts nothing: node-agent 1.18.1 gives the pods only its own OS requirement; give it matchLabels or matchExpressions, or remove the entry (line 1, column 36)"]
+        );
+        assert_eq!(
+            findings_with(empty, &v1_17),
+            vec!["error: loadAffinity[0].nodeSelector: Required value: must have matchLabels or matchExpressions: Velero 1.17 turns an empty selector into a term that matches no node (line 1, column 36)"]
+        );
         assert_eq!(
             findings_with(r#"{"podLabels": {"a": "b"}, "cachePVC": {"storageClass": "c"}}"#, &current),
             Vec::<String>::new()

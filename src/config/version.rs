@@ -86,6 +86,49 @@ const V1_17_1: VeleroVersion = VeleroVersion::new(1, 17, 1);
 const V1_18: VeleroVersion = VeleroVersion::new(1, 18, 0);
 const V1_18_1: VeleroVersion = VeleroVersion::new(1, 18, 1);
 
+/// What node-agent does with a config value Go cannot decode (invalid JSON, a type error),
+/// velero-spec.md §2: from 1.17 it exits, up to 1.16 it logs a warning and runs without the
+/// whole config. An unknown version is taken to be a current one.
+pub fn on_undecodable(version: Option<VeleroVersion>) -> String {
+    match version {
+        Some(v) if v < V1_17 => format!("node-agent {v} logs a warning and ignores the whole config"),
+        _ => "node-agent fails to start".to_string(),
+    }
+}
+
+/// What node-agent does when the ConfigMap has no data key (velero-spec.md §2): from 1.17 it
+/// exits, before it warns and runs without a config.
+pub fn on_missing_data(version: Option<VeleroVersion>) -> String {
+    match version {
+        None => "node-agent 1.17+ fails to start with \"data is not available\"".to_string(),
+        Some(v) if v < V1_17 => format!("node-agent {v} logs \"data is not available\" and runs without a config"),
+        Some(v) => format!("node-agent {v} fails to start with \"data is not available\""),
+    }
+}
+
+/// What node-agent does with more than one data key (velero-spec.md §2): from 1.18 it exits,
+/// before it reads one of them at random (Go's map order).
+pub fn on_several_data_keys(version: Option<VeleroVersion>) -> String {
+    match version {
+        None => "node-agent 1.18+ exits with \"more than one keys are found\", 1.17 reads a random one".to_string(),
+        Some(v) if v < V1_18 => format!("node-agent {v} reads one of them at random"),
+        Some(v) => format!("node-agent {v} exits with \"more than one keys are found\""),
+    }
+}
+
+/// Whether this version's node-agent turns a `loadAffinity` entry with an empty selector into
+/// a node-selector term that matches no node (velero-spec.md §3): up to 1.18.0 it does; 1.18.1
+/// keeps only its own OS requirement. An unknown version may be one that does.
+pub fn empty_selector_matches_no_node(version: Option<VeleroVersion>) -> bool {
+    version.is_none_or(|v| v < V1_18_1)
+}
+
+/// Whether this version's node-agent picks the `loadAffinity` entry by storage class
+/// (velero-spec.md §3); before 1.17 it gives `loadAffinity[0]` to every pod.
+pub fn chooses_affinity_by_storage_class(version: Option<VeleroVersion>) -> bool {
+    version.is_none_or(|v| v >= V1_17)
+}
+
 /// Every versioned setting, in the order of velero-spec.md §1.
 pub const SETTINGS: &[Setting] = &[
     setting("loadConcurrency", V1_14, false, |c| c.load_concurrency.is_some()),
@@ -157,5 +200,58 @@ mod tests {
         let config = NodeAgentConfig { privileged_fs_backup: true, ..Default::default() };
         let set: Vec<&str> = SETTINGS.iter().filter(|s| s.is_set(&config)).map(|s| s.path).collect();
         assert_eq!(set, vec!["privilegedFsBackup"]);
+    }
+
+    #[test]
+    fn wording_follows_the_version() {
+        let cases = [
+            (None, "node-agent fails to start", true),
+            (
+                Some(VeleroVersion::new(1, 14, 3)),
+                "node-agent 1.14.3 logs a warning and ignores the whole config",
+                false,
+            ),
+            (
+                Some(VeleroVersion::new(1, 16, 2)),
+                "node-agent 1.16.2 logs a warning and ignores the whole config",
+                false,
+            ),
+            (Some(VeleroVersion::new(1, 17, 0)), "node-agent fails to start", true),
+            (Some(VeleroVersion::new(1, 18, 1)), "node-agent fails to start", true),
+        ];
+        for (version, undecodable, by_class) in cases {
+            assert_eq!(on_undecodable(version), undecodable, "{version:?}");
+            assert_eq!(chooses_affinity_by_storage_class(version), by_class, "{version:?}");
+        }
+        let empty = [(None, true), (Some(VeleroVersion::new(1, 18, 0)), true), (Some(V1_18_1), false)];
+        for (version, matches_none) in empty {
+            assert_eq!(empty_selector_matches_no_node(version), matches_none, "{version:?}");
+        }
+        let data_cases = [
+            (
+                None,
+                r#"node-agent 1.17+ fails to start with "data is not available""#,
+                r#"node-agent 1.18+ exits with "more than one keys are found", 1.17 reads a random one"#,
+            ),
+            (
+                Some(VeleroVersion::new(1, 16, 0)),
+                r#"node-agent 1.16.0 logs "data is not available" and runs without a config"#,
+                "node-agent 1.16.0 reads one of them at random",
+            ),
+            (
+                Some(VeleroVersion::new(1, 17, 2)),
+                r#"node-agent 1.17.2 fails to start with "data is not available""#,
+                "node-agent 1.17.2 reads one of them at random",
+            ),
+            (
+                Some(VeleroVersion::new(1, 18, 0)),
+                r#"node-agent 1.18.0 fails to start with "data is not available""#,
+                r#"node-agent 1.18.0 exits with "more than one keys are found""#,
+            ),
+        ];
+        for (version, missing, several) in data_cases {
+            assert_eq!(on_missing_data(version), missing, "{version:?}");
+            assert_eq!(on_several_data_keys(version), several, "{version:?}");
+        }
     }
 }

@@ -5,6 +5,9 @@
 //! Inputs are borrowed views, independent of how the caller deserialized them. Where Go ranges
 //! over a map (labels, annotations) its order is random; we report in key order instead.
 
+use std::collections::BTreeSet;
+use std::fmt;
+
 use super::field::{self, child, index, FieldError};
 use super::names::{is_label_value, is_qualified_name, name_is_dns_subdomain};
 
@@ -351,6 +354,123 @@ fn gt_lt_value_error(value: &str) -> Option<String> {
     value.parse::<i64>().is_err().then(|| GT_LT_INTEGER_MSG.to_string())
 }
 
+/// Longest label value, in bytes: the most leading zeros an integer label value can carry.
+const MAX_LABEL_VALUE_BYTES: usize = super::names::LABEL_VALUE_MAX_LENGTH;
+
+impl fmt::Display for Requirement<'_> {
+    /// `zone In [a, b]`, `zone Exists`, `cores Gt 4`: the requirement as a config spells it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.operator {
+            OP_EXISTS | OP_DOES_NOT_EXIST => write!(f, "{} {}", self.key, self.operator),
+            OP_GT | OP_LT => write!(f, "{} {} {}", self.key, self.operator, self.values.join(", ")),
+            _ => write!(f, "{} {} [{}]", self.key, self.operator, self.values.join(", ")),
+        }
+    }
+}
+
+/// Which of `requirements`, ANDed as in one label selector or one node-selector term, no node
+/// can satisfy together; `None` when some set of node labels satisfies them all.
+///
+/// Exact over what a node's labels can be (one value per key, each a valid label value, so an
+/// integer one is unsigned decimal and at most 63 bytes): `In` and `NotIn` sets, `Exists` and
+/// `DoesNotExist`, `Gt`/`Lt` ranges as `labels.Requirement.Matches` reads them, any number of
+/// requirements on one key. Keys are independent, so the answer is the requirements of the first
+/// key that cannot be satisfied, cut to a minimal conflicting set (dropping any one of them
+/// makes the rest satisfiable). Requirements the validators refuse (an unknown operator, wrong
+/// arity, a non-integer `Gt` value) are theirs to report and are taken as satisfiable here.
+pub fn conflicting_requirements(requirements: &[Requirement]) -> Option<Vec<usize>> {
+    let mut keys: Vec<&str> = requirements.iter().map(|r| r.key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter().find_map(|key| {
+        let mut group: Vec<usize> = (0..requirements.len()).filter(|&i| requirements[i].key == key).collect();
+        let satisfiable = |indexes: &[usize]| key_satisfiable(indexes.iter().map(|&i| &requirements[i]));
+        if satisfiable(&group) {
+            return None;
+        }
+        let mut i = 0;
+        while i < group.len() {
+            let mut without = group.clone();
+            without.remove(i);
+            if satisfiable(&without) {
+                i += 1;
+            } else {
+                group = without;
+            }
+        }
+        Some(group)
+    })
+}
+
+/// Whether one value (or absence) of a single key satisfies every requirement, all on that key.
+fn key_satisfiable<'r, 'a: 'r>(requirements: impl Iterator<Item = &'r Requirement<'a>>) -> bool {
+    let (mut must_exist, mut must_not_exist) = (false, false);
+    let mut allowed: Option<BTreeSet<&str>> = None;
+    let mut excluded: BTreeSet<&str> = BTreeSet::new();
+    // Exclusive bounds of an integer value, once a `Gt` or `Lt` asks for one.
+    let mut range: Option<(i128, i128)> = None;
+    for req in requirements {
+        let values = req.values.iter().map(String::as_str);
+        match req.operator {
+            OP_IN => {
+                must_exist = true;
+                let these: BTreeSet<&str> = values.collect();
+                allowed = Some(match allowed {
+                    Some(before) => before.intersection(&these).copied().collect(),
+                    None => these,
+                });
+            }
+            OP_NOT_IN => excluded.extend(values),
+            OP_EXISTS => must_exist = true,
+            OP_DOES_NOT_EXIST => must_not_exist = true,
+            OP_GT | OP_LT => {
+                let [value] = req.values else { return true };
+                let Ok(bound) = value.parse::<i64>() else { return true };
+                must_exist = true;
+                let (low, high) = range.unwrap_or((-1, i128::from(i64::MAX) + 1));
+                range = Some(if req.operator == OP_GT {
+                    (low.max(i128::from(bound)), high)
+                } else {
+                    (low, high.min(i128::from(bound)))
+                });
+            }
+            _ => return true,
+        }
+    }
+    if must_not_exist || !must_exist {
+        // Absence satisfies NotIn and DoesNotExist, and nothing that needs the label.
+        return !must_exist;
+    }
+    match (allowed, range) {
+        (Some(values), range) => values.into_iter().any(|v| {
+            !excluded.contains(v)
+                && range
+                    .is_none_or(|(low, high)| v.parse::<i64>().is_ok_and(|n| (low + 1..high).contains(&i128::from(n))))
+        }),
+        (None, Some((low, high))) => some_integer_left(low, high, &excluded),
+        // Infinitely many values, finitely many excluded.
+        (None, None) => true,
+    }
+}
+
+/// Whether an integer strictly between `low` and `high` has a spelling (its digits, or its
+/// digits after leading zeros, up to the label value limit) that `excluded` does not list.
+fn some_integer_left(low: i128, high: i128, excluded: &BTreeSet<&str>) -> bool {
+    let count = high - low - 1;
+    if count <= 0 {
+        return false;
+    }
+    // Each excluded string rules out one spelling of one integer.
+    if count > excluded.len() as i128 {
+        return true;
+    }
+    (low + 1..high).any(|n| {
+        let digits = n.to_string();
+        (0..=MAX_LABEL_VALUE_BYTES.saturating_sub(digits.len()))
+            .any(|zeros| !excluded.contains(format!("{}{digits}", "0".repeat(zeros)).as_str()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +594,84 @@ mod tests {
             rendered(&validate_node_selector(&[], "", false)),
             ["nodeSelectorTerms: Required value: must have at least one node selector term"]
         );
+    }
+
+    #[test]
+    fn conflicting_requirements_are_exact_and_minimal() {
+        // (name, requirements as key/operator/values, the conflicting indexes or none)
+        type Row<'a> = (&'a str, &'a [(&'a str, &'a str, &'a [&'a str])], Option<&'a [usize]>);
+        let rows: &[Row] = &[
+            ("one In", &[("k", "In", &["a"])], None),
+            ("In against NotIn of its one value", &[("k", "In", &["a"]), ("k", "NotIn", &["a"])], Some(&[0, 1])),
+            ("NotIn leaves one of In", &[("k", "In", &["a", "b"]), ("k", "NotIn", &["a"])], None),
+            ("disjoint In sets", &[("k", "In", &["a"]), ("x", "Exists", &[]), ("k", "In", &["b", "c"])], Some(&[0, 2])),
+            (
+                "three In sets, no common value",
+                &[("k", "In", &["a", "b"]), ("k", "In", &["b", "c"]), ("k", "In", &["a", "c"])],
+                Some(&[0, 1, 2]),
+            ),
+            ("Exists and DoesNotExist", &[("k", "Exists", &[]), ("k", "DoesNotExist", &[])], Some(&[0, 1])),
+            ("DoesNotExist and NotIn", &[("k", "DoesNotExist", &[]), ("k", "NotIn", &["a"])], None),
+            ("DoesNotExist and Gt", &[("k", "Gt", &["1"]), ("k", "DoesNotExist", &[])], Some(&[0, 1])),
+            ("NotIn alone", &[("k", "NotIn", &["a", "b"])], None),
+            ("other keys are independent", &[("a", "In", &["1"]), ("b", "NotIn", &["1"])], None),
+            ("Gt below Lt", &[("n", "Gt", &["3"]), ("n", "Lt", &["5"])], None),
+            ("Gt and Lt one apart", &[("n", "Gt", &["4"]), ("n", "Lt", &["5"])], Some(&[0, 1])),
+            ("Gt above Lt", &[("n", "Lt", &["2"]), ("n", "Gt", &["7"])], Some(&[0, 1])),
+            ("label values are never negative", &[("n", "Lt", &["0"])], Some(&[0])),
+            ("Lt 1 leaves 0", &[("n", "Lt", &["1"])], None),
+            ("nothing above the largest int64", &[("n", "Gt", &["9223372036854775807"])], Some(&[0])),
+            ("In values outside Gt", &[("n", "In", &["1", "2"]), ("n", "Gt", &["2"])], Some(&[0, 1])),
+            (
+                "an In value inside the range",
+                &[("n", "In", &["1", "03"]), ("n", "Gt", &["2"]), ("n", "Lt", &["4"])],
+                None,
+            ),
+            ("a non-integer In value under Gt", &[("n", "In", &["x"]), ("n", "Gt", &["0"])], Some(&[0, 1])),
+            (
+                "the only integer, canonical spelling excluded",
+                &[("n", "Gt", &["4"]), ("n", "Lt", &["6"]), ("n", "NotIn", &["5"])],
+                None,
+            ),
+            (
+                "an excluded In value and a redundant Exists",
+                &[("k", "Exists", &[]), ("k", "In", &["a"]), ("k", "NotIn", &["a", "b"])],
+                Some(&[1, 2]),
+            ),
+            ("an unknown operator is the validators'", &[("k", "in", &["a"]), ("k", "DoesNotExist", &[])], None),
+        ];
+        for (name, reqs, want) in rows {
+            let values: Vec<Vec<String>> = reqs.iter().map(|(_, _, v)| owned(v)).collect();
+            let reqs: Vec<Requirement> = reqs
+                .iter()
+                .zip(&values)
+                .map(|((key, operator, _), values)| Requirement { key, operator, values })
+                .collect();
+            assert_eq!(conflicting_requirements(&reqs).as_deref(), *want, "{name}");
+        }
+        // Every spelling of the one integer left excluded: 5, 05, ... up to 63 bytes.
+        let spellings: Vec<String> = (0..63).map(|zeros| format!("{}5", "0".repeat(zeros))).collect();
+        let (gt, lt) = (owned(&["4"]), owned(&["6"]));
+        let reqs = [
+            Requirement { key: "n", operator: "Gt", values: &gt },
+            Requirement { key: "n", operator: "Lt", values: &lt },
+            Requirement { key: "n", operator: "NotIn", values: &spellings },
+        ];
+        assert_eq!(conflicting_requirements(&reqs), Some(vec![0, 1, 2]));
+        assert_eq!(conflicting_requirements(&reqs[..2]), None);
+    }
+
+    #[test]
+    fn requirements_read_as_written() {
+        let (ab, four) = (owned(&["a", "b"]), owned(&["4"]));
+        let cases = [
+            (Requirement { key: "zone", operator: "In", values: &ab }, "zone In [a, b]"),
+            (Requirement { key: "zone", operator: "DoesNotExist", values: &[] }, "zone DoesNotExist"),
+            (Requirement { key: "cores", operator: "Gt", values: &four }, "cores Gt 4"),
+        ];
+        for (req, want) in cases {
+            assert_eq!(req.to_string(), want);
+        }
     }
 
     #[test]
