@@ -224,7 +224,7 @@ fn a_contradicting_requirement_leaves_the_affinity_alone_with_a_warning() {
     assert_eq!(
         result.warnings,
         vec![
-            r#"loadAffinity not applied: topology.ebs.csi.aws.com/zone In ["eu-west-1b"] contradicts node affinity term 0's topology.ebs.csi.aws.com/zone In ["eu-west-1a"] (set by node-agent at its start); restart node-agent to apply the new loadAffinity"#
+            r#"loadAffinity not applied (no node fits it and the pod's placement): term 0: topology.ebs.csi.aws.com/zone In ["eu-west-1b"] (loadAffinity) against topology.ebs.csi.aws.com/zone In ["eu-west-1a"] (the pod's node affinity term 0)"#
         ]
     );
     let (patched, _, _) = apply(&pod, &config, StorageClass::Known(None), None);

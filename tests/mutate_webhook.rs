@@ -205,3 +205,48 @@ fn config_file_edits_apply_to_the_next_pod_and_invalid_edits_keep_the_last_good_
     assert_eq!(labels_after(&server, &client, &pod)["team"], "two", "the last valid config keeps serving");
     assert!(server.log_text().contains("config rejected"), "{}", server.log_text());
 }
+
+/// A pod with one node affinity term per zone (a volume's topology): the config's zone keeps
+/// the one term it allows; a zone in no term leaves the affinity alone, warned and counted.
+#[test]
+fn multi_term_pods_keep_the_terms_the_config_allows_and_a_conflict_is_warned_and_counted() {
+    let mut mounted =
+        MountedConfig::new(r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "zone-2"}}}]}"#);
+    let (_certs, server, client) = start(&mounted.path());
+    let url = server.url("/mutate");
+    let mut pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
+    let zone = |z: &str| json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": [z]}]});
+    let required = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms";
+    *pod.pointer_mut(required).expect("the fixture has terms") =
+        json!([zone("zone-1"), zone("zone-2"), zone("zone-3")]);
+
+    let response = review(&client, &url, &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&pod, &response);
+    assert_eq!(after.pointer(required), Some(&json!([zone("zone-2")])), "{response}");
+    assert_eq!(response.get("warnings"), None, "{response}");
+
+    mounted
+        .write(r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "zone-9"}}}], "podLabels": {"a": "b"}}"#);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let response = loop {
+        let response = review(&client, &url, &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+        if response.get("warnings").is_some() || Instant::now() > deadline {
+            break response;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let after = patched(&pod, &response);
+    assert_eq!(after["spec"]["affinity"], pod["spec"]["affinity"], "left alone");
+    assert_eq!(after["metadata"]["labels"]["a"], "b", "the other settings still apply");
+    let warnings: Vec<String> = (0..3)
+        .map(|term| {
+            format!(
+                r#"loadAffinity not applied (no node fits it and the pod's placement): term {term}: zone In ["zone-9"] (loadAffinity) against zone In ["zone-{}"] (the pod's node affinity term {term})"#,
+                term + 1
+            )
+        })
+        .collect();
+    assert_eq!(response["warnings"], json!(warnings));
+    let (_, metrics) = server.get_admin("/metrics").expect("metrics");
+    assert!(metrics.contains("node_agent_webhook_affinity_conflicts_total 1"), "{metrics}");
+}

@@ -129,12 +129,12 @@ fn plan_affinity(input: &PlanInput, plan: &mut Plan) {
     match affinity::plan(input.pod, &affinity::requirements(entry)) {
         AffinityPlan::Unchanged => {}
         AffinityPlan::Ops(ops) => plan.record(Setting::LoadAffinity, ops),
-        AffinityPlan::Conflict { term, wanted, existing } => {
+        AffinityPlan::Conflict(contradictions) => {
             plan.affinity_conflict = true;
-            plan.warnings.push(format!(
-                "loadAffinity not applied: {} {} {:?} contradicts node affinity term {term}'s {} {} {:?} (set by node-agent at its start); restart node-agent to apply the new loadAffinity",
-                wanted.key, wanted.operator, wanted.values, existing.key, existing.operator, existing.values
-            ));
+            // One warning per term: the API server passes on at most 256 characters of each.
+            plan.warnings.extend(contradictions.iter().map(|contradiction| {
+                format!("loadAffinity not applied (no node fits it and the pod's placement): {contradiction}")
+            }));
         }
     }
 }
@@ -425,6 +425,29 @@ mod tests {
                         {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]}}}),
                 ),
                 warnings: &["loadAffinity not applied"],
+                affinity_conflict: true,
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity drops the terms it contradicts and keeps the pod's others",
+                config: r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "b"}}}]}"#,
+                pod: with(
+                    pod(),
+                    "/spec/affinity",
+                    json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["c"]}]}]}}}),
+                ),
+                applied: &[Setting::LoadAffinity],
+                paths: &[TERMS, TERMS, ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity that contradicts the pod's nodeSelector is left out, with a warning",
+                config: r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"kubernetes.io/os": "windows"}}}]}"#,
+                pod: with(pod(), "/spec/nodeSelector", json!({"kubernetes.io/os": "linux"})),
+                warnings: &["(the pod's spec.nodeSelector)"],
                 affinity_conflict: true,
                 ..Case::default()
             },
