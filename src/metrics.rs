@@ -52,6 +52,12 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// The served config's identity: one series at a time, so the label stays bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    pub config: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
@@ -86,6 +92,7 @@ pub struct Metrics {
     pub storage_class_lookups: Family<ResultLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_generation: Gauge,
+    config_info: Family<ConfigLabels, Gauge>,
     pub config_last_success: Gauge<f64, AtomicU64>,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge<f64, AtomicU64>,
@@ -119,6 +126,7 @@ impl Metrics {
             storage_class_lookups: Family::default(),
             config_reloads: Family::default(),
             config_generation: Gauge::default(),
+            config_info: Family::default(),
             config_last_success: Gauge::default(),
             certificate_reloads: Family::default(),
             certificate_expiry: Gauge::default(),
@@ -154,7 +162,16 @@ impl Metrics {
             metrics.priority_class_missing.clone(),
         );
         r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
-        r.register("config_generation", "Generation of the config being served", metrics.config_generation.clone());
+        r.register(
+            "config_generation",
+            "Configs this process has loaded since it started (per process: config_info names the config)",
+            metrics.config_generation.clone(),
+        );
+        r.register(
+            "config_info",
+            "The config being served, by its identity (resourceVersion or file digest), the same on every replica",
+            metrics.config_info.clone(),
+        );
         r.register(
             "config_last_success_timestamp_seconds",
             "When the config was last loaded successfully",
@@ -213,6 +230,13 @@ impl Metrics {
         for &setting in &outcome.settings_applied {
             self.settings_applied.get_or_create(&SettingLabels { setting }).inc();
         }
+    }
+
+    /// Makes `id` the one `config_info` series ("none" when no config is served).
+    pub fn set_config_id(&self, id: &str) {
+        self.config_info.clear();
+        let config = if id.is_empty() { "none" } else { id };
+        self.config_info.get_or_create(&ConfigLabels { config: config.to_string() }).set(1);
     }
 
     /// Counts one answered review and its duration.

@@ -2,7 +2,8 @@
 //! objects, LIST and WATCH of collections). The end-to-end suite (tests/e2e) runs these calls
 //! against the real kube-apiserver; the fake stays only for what the real one cannot produce on
 //! demand: counting the requests (a cached lookup makes none, a forbidden watch backs off rather
-//! than spin), a slow answer (the lookup timeout), and failures by status code.
+//! than spin), a slow answer (the lookup timeout), failures by status code, and two replicas
+//! watching one ConfigMap (the end-to-end suite runs one server).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -30,9 +31,10 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 const PRIORITY_CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
 const VELERO_PVCS: &str = "/api/v1/namespaces/velero/persistentvolumeclaims";
 const APP_PVCS: &str = "/api/v1/namespaces/shop/persistentvolumeclaims";
+const VELERO_CONFIGMAPS: &str = "/api/v1/namespaces/velero/configmaps";
 const DATA_DOWNLOADS: &str = "/apis/velero.io/v2alpha1/namespaces/velero/datadownloads";
 /// The last path segment of every collection the fake serves; anything else is an object.
-const PLURALS: &[&str] = &["priorityclasses", "persistentvolumeclaims", "datadownloads"];
+const PLURALS: &[&str] = &["priorityclasses", "persistentvolumeclaims", "datadownloads", "configmaps"];
 
 /// One watch event, as the fake streams it.
 #[derive(Clone)]
@@ -389,4 +391,59 @@ async fn storage_class_lookup_against_slow_fake_api_server_times_out_and_is_not_
     lock(&fake).delays.clear();
     assert_eq!(cluster.storage_class_of_pvc("velero", "backup-slow").await.ok(), Some(Some("gp3".to_string())));
     assert_eq!(fake.calls(&path), 2, "a timeout is not cached");
+}
+
+fn node_agent_configmap(value: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "node-agent-config", "namespace": "velero", "labels": labels},
+           "data": {"node-agent-config.json": value}})
+}
+
+/// Two replicas watching one ConfigMap name the config they serve by its resourceVersion: the
+/// same whatever each lived through (one saw two edits, the other started after them), and a
+/// new version, labels only included, names it anew on both.
+#[tokio::test]
+async fn replicas_watching_the_configmap_name_the_config_by_its_resource_version() {
+    let fake = FakeApi::new();
+    fake.put(VELERO_CONFIGMAPS, node_agent_configmap(r#"{"podLabels": {"team": "one"}}"#, json!({})));
+    let source = |state: Arc<AppState>| {
+        let source = source::Source::ConfigMap {
+            cluster: fake.cluster(),
+            namespace: "velero".to_string(),
+            name: "node-agent-config".to_string(),
+        };
+        tokio::spawn(source::run(source, state))
+    };
+    let id = |state: &AppState| state.live_config().id.clone();
+    let stored = || {
+        let inner = lock(&fake);
+        let version = &inner.objects[&format!("{VELERO_CONFIGMAPS}/node-agent-config")]["metadata"]["resourceVersion"];
+        format!("resourceVersion:{}", version.as_str().unwrap_or_default())
+    };
+    let veteran = new_state();
+    let veteran_task = source(veteran.clone());
+    eventually("the first version", WITHIN_A_SECOND, || id(&veteran) == stored()).await;
+    fake.put(VELERO_CONFIGMAPS, node_agent_configmap(r#"{"podLabels": {"team": "two"}}"#, json!({})));
+    fake.put(VELERO_CONFIGMAPS, node_agent_configmap(r#"{"podLabels": {"team": "three"}}"#, json!({})));
+    eventually("the third version", WITHIN_A_SECOND, || veteran.live_config().generation == 3).await;
+    assert_eq!(id(&veteran), stored());
+
+    let newcomer = new_state();
+    let newcomer_task = source(newcomer.clone());
+    eventually("the newcomer's first load", WITHIN_A_SECOND, || newcomer.live_config().generation == 1).await;
+    assert_eq!(id(&newcomer), id(&veteran));
+    assert_eq!(newcomer.live_config().config, veteran.live_config().config);
+    assert_eq!((veteran.live_config().generation, newcomer.live_config().generation), (3, 1), "per process");
+
+    fake.put(
+        VELERO_CONFIGMAPS,
+        node_agent_configmap(r#"{"podLabels": {"team": "three"}}"#, json!({"gitops": "synced"})),
+    );
+    let relabelled = stored();
+    assert_ne!(relabelled, id(&veteran));
+    for state in [&veteran, &newcomer] {
+        eventually("the relabelled version", WITHIN_A_SECOND, || id(state) == relabelled).await;
+    }
+    veteran_task.abort();
+    newcomer_task.abort();
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use node_agent_webhook::config::load::file_id;
 use serde_json::{json, Value};
 use support::*;
 
@@ -90,11 +91,10 @@ fn labels_after(server: &Server, client: &reqwest::blocking::Client, pod: &Value
 
 #[test]
 fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
-    let mounted = MountedConfig::new(
-        r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
+    let value = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
             "podResources": {"cpuRequest": "500m", "cpuLimit": "1", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
-            "podLabels": {"team": "platform"}}"#,
-    );
+            "podLabels": {"team": "platform"}}"#;
+    let mounted = MountedConfig::new(value);
     let (_certs, server, client) = start(&mounted.path());
     let url = server.url("/mutate");
     let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
@@ -108,7 +108,7 @@ fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
     assert_eq!(terms[0]["matchExpressions"][2], json!({"key": "role", "operator": "In", "values": ["backup"]}));
     assert_eq!(
         after["metadata"]["annotations"]["node-agent-webhook.io/applied"],
-        "loadAffinity,podResources,podLabels (config generation 1)"
+        format!("loadAffinity,podResources,podLabels (config {})", file_id(value.as_bytes()))
     );
     // One JSON log line per admission, with what an operator searches by (never the object).
     let uid = pod_review(&pod, "CREATE", NODE_AGENT, "velero")["request"]["uid"].clone();
@@ -249,4 +249,52 @@ fn multi_term_pods_keep_the_terms_the_config_allows_and_a_conflict_is_warned_and
     assert_eq!(response["warnings"], json!(warnings));
     let (_, metrics) = server.get_admin("/metrics").expect("metrics");
     assert!(metrics.contains("node_agent_webhook_affinity_conflicts_total 1"), "{metrics}");
+}
+
+/// Waits until the server gives the pod the label `team=want`, which says an edit is served.
+fn wait_for_team(server: &Server, client: &reqwest::blocking::Client, pod: &Value, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while labels_after(server, client, pod)["team"] != want {
+        assert!(Instant::now() < deadline, "the edit to team={want} was not served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two replicas serving the same config explain a pod the same way, whatever each lived
+/// through: one saw two edits before the current config, the other started on it.
+#[test]
+fn two_servers_one_of_which_lived_through_edits_give_a_pod_the_same_applied_annotation() {
+    let current = r#"{"podLabels": {"team": "three"}, "podAnnotations": {"a": "b"}}"#;
+    let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
+    let mut edited = MountedConfig::new(r#"{"podLabels": {"team": "one"}}"#);
+    let (_certs, veteran, veteran_client) = start(&edited.path());
+    wait_for_team(&veteran, &veteran_client, &pod, "one");
+    edited.write(r#"{"podLabels": {"team": "two"}}"#);
+    wait_for_team(&veteran, &veteran_client, &pod, "two");
+    edited.write(current);
+    wait_for_team(&veteran, &veteran_client, &pod, "three");
+    let fresh = MountedConfig::new(current);
+    let (_certs2, newcomer, newcomer_client) = start(&fresh.path());
+
+    let applied = |server: &Server, client: &reqwest::blocking::Client| {
+        let response = review(client, &server.url("/mutate"), &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+        patched(&pod, &response)["metadata"]["annotations"]["node-agent-webhook.io/applied"].clone()
+    };
+    let id = file_id(current.as_bytes());
+    assert_eq!(applied(&veteran, &veteran_client), json!(format!("podLabels,podAnnotations (config {id})")));
+    assert_eq!(applied(&veteran, &veteran_client), applied(&newcomer, &newcomer_client));
+    // The metrics and the log name the config the same way; the generation is each process's own count.
+    for (server, generation) in [(&veteran, 3), (&newcomer, 1)] {
+        let (_, metrics) = server.get_admin("/metrics").expect("metrics");
+        assert!(metrics.contains(&format!("node_agent_webhook_config_info{{config=\"{id}\"}} 1")), "{metrics}");
+        assert_eq!(metrics.matches("node_agent_webhook_config_info{").count(), 1, "one series: {metrics}");
+        assert!(metrics.contains(&format!("node_agent_webhook_config_generation {generation}")), "{metrics}");
+        let logs = server.log_text();
+        let loaded: Vec<Value> = logs
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["message"] == "config loaded")
+            .collect();
+        assert_eq!(loaded.last().map(|line| line["config"].clone()), Some(json!(id)), "{logs}");
+    }
 }

@@ -47,7 +47,8 @@ pub struct PlanInput<'a> {
     pub pod: &'a Value,
     pub mover: &'a DataMover,
     pub config: &'a NodeAgentConfig,
-    pub generation: u64,
+    /// Names the config being applied, the same on every replica (`LiveConfig::id`).
+    pub config_id: &'a str,
     pub storage_class: StorageClass,
     /// The PriorityClasses that exist, when known.
     pub priority_classes: Option<&'a HashSet<String>>,
@@ -92,7 +93,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     if !plan.applied.is_empty() {
         // Written only together with another change, so running on our own output is a no-op.
         let names: Vec<&str> = plan.applied.iter().map(|s| s.as_str()).collect();
-        let summary = format!("{} (config generation {})", names.join(","), input.generation);
+        let summary = format!("{} (config {})", names.join(","), input.config_id);
         annotations.push((APPLIED_ANNOTATION, summary.as_str()));
         plan.ops.extend(patch::merge_map(current_annotations, "/metadata/annotations", &annotations));
     }
@@ -466,7 +467,7 @@ mod tests {
                 pod: &case.pod,
                 mover: &mover,
                 config: &checked.config,
-                generation: 7,
+                config_id: "resourceVersion:7",
                 storage_class: case.storage_class.clone(),
                 priority_classes: classes.as_ref(),
             });
@@ -496,7 +497,7 @@ mod tests {
                 plan.ops.iter().find(|op| paths.len() > 1 && op.to_json()["path"] == ANNOTATIONS)
             {
                 let summary = value[APPLIED_ANNOTATION].as_str().unwrap_or_default();
-                if !summary.ends_with("(config generation 7)") {
+                if !summary.ends_with("(config resourceVersion:7)") {
                     failures.push(format!("{}: applied annotation {summary:?}", case.name));
                 }
             }
@@ -514,7 +515,7 @@ mod tests {
                 pod,
                 mover: &mover,
                 config: &config,
-                generation: 1,
+                config_id: "sha256:0123456789ab",
                 storage_class: StorageClass::Known(None),
                 priority_classes: None,
             })

@@ -25,8 +25,14 @@ use crate::validating::{self, CheckInputs, Review, Target};
 /// The config the mutating webhook applies, and which load it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveConfig {
-    /// Counts successful loads from 1; 0 means nothing was loaded (no settings).
+    /// Counts this process's successful loads from 1; 0 means nothing was loaded (no
+    /// settings). Per process: it tells whether an edit reached this replica, not which
+    /// config a pod got.
     pub generation: u64,
+    /// Names the config, the same on every replica and across restarts: `resourceVersion:N`
+    /// of the ConfigMap, or `sha256:…` of the config file (`config::load`); empty when none.
+    /// Pods' `applied` annotation, the `config_info` metric and the log say it.
+    pub id: String,
     pub config: NodeAgentConfig,
 }
 
@@ -162,7 +168,7 @@ impl AppState {
             pod: &pod,
             mover: &mover,
             config: &live.config,
-            generation: live.generation,
+            config_id: &live.id,
             storage_class,
             priority_classes: classes.as_deref(),
         });
@@ -209,6 +215,7 @@ impl AppState {
     /// Installs a newly loaded config (or none, for a missing ConfigMap) and marks the source read.
     pub fn set_live_config(&self, live: LiveConfig) {
         self.metrics.config_generation.set(live.generation as i64);
+        self.metrics.set_config_id(&live.id);
         write(&self.live, Arc::new(live));
         self.readiness.mark_config_read();
     }
