@@ -97,6 +97,7 @@ pub struct Metrics {
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge<f64, AtomicU64>,
     pub priority_class_missing: Counter,
+    pub annotations_over_limit: Counter,
 }
 
 impl Metrics {
@@ -131,6 +132,7 @@ impl Metrics {
             certificate_reloads: Family::default(),
             certificate_expiry: Gauge::default(),
             priority_class_missing: Counter::default(),
+            annotations_over_limit: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("node_agent_webhook");
         r.register("admission_requests", "Admission reviews answered", requests);
@@ -160,6 +162,11 @@ impl Metrics {
             "priority_class_missing",
             "Pods left at their priority because the configured PriorityClass does not exist",
             metrics.priority_class_missing.clone(),
+        );
+        r.register(
+            "annotations_over_limit",
+            "Pods given no podAnnotations because the pod's annotations would exceed Kubernetes' 256 KiB",
+            metrics.annotations_over_limit.clone(),
         );
         r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
         r.register(
@@ -204,6 +211,7 @@ pub struct PodOutcome {
     pub storage_class_lookup: Option<&'static str>,
     pub affinity_conflict: bool,
     pub priority_class_missing: bool,
+    pub annotations_over_limit: bool,
     /// The patch did not apply to its own pod and was dropped.
     pub self_check_failed: bool,
     pub settings_applied: Vec<&'static str>,
@@ -223,6 +231,9 @@ impl Metrics {
         }
         if outcome.priority_class_missing {
             self.priority_class_missing.inc();
+        }
+        if outcome.annotations_over_limit {
+            self.annotations_over_limit.inc();
         }
         if outcome.self_check_failed {
             self.patch_self_check_failures.inc();

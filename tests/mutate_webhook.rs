@@ -298,3 +298,57 @@ fn two_servers_one_of_which_lived_through_edits_give_a_pod_the_same_applied_anno
         assert_eq!(loaded.last().map(|line| line["config"].clone()), Some(json!(id)), "{logs}");
     }
 }
+
+/// A pod's annotations stay within Kubernetes' 256 KiB: podAnnotations that leave no room
+/// for ours are applied without it; with the pod's own they would be too many, so they are left
+/// out, warned and counted; and the check says so when the ConfigMap is applied.
+#[test]
+fn annotations_never_exceed_kubernetes_limit_ours_give_way_first() {
+    const LIMIT: usize = 262_144;
+    let big = "x".repeat(LIMIT - 20 - "big".len());
+    let value = format!(r#"{{"podLabels": {{"team": "x"}}, "podAnnotations": {{"big": "{big}"}}}}"#);
+    let mounted = MountedConfig::new(&value);
+    let (_certs, server, client) = start(&mounted.path());
+    let url = server.url("/mutate");
+    let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
+    let size = |pod: &Value| -> usize {
+        let annotations = pod["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+        annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum()
+    };
+
+    let response = review(&client, &url, &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&pod, &response);
+    assert_eq!(after["metadata"]["annotations"]["big"], json!(big), "the config's annotations fit");
+    assert_eq!(after["metadata"]["annotations"].get("node-agent-webhook.io/applied"), None, "ours does not");
+    assert_eq!(size(&after), LIMIT - 20);
+    assert_eq!(response.get("warnings"), None, "{response}");
+
+    let mut annotated = pod.clone();
+    annotated["metadata"]["annotations"] = json!({"own": "y".repeat(100)});
+    let response = review(&client, &url, &pod_review(&annotated, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&annotated, &response);
+    assert_eq!(after["metadata"]["annotations"].get("big"), None, "left out");
+    assert_eq!(
+        after["metadata"]["annotations"]["node-agent-webhook.io/applied"],
+        json!(format!("podLabels (config {})", file_id(value.as_bytes())))
+    );
+    let warnings = response["warnings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{response}");
+    assert!(
+        warnings[0].as_str().is_some_and(|w| w.starts_with("podAnnotations not applied: with them the pod's annotations would take 262227 bytes, over Kubernetes' limit of 262144")),
+        "{warnings:?}"
+    );
+    let (_, metrics) = server.get_admin("/metrics").expect("metrics");
+    assert!(metrics.contains("node_agent_webhook_annotations_over_limit_total 1"), "{metrics}");
+
+    let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "node-agent-config", "namespace": "velero"}, "data": {"config": value}});
+    let answer = review(&client, &server.url("/validate"), &configmap_review("CREATE", Some(&configmap), None));
+    assert_eq!(answer["allowed"], true, "{answer}");
+    let warnings = answer["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        warnings.len() == 1
+            && warnings[0].as_str().is_some_and(|w| w.contains("leaving no room for node-agent-webhook.io/applied")),
+        "{warnings:?}"
+    );
+}

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::decode::Decoded;
 use super::diagnostics::{Diagnostic, Diagnostics, Severity};
-use super::model::{is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, APPLIED_ANNOTATION};
+use super::model::{
+    is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, APPLIED_ANNOTATION,
+    APPLIED_ANNOTATION_MAX_BYTES,
+};
 use super::version::{VeleroVersion, SETTINGS};
 use crate::k8s::field::{self, go_quote, FieldError};
 use crate::k8s::names;
@@ -319,6 +322,15 @@ impl Validator<'_> {
             }
         }
         self.annotations(&config.pod_annotations, "podAnnotations");
+        let total: usize = config.pod_annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if total <= TOTAL_ANNOTATION_SIZE_LIMIT_B
+            && total + APPLIED_ANNOTATION_MAX_BYTES > TOTAL_ANNOTATION_SIZE_LIMIT_B
+        {
+            self.warn(
+                "podAnnotations",
+                format!("take {total} of the {TOTAL_ANNOTATION_SIZE_LIMIT_B} bytes a pod's annotations may take, leaving no room for {APPLIED_ANNOTATION} (up to {APPLIED_ANNOTATION_MAX_BYTES} bytes): data-mover pods will not say what the webhook applied"),
+            );
+        }
         if config.pod_annotations.contains_key(APPLIED_ANNOTATION) {
             self.error(FieldError::forbidden(
                 format!("podAnnotations[{APPLIED_ANNOTATION}]"),
@@ -569,6 +581,21 @@ mod tests {
             findings(&big),
             vec!["error: podAnnotations: Too long: may not be more than 262144 bytes (line 1, column 20)".to_string()]
         );
+        // Within the limit, but without room for the webhook's own annotation: a warning.
+        let room = |taken: usize| format!(r#"{{"podAnnotations": {{"a": "{}"}}}}"#, "x".repeat(taken - 1));
+        let no_room = |taken: usize| {
+            format!("warning: podAnnotations: take {taken} of the 262144 bytes a pod's annotations may take, leaving no room for node-agent-webhook.io/applied")
+        };
+        let tight = 262_144 - APPLIED_ANNOTATION_MAX_BYTES;
+        for (taken, want) in
+            [(262_144, Some(no_room(262_144))), (tight + 1, Some(no_room(tight + 1))), (tight, None), (10, None)]
+        {
+            let found = findings(&room(taken));
+            match want {
+                Some(want) => assert!(found.len() == 1 && found[0].starts_with(&want), "{taken}: {found:?}"),
+                None => assert!(found.is_empty(), "{taken}: {found:?}"),
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Plans the patch that gives one data-mover pod the live config's settings
 //! (velero-spec.md §4, §9). Pure: pod, config and what is known of the cluster in, ops out.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
@@ -10,6 +10,7 @@ use super::identity::DataMover;
 use super::patch::{self, at, Op};
 use crate::config::model::{is_velero_key, NodeAgentConfig, PodResources, ResourcePair, APPLIED_ANNOTATION};
 use crate::k8s::quantity::Quantity;
+use crate::k8s::selector::TOTAL_ANNOTATION_SIZE_LIMIT_B;
 
 /// A pod setting the webhook applies; bounded values, used as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +62,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     pub affinity_conflict: bool,
     pub priority_class_missing: bool,
+    /// podAnnotations were left out: with them the pod's annotations would exceed Kubernetes' limit.
+    pub annotations_over_limit: bool,
 }
 
 /// Whether `loadAffinity` can apply to this pod: DataUpload/DataDownload pods that the
@@ -85,19 +88,55 @@ pub fn plan(input: &PlanInput) -> Plan {
     let labels = wanted_metadata(&input.config.pod_labels);
     let label_ops = patch::merge_map(at(input.pod, &["metadata", "labels"]), "/metadata/labels", &labels);
     plan.record(Setting::PodLabels, label_ops);
-    let mut annotations = wanted_metadata(&input.config.pod_annotations);
-    let current_annotations = at(input.pod, &["metadata", "annotations"]);
-    if patch::map_differs(current_annotations, &annotations) {
-        plan.applied.push(Setting::PodAnnotations);
-    }
-    if !plan.applied.is_empty() {
-        // Written only together with another change, so running on our own output is a no-op.
-        let names: Vec<&str> = plan.applied.iter().map(|s| s.as_str()).collect();
-        let summary = format!("{} (config {})", names.join(","), input.config_id);
-        annotations.push((APPLIED_ANNOTATION, summary.as_str()));
-        plan.ops.extend(patch::merge_map(current_annotations, "/metadata/annotations", &annotations));
-    }
+    plan_annotations(input, &mut plan);
     plan
+}
+
+/// The config's annotations and ours (the summary of what was applied), within Kubernetes'
+/// limit on a pod's annotations, the pod's own included: the API server refuses a pod over
+/// it. Ours is left out first; if the config's alone are still too many, they are left out
+/// (with a warning) and ours is written if it fits.
+fn plan_annotations(input: &PlanInput, plan: &mut Plan) {
+    let current = at(input.pod, &["metadata", "annotations"]);
+    let config = wanted_metadata(&input.config.pod_annotations);
+    let mut chosen: &[(&str, &str)] = &config;
+    if patch::map_differs(current, &config) {
+        let size = annotations_size(current, &config, None);
+        if size <= TOTAL_ANNOTATION_SIZE_LIMIT_B {
+            plan.applied.push(Setting::PodAnnotations);
+        } else {
+            plan.annotations_over_limit = true;
+            plan.warnings.push(format!(
+                "podAnnotations not applied: with them the pod's annotations would take {size} bytes, over Kubernetes' limit of {TOTAL_ANNOTATION_SIZE_LIMIT_B}, and the API server would refuse the pod"
+            ));
+            chosen = &[];
+        }
+    }
+    if plan.applied.is_empty() {
+        // Written only together with another change, so running on our own output is a no-op.
+        return;
+    }
+    let names: Vec<&str> = plan.applied.iter().map(|s| s.as_str()).collect();
+    let summary = format!("{} (config {})", names.join(","), input.config_id);
+    let mut annotations = chosen.to_vec();
+    if annotations_size(current, chosen, Some(&summary)) <= TOTAL_ANNOTATION_SIZE_LIMIT_B {
+        annotations.push((APPLIED_ANNOTATION, summary.as_str()));
+    }
+    plan.ops.extend(patch::merge_map(current, "/metadata/annotations", &annotations));
+}
+
+/// The bytes of a pod's annotations (keys and values, as the API server counts them) after
+/// merging `entries` and, when given, our summary into `current`.
+fn annotations_size(current: Option<&Value>, entries: &[(&str, &str)], summary: Option<&str>) -> usize {
+    let mut merged: BTreeMap<&str, usize> = current
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| (key.as_str(), value.as_str().map_or(0, str::len)))
+        .collect();
+    merged.extend(entries.iter().map(|(key, value)| (*key, value.len())));
+    merged.extend(summary.map(|value| (APPLIED_ANNOTATION, value.len())));
+    merged.iter().map(|(key, value)| key.len() + value).sum()
 }
 
 impl Plan {
@@ -503,6 +542,82 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    #[test]
+    fn annotations_stay_within_kubernetes_limit_ours_first_then_the_config_s() {
+        const LIMIT: usize = TOTAL_ANNOTATION_SIZE_LIMIT_B;
+        let id = "resourceVersion:7";
+        let ours = |settings: &str| APPLIED_ANNOTATION.len() + format!("{settings} (config {id})").len();
+        let both = ours("podLabels,podAnnotations");
+        // An annotation `key` whose key and value take `bytes` bytes.
+        let sized = |key: &str, bytes: usize| (key.to_string(), "x".repeat(bytes - key.len()));
+        // (name, the pod's own annotation bytes, the config's, podLabels too, then: podAnnotations
+        // applied, our summary written, left out for the limit)
+        let cases = [
+            ("room for all", 0, 1000, true, true, true, false),
+            ("room for all, exactly", 500, LIMIT - 500 - both, true, true, true, false),
+            ("no room for ours", 500, LIMIT - 500 - both + 1, true, true, false, false),
+            ("the config's fill the limit", 0, LIMIT, false, true, false, false),
+            (
+                "the config's and the pod's are too many: ours for the labels",
+                1000,
+                LIMIT - 999,
+                true,
+                false,
+                true,
+                true,
+            ),
+            ("too many and nothing else to say", 1000, LIMIT - 999, false, false, false, true),
+        ];
+        for (name, own, configured, labels, applied, summarized, over) in cases {
+            let mut pod = pod();
+            if own > 0 {
+                let (key, value) = sized("own", own);
+                pod = with(pod, "/metadata/annotations", json!({ key: value }));
+            }
+            let config = NodeAgentConfig {
+                pod_annotations: [sized("cfg", configured)].into(),
+                pod_labels: if labels { [("team".to_string(), "a".to_string())].into() } else { Default::default() },
+                ..NodeAgentConfig::default()
+            };
+            let mover = DataMover { kind: MoverKind::DataUpload, name: "du-1".into(), owner_uid: "uid-1".into() };
+            let planned = |pod: &Value| {
+                plan(&PlanInput {
+                    pod,
+                    mover: &mover,
+                    config: &config,
+                    config_id: id,
+                    storage_class: StorageClass::Known(None),
+                    priority_classes: None,
+                })
+            };
+            let first = planned(&pod);
+            assert_eq!(first.applied.contains(&Setting::PodAnnotations), applied, "{name}: {:?}", first.applied);
+            assert_eq!(first.annotations_over_limit, over, "{name}");
+            assert_eq!(first.warnings.len(), usize::from(over), "{name}: {:?}", first.warnings);
+            let mut patched = pod.clone();
+            patch::apply_ops(&mut patched, first.ops).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let annotations = patched["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+            assert_eq!(annotations.contains_key(APPLIED_ANNOTATION), summarized, "{name}");
+            let size: usize = annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+            assert!(size <= LIMIT, "{name}: {size} bytes");
+            assert!(planned(&patched).ops.is_empty(), "{name}: planning again changes nothing");
+        }
+    }
+
+    #[test]
+    fn the_longest_summary_fits_the_room_the_checker_keeps() {
+        let all = [
+            Setting::LoadAffinity,
+            Setting::PodResources,
+            Setting::PriorityClassName,
+            Setting::PodLabels,
+            Setting::PodAnnotations,
+        ];
+        let names: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        let summary = format!("{} (config resourceVersion:{})", names.join(","), u64::MAX);
+        assert_eq!(APPLIED_ANNOTATION.len() + summary.len(), crate::config::model::APPLIED_ANNOTATION_MAX_BYTES);
     }
 
     #[test]

@@ -174,6 +174,7 @@ impl AppState {
         });
         outcome.affinity_conflict = plan.affinity_conflict;
         outcome.priority_class_missing = plan.priority_class_missing;
+        outcome.annotations_over_limit = plan.annotations_over_limit;
         if plan.ops.is_empty() {
             outcome.skipped = Some("nothing_to_change");
         }
