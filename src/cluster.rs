@@ -20,6 +20,7 @@ use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 
+use crate::config::third_party::TemplateKeys;
 use crate::config::version::VeleroVersion;
 
 /// Bounds one storage-class lookup. It runs inside an admission review that the API server
@@ -221,6 +222,17 @@ impl Cluster {
                 None
             }
         }
+    }
+
+    /// The in-tree third-party labels and annotations of the `node-agent` DaemonSet's pod
+    /// template (velero-spec.md §6), for the validating webhook's warning that a config drops
+    /// one: one GET within [`LOOKUP_TIMEOUT`], not cached, as ConfigMap reviews are rare and
+    /// the template may just have changed.
+    pub async fn node_agent_template_keys(&self, namespace: &str) -> Result<TemplateKeys, ClusterError> {
+        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
+        let daemonset = within(LOOKUP_TIMEOUT, get(&api, "daemonset", namespace, NODE_AGENT)).await?;
+        let meta = daemonset.spec.and_then(|spec| spec.template.metadata).unwrap_or_default();
+        Ok(TemplateKeys::of(&meta.labels.unwrap_or_default(), &meta.annotations.unwrap_or_default()))
     }
 
     /// Answers from the cache, or runs `lookup` within [`LOOKUP_TIMEOUT`] and caches a success.

@@ -447,3 +447,49 @@ async fn replicas_watching_the_configmap_name_the_config_by_its_resource_version
     veteran_task.abort();
     newcomer_task.abort();
 }
+
+/// With cluster access, a config whose podLabels or podAnnotations supersede an in-tree
+/// third-party key of the node-agent DaemonSet's pod template gets a warning per key; a config
+/// that lists them, or sets neither map, gets none.
+#[tokio::test]
+async fn validation_warns_when_the_config_drops_a_key_of_the_node_agent_daemonset_template() {
+    let fake = FakeApi::new();
+    fake.put(
+        "/apis/apps/v1/namespaces/velero/daemonsets",
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "node-agent", "namespace": "velero"},
+               "spec": {"selector": {"matchLabels": {"name": "node-agent"}}, "template": {
+                   "metadata": {"labels": {"name": "node-agent", "azure.workload.identity/use": "true"},
+                                "annotations": {"iam.amazonaws.com/role": "velero-role"}},
+                   "spec": {"containers": [{"name": "node-agent", "image": "velero/velero:v1.17.2"}]}}}}),
+    );
+    let target = Target { namespace: "velero".to_string(), name: "node-agent-config".to_string() };
+    let state = AppState::new(
+        Settings { target, velero_version: None, service_accounts: vec!["velero".to_string()] },
+        Some(fake.cluster()),
+    );
+    let review = |value: &str| -> node_agent_webhook::admission::Request {
+        serde_json::from_value(json!({
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"}, "namespace": "velero",
+            "name": "node-agent-config", "operation": "CREATE", "userInfo": {"username": "admin"},
+            "object": {"metadata": {"name": "node-agent-config"}, "data": {"config": value}}}))
+        .expect("a review")
+    };
+    let cases: [(&str, &[&str]); 5] = [
+        (r#"{}"#, &[]),
+        (r#"{"podLabels": {"team": "a"}}"#, &["podLabels: does not list azure.workload.identity/use"]),
+        (
+            r#"{"podLabels": {"team": "a"}, "podAnnotations": {"a": "b"}}"#,
+            &["podLabels: does not list azure.workload.identity/use", "podAnnotations: does not list iam.amazonaws.com/role, an annotation of the node-agent DaemonSet's pod template (\"velero-role\")"],
+        ),
+        (r#"{"podLabels": {"team": "a", "azure.workload.identity/use": "true"}}"#, &[]),
+        (r#"{"podAnnotations": {"iam.amazonaws.com/role": "other-role"}}"#, &[]),
+    ];
+    for (value, want) in cases {
+        let decision = state.review_configmap(&review(value)).await;
+        assert!(decision.allowed, "{value}: {decision:?}");
+        assert_eq!(decision.warnings.len(), want.len(), "{value}: {:?}", decision.warnings);
+        for (got, want) in decision.warnings.iter().zip(want) {
+            assert!(got.starts_with(want), "{value}: {got:?} should start with {want:?}");
+        }
+    }
+}

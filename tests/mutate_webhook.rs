@@ -352,3 +352,22 @@ fn annotations_never_exceed_kubernetes_limit_ours_give_way_first() {
         "{warnings:?}"
     );
 }
+
+/// Velero 1.18's rule on every version: podLabels (podAnnotations) supersede the in-tree
+/// third-party keys node-agent copies from its DaemonSet, unless they list them.
+#[test]
+fn configured_pod_labels_and_annotations_supersede_the_in_tree_third_party_keys() {
+    let mounted = MountedConfig::new(r#"{"podLabels": {"team": "platform"}, "podAnnotations": {"a": "b"}}"#);
+    let (_certs, server, client) = start(&mounted.path());
+    let mut pod = as_admitted(repo_json("testdata/pods/v1.17/pod-dataupload.json"));
+    pod["metadata"]["labels"]["azure.workload.identity/use"] = json!("true");
+    pod["metadata"]["annotations"] = json!({"iam.amazonaws.com/role": "node-agent-role"});
+    let response = review(&client, &server.url("/mutate"), &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&pod, &response);
+    assert_eq!(after["metadata"]["labels"].get("azure.workload.identity/use"), None, "{after}");
+    assert_eq!(after["metadata"]["labels"]["team"], "platform");
+    assert_eq!(after["metadata"]["annotations"].get("iam.amazonaws.com/role"), None, "{after}");
+    assert_eq!(after["metadata"]["annotations"]["a"], "b");
+    let again = review(&client, &server.url("/mutate"), &pod_review(&after, "CREATE", NODE_AGENT, "velero"));
+    assert_eq!(again.get("patch"), None, "{again}");
+}

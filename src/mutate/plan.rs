@@ -9,6 +9,7 @@ use super::affinity::{self, AffinityPlan};
 use super::identity::DataMover;
 use super::patch::{self, at, Op};
 use crate::config::model::{is_velero_key, NodeAgentConfig, PodResources, ResourcePair, APPLIED_ANNOTATION};
+use crate::config::third_party::{self, IN_TREE_ANNOTATIONS, IN_TREE_LABELS};
 use crate::k8s::quantity::Quantity;
 use crate::k8s::selector::TOTAL_ANNOTATION_SIZE_LIMIT_B;
 
@@ -86,7 +87,9 @@ pub fn plan(input: &PlanInput) -> Plan {
     plan_resources(input, &mut plan);
     plan_priority(input, &mut plan);
     let labels = wanted_metadata(&input.config.pod_labels);
-    let label_ops = patch::merge_map(at(input.pod, &["metadata", "labels"]), "/metadata/labels", &labels);
+    let current_labels = at(input.pod, &["metadata", "labels"]);
+    let mut label_ops = patch::merge_map(current_labels, "/metadata/labels", &labels);
+    label_ops.extend(superseded_ops(current_labels, "/metadata/labels", &IN_TREE_LABELS, &input.config.pod_labels));
     plan.record(Setting::PodLabels, label_ops);
     plan_annotations(input, &mut plan);
     plan
@@ -100,7 +103,9 @@ fn plan_annotations(input: &PlanInput, plan: &mut Plan) {
     let current = at(input.pod, &["metadata", "annotations"]);
     let config = wanted_metadata(&input.config.pod_annotations);
     let mut chosen: &[(&str, &str)] = &config;
-    if patch::map_differs(current, &config) {
+    let mut removals =
+        superseded_ops(current, "/metadata/annotations", &IN_TREE_ANNOTATIONS, &input.config.pod_annotations);
+    if patch::map_differs(current, &config) || !removals.is_empty() {
         let size = annotations_size(current, &config, None);
         if size <= TOTAL_ANNOTATION_SIZE_LIMIT_B {
             plan.applied.push(Setting::PodAnnotations);
@@ -110,6 +115,7 @@ fn plan_annotations(input: &PlanInput, plan: &mut Plan) {
                 "podAnnotations not applied: with them the pod's annotations would take {size} bytes, over Kubernetes' limit of {TOTAL_ANNOTATION_SIZE_LIMIT_B}, and the API server would refuse the pod"
             ));
             chosen = &[];
+            removals.clear();
         }
     }
     if plan.applied.is_empty() {
@@ -123,6 +129,23 @@ fn plan_annotations(input: &PlanInput, plan: &mut Plan) {
         annotations.push((APPLIED_ANNOTATION, summary.as_str()));
     }
     plan.ops.extend(patch::merge_map(current, "/metadata/annotations", &annotations));
+    plan.ops.extend(removals);
+}
+
+/// Removes the in-tree third-party keys node-agent copied from its DaemonSet that the
+/// configured map supersedes (Velero 1.18's rule, applied on every version).
+fn superseded_ops(
+    current: Option<&Value>,
+    path: &str,
+    in_tree: &[&str],
+    configured: &BTreeMap<String, String>,
+) -> Vec<Op> {
+    let present = |key: &&str| current.and_then(|map| map.get(*key)).is_some();
+    third_party::superseded(in_tree, configured)
+        .into_iter()
+        .filter(present)
+        .map(|key| Op::Remove { path: format!("{path}/{}", patch::escape(key)) })
+        .collect()
 }
 
 /// The bytes of a pod's annotations (keys and values, as the API server counts them) after
@@ -350,6 +373,51 @@ mod tests {
             Case {
                 name: "Velero's own keys and our annotation are never written",
                 config: r#"{"podLabels": {"velero.io/data-upload": "x"}, "podAnnotations": {"node-agent-webhook.io/applied": "x"}}"#,
+                ..Case::default()
+            },
+            Case {
+                name: "podLabels supersede the in-tree third-party label node-agent copied, as in Velero 1.18",
+                config: r#"{"podLabels": {"team": "platform"}}"#,
+                pod: with(
+                    pod(),
+                    "/metadata/labels",
+                    json!({"velero.io/data-upload": "du-1", "azure.workload.identity/use": "true"}),
+                ),
+                applied: &[Setting::PodLabels],
+                paths: &["/metadata/labels/team", "/metadata/labels/azure.workload.identity~1use", ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "an in-tree label the podLabels list stays, with their value",
+                config: r#"{"podLabels": {"azure.workload.identity/use": "true"}}"#,
+                pod: with(
+                    pod(),
+                    "/metadata/labels",
+                    json!({"velero.io/data-upload": "du-1", "azure.workload.identity/use": "true"}),
+                ),
+                ..Case::default()
+            },
+            Case {
+                name: "podAnnotations supersede the in-tree third-party annotation, even when they are all there",
+                config: r#"{"podAnnotations": {"a": "b"}}"#,
+                pod: with(
+                    pod(),
+                    "/metadata/annotations",
+                    json!({"a": "b", "iam.amazonaws.com/role": "node-agent-role"}),
+                ),
+                applied: &[Setting::PodAnnotations],
+                paths: &[
+                    "/metadata/annotations/node-agent-webhook.io~1applied",
+                    "/metadata/annotations/iam.amazonaws.com~1role",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "without podLabels node-agent's copies stay",
+                config: r#"{"podAnnotations": {"a": "b"}}"#,
+                pod: with(pod(), "/metadata/labels", json!({"azure.workload.identity/use": "true"})),
+                applied: &[Setting::PodAnnotations],
+                paths: &[ANNOTATIONS],
                 ..Case::default()
             },
             Case {

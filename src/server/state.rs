@@ -13,6 +13,7 @@ use super::readiness::Readiness;
 use crate::admission::{Decision, Request};
 use crate::cluster::Cluster;
 use crate::config::model::NodeAgentConfig;
+use crate::config::third_party::TemplateKeys;
 use crate::config::validate::Environment;
 use crate::config::version::VeleroVersion;
 use crate::metrics::{Metrics, PodOutcome};
@@ -41,6 +42,7 @@ pub struct LiveConfig {
 /// re-syncs, API-server retries), and the check costs more than the rest of a review.
 struct Verdict {
     inputs: CheckInputs,
+    template: Option<TemplateKeys>,
     velero_version: Option<VeleroVersion>,
     priority_classes: Option<Arc<HashSet<String>>>,
     decision: Decision,
@@ -50,10 +52,14 @@ impl Verdict {
     fn is_for(
         &self,
         inputs: &CheckInputs,
+        template: &Option<TemplateKeys>,
         velero_version: Option<VeleroVersion>,
         priority_classes: &Option<Arc<HashSet<String>>>,
     ) -> bool {
-        self.velero_version == velero_version && self.priority_classes == *priority_classes && self.inputs == *inputs
+        self.velero_version == velero_version
+            && self.priority_classes == *priority_classes
+            && self.template == *template
+            && self.inputs == *inputs
     }
 }
 
@@ -116,25 +122,41 @@ impl AppState {
     }
 
     /// Decides a ConfigMap review; a config check whose inputs and environment equal the last
-    /// one's reuses its verdict (contents compared in full, not hashed).
-    pub fn review_configmap(&self, request: &Request) -> Decision {
+    /// one's reuses its verdict (contents compared in full, not hashed). With a cluster, the
+    /// node-agent DaemonSet's in-tree third-party keys are read first (one GET).
+    pub async fn review_configmap(&self, request: &Request) -> Decision {
         let inputs = match validating::triage(request, &self.target) {
             Review::Decided(decision) => return decision,
             Review::NeedsCheck(inputs) => inputs,
         };
+        let template = self.node_agent_template().await;
         let velero_version = read(&self.velero_version);
         let priority_classes = read(&self.priority_classes);
         if let Ok(last) = self.last_verdict.lock() {
-            if let Some(last) = last.as_ref().filter(|last| last.is_for(&inputs, velero_version, &priority_classes)) {
+            let reusable = |last: &&Verdict| last.is_for(&inputs, &template, velero_version, &priority_classes);
+            if let Some(last) = last.as_ref().filter(reusable) {
                 return last.decision.clone();
             }
         }
         let env = Environment { velero_version, priority_classes: priority_classes.as_deref() };
-        let decision = validating::checked_decision(&self.target, &env, &inputs);
+        let decision = validating::checked_decision(&self.target, &env, &inputs, template.as_ref());
         if let Ok(mut last) = self.last_verdict.lock() {
-            *last = Some(Verdict { inputs, velero_version, priority_classes, decision: decision.clone() });
+            *last = Some(Verdict { inputs, template, velero_version, priority_classes, decision: decision.clone() });
         }
         decision
+    }
+
+    /// The in-tree third-party keys of node-agent's DaemonSet pod template; unknown without a
+    /// cluster or when the read fails (then no warning depends on them).
+    async fn node_agent_template(&self) -> Option<TemplateKeys> {
+        let cluster = self.cluster.as_ref()?;
+        match cluster.node_agent_template_keys(&self.target.namespace).await {
+            Ok(keys) => Some(keys),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the node-agent DaemonSet; no warning about its third-party keys");
+                None
+            }
+        }
     }
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
@@ -269,8 +291,8 @@ mod tests {
     type Step<'a> = (&'a str, fn(&AppState), Request, bool, Vec<&'a str>);
 
     /// The reused verdict must never be stale: each step changes one input of the check.
-    #[test]
-    fn a_reused_verdict_follows_every_input_of_the_check() {
+    #[tokio::test]
+    async fn a_reused_verdict_follows_every_input_of_the_check() {
         let state = AppState::new(
             Settings {
                 target: Target { namespace: "velero".into(), name: "node-agent-config".into() },
@@ -323,7 +345,7 @@ mod tests {
         ];
         for (step, change, request, allowed, warnings) in steps {
             change(&state);
-            let decision = state.review_configmap(&request);
+            let decision = state.review_configmap(&request).await;
             assert_eq!(decision.allowed, allowed, "{step}: {decision:?}");
             assert_eq!(decision.warnings.len(), warnings.len(), "{step}: {:?}", decision.warnings);
             for (got, want) in decision.warnings.iter().zip(&warnings) {
