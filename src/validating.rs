@@ -10,6 +10,7 @@ use crate::config::diagnostics::Severity;
 use crate::config::model::NodeAgentConfig;
 use crate::config::third_party::{dropped_template_keys, TemplateKeys};
 use crate::config::validate::Environment;
+use crate::mutate::undone::undone;
 
 /// Which ConfigMap is node-agent's: only that one is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +129,12 @@ pub fn checked_decision(
             if let Some(warning) = restart_warning(target, &old_checked.config, new_config) {
                 warnings.push(warning);
             }
+            warnings.extend(undone(&old_checked.config, new_config, env.velero_version).into_iter().map(|u| {
+                format!(
+                    "{}: {} (the webhook only adds to what node-agent applies); run kubectl -n {} rollout restart ds/node-agent",
+                    u.setting, u.effect, target.namespace
+                )
+            }));
         }
     }
     Decision::allow_with_warnings(warnings)

@@ -205,3 +205,53 @@ fn bodies_that_are_not_reviews_get_400_and_oversized_bodies_413() {
     let ok = review(&client, &url, &configmap_review("CREATE", Some(&configmap_with("{}")), None));
     assert_eq!(ok["allowed"], true);
 }
+
+/// An UPDATE whose change node-agent will keep undoing (it applies its start-up settings and
+/// the webhook only adds) warns per setting with the restart command; new values the webhook
+/// applies itself need none.
+#[test]
+fn updates_node_agent_keeps_undoing_are_warned_with_the_restart_command() {
+    let (_certs, server, client) = start();
+    let url = server.url("/validate");
+    let restart =
+        "(the webhook only adds to what node-agent applies); run kubectl -n velero rollout restart ds/node-agent";
+    let before = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}}],
+        "podResources": {"cpuRequest": "1", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
+        "priorityClassName": "backup", "podLabels": {"team": "a", "cost": "x"}, "podAnnotations": {"note": "y"}}"#;
+    let cases: [(&str, Vec<String>); 4] = [
+        (
+            r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a", "role": "backup"}}}],
+                "podResources": {"cpuRequest": "2", "cpuLimit": "4", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
+                "priorityClassName": "other", "podLabels": {"team": "b", "cost": "x"}, "podAnnotations": {"note": "z"}}"#,
+            vec![],
+        ),
+        (
+            r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "b"}}}],
+                "podResources": {"cpuRequest": "1", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
+                "priorityClassName": "backup", "podLabels": {"team": "a", "cost": "x"}, "podAnnotations": {"note": "y"}}"#,
+            vec![format!(
+                "loadAffinity: node-agent keeps putting its start-up selector into new pods, ANDed with the new one {restart}"
+            )],
+        ),
+        (
+            r#"{"podLabels": {"team": "a"}}"#,
+            vec![
+                format!("loadAffinity: node-agent keeps putting its start-up selector into new pods, ANDed with the new one {restart}"),
+                format!("podResources: removed, but node-agent keeps giving new pods the old ones {restart}"),
+                format!("priorityClassName: removed, but node-agent keeps giving new pods the old class {restart}"),
+                format!("podLabels[cost]: removed, but node-agent keeps putting the old value on new pods {restart}"),
+                format!("podAnnotations[note]: removed, but node-agent keeps putting the old value on new pods {restart}"),
+            ],
+        ),
+        (before, vec![]),
+    ];
+    for (after, want) in cases {
+        let answer = review(
+            &client,
+            &url,
+            &configmap_review("UPDATE", Some(&configmap_with(after)), Some(&configmap_with(before))),
+        );
+        assert_eq!(answer["allowed"], true, "{answer}");
+        assert_eq!(strings(&answer["warnings"]), want, "{after}");
+    }
+}

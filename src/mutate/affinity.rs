@@ -121,6 +121,23 @@ fn some_value_satisfies(on_key: &[&SelectorRequirement]) -> bool {
     }
 }
 
+/// Whether every node satisfying all of `all` satisfies `one`: `all` with `one` negated matches
+/// no node. In, NotIn, Exists and DoesNotExist negate exactly (NotIn matches a node without
+/// the label); for Gt and Lt, whose negation is no single requirement, only `one` itself in
+/// `all` counts.
+pub fn implies(all: &[SelectorRequirement], one: &SelectorRequirement) -> bool {
+    let negated = match one.operator.as_str() {
+        "In" => "NotIn",
+        "NotIn" => "In",
+        "Exists" => "DoesNotExist",
+        "DoesNotExist" => "Exists",
+        _ => return all.iter().any(|r| same(r, one)),
+    };
+    let negation = SelectorRequirement { operator: negated.to_string(), ..one.clone() };
+    let with_negation: Vec<&SelectorRequirement> = all.iter().chain([&negation]).collect();
+    unsatisfiable(&with_negation).is_some()
+}
+
 /// Where one requirement of a pod's placement comes from, as far as the pod itself says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {

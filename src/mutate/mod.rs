@@ -5,6 +5,7 @@ pub mod affinity;
 pub mod identity;
 pub mod patch;
 pub mod plan;
+pub mod undone;
 
 use serde_json::Value;
 
