@@ -315,6 +315,11 @@ mod tests {
         pod
     }
 
+    /// [`pod`] with the in-tree third-party label node-agent copies from its DaemonSet.
+    fn azure_labelled() -> Value {
+        with(pod(), "/metadata/labels", json!({"velero.io/data-upload": "du-1", "azure.workload.identity/use": "true"}))
+    }
+
     /// One row: the config, the pod and its kind, what the cluster knows, and the plan wanted
     /// (settings applied, the ops' paths in order, a fragment of each warning, the two flags).
     struct Case {
@@ -378,11 +383,7 @@ mod tests {
             Case {
                 name: "podLabels supersede the in-tree third-party label node-agent copied, as in Velero 1.18",
                 config: r#"{"podLabels": {"team": "platform"}}"#,
-                pod: with(
-                    pod(),
-                    "/metadata/labels",
-                    json!({"velero.io/data-upload": "du-1", "azure.workload.identity/use": "true"}),
-                ),
+                pod: azure_labelled(),
                 applied: &[Setting::PodLabels],
                 paths: &["/metadata/labels/team", "/metadata/labels/azure.workload.identity~1use", ANNOTATIONS],
                 ..Case::default()
@@ -390,11 +391,7 @@ mod tests {
             Case {
                 name: "an in-tree label the podLabels list stays, with their value",
                 config: r#"{"podLabels": {"azure.workload.identity/use": "true"}}"#,
-                pod: with(
-                    pod(),
-                    "/metadata/labels",
-                    json!({"velero.io/data-upload": "du-1", "azure.workload.identity/use": "true"}),
-                ),
+                pod: azure_labelled(),
                 ..Case::default()
             },
             Case {
@@ -612,6 +609,19 @@ mod tests {
         assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
     }
 
+    /// The plan for a DataUpload pod with no storage class or PriorityClasses known.
+    fn upload_plan(pod: &Value, config: &NodeAgentConfig, config_id: &str) -> Plan {
+        let mover = DataMover { kind: MoverKind::DataUpload, name: "du-1".into(), owner_uid: "uid-1".into() };
+        plan(&PlanInput {
+            pod,
+            mover: &mover,
+            config,
+            config_id,
+            storage_class: StorageClass::Known(None),
+            priority_classes: None,
+        })
+    }
+
     #[test]
     fn annotations_stay_within_kubernetes_limit_ours_first_then_the_config_s() {
         const LIMIT: usize = TOTAL_ANNOTATION_SIZE_LIMIT_B;
@@ -649,17 +659,7 @@ mod tests {
                 pod_labels: if labels { [("team".to_string(), "a".to_string())].into() } else { Default::default() },
                 ..NodeAgentConfig::default()
             };
-            let mover = DataMover { kind: MoverKind::DataUpload, name: "du-1".into(), owner_uid: "uid-1".into() };
-            let planned = |pod: &Value| {
-                plan(&PlanInput {
-                    pod,
-                    mover: &mover,
-                    config: &config,
-                    config_id: id,
-                    storage_class: StorageClass::Known(None),
-                    priority_classes: None,
-                })
-            };
+            let planned = |pod: &Value| upload_plan(pod, &config, id);
             let first = planned(&pod);
             assert_eq!(first.applied.contains(&Setting::PodAnnotations), applied, "{name}: {:?}", first.applied);
             assert_eq!(first.annotations_over_limit, over, "{name}");
@@ -692,17 +692,7 @@ mod tests {
     fn a_plan_applied_to_its_pod_plans_nothing_more() {
         let text = format!("{{{}, {}}}", &AFFINITY[1..AFFINITY.len() - 1], &RESOURCES[1..RESOURCES.len() - 1]);
         let config = check_value(&text, &Environment::default()).config;
-        let mover = DataMover { kind: MoverKind::DataUpload, name: "du-1".into(), owner_uid: "uid-1".into() };
-        let planned = |pod: &Value| {
-            plan(&PlanInput {
-                pod,
-                mover: &mover,
-                config: &config,
-                config_id: "sha256:0123456789ab",
-                storage_class: StorageClass::Known(None),
-                priority_classes: None,
-            })
-        };
+        let planned = |pod: &Value| upload_plan(pod, &config, "sha256:0123456789ab");
         let mut pod = pod();
         let first = planned(&pod);
         assert_eq!(first.applied, [Setting::LoadAffinity, Setting::PodResources]);
