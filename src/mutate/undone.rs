@@ -92,12 +92,17 @@ mod tests {
         checked.config
     }
 
+    /// A row: its name, the old and the new config, node-agent's version, the settings undone.
+    type Case<'a> = (&'a str, String, String, Option<VeleroVersion>, Vec<&'a str>);
+
     #[test]
     fn only_what_the_webhook_cannot_apply_is_undone() {
         let zone = |z: &str| format!(r#"{{"nodeSelector": {{"matchLabels": {{"zone": "{z}"}}}}}}"#);
         let v1_16 = Some(VeleroVersion::new(1, 16, 0));
         let v1_17 = Some(VeleroVersion::new(1, 17, 0));
-        let cases: Vec<(&str, String, String, Option<VeleroVersion>, Vec<&str>)> = vec![
+        const GP3_A: &str =
+            r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}, "storageClass": "gp3"}]}"#;
+        let cases: Vec<Case> = vec![
             ("no change", "{}".into(), "{}".into(), None, vec![]),
             ("a first loadAffinity", "{}".into(), format!(r#"{{"loadAffinity": [{}]}}"#, zone("a")), None, vec![]),
             ("a different selector", format!(r#"{{"loadAffinity": [{}]}}"#, zone("a")), format!(r#"{{"loadAffinity": [{}]}}"#, zone("b")), None, vec!["loadAffinity"]),
@@ -106,8 +111,8 @@ mod tests {
             ("an added requirement", format!(r#"{{"loadAffinity": [{}]}}"#, zone("a")), r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a", "role": "backup"}}}]}"#.into(), None, vec![]),
             ("loadAffinity removed", format!(r#"{{"loadAffinity": [{}]}}"#, zone("a")), "{}".into(), None, vec!["loadAffinity"]),
             ("a class entry beside the old global one", format!(r#"{{"loadAffinity": [{}]}}"#, zone("a")), format!(r#"{{"loadAffinity": [{}, {{"nodeSelector": {{"matchLabels": {{"zone": "b"}}}}, "storageClass": "gp3"}}]}}"#, zone("a")), v1_17, vec!["loadAffinity"]),
-            ("up to 1.16 the old first entry applies to every class", format!(r#"{{"loadAffinity": [{{"nodeSelector": {{"matchLabels": {{"zone": "a"}}}}, "storageClass": "gp3"}}]}}"#), format!(r#"{{"loadAffinity": [{{"nodeSelector": {{"matchLabels": {{"zone": "a"}}}}, "storageClass": "gp3"}}, {}]}}"#, zone("b")), v1_16, vec!["loadAffinity"]),
-            ("from 1.17 a class entry is not applied to others", format!(r#"{{"loadAffinity": [{{"nodeSelector": {{"matchLabels": {{"zone": "a"}}}}, "storageClass": "gp3"}}]}}"#), format!(r#"{{"loadAffinity": [{{"nodeSelector": {{"matchLabels": {{"zone": "a"}}}}, "storageClass": "gp3"}}, {}]}}"#, zone("b")), v1_17, vec![]),
+            ("up to 1.16 the old first entry applies to every class", GP3_A.into(), format!(r#"{{"loadAffinity": [{{"nodeSelector": {{"matchLabels": {{"zone": "a"}}}}, "storageClass": "gp3"}}, {}]}}"#, zone("b")), v1_16, vec!["loadAffinity"]),
+            ("from 1.17 a class entry is not applied to others", GP3_A.into(), format!(r#"{{"loadAffinity": [{{"nodeSelector": {{"matchLabels": {{"zone": "a"}}}}, "storageClass": "gp3"}}, {}]}}"#, zone("b")), v1_17, vec![]),
             ("new resources", r#"{"podResources": {"cpuRequest": "1", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi"}}"#.into(), r#"{"podResources": {"cpuRequest": "2", "cpuLimit": "4", "memoryRequest": "1Gi", "memoryLimit": "2Gi"}}"#.into(), None, vec![]),
             ("resources removed", r#"{"podResources": {"cpuRequest": "1", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi"}}"#.into(), "{}".into(), None, vec!["podResources"]),
             ("a new class", r#"{"priorityClassName": "a"}"#.into(), r#"{"priorityClassName": "b"}"#.into(), None, vec![]),
