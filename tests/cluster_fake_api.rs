@@ -476,10 +476,10 @@ async fn validation_warns_when_the_config_drops_a_key_of_the_node_agent_daemonse
     };
     let cases: [(&str, &[&str]); 5] = [
         (r#"{}"#, &[]),
-        (r#"{"podLabels": {"team": "a"}}"#, &["podLabels: does not list azure.workload.identity/use"]),
+        (r#"{"podLabels": {"team": "a"}}"#, &["podLabels does not list azure.workload.identity/use"]),
         (
             r#"{"podLabels": {"team": "a"}, "podAnnotations": {"a": "b"}}"#,
-            &["podLabels: does not list azure.workload.identity/use", "podAnnotations: does not list iam.amazonaws.com/role, an annotation of the node-agent DaemonSet's pod template (\"velero-role\")"],
+            &["podLabels does not list azure.workload.identity/use", "podAnnotations does not list iam.amazonaws.com/role (\"velero-role\", an annotation on the node-agent DaemonSet's pod template)"],
         ),
         (r#"{"podLabels": {"team": "a", "azure.workload.identity/use": "true"}}"#, &[]),
         (r#"{"podAnnotations": {"iam.amazonaws.com/role": "other-role"}}"#, &[]),

@@ -51,7 +51,7 @@ pub fn dropped_template_keys(
             .filter_map(|key| carried.get(key).map(|value| (key, value)))
             .map(|(key, value)| {
                 format!(
-                    "{setting}: does not list {key}, {what} of the node-agent DaemonSet's pod template ({value:?}): with {setting} set, data-mover pods do not get it (Velero 1.18's rule, which this webhook applies on every version); add it to {setting} to keep it"
+                    "{setting} does not list {key} ({value:?}, {what} on the node-agent DaemonSet's pod template): data-mover pods lose it once {setting} is set (Velero 1.18's rule, applied here on every version); list it to keep it"
                 )
             })
             .collect::<Vec<_>>()
@@ -93,8 +93,9 @@ mod tests {
         );
         assert_eq!(template.labels, map(&[("azure.workload.identity/use", "true")]));
         assert_eq!(template.annotations, map(&[("iam.amazonaws.com/role", "velero-role")]));
-        let label = r#"podLabels: does not list azure.workload.identity/use, a label of the node-agent DaemonSet's pod template ("true"): with podLabels set, data-mover pods do not get it (Velero 1.18's rule, which this webhook applies on every version); add it to podLabels to keep it"#;
-        let annotation = r#"podAnnotations: does not list iam.amazonaws.com/role, an annotation"#;
+        let label = r#"podLabels does not list azure.workload.identity/use ("true", a label on the node-agent DaemonSet's pod template): data-mover pods lose it once podLabels is set (Velero 1.18's rule, applied here on every version); list it to keep it"#;
+        assert!(label.chars().count() <= 256, "kubectl shows it whole");
+        let annotation = r#"podAnnotations does not list iam.amazonaws.com/role ("velero-role", an annotation"#;
         let cases: [(Entries, Entries, &TemplateKeys, usize); 6] = [
             (&[], &[], &template, 0),
             (&[("team", "a")], &[], &template, 1),
