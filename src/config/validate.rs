@@ -321,8 +321,7 @@ impl Validator<'_> {
                 ));
             }
         }
-        self.annotations(&config.pod_annotations, "podAnnotations");
-        let total: usize = config.pod_annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let total = self.annotations(&config.pod_annotations, "podAnnotations");
         if total <= TOTAL_ANNOTATION_SIZE_LIMIT_B
             && total + APPLIED_ANNOTATION_MAX_BYTES > TOTAL_ANNOTATION_SIZE_LIMIT_B
         {
@@ -339,8 +338,9 @@ impl Validator<'_> {
         }
     }
 
-    /// Keys are checked one by one (so each error points at its key), the size as a whole.
-    fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) {
+    /// Keys are checked one by one (so each error points at its key), the size as a whole,
+    /// which is returned.
+    fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) -> usize {
         for key in annotations.keys() {
             for err in selector::validate_annotations(std::iter::once((key.as_str(), "")), &field::key(path, key)) {
                 self.error(err);
@@ -350,6 +350,7 @@ impl Validator<'_> {
         if total > TOTAL_ANNOTATION_SIZE_LIMIT_B {
             self.error(FieldError::too_long(path, TOTAL_ANNOTATION_SIZE_LIMIT_B));
         }
+        total
     }
 
     fn backup_pvcs(&mut self, pvcs: &BTreeMap<String, BackupPvc>) {
