@@ -128,7 +128,7 @@ fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
     let line = &lines[0];
     let want = json!({"level": "INFO", "webhook": "mutate", "kind": "Pod", "namespace": "velero",
         "name": pod["metadata"]["name"], "operation": "CREATE", "allowed": true, "warnings": 0,
-        "applied": "loadAffinity,podResources,podLabels"});
+        "applied": "loadAffinity,podResources,podLabels", "config": file_id(value.as_bytes())});
     for (key, value) in want.as_object().into_iter().flatten() {
         assert_eq!(&line[key], value, "{key} in {line}");
     }

@@ -156,6 +156,7 @@ where
         allowed = decision.allowed,
         warnings = decision.warnings.len(),
         applied = decision.applied.join(","),
+        config = decision.config.as_str(),
         duration_us = elapsed.as_micros() as u64,
         "admission"
     );

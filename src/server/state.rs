@@ -209,7 +209,11 @@ impl AppState {
             Mutation::Patch { applied, .. } => outcome.settings_applied = applied.iter().map(|s| s.as_str()).collect(),
             Mutation::Unchanged { .. } => {}
         }
-        mutating::decision(mutation)
+        let mut decision = mutating::decision(mutation);
+        if decision.patch.is_some() {
+            decision.config.clone_from(&live.id);
+        }
+        decision
     }
 
     /// The class that chooses the loadAffinity entry: the DataUpload's PVC (named like the
