@@ -168,6 +168,9 @@ pub struct Decision {
     pub patch: Option<Vec<u8>>,
     /// The settings the patch applies, for the log line; not sent.
     pub applied: Vec<&'static str>,
+    /// The identity of the config the patch comes from (as in the pod's `applied`
+    /// annotation), for the log line; empty without a patch; not sent.
+    pub config: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

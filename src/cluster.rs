@@ -22,6 +22,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::config::third_party::TemplateKeys;
 use crate::config::version::VeleroVersion;
 
 /// Bounds one storage-class lookup. It runs inside an admission review that the API server
@@ -106,9 +107,10 @@ impl Cluster {
     /// the stream never ends.
     ///
     /// The first item comes from the first successful list, whatever it finds (a missing
-    /// ConfigMap included). A relist after a watch expires, or an edit of labels only, repeats
-    /// what was already sent and is not sent again, so a consumer sees only changes node-agent
-    /// would see. API errors (RBAC included) are logged and retried with backoff.
+    /// ConfigMap included). A relist after a watch expires repeats what was already sent and
+    /// is not sent again; an edit of labels only is sent, for its new resourceVersion, which
+    /// names the config the same way on every replica. API errors (RBAC included) are logged
+    /// and retried with backoff.
     pub fn configmap_changes(&self, namespace: &str, name: &str) -> impl Stream<Item = Observed> + Send + 'static {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         let (namespace, name_owned) = (namespace.to_string(), name.to_string());
@@ -238,6 +240,17 @@ impl Cluster {
         }
     }
 
+    /// The in-tree third-party labels and annotations of the `node-agent` DaemonSet's pod
+    /// template (velero-spec.md §6), for the validating webhook's warning that a config drops
+    /// one: one GET within [`LOOKUP_TIMEOUT`], not cached, as ConfigMap reviews are rare and
+    /// the template may just have changed.
+    pub async fn node_agent_template_keys(&self, namespace: &str) -> Result<TemplateKeys, ClusterError> {
+        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
+        let daemonset = within(LOOKUP_TIMEOUT, get(&api, "daemonset", namespace, NODE_AGENT)).await?;
+        let meta = daemonset.spec.and_then(|spec| spec.template.metadata).unwrap_or_default();
+        Ok(TemplateKeys::of(&meta.labels.unwrap_or_default(), &meta.annotations.unwrap_or_default()))
+    }
+
     /// Answers from the cache, or runs `lookup` within [`LOOKUP_TIMEOUT`] and caches a success.
     /// Errors are not cached: the next pod tries again.
     async fn cached(
@@ -254,11 +267,12 @@ impl Cluster {
     }
 }
 
-/// What node-agent reads from its ConfigMap: the data, and which keys hold binary data.
+/// What node-agent reads from its ConfigMap (the data, and which keys hold binary data), and
+/// the version of the object it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     Missing,
-    Present { data: BTreeMap<String, String>, binary_keys: Vec<String> },
+    Present { data: BTreeMap<String, String>, binary_keys: Vec<String>, resource_version: String },
 }
 
 impl Observed {
@@ -268,6 +282,7 @@ impl Observed {
             Some(cm) => Self::Present {
                 data: cm.data.clone().unwrap_or_default(),
                 binary_keys: cm.binary_data.iter().flat_map(|binary| binary.keys().cloned()).collect(),
+                resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
             },
         }
     }
@@ -552,7 +567,11 @@ mod tests {
     fn observed_configmap_is_its_data_and_binary_keys() {
         assert_eq!(Observed::of(None), Observed::Missing);
         let cm = ConfigMap {
-            metadata: ObjectMeta { name: Some("node-agent-config".to_string()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("node-agent-config".to_string()),
+                resource_version: Some("7".to_string()),
+                ..Default::default()
+            },
             data: Some(BTreeMap::from([("config".to_string(), "{}".to_string())])),
             binary_data: Some(BTreeMap::from([("blob".to_string(), ByteString(vec![1]))])),
             ..Default::default()
@@ -560,6 +579,7 @@ mod tests {
         let relabelled = ConfigMap {
             metadata: ObjectMeta {
                 labels: Some(BTreeMap::from([("a".to_string(), "b".to_string())])),
+                resource_version: Some("8".to_string()),
                 ..cm.metadata.clone()
             },
             ..cm.clone()
@@ -569,12 +589,18 @@ mod tests {
             Observed::Present {
                 data: BTreeMap::from([("config".to_string(), "{}".to_string())]),
                 binary_keys: vec!["blob".to_string()],
+                resource_version: "7".to_string(),
             }
         );
-        assert_eq!(Observed::of(Some(&cm)), Observed::of(Some(&relabelled)), "metadata edits are not new loads");
+        assert_ne!(Observed::of(Some(&cm)), Observed::of(Some(&relabelled)), "a new version names the config anew");
+        assert_eq!(
+            Observed::of(Some(&cm)),
+            Observed::of(Some(&cm.clone())),
+            "a relist of the same version is no change"
+        );
         assert_eq!(
             Observed::of(Some(&ConfigMap::default())),
-            Observed::Present { data: BTreeMap::new(), binary_keys: vec![] }
+            Observed::Present { data: BTreeMap::new(), binary_keys: vec![], resource_version: String::new() }
         );
     }
 

@@ -356,7 +356,8 @@ fn mutate(args: MutateArgs) -> anyhow::Result<()> {
     })?;
     let pod_text = std::fs::read_to_string(&args.pod).with_context(|| format!("{}", args.pod.display()))?;
     let pod: serde_json::Value = serde_json::from_str(&pod_text).with_context(|| format!("{}", args.pod.display()))?;
-    let preview = node_agent_webhook::mutate::preview(&pod, &config, &args.user, args.storage_class)?;
+    let config_id = node_agent_webhook::config::load::file_id(config_text.as_bytes());
+    let preview = node_agent_webhook::mutate::preview(&pod, &config, &config_id, &args.user, args.storage_class)?;
     for warning in &preview.warnings {
         eprintln!("warning: {warning}");
     }

@@ -52,6 +52,12 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// The served config's identity: one series at a time, so the label stays bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    pub config: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
@@ -86,10 +92,12 @@ pub struct Metrics {
     pub storage_class_lookups: Family<ResultLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_generation: Gauge,
+    config_info: Family<ConfigLabels, Gauge>,
     pub config_last_success: Gauge<f64, AtomicU64>,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge<f64, AtomicU64>,
     pub priority_class_missing: Counter,
+    pub annotations_over_limit: Counter,
 }
 
 impl Metrics {
@@ -119,10 +127,12 @@ impl Metrics {
             storage_class_lookups: Family::default(),
             config_reloads: Family::default(),
             config_generation: Gauge::default(),
+            config_info: Family::default(),
             config_last_success: Gauge::default(),
             certificate_reloads: Family::default(),
             certificate_expiry: Gauge::default(),
             priority_class_missing: Counter::default(),
+            annotations_over_limit: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("node_agent_webhook");
         r.register("admission_requests", "Admission reviews answered", requests);
@@ -153,8 +163,22 @@ impl Metrics {
             "Pods left at their priority because the configured PriorityClass does not exist",
             metrics.priority_class_missing.clone(),
         );
+        r.register(
+            "annotations_over_limit",
+            "Pods given no podAnnotations because the pod's annotations would exceed Kubernetes' 256 KiB",
+            metrics.annotations_over_limit.clone(),
+        );
         r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
-        r.register("config_generation", "Generation of the config being served", metrics.config_generation.clone());
+        r.register(
+            "config_generation",
+            "Configs this process has loaded since it started (per process: config_info names the config)",
+            metrics.config_generation.clone(),
+        );
+        r.register(
+            "config_info",
+            "The config being served, by its identity (resourceVersion or file digest), the same on every replica",
+            metrics.config_info.clone(),
+        );
         r.register(
             "config_last_success_timestamp_seconds",
             "When the config was last loaded successfully",
@@ -187,6 +211,7 @@ pub struct PodOutcome {
     pub storage_class_lookup: Option<&'static str>,
     pub affinity_conflict: bool,
     pub priority_class_missing: bool,
+    pub annotations_over_limit: bool,
     /// The patch did not apply to its own pod and was dropped.
     pub self_check_failed: bool,
     pub settings_applied: Vec<&'static str>,
@@ -207,12 +232,22 @@ impl Metrics {
         if outcome.priority_class_missing {
             self.priority_class_missing.inc();
         }
+        if outcome.annotations_over_limit {
+            self.annotations_over_limit.inc();
+        }
         if outcome.self_check_failed {
             self.patch_self_check_failures.inc();
         }
         for &setting in &outcome.settings_applied {
             self.settings_applied.get_or_create(&SettingLabels { setting }).inc();
         }
+    }
+
+    /// Makes `id` the one `config_info` series ("none" when no config is served).
+    pub fn set_config_id(&self, id: &str) {
+        self.config_info.clear();
+        let config = if id.is_empty() { "none" } else { id };
+        self.config_info.get_or_create(&ConfigLabels { config: config.to_string() }).set(1);
     }
 
     /// Counts one answered review and its duration.

@@ -33,6 +33,7 @@ pub fn decision(mutation: Mutation) -> Decision {
             warnings,
             patch: Some(patch),
             applied: applied.iter().map(|setting| setting.as_str()).collect(),
+            config: String::new(),
         },
     }
 }

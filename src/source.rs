@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 
 use crate::cluster::{Cluster, Observed};
-use crate::config::load::{config_from_configmap, config_from_text, LoadError};
+use crate::config::load::{config_from_configmap, config_from_text, configmap_id, file_id, LoadError};
 use crate::config::model::NodeAgentConfig;
 use crate::metrics::ResultLabels;
 use crate::server::state::{AppState, LiveConfig};
@@ -74,8 +74,8 @@ pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
 /// Makes what was observed the live config, the same way the file source does.
 fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
     match observed {
-        Observed::Present { data, binary_keys } => match config_from_configmap(data, binary_keys) {
-            Ok(config) => install(state, config),
+        Observed::Present { data, binary_keys, resource_version } => match config_from_configmap(data, binary_keys) {
+            Ok(config) => install(state, config, configmap_id(resource_version)),
             Err(err) => reject(state, &err),
         },
         // Nothing to drop (start-up, or no settings already): like a missing file, count it
@@ -88,19 +88,19 @@ fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
         // Deleted: the ConfigMap no longer asks for anything, so stop applying its settings.
         Observed::Missing => {
             tracing::warn!(namespace, name, "the node-agent ConfigMap was deleted; dropping its settings");
-            install(state, NodeAgentConfig::default());
+            install(state, NodeAgentConfig::default(), String::new());
         }
     }
 }
 
-/// Installs `config` as the next generation.
-fn install(state: &AppState, config: NodeAgentConfig) {
+/// Installs `config`, named `id`, as the next generation.
+fn install(state: &AppState, config: NodeAgentConfig, id: String) {
     let generation = state.live_config().generation + 1;
-    state.set_live_config(LiveConfig { generation, config });
+    tracing::info!(generation, config = %id, "config loaded");
+    state.set_live_config(LiveConfig { generation, id, config });
     state.metrics.config_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
     state.metrics.config_last_success.set(now);
-    tracing::info!(generation, "config loaded");
 }
 
 /// Keeps the last good config and counts the failure.
@@ -119,7 +119,7 @@ async fn watch_file(path: PathBuf, state: Arc<AppState>) {
             Ok(bytes) if last.as_ref() != Some(&bytes) => {
                 match std::str::from_utf8(&bytes) {
                     Ok(text) => match config_from_text(text, &state.target.name) {
-                        Ok(config) => install(&state, config),
+                        Ok(config) => install(&state, config, file_id(&bytes)),
                         Err(err) => reject(&state, &err),
                     },
                     Err(_) => reject(&state, &LoadError::Invalid("the file is not UTF-8".to_string())),

@@ -8,7 +8,9 @@ use crate::admission::{Decision, Operation, Request};
 use crate::config::configmap::check_configmap;
 use crate::config::diagnostics::Severity;
 use crate::config::model::NodeAgentConfig;
+use crate::config::third_party::{dropped_template_keys, TemplateKeys};
 use crate::config::validate::Environment;
+use crate::mutate::undone::undone;
 
 /// Which ConfigMap is node-agent's: only that one is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,7 @@ impl Target {
 pub fn review_configmap(request: &Request, target: &Target, env: &Environment) -> Decision {
     match triage(request, target) {
         Review::Decided(decision) => decision,
-        Review::NeedsCheck(inputs) => checked_decision(target, env, &inputs),
+        Review::NeedsCheck(inputs) => checked_decision(target, env, &inputs, None),
     }
 }
 
@@ -78,8 +80,15 @@ pub fn triage(request: &Request, target: &Target) -> Review {
 
 type Contents = (BTreeMap<String, String>, Vec<String>);
 
-/// The second half of `review_configmap`: the config check and its verdict.
-pub fn checked_decision(target: &Target, env: &Environment, inputs: &CheckInputs) -> Decision {
+/// The second half of `review_configmap`: the config check and its verdict. `template` holds
+/// the in-tree third-party keys of node-agent's DaemonSet pod template, when the cluster
+/// told them: a config that supersedes one gets a warning.
+pub fn checked_decision(
+    target: &Target,
+    env: &Environment,
+    inputs: &CheckInputs,
+    template: Option<&TemplateKeys>,
+) -> Decision {
     let CheckInputs { new, old } = inputs;
     let old = old.as_ref();
     let check = check_configmap(&new.0, &new.1, env);
@@ -111,12 +120,21 @@ pub fn checked_decision(target: &Target, env: &Environment, inputs: &CheckInputs
         );
         return Decision::deny_invalid(message, warnings);
     }
+    if let (Some(template), Some(config)) = (template, check.config()) {
+        warnings.extend(dropped_template_keys(&config.pod_labels, &config.pod_annotations, template));
+    }
     if let (Some(old), Some(new_config)) = (old, check.config()) {
         let old_check = check_configmap(&old.0, &old.1, env);
         if let Some((_, old_checked)) = old_check.values.first() {
             if let Some(warning) = restart_warning(target, &old_checked.config, new_config) {
                 warnings.push(warning);
             }
+            warnings.extend(undone(&old_checked.config, new_config, env.velero_version).into_iter().map(|u| {
+                format!(
+                    "{}: {} (the webhook only adds to what node-agent applies); run kubectl -n {} rollout restart ds/node-agent",
+                    u.setting, u.effect, target.namespace
+                )
+            }));
         }
     }
     Decision::allow_with_warnings(warnings)

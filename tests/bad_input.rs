@@ -11,6 +11,7 @@
 
 mod support;
 
+use node_agent_webhook::config::load::file_id;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -94,13 +95,31 @@ fn mover_patched(mut extra: Vec<(String, Value)>) -> Want {
         ("/spec/priorityClassName", json!("velero-data-mover")),
         ("/spec/priority", Value::Null),
         ("/spec/containers/0/resources", json!({"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1"}})),
-        (APPLIED, json!("loadAffinity,podResources,priorityClassName,podLabels (config generation 1)")),
+        (
+            APPLIED,
+            json!(format!(
+                "loadAffinity,podResources,priorityClassName,podLabels (config {})",
+                file_id(LIVE_CONFIG.as_bytes())
+            )),
+        ),
     ]
     .into_iter()
     .map(|(pointer, value)| (pointer.to_string(), value))
     .collect();
     values.append(&mut extra);
     patched(values)
+}
+
+/// [`mover_patched`] for a pod whose only node affinity term matches no node: its affinity
+/// is left as it is, and the summary does not name loadAffinity.
+fn mover_patched_but_affinity() -> Want {
+    let Want::Review(mut verdict) = mover_patched(vec![]) else { unreachable!("mover_patched is a review") };
+    let summary = format!("podResources,priorityClassName,podLabels (config {})", file_id(LIVE_CONFIG.as_bytes()));
+    let values = verdict.patched.get_or_insert_with(Vec::new);
+    values.retain(|(pointer, _)| pointer != APPLIED);
+    values.push((APPLIED.to_string(), json!(summary)));
+    values.push((format!("{TERMS}/0/matchExpressions"), Value::Null));
+    Want::Review(verdict)
 }
 
 /// Where the `loadAffinity` requirement must land: the pod's first term, at `index`.
@@ -680,7 +699,8 @@ fn corpus() -> Vec<Case> {
             "mover_pod_with_null_match_expressions",
             "/mutate",
             |uid| set(mover_create(uid), &format!("/request/object{TERMS}/0/matchExpressions"), Value::Null),
-            mover_patched(vec![role_requirement_at(0)]),
+            // An empty term matches no node (Kubernetes' rule), with or without the config's requirements.
+            mover_patched_but_affinity(),
         ),
         post_json(
             "mover_pod_with_null_container_resources",

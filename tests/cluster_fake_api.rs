@@ -2,7 +2,8 @@
 //! objects, LIST and WATCH of collections). The end-to-end suite (tests/e2e) runs these calls
 //! against the real kube-apiserver; the fake stays only for what the real one cannot produce on
 //! demand: counting the requests (a cached lookup makes none, a forbidden watch backs off rather
-//! than spin), a slow answer (the lookup timeout), and failures by status code.
+//! than spin), a slow answer (the lookup timeout), failures by status code, and two replicas
+//! watching one ConfigMap (the end-to-end suite runs one server).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -30,9 +31,10 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 const PRIORITY_CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
 const VELERO_PVCS: &str = "/api/v1/namespaces/velero/persistentvolumeclaims";
 const APP_PVCS: &str = "/api/v1/namespaces/shop/persistentvolumeclaims";
+const VELERO_CONFIGMAPS: &str = "/api/v1/namespaces/velero/configmaps";
 const DATA_DOWNLOADS: &str = "/apis/velero.io/v2alpha1/namespaces/velero/datadownloads";
 /// The last path segment of every collection the fake serves; anything else is an object.
-const PLURALS: &[&str] = &["priorityclasses", "persistentvolumeclaims", "datadownloads"];
+const PLURALS: &[&str] = &["priorityclasses", "persistentvolumeclaims", "datadownloads", "configmaps"];
 
 /// One watch event, as the fake streams it.
 #[derive(Clone)]
@@ -389,4 +391,105 @@ async fn storage_class_lookup_against_slow_fake_api_server_times_out_and_is_not_
     lock(&fake).delays.clear();
     assert_eq!(cluster.storage_class_of_pvc("velero", "backup-slow").await.ok(), Some(Some("gp3".to_string())));
     assert_eq!(fake.calls(&path), 2, "a timeout is not cached");
+}
+
+fn node_agent_configmap(value: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "node-agent-config", "namespace": "velero", "labels": labels},
+           "data": {"node-agent-config.json": value}})
+}
+
+/// Two replicas watching one ConfigMap name the config they serve by its resourceVersion: the
+/// same whatever each lived through (one saw two edits, the other started after them), and a
+/// new version, labels only included, names it anew on both.
+#[tokio::test]
+async fn replicas_watching_the_configmap_name_the_config_by_its_resource_version() {
+    let fake = FakeApi::new();
+    fake.put(VELERO_CONFIGMAPS, node_agent_configmap(r#"{"podLabels": {"team": "one"}}"#, json!({})));
+    let source = |state: Arc<AppState>| {
+        let source = source::Source::ConfigMap {
+            cluster: fake.cluster(),
+            namespace: "velero".to_string(),
+            name: "node-agent-config".to_string(),
+        };
+        tokio::spawn(source::run(source, state))
+    };
+    let id = |state: &AppState| state.live_config().id.clone();
+    let stored = || {
+        let inner = lock(&fake);
+        let version = &inner.objects[&format!("{VELERO_CONFIGMAPS}/node-agent-config")]["metadata"]["resourceVersion"];
+        format!("resourceVersion:{}", version.as_str().unwrap_or_default())
+    };
+    let veteran = new_state();
+    let veteran_task = source(veteran.clone());
+    eventually("the first version", WITHIN_A_SECOND, || id(&veteran) == stored()).await;
+    fake.put(VELERO_CONFIGMAPS, node_agent_configmap(r#"{"podLabels": {"team": "two"}}"#, json!({})));
+    fake.put(VELERO_CONFIGMAPS, node_agent_configmap(r#"{"podLabels": {"team": "three"}}"#, json!({})));
+    eventually("the third version", WITHIN_A_SECOND, || veteran.live_config().generation == 3).await;
+    assert_eq!(id(&veteran), stored());
+
+    let newcomer = new_state();
+    let newcomer_task = source(newcomer.clone());
+    eventually("the newcomer's first load", WITHIN_A_SECOND, || newcomer.live_config().generation == 1).await;
+    assert_eq!(id(&newcomer), id(&veteran));
+    assert_eq!(newcomer.live_config().config, veteran.live_config().config);
+    assert_eq!((veteran.live_config().generation, newcomer.live_config().generation), (3, 1), "per process");
+
+    fake.put(
+        VELERO_CONFIGMAPS,
+        node_agent_configmap(r#"{"podLabels": {"team": "three"}}"#, json!({"gitops": "synced"})),
+    );
+    let relabelled = stored();
+    assert_ne!(relabelled, id(&veteran));
+    for state in [&veteran, &newcomer] {
+        eventually("the relabelled version", WITHIN_A_SECOND, || id(state) == relabelled).await;
+    }
+    veteran_task.abort();
+    newcomer_task.abort();
+}
+
+/// With cluster access, a config whose podLabels or podAnnotations supersede an in-tree
+/// third-party key of the node-agent DaemonSet's pod template gets a warning per key; a config
+/// that lists them, or sets neither map, gets none.
+#[tokio::test]
+async fn validation_warns_when_the_config_drops_a_key_of_the_node_agent_daemonset_template() {
+    let fake = FakeApi::new();
+    fake.put(
+        "/apis/apps/v1/namespaces/velero/daemonsets",
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "node-agent", "namespace": "velero"},
+               "spec": {"selector": {"matchLabels": {"name": "node-agent"}}, "template": {
+                   "metadata": {"labels": {"name": "node-agent", "azure.workload.identity/use": "true"},
+                                "annotations": {"iam.amazonaws.com/role": "velero-role"}},
+                   "spec": {"containers": [{"name": "node-agent", "image": "velero/velero:v1.17.2"}]}}}}),
+    );
+    let target = Target { namespace: "velero".to_string(), name: "node-agent-config".to_string() };
+    let state = AppState::new(
+        Settings { target, velero_version: None, service_accounts: vec!["velero".to_string()] },
+        Some(fake.cluster()),
+    );
+    let review = |value: &str| -> node_agent_webhook::admission::Request {
+        serde_json::from_value(json!({
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"}, "namespace": "velero",
+            "name": "node-agent-config", "operation": "CREATE", "userInfo": {"username": "admin"},
+            "object": {"metadata": {"name": "node-agent-config"}, "data": {"config": value}}}))
+        .expect("a review")
+    };
+    let cases: [(&str, &[&str]); 5] = [
+        (r#"{}"#, &[]),
+        (r#"{"podLabels": {"team": "a"}}"#, &["podLabels does not list azure.workload.identity/use"]),
+        (
+            r#"{"podLabels": {"team": "a"}, "podAnnotations": {"a": "b"}}"#,
+            &["podLabels does not list azure.workload.identity/use", "podAnnotations does not list iam.amazonaws.com/role (\"velero-role\", an annotation on the node-agent DaemonSet's pod template)"],
+        ),
+        (r#"{"podLabels": {"team": "a", "azure.workload.identity/use": "true"}}"#, &[]),
+        (r#"{"podAnnotations": {"iam.amazonaws.com/role": "other-role"}}"#, &[]),
+    ];
+    for (value, want) in cases {
+        let decision = state.review_configmap(&review(value)).await;
+        assert!(decision.allowed, "{value}: {decision:?}");
+        assert_eq!(decision.warnings.len(), want.len(), "{value}: {:?}", decision.warnings);
+        for (got, want) in decision.warnings.iter().zip(want) {
+            assert!(got.starts_with(want), "{value}: {got:?} should start with {want:?}");
+        }
+    }
 }

@@ -30,10 +30,10 @@ fn plan_once(
     pod: &Value,
     mover: &DataMover,
     config: &NodeAgentConfig,
-    generation: u64,
+    config_id: &str,
     priority_classes: Option<&HashSet<String>>,
 ) -> Plan {
-    plan(&PlanInput { pod, mover, config, generation, storage_class: StorageClass::Known(None), priority_classes })
+    plan(&PlanInput { pod, mover, config, config_id, storage_class: StorageClass::Known(None), priority_classes })
 }
 
 fn pods() -> Vec<(String, MoverKind, Value)> {
@@ -81,7 +81,7 @@ fn apply(
         pod,
         mover: &mover,
         config,
-        generation: 7,
+        config_id: "resourceVersion:7",
         storage_class: class.clone(),
         priority_classes: classes,
     };
@@ -137,9 +137,9 @@ fn every_pod_gets_its_settings_and_a_second_run_is_a_no_op() {
         let gets_affinity = kind.takes_load_affinity() && !bound;
         let summary = patched["metadata"]["annotations"][APPLIED_ANNOTATION].as_str().expect("applied annotation");
         let want_summary = if gets_affinity {
-            "loadAffinity,podResources,priorityClassName,podLabels,podAnnotations (config generation 7)"
+            "loadAffinity,podResources,priorityClassName,podLabels,podAnnotations (config resourceVersion:7)"
         } else {
-            "podResources,priorityClassName,podLabels,podAnnotations (config generation 7)"
+            "podResources,priorityClassName,podLabels,podAnnotations (config resourceVersion:7)"
         };
         assert_eq!(summary, want_summary, "{name}");
         assert_eq!(applied.contains(&Setting::LoadAffinity), gets_affinity, "{name}");
@@ -218,13 +218,13 @@ fn a_contradicting_requirement_leaves_the_affinity_alone_with_a_warning() {
     );
     let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
     let mover = identify(&pod);
-    let result = plan_once(&pod, &mover, &config, 1, None);
+    let result = plan_once(&pod, &mover, &config, "resourceVersion:1", None);
     assert!(result.affinity_conflict);
     assert_eq!(result.applied, vec![Setting::PodLabels]);
     assert_eq!(
         result.warnings,
         vec![
-            r#"loadAffinity not applied: topology.ebs.csi.aws.com/zone In ["eu-west-1b"] contradicts node affinity term 0's topology.ebs.csi.aws.com/zone In ["eu-west-1a"] (set by node-agent at its start); restart node-agent to apply the new loadAffinity"#
+            r#"loadAffinity not applied (no node fits it and the pod's placement): term 0: topology.ebs.csi.aws.com/zone In ["eu-west-1b"] (loadAffinity) against topology.ebs.csi.aws.com/zone In ["eu-west-1a"] (the pod's node affinity term 0)"#
         ]
     );
     let (patched, _, _) = apply(&pod, &config, StorageClass::Known(None), None);
@@ -238,12 +238,12 @@ fn priority_is_left_alone_when_it_matches_or_the_class_is_missing() {
     pod["spec"]["priorityClassName"] = json!("velero-data-mover");
     pod["spec"]["priority"] = json!(1000);
     let mover = identify(&pod);
-    let same = plan_once(&pod, &mover, &config, 1, None);
+    let same = plan_once(&pod, &mover, &config, "resourceVersion:1", None);
     assert_eq!(same.ops, vec![], "no priority operations when the class already matches");
 
     let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-podvolumebackup.json"));
     let existing: HashSet<String> = ["system-cluster-critical".to_string()].into();
-    let missing = plan_once(&pod, &mover, &config, 1, Some(&existing));
+    let missing = plan_once(&pod, &mover, &config, "resourceVersion:1", Some(&existing));
     assert_eq!(missing.ops, vec![]);
     assert!(missing.priority_class_missing);
     assert_eq!(
@@ -265,7 +265,7 @@ fn quantities_re_encoded_by_the_api_server_are_not_patched_again() {
     pod["spec"]["containers"][0]["resources"] =
         json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2"}});
     let mover = identify(&pod);
-    let result = plan_once(&pod, &mover, &config, 1, None);
+    let result = plan_once(&pod, &mover, &config, "resourceVersion:1", None);
     assert_eq!(result.ops, vec![]);
 }
 
@@ -283,14 +283,14 @@ fn label_keys_with_slashes_and_tildes_are_escaped_and_velero_keys_never_touched(
     let mut pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
     pod["metadata"]["annotations"] = json!({"existing": "kept"});
     let mover = identify(&pod);
-    let result = plan_once(&pod, &mover, &config, 3, None);
+    let result = plan_once(&pod, &mover, &config, "resourceVersion:3", None);
     let ops: Vec<Value> = result.ops.iter().map(|op| op.to_json()).collect();
     assert_eq!(
         ops,
         vec![
             json!({"op": "add", "path": "/metadata/labels/example.com~1a~0b", "value": "x"}),
             json!({"op": "add", "path": "/metadata/annotations/example.com~1note", "value": "y"}),
-            json!({"op": "add", "path": "/metadata/annotations/node-agent-webhook.io~1applied", "value": "podLabels,podAnnotations (config generation 3)"}),
+            json!({"op": "add", "path": "/metadata/annotations/node-agent-webhook.io~1applied", "value": "podLabels,podAnnotations (config resourceVersion:3)"}),
         ]
     );
     let (patched, _, _) = apply(&pod, &config, StorageClass::Known(None), None);
@@ -309,7 +309,7 @@ fn the_pruned_pod_plans_as_the_whole_pod_does() {
         let pruned = request(&pod).object.expect("an object");
         assert_ne!(pruned, pod, "{name}: the fixture has fields the core does not read");
         let mover = identify(&pod);
-        let whole = plan_once(&pod, &mover, &config, 3, Some(&classes));
-        assert_eq!(plan_once(&pruned, &mover, &config, 3, Some(&classes)), whole, "{name}");
+        let whole = plan_once(&pod, &mover, &config, "resourceVersion:3", Some(&classes));
+        assert_eq!(plan_once(&pruned, &mover, &config, "resourceVersion:3", Some(&classes)), whole, "{name}");
     }
 }

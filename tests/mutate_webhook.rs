@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use node_agent_webhook::config::load::file_id;
 use serde_json::{json, Value};
 use support::*;
 
@@ -90,11 +91,10 @@ fn labels_after(server: &Server, client: &reqwest::blocking::Client, pod: &Value
 
 #[test]
 fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
-    let mounted = MountedConfig::new(
-        r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
+    let value = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
             "podResources": {"cpuRequest": "500m", "cpuLimit": "1", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
-            "podLabels": {"team": "platform"}}"#,
-    );
+            "podLabels": {"team": "platform"}}"#;
+    let mounted = MountedConfig::new(value);
     let (_certs, server, client) = start(&mounted.path());
     let url = server.url("/mutate");
     let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
@@ -108,7 +108,7 @@ fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
     assert_eq!(terms[0]["matchExpressions"][2], json!({"key": "role", "operator": "In", "values": ["backup"]}));
     assert_eq!(
         after["metadata"]["annotations"]["node-agent-webhook.io/applied"],
-        "loadAffinity,podResources,podLabels (config generation 1)"
+        format!("loadAffinity,podResources,podLabels (config {})", file_id(value.as_bytes()))
     );
     // One JSON log line per admission, with what an operator searches by (never the object).
     let uid = pod_review(&pod, "CREATE", NODE_AGENT, "velero")["request"]["uid"].clone();
@@ -128,7 +128,7 @@ fn data_mover_pods_are_patched_over_tls_and_other_pods_left_alone() {
     let line = &lines[0];
     let want = json!({"level": "INFO", "webhook": "mutate", "kind": "Pod", "namespace": "velero",
         "name": pod["metadata"]["name"], "operation": "CREATE", "allowed": true, "warnings": 0,
-        "applied": "loadAffinity,podResources,podLabels"});
+        "applied": "loadAffinity,podResources,podLabels", "config": file_id(value.as_bytes())});
     for (key, value) in want.as_object().into_iter().flatten() {
         assert_eq!(&line[key], value, "{key} in {line}");
     }
@@ -204,4 +204,170 @@ fn config_file_edits_apply_to_the_next_pod_and_invalid_edits_keep_the_last_good_
     }
     assert_eq!(labels_after(&server, &client, &pod)["team"], "two", "the last valid config keeps serving");
     assert!(server.log_text().contains("config rejected"), "{}", server.log_text());
+}
+
+/// A pod with one node affinity term per zone (a volume's topology): the config's zone keeps
+/// the one term it allows; a zone in no term leaves the affinity alone, warned and counted.
+#[test]
+fn multi_term_pods_keep_the_terms_the_config_allows_and_a_conflict_is_warned_and_counted() {
+    let mut mounted =
+        MountedConfig::new(r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "zone-2"}}}]}"#);
+    let (_certs, server, client) = start(&mounted.path());
+    let url = server.url("/mutate");
+    let mut pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
+    let zone = |z: &str| json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": [z]}]});
+    let required = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms";
+    *pod.pointer_mut(required).expect("the fixture has terms") =
+        json!([zone("zone-1"), zone("zone-2"), zone("zone-3")]);
+
+    let response = review(&client, &url, &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&pod, &response);
+    assert_eq!(after.pointer(required), Some(&json!([zone("zone-2")])), "{response}");
+    assert_eq!(response.get("warnings"), None, "{response}");
+
+    mounted
+        .write(r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "zone-9"}}}], "podLabels": {"a": "b"}}"#);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let response = loop {
+        let response = review(&client, &url, &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+        if response.get("warnings").is_some() || Instant::now() > deadline {
+            break response;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let after = patched(&pod, &response);
+    assert_eq!(after["spec"]["affinity"], pod["spec"]["affinity"], "left alone");
+    assert_eq!(after["metadata"]["labels"]["a"], "b", "the other settings still apply");
+    let warnings: Vec<String> = (0..3)
+        .map(|term| {
+            format!(
+                r#"loadAffinity not applied (no node fits it and the pod's placement): term {term}: zone In ["zone-9"] (loadAffinity) against zone In ["zone-{}"] (the pod's node affinity term {term})"#,
+                term + 1
+            )
+        })
+        .collect();
+    assert_eq!(response["warnings"], json!(warnings));
+    let (_, metrics) = server.get_admin("/metrics").expect("metrics");
+    assert!(metrics.contains("node_agent_webhook_affinity_conflicts_total 1"), "{metrics}");
+}
+
+/// Waits until the server gives the pod the label `team=want`, which says an edit is served.
+fn wait_for_team(server: &Server, client: &reqwest::blocking::Client, pod: &Value, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while labels_after(server, client, pod)["team"] != want {
+        assert!(Instant::now() < deadline, "the edit to team={want} was not served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two replicas serving the same config explain a pod the same way, whatever each lived
+/// through: one saw two edits before the current config, the other started on it.
+#[test]
+fn two_servers_one_of_which_lived_through_edits_give_a_pod_the_same_applied_annotation() {
+    let current = r#"{"podLabels": {"team": "three"}, "podAnnotations": {"a": "b"}}"#;
+    let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
+    let mut edited = MountedConfig::new(r#"{"podLabels": {"team": "one"}}"#);
+    let (_certs, veteran, veteran_client) = start(&edited.path());
+    wait_for_team(&veteran, &veteran_client, &pod, "one");
+    edited.write(r#"{"podLabels": {"team": "two"}}"#);
+    wait_for_team(&veteran, &veteran_client, &pod, "two");
+    edited.write(current);
+    wait_for_team(&veteran, &veteran_client, &pod, "three");
+    let fresh = MountedConfig::new(current);
+    let (_certs2, newcomer, newcomer_client) = start(&fresh.path());
+
+    let applied = |server: &Server, client: &reqwest::blocking::Client| {
+        let response = review(client, &server.url("/mutate"), &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+        patched(&pod, &response)["metadata"]["annotations"]["node-agent-webhook.io/applied"].clone()
+    };
+    let id = file_id(current.as_bytes());
+    assert_eq!(applied(&veteran, &veteran_client), json!(format!("podLabels,podAnnotations (config {id})")));
+    assert_eq!(applied(&veteran, &veteran_client), applied(&newcomer, &newcomer_client));
+    // The metrics and the log name the config the same way; the generation is each process's own count.
+    for (server, generation) in [(&veteran, 3), (&newcomer, 1)] {
+        let (_, metrics) = server.get_admin("/metrics").expect("metrics");
+        assert!(metrics.contains(&format!("node_agent_webhook_config_info{{config=\"{id}\"}} 1")), "{metrics}");
+        assert_eq!(metrics.matches("node_agent_webhook_config_info{").count(), 1, "one series: {metrics}");
+        assert!(metrics.contains(&format!("node_agent_webhook_config_generation {generation}")), "{metrics}");
+        let logs = server.log_text();
+        let loaded: Vec<Value> = logs
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["message"] == "config loaded")
+            .collect();
+        assert_eq!(loaded.last().map(|line| line["config"].clone()), Some(json!(id)), "{logs}");
+    }
+}
+
+/// A pod's annotations stay within Kubernetes' 256 KiB: podAnnotations that leave no room
+/// for ours are applied without it; with the pod's own they would be too many, so they are left
+/// out, warned and counted; and the check says so when the ConfigMap is applied.
+#[test]
+fn annotations_never_exceed_kubernetes_limit_ours_give_way_first() {
+    const LIMIT: usize = 262_144;
+    let big = "x".repeat(LIMIT - 20 - "big".len());
+    let value = format!(r#"{{"podLabels": {{"team": "x"}}, "podAnnotations": {{"big": "{big}"}}}}"#);
+    let mounted = MountedConfig::new(&value);
+    let (_certs, server, client) = start(&mounted.path());
+    let url = server.url("/mutate");
+    let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
+    let size = |pod: &Value| -> usize {
+        let annotations = pod["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+        annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum()
+    };
+
+    let response = review(&client, &url, &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&pod, &response);
+    assert_eq!(after["metadata"]["annotations"]["big"], json!(big), "the config's annotations fit");
+    assert_eq!(after["metadata"]["annotations"].get("node-agent-webhook.io/applied"), None, "ours does not");
+    assert_eq!(size(&after), LIMIT - 20);
+    assert_eq!(response.get("warnings"), None, "{response}");
+
+    let mut annotated = pod.clone();
+    annotated["metadata"]["annotations"] = json!({"own": "y".repeat(100)});
+    let response = review(&client, &url, &pod_review(&annotated, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&annotated, &response);
+    assert_eq!(after["metadata"]["annotations"].get("big"), None, "left out");
+    assert_eq!(
+        after["metadata"]["annotations"]["node-agent-webhook.io/applied"],
+        json!(format!("podLabels (config {})", file_id(value.as_bytes())))
+    );
+    let warnings = response["warnings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{response}");
+    assert!(
+        warnings[0].as_str().is_some_and(|w| w.starts_with("podAnnotations not applied: with them the pod's annotations would take 262227 bytes, over Kubernetes' limit of 262144")),
+        "{warnings:?}"
+    );
+    let (_, metrics) = server.get_admin("/metrics").expect("metrics");
+    assert!(metrics.contains("node_agent_webhook_annotations_over_limit_total 1"), "{metrics}");
+
+    let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "node-agent-config", "namespace": "velero"}, "data": {"config": value}});
+    let answer = review(&client, &server.url("/validate"), &configmap_review("CREATE", Some(&configmap), None));
+    assert_eq!(answer["allowed"], true, "{answer}");
+    let warnings = answer["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        warnings.len() == 1
+            && warnings[0].as_str().is_some_and(|w| w.contains("leaving no room for node-agent-webhook.io/applied")),
+        "{warnings:?}"
+    );
+}
+
+/// Velero 1.18's rule on every version: podLabels (podAnnotations) supersede the in-tree
+/// third-party keys node-agent copies from its DaemonSet, unless they list them.
+#[test]
+fn configured_pod_labels_and_annotations_supersede_the_in_tree_third_party_keys() {
+    let mounted = MountedConfig::new(r#"{"podLabels": {"team": "platform"}, "podAnnotations": {"a": "b"}}"#);
+    let (_certs, server, client) = start(&mounted.path());
+    let mut pod = as_admitted(repo_json("testdata/pods/v1.17/pod-dataupload.json"));
+    pod["metadata"]["labels"]["azure.workload.identity/use"] = json!("true");
+    pod["metadata"]["annotations"] = json!({"iam.amazonaws.com/role": "node-agent-role"});
+    let response = review(&client, &server.url("/mutate"), &pod_review(&pod, "CREATE", NODE_AGENT, "velero"));
+    let after = patched(&pod, &response);
+    assert_eq!(after["metadata"]["labels"].get("azure.workload.identity/use"), None, "{after}");
+    assert_eq!(after["metadata"]["labels"]["team"], "platform");
+    assert_eq!(after["metadata"]["annotations"].get("iam.amazonaws.com/role"), None, "{after}");
+    assert_eq!(after["metadata"]["annotations"]["a"], "b");
+    let again = review(&client, &server.url("/mutate"), &pod_review(&after, "CREATE", NODE_AGENT, "velero"));
+    assert_eq!(again.get("patch"), None, "{again}");
 }

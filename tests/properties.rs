@@ -729,7 +729,14 @@ fn plan_for(
     class: &StorageClass,
     classes: Option<&HashSet<String>>,
 ) -> Plan {
-    plan(&PlanInput { pod, mover, config, generation: 3, storage_class: class.clone(), priority_classes: classes })
+    plan(&PlanInput {
+        pod,
+        mover,
+        config,
+        config_id: "resourceVersion:3",
+        storage_class: class.clone(),
+        priority_classes: classes,
+    })
 }
 
 /// Plans, applies and re-plans; returns what is wrong.

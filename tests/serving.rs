@@ -225,6 +225,7 @@ fn metrics_parse_as_openmetrics_and_move_with_traffic() {
         "node_agent_webhook_admission_duration_seconds_bucket{le=\"0.0001\",webhook=\"validate\"}",
         "node_agent_webhook_admission_duration_seconds_bucket{le=\"10.0\",webhook=\"validate\"} 3",
         "node_agent_webhook_config_generation 1",
+        "node_agent_webhook_config_info{config=\"sha256:",
         "node_agent_webhook_config_reloads_total{result=\"success\"} 1",
         "node_agent_webhook_certificate_expiry_timestamp_seconds ",
         "node_agent_webhook_build_info{version=\"",

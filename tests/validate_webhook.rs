@@ -325,3 +325,131 @@ fn messages_follow_the_velero_version() {
         "the 1.16 warnings",
     );
 }
+
+/// An UPDATE whose change node-agent will keep undoing (it applies its start-up settings and
+/// the webhook only adds) warns per setting with the restart command; new values the webhook
+/// applies itself need none.
+#[test]
+fn updates_node_agent_keeps_undoing_are_warned_with_the_restart_command() {
+    let (_certs, server, client) = start();
+    let url = server.url("/validate");
+    let restart =
+        "(the webhook only adds to what node-agent applies); run kubectl -n velero rollout restart ds/node-agent";
+    let before = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}}],
+        "podResources": {"cpuRequest": "1", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
+        "priorityClassName": "backup", "podLabels": {"team": "a", "cost": "x"}, "podAnnotations": {"note": "y"}}"#;
+    let cases: [(&str, Vec<String>); 4] = [
+        (
+            r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a", "role": "backup"}}}],
+                "podResources": {"cpuRequest": "2", "cpuLimit": "4", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
+                "priorityClassName": "other", "podLabels": {"team": "b", "cost": "x"}, "podAnnotations": {"note": "z"}}"#,
+            vec![],
+        ),
+        (
+            r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "b"}}}],
+                "podResources": {"cpuRequest": "1", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
+                "priorityClassName": "backup", "podLabels": {"team": "a", "cost": "x"}, "podAnnotations": {"note": "y"}}"#,
+            vec![format!(
+                "loadAffinity: node-agent keeps putting its start-up selector into new pods, ANDed with the new one {restart}"
+            )],
+        ),
+        (
+            r#"{"podLabels": {"team": "a"}}"#,
+            vec![
+                format!("loadAffinity: node-agent keeps putting its start-up selector into new pods, ANDed with the new one {restart}"),
+                format!("podResources: removed, but node-agent keeps giving new pods the old ones {restart}"),
+                format!("priorityClassName: removed, but node-agent keeps giving new pods the old class {restart}"),
+                format!("podLabels[cost]: removed, but node-agent keeps putting the old value on new pods {restart}"),
+                format!("podAnnotations[note]: removed, but node-agent keeps putting the old value on new pods {restart}"),
+            ],
+        ),
+        (before, vec![]),
+    ];
+    for (after, want) in cases {
+        let answer = review(
+            &client,
+            &url,
+            &configmap_review("UPDATE", Some(&configmap_with(after)), Some(&configmap_with(before))),
+        );
+        assert_eq!(answer["allowed"], true, "{answer}");
+        assert_eq!(strings(&answer["warnings"]), want, "{after}");
+    }
+}
+
+/// A stand-in for the API server, over plain HTTP on 127.0.0.1: `GET` of the node-agent
+/// DaemonSet answers `daemonset`, anything else 404 (the server logs and carries on). Returns
+/// a kubeconfig pointing at it.
+fn api_server_with_daemonset(dir: &std::path::Path, daemonset: Value) -> std::path::PathBuf {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+            let (status, body) = if path.starts_with("/apis/apps/v1/namespaces/velero/daemonsets/node-agent") {
+                ("200 OK", daemonset.to_string())
+            } else {
+                ("404 Not Found", json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}).to_string())
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let kubeconfig = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\nusers:\n- name: fake\n  user: {{}}\ncurrent-context: fake\n"
+    );
+    std::fs::write(&kubeconfig, text).expect("kubeconfig");
+    kubeconfig
+}
+
+/// With cluster access, a config whose podLabels/podAnnotations drop an in-tree third-party
+/// key of the node-agent DaemonSet's pod template is admitted with a warning per key.
+#[test]
+fn a_config_dropping_a_key_of_the_node_agent_daemonset_template_is_warned() {
+    let certs = Certs::new();
+    std::fs::write(certs.path("config.json"), "{}").expect("config");
+    let daemonset = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "node-agent", "namespace": "velero"},
+        "spec": {"selector": {"matchLabels": {"name": "node-agent"}}, "template": {
+            "metadata": {"labels": {"name": "node-agent", "azure.workload.identity/use": "true"},
+                         "annotations": {"iam.amazonaws.com/role": "velero-role"}},
+            "spec": {"containers": [{"name": "node-agent", "image": "velero/velero:v1.18.1"}]}}}});
+    let kubeconfig = api_server_with_daemonset(certs.dir.path(), daemonset);
+    let config = certs.path("config.json");
+    let server = Server::start_with_env(
+        &certs.path("tls.crt"),
+        &certs.path("tls.key"),
+        &["--config-file", config.to_str().expect("utf-8 path")],
+        &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8 path"))],
+    );
+    let client = client(&certs.ca_pem);
+    let cases: [(&str, &[&str]); 3] = [
+        (r#"{"podLabels": {"team": "a"}}"#, &["podLabels does not list azure.workload.identity/use (\"true\", a label on the node-agent DaemonSet's pod template): data-mover pods lose it once podLabels is set"]),
+        (
+            r#"{"podLabels": {"azure.workload.identity/use": "true"}, "podAnnotations": {"a": "b"}}"#,
+            &["podAnnotations does not list iam.amazonaws.com/role (\"velero-role\", an annotation on the node-agent DaemonSet's pod template)"],
+        ),
+        (r#"{"priorityClassName": ""}"#, &[]),
+    ];
+    for (value, want) in cases {
+        let answer = create(&server, &client, &configmap_with(value));
+        assert_eq!(answer["allowed"], true, "{answer}");
+        let warnings = strings(&answer["warnings"]);
+        assert_eq!(warnings.len(), want.len(), "{value}: {warnings:?}");
+        assert_mentions(&warnings, want, value);
+    }
+}

@@ -55,6 +55,35 @@ fn valid(checked: Checked) -> Result<NodeAgentConfig, LoadError> {
     }
 }
 
+/// Names a config loaded from ConfigMap `resourceVersion`: every replica watching the
+/// ConfigMap sees the same version, and it survives restarts, where a count of loads would not.
+pub fn configmap_id(resource_version: &str) -> String {
+    format!("resourceVersion:{resource_version}")
+}
+
+/// Names a config loaded from a file: the first 48 bits of the SHA-256 of its bytes, in hex.
+/// Replicas mounting the same ConfigMap read the same bytes, so they agree, also across
+/// restarts; 48 bits tell apart the few versions an operator compares.
+pub fn file_id(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let hex: String = digest.as_ref().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 fn first_errors(errors: impl Iterator<Item = String>) -> String {
     errors.take(3).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_ids_depend_on_the_content_or_the_version_only() {
+        // SHA-256("{}") = 44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a.
+        assert_eq!(file_id(b"{}"), "sha256:44136fa355b3");
+        assert_eq!(file_id(b"{}"), file_id("{}".to_string().as_bytes()));
+        assert_ne!(file_id(b"{}"), file_id(b"{ }"));
+        assert_eq!(configmap_id("4821"), "resourceVersion:4821");
+    }
 }

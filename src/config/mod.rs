@@ -9,6 +9,7 @@ pub mod json;
 pub mod load;
 pub mod manifest;
 pub mod model;
+pub mod third_party;
 pub mod validate;
 pub mod version;
 

@@ -9,6 +9,13 @@ use std::collections::BTreeMap;
 /// config generation. The config checker refuses it in `podAnnotations`: the two would fight.
 pub const APPLIED_ANNOTATION: &str = "node-agent-webhook.io/applied";
 
+/// The most bytes [`APPLIED_ANNOTATION`] takes on a pod, key and value: every setting named,
+/// and the longest config identity, a resourceVersion (etcd's: a 64-bit decimal). The
+/// checker warns when `podAnnotations` leave less room than this.
+pub const APPLIED_ANNOTATION_MAX_BYTES: usize = APPLIED_ANNOTATION.len()
+    + "loadAffinity,podResources,priorityClassName,podLabels,podAnnotations (config resourceVersion:18446744073709551615)"
+        .len();
+
 /// Velero tracks its pods by `velero.io/` labels; `x.velero.io/` is someone else's. The
 /// planner never writes such keys, labels or annotations, and the checker refuses them in
 /// `podLabels` and `podAnnotations`, so what is admitted is what is applied.

@@ -7,6 +7,7 @@ use super::decode::Decoded;
 use super::diagnostics::{Diagnostic, Diagnostics, Severity};
 use super::model::{
     is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, SelectorRequirement, APPLIED_ANNOTATION,
+    APPLIED_ANNOTATION_MAX_BYTES,
 };
 use super::version::{self, VeleroVersion, SETTINGS};
 use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind};
@@ -15,7 +16,7 @@ use crate::k8s::quantity::Quantity;
 use crate::k8s::resources;
 use crate::k8s::selector::{
     self, EntryPaths, LabelSelectorOptions, NodeSelectorTerm, Requirement, LABEL_SELECTOR_OPERATORS,
-    NODE_SELECTOR_OPERATORS,
+    NODE_SELECTOR_OPERATORS, TOTAL_ANNOTATION_SIZE_LIMIT_B,
 };
 
 /// What is known about the cluster the config is for. Everything is optional: the
@@ -362,7 +363,7 @@ impl Validator<'_> {
                 ));
             }
         }
-        self.annotations(&config.pod_annotations, "podAnnotations");
+        let total = self.annotations(&config.pod_annotations, "podAnnotations");
         // The planner never writes these (the same rule as for labels), so the checker says so
         // instead of admitting a setting that silently does nothing.
         for key in config.pod_annotations.keys().filter(|key| is_velero_key(key)) {
@@ -370,6 +371,14 @@ impl Validator<'_> {
                 field::key("podAnnotations", key),
                 "keys under velero.io/ are Velero's own: node-agent-webhook never writes them to data-mover pods; use a prefix of your own",
             ));
+        }
+        if total <= TOTAL_ANNOTATION_SIZE_LIMIT_B
+            && total + APPLIED_ANNOTATION_MAX_BYTES > TOTAL_ANNOTATION_SIZE_LIMIT_B
+        {
+            self.warn(
+                "podAnnotations",
+                format!("take {total} of the {TOTAL_ANNOTATION_SIZE_LIMIT_B} bytes a pod's annotations may take, leaving no room for {APPLIED_ANNOTATION} (up to {APPLIED_ANNOTATION_MAX_BYTES} bytes): data-mover pods will not say what the webhook applied"),
+            );
         }
         if config.pod_annotations.contains_key(APPLIED_ANNOTATION) {
             self.error(FieldError::forbidden(
@@ -379,11 +388,13 @@ impl Validator<'_> {
         }
     }
 
-    /// Keys are reported at their entry (so each error points at its key), the size at the map.
-    fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) {
+    /// Keys are reported at their entry (so each error points at its key), the size at the map;
+    /// the size is returned, for the room left to the `applied` annotation.
+    fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) -> usize {
         for err in selector::validate_annotations(annotations, path, EntryPaths::AtEntry) {
             self.error(err);
         }
+        annotations.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
 
     /// A warning when the server sees the cluster's StorageClasses and `class` is not among them.
@@ -736,6 +747,21 @@ mod tests {
             findings(&big),
             vec!["error: podAnnotations: Too long: may not be more than 262144 bytes (line 1, column 20)".to_string()]
         );
+        // Within the limit, but without room for the webhook's own annotation: a warning.
+        let room = |taken: usize| format!(r#"{{"podAnnotations": {{"a": "{}"}}}}"#, "x".repeat(taken - 1));
+        let no_room = |taken: usize| {
+            format!("warning: podAnnotations: take {taken} of the 262144 bytes a pod's annotations may take, leaving no room for node-agent-webhook.io/applied")
+        };
+        let tight = 262_144 - APPLIED_ANNOTATION_MAX_BYTES;
+        for (taken, want) in
+            [(262_144, Some(no_room(262_144))), (tight + 1, Some(no_room(tight + 1))), (tight, None), (10, None)]
+        {
+            let found = findings(&room(taken));
+            match want {
+                Some(want) => assert!(found.len() == 1 && found[0].starts_with(&want), "{taken}: {found:?}"),
+                None => assert!(found.is_empty(), "{taken}: {found:?}"),
+            }
+        }
     }
 
     #[test]

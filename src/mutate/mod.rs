@@ -5,6 +5,7 @@ pub mod affinity;
 pub mod identity;
 pub mod patch;
 pub mod plan;
+pub mod undone;
 
 use serde_json::Value;
 
@@ -79,10 +80,12 @@ pub enum PreviewError {
 }
 
 /// Plans a pod's patch offline, exactly as the webhook would for a CREATE by `user` in the
-/// pod's namespace; `storage_class` stands in for the PVC lookup.
+/// pod's namespace; `storage_class` stands in for the PVC lookup, and `config_id` names the
+/// config as a server reading the same file would (`config::load::file_id`).
 pub fn preview(
     pod: &Value,
     config: &NodeAgentConfig,
+    config_id: &str,
     user: &str,
     storage_class: Option<String>,
 ) -> Result<Preview, PreviewError> {
@@ -116,7 +119,7 @@ pub fn preview(
         pod,
         mover: &mover,
         config,
-        generation: 1,
+        config_id,
         storage_class: plan::StorageClass::Known(storage_class),
         priority_classes: None,
     });

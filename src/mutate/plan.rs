@@ -1,7 +1,7 @@
 //! Plans the patch that gives one data-mover pod the live config's settings
 //! (velero-spec.md §4, §9). Pure: pod, config and what is known of the cluster in, ops out.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
@@ -9,7 +9,9 @@ use super::affinity::{self, AffinityPlan};
 use super::identity::DataMover;
 use super::patch::{self, at, Op};
 use crate::config::model::{is_velero_key, NodeAgentConfig, PodResources, ResourcePair, APPLIED_ANNOTATION};
+use crate::config::third_party::{self, IN_TREE_ANNOTATIONS, IN_TREE_LABELS};
 use crate::k8s::quantity::Quantity;
+use crate::k8s::selector::TOTAL_ANNOTATION_SIZE_LIMIT_B;
 
 /// A pod setting the webhook applies; bounded values, used as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,7 +49,8 @@ pub struct PlanInput<'a> {
     pub pod: &'a Value,
     pub mover: &'a DataMover,
     pub config: &'a NodeAgentConfig,
-    pub generation: u64,
+    /// Names the config being applied, the same on every replica (`LiveConfig::id`).
+    pub config_id: &'a str,
     pub storage_class: StorageClass,
     /// The PriorityClasses that exist, when known.
     pub priority_classes: Option<&'a HashSet<String>>,
@@ -60,6 +63,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     pub affinity_conflict: bool,
     pub priority_class_missing: bool,
+    /// podAnnotations were left out: with them the pod's annotations would exceed Kubernetes' limit.
+    pub annotations_over_limit: bool,
 }
 
 /// Whether `loadAffinity` can apply to this pod: DataUpload/DataDownload pods that the
@@ -82,21 +87,79 @@ pub fn plan(input: &PlanInput) -> Plan {
     plan_resources(input, &mut plan);
     plan_priority(input, &mut plan);
     let labels = wanted_metadata(&input.config.pod_labels);
-    let label_ops = patch::merge_map(at(input.pod, &["metadata", "labels"]), "/metadata/labels", &labels);
+    let current_labels = at(input.pod, &["metadata", "labels"]);
+    let mut label_ops = patch::merge_map(current_labels, "/metadata/labels", &labels);
+    label_ops.extend(superseded_ops(current_labels, "/metadata/labels", &IN_TREE_LABELS, &input.config.pod_labels));
     plan.record(Setting::PodLabels, label_ops);
-    let mut annotations = wanted_metadata(&input.config.pod_annotations);
-    let current_annotations = at(input.pod, &["metadata", "annotations"]);
-    if patch::map_differs(current_annotations, &annotations) {
-        plan.applied.push(Setting::PodAnnotations);
-    }
-    if !plan.applied.is_empty() {
-        // Written only together with another change, so running on our own output is a no-op.
-        let names: Vec<&str> = plan.applied.iter().map(|s| s.as_str()).collect();
-        let summary = format!("{} (config generation {})", names.join(","), input.generation);
-        annotations.push((APPLIED_ANNOTATION, summary.as_str()));
-        plan.ops.extend(patch::merge_map(current_annotations, "/metadata/annotations", &annotations));
-    }
+    plan_annotations(input, &mut plan);
     plan
+}
+
+/// The config's annotations and ours (the summary of what was applied), within Kubernetes'
+/// limit on a pod's annotations, the pod's own included: the API server refuses a pod over
+/// it. Ours is left out first; if the config's alone are still too many, they are left out
+/// (with a warning) and ours is written if it fits.
+fn plan_annotations(input: &PlanInput, plan: &mut Plan) {
+    let current = at(input.pod, &["metadata", "annotations"]);
+    let config = wanted_metadata(&input.config.pod_annotations);
+    let mut chosen: &[(&str, &str)] = &config;
+    let mut removals =
+        superseded_ops(current, "/metadata/annotations", &IN_TREE_ANNOTATIONS, &input.config.pod_annotations);
+    if patch::map_differs(current, &config) || !removals.is_empty() {
+        let size = annotations_size(current, &config, None);
+        if size <= TOTAL_ANNOTATION_SIZE_LIMIT_B {
+            plan.applied.push(Setting::PodAnnotations);
+        } else {
+            plan.annotations_over_limit = true;
+            plan.warnings.push(format!(
+                "podAnnotations not applied: with them the pod's annotations would take {size} bytes, over Kubernetes' limit of {TOTAL_ANNOTATION_SIZE_LIMIT_B}, and the API server would refuse the pod"
+            ));
+            chosen = &[];
+            removals.clear();
+        }
+    }
+    if plan.applied.is_empty() {
+        // Written only together with another change, so running on our own output is a no-op.
+        return;
+    }
+    let names: Vec<&str> = plan.applied.iter().map(|s| s.as_str()).collect();
+    let summary = format!("{} (config {})", names.join(","), input.config_id);
+    let mut annotations = chosen.to_vec();
+    if annotations_size(current, chosen, Some(&summary)) <= TOTAL_ANNOTATION_SIZE_LIMIT_B {
+        annotations.push((APPLIED_ANNOTATION, summary.as_str()));
+    }
+    plan.ops.extend(patch::merge_map(current, "/metadata/annotations", &annotations));
+    plan.ops.extend(removals);
+}
+
+/// Removes the in-tree third-party keys node-agent copied from its DaemonSet that the
+/// configured map supersedes (Velero 1.18's rule, applied on every version).
+fn superseded_ops(
+    current: Option<&Value>,
+    path: &str,
+    in_tree: &[&str],
+    configured: &BTreeMap<String, String>,
+) -> Vec<Op> {
+    let present = |key: &&str| current.and_then(|map| map.get(*key)).is_some();
+    third_party::superseded(in_tree, configured)
+        .into_iter()
+        .filter(present)
+        .map(|key| Op::Remove { path: format!("{path}/{}", patch::escape(key)) })
+        .collect()
+}
+
+/// The bytes of a pod's annotations (keys and values, as the API server counts them) after
+/// merging `entries` and, when given, our summary into `current`.
+fn annotations_size(current: Option<&Value>, entries: &[(&str, &str)], summary: Option<&str>) -> usize {
+    let mut merged: BTreeMap<&str, usize> = current
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| (key.as_str(), value.as_str().map_or(0, str::len)))
+        .collect();
+    merged.extend(entries.iter().map(|(key, value)| (*key, value.len())));
+    merged.extend(summary.map(|value| (APPLIED_ANNOTATION, value.len())));
+    merged.iter().map(|(key, value)| key.len() + value).sum()
 }
 
 impl Plan {
@@ -130,12 +193,12 @@ fn plan_affinity(input: &PlanInput, plan: &mut Plan) {
     match affinity::plan(input.pod, &affinity::requirements(entry)) {
         AffinityPlan::Unchanged => {}
         AffinityPlan::Ops(ops) => plan.record(Setting::LoadAffinity, ops),
-        AffinityPlan::Conflict { term, wanted, existing } => {
+        AffinityPlan::Conflict(contradictions) => {
             plan.affinity_conflict = true;
-            plan.warnings.push(format!(
-                "loadAffinity not applied: {} {} {:?} contradicts node affinity term {term}'s {} {} {:?} (set by node-agent at its start); restart node-agent to apply the new loadAffinity",
-                wanted.key, wanted.operator, wanted.values, existing.key, existing.operator, existing.values
-            ));
+            // One warning per term: the API server passes on at most 256 characters of each.
+            plan.warnings.extend(contradictions.iter().map(|contradiction| {
+                format!("loadAffinity not applied (no node fits it and the pod's placement): {contradiction}")
+            }));
         }
     }
 }
@@ -253,6 +316,11 @@ mod tests {
         pod
     }
 
+    /// [`pod`] with the in-tree third-party label node-agent copies from its DaemonSet.
+    fn azure_labelled() -> Value {
+        with(pod(), "/metadata/labels", json!({"velero.io/data-upload": "du-1", "azure.workload.identity/use": "true"}))
+    }
+
     /// One row: the config, the pod and its kind, what the cluster knows, and the plan wanted
     /// (settings applied, the ops' paths in order, a fragment of each warning, the two flags).
     struct Case {
@@ -311,6 +379,43 @@ mod tests {
             Case {
                 name: "Velero's own keys and our annotation are never written",
                 config: r#"{"podLabels": {"velero.io/data-upload": "x"}, "podAnnotations": {"node-agent-webhook.io/applied": "x"}}"#,
+                ..Case::default()
+            },
+            Case {
+                name: "podLabels supersede the in-tree third-party label node-agent copied, as in Velero 1.18",
+                config: r#"{"podLabels": {"team": "platform"}}"#,
+                pod: azure_labelled(),
+                applied: &[Setting::PodLabels],
+                paths: &["/metadata/labels/team", "/metadata/labels/azure.workload.identity~1use", ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "an in-tree label the podLabels list stays, with their value",
+                config: r#"{"podLabels": {"azure.workload.identity/use": "true"}}"#,
+                pod: azure_labelled(),
+                ..Case::default()
+            },
+            Case {
+                name: "podAnnotations supersede the in-tree third-party annotation, even when they are all there",
+                config: r#"{"podAnnotations": {"a": "b"}}"#,
+                pod: with(
+                    pod(),
+                    "/metadata/annotations",
+                    json!({"a": "b", "iam.amazonaws.com/role": "node-agent-role"}),
+                ),
+                applied: &[Setting::PodAnnotations],
+                paths: &[
+                    "/metadata/annotations/node-agent-webhook.io~1applied",
+                    "/metadata/annotations/iam.amazonaws.com~1role",
+                ],
+                ..Case::default()
+            },
+            Case {
+                name: "without podLabels node-agent's copies stay",
+                config: r#"{"podAnnotations": {"a": "b"}}"#,
+                pod: with(pod(), "/metadata/labels", json!({"azure.workload.identity/use": "true"})),
+                applied: &[Setting::PodAnnotations],
+                paths: &[ANNOTATIONS],
                 ..Case::default()
             },
             Case {
@@ -429,6 +534,29 @@ mod tests {
                 affinity_conflict: true,
                 ..Case::default()
             },
+            Case {
+                name: "loadAffinity drops the terms it contradicts and keeps the pod's others",
+                config: r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "b"}}}]}"#,
+                pod: with(
+                    pod(),
+                    "/spec/affinity",
+                    json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["c"]}]}]}}}),
+                ),
+                applied: &[Setting::LoadAffinity],
+                paths: &[TERMS, TERMS, ANNOTATIONS],
+                ..Case::default()
+            },
+            Case {
+                name: "loadAffinity that contradicts the pod's nodeSelector is left out, with a warning",
+                config: r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"kubernetes.io/os": "windows"}}}]}"#,
+                pod: with(pod(), "/spec/nodeSelector", json!({"kubernetes.io/os": "linux"})),
+                warnings: &["(the pod's spec.nodeSelector)"],
+                affinity_conflict: true,
+                ..Case::default()
+            },
         ]
     }
 
@@ -444,7 +572,7 @@ mod tests {
                 pod: &case.pod,
                 mover: &mover,
                 config: &checked.config,
-                generation: 7,
+                config_id: "resourceVersion:7",
                 storage_class: case.storage_class.clone(),
                 priority_classes: classes.as_ref(),
             });
@@ -474,7 +602,7 @@ mod tests {
                 plan.ops.iter().find(|op| paths.len() > 1 && op.to_json()["path"] == ANNOTATIONS)
             {
                 let summary = value[APPLIED_ANNOTATION].as_str().unwrap_or_default();
-                if !summary.ends_with("(config generation 7)") {
+                if !summary.ends_with("(config resourceVersion:7)") {
                     failures.push(format!("{}: applied annotation {summary:?}", case.name));
                 }
             }
@@ -482,21 +610,90 @@ mod tests {
         assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
     }
 
+    /// The plan for a DataUpload pod with no storage class or PriorityClasses known.
+    fn upload_plan(pod: &Value, config: &NodeAgentConfig, config_id: &str) -> Plan {
+        let mover = DataMover { kind: MoverKind::DataUpload, name: "du-1".into(), owner_uid: "uid-1".into() };
+        plan(&PlanInput {
+            pod,
+            mover: &mover,
+            config,
+            config_id,
+            storage_class: StorageClass::Known(None),
+            priority_classes: None,
+        })
+    }
+
+    #[test]
+    fn annotations_stay_within_kubernetes_limit_ours_first_then_the_config_s() {
+        const LIMIT: usize = TOTAL_ANNOTATION_SIZE_LIMIT_B;
+        let id = "resourceVersion:7";
+        let ours = |settings: &str| APPLIED_ANNOTATION.len() + format!("{settings} (config {id})").len();
+        let both = ours("podLabels,podAnnotations");
+        // An annotation `key` whose key and value take `bytes` bytes.
+        let sized = |key: &str, bytes: usize| (key.to_string(), "x".repeat(bytes - key.len()));
+        // (name, the pod's own annotation bytes, the config's, podLabels too, then: podAnnotations
+        // applied, our summary written, left out for the limit)
+        let cases = [
+            ("room for all", 0, 1000, true, true, true, false),
+            ("room for all, exactly", 500, LIMIT - 500 - both, true, true, true, false),
+            ("no room for ours", 500, LIMIT - 500 - both + 1, true, true, false, false),
+            ("the config's fill the limit", 0, LIMIT, false, true, false, false),
+            (
+                "the config's and the pod's are too many: ours for the labels",
+                1000,
+                LIMIT - 999,
+                true,
+                false,
+                true,
+                true,
+            ),
+            ("too many and nothing else to say", 1000, LIMIT - 999, false, false, false, true),
+        ];
+        for (name, own, configured, labels, applied, summarized, over) in cases {
+            let mut pod = pod();
+            if own > 0 {
+                let (key, value) = sized("own", own);
+                pod = with(pod, "/metadata/annotations", json!({ key: value }));
+            }
+            let config = NodeAgentConfig {
+                pod_annotations: [sized("cfg", configured)].into(),
+                pod_labels: if labels { [("team".to_string(), "a".to_string())].into() } else { Default::default() },
+                ..NodeAgentConfig::default()
+            };
+            let planned = |pod: &Value| upload_plan(pod, &config, id);
+            let first = planned(&pod);
+            assert_eq!(first.applied.contains(&Setting::PodAnnotations), applied, "{name}: {:?}", first.applied);
+            assert_eq!(first.annotations_over_limit, over, "{name}");
+            assert_eq!(first.warnings.len(), usize::from(over), "{name}: {:?}", first.warnings);
+            let mut patched = pod.clone();
+            patch::apply_ops(&mut patched, first.ops).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let annotations = patched["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+            assert_eq!(annotations.contains_key(APPLIED_ANNOTATION), summarized, "{name}");
+            let size: usize = annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+            assert!(size <= LIMIT, "{name}: {size} bytes");
+            assert!(planned(&patched).ops.is_empty(), "{name}: planning again changes nothing");
+        }
+    }
+
+    #[test]
+    fn the_longest_summary_fits_the_room_the_checker_keeps() {
+        let all = [
+            Setting::LoadAffinity,
+            Setting::PodResources,
+            Setting::PriorityClassName,
+            Setting::PodLabels,
+            Setting::PodAnnotations,
+        ];
+        let names: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        let summary = format!("{} (config resourceVersion:{})", names.join(","), u64::MAX);
+        assert_eq!(APPLIED_ANNOTATION.len() + summary.len(), crate::config::model::APPLIED_ANNOTATION_MAX_BYTES);
+    }
+
     #[test]
     fn a_plan_applied_to_its_pod_plans_nothing_more() {
         let text = format!("{{{}, {}}}", &AFFINITY[1..AFFINITY.len() - 1], &RESOURCES[1..RESOURCES.len() - 1]);
         let config = check_value(&text, &Environment::default()).config;
-        let mover = DataMover { kind: MoverKind::DataUpload, name: "du-1".into(), owner_uid: "uid-1".into() };
-        let planned = |pod: &Value| {
-            plan(&PlanInput {
-                pod,
-                mover: &mover,
-                config: &config,
-                generation: 1,
-                storage_class: StorageClass::Known(None),
-                priority_classes: None,
-            })
-        };
+        let planned = |pod: &Value| upload_plan(pod, &config, "sha256:0123456789ab");
         let mut pod = pod();
         let first = planned(&pod);
         assert_eq!(first.applied, [Setting::LoadAffinity, Setting::PodResources]);

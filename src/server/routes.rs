@@ -53,8 +53,14 @@ fn parse_timeout(query: &TimeoutQuery) -> Duration {
 }
 
 async fn validate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(&state, Webhook::Validate, &query, body, |state, request| async move { state.review_configmap(&request) })
-        .await
+    answer(
+        &state,
+        Webhook::Validate,
+        &query,
+        body,
+        |state, request| async move { state.review_configmap(&request).await },
+    )
+    .await
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
@@ -150,6 +156,7 @@ where
         allowed = decision.allowed,
         warnings = decision.warnings.len(),
         applied = decision.applied.join(","),
+        config = decision.config.as_str(),
         duration_us = elapsed.as_micros() as u64,
         "admission"
     );

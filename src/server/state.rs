@@ -14,6 +14,7 @@ use super::readiness::Readiness;
 use crate::admission::{Decision, Request};
 use crate::cluster::Cluster;
 use crate::config::model::NodeAgentConfig;
+use crate::config::third_party::TemplateKeys;
 use crate::config::validate::Environment;
 use crate::config::version::VeleroVersion;
 use crate::metrics::{Metrics, PodOutcome};
@@ -26,8 +27,14 @@ use crate::validating::{self, CheckInputs, Review, Target};
 /// The config the mutating webhook applies, and which load it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveConfig {
-    /// Counts successful loads from 1; 0 means nothing was loaded (no settings).
+    /// Counts this process's successful loads from 1; 0 means nothing was loaded (no
+    /// settings). Per process: it tells whether an edit reached this replica, not which
+    /// config a pod got.
     pub generation: u64,
+    /// Names the config, the same on every replica and across restarts: `resourceVersion:N`
+    /// of the ConfigMap, or `sha256:…` of the config file (`config::load`); empty when none.
+    /// Pods' `applied` annotation, the `config_info` metric and the log say it.
+    pub id: String,
     pub config: NodeAgentConfig,
 }
 
@@ -36,6 +43,7 @@ pub struct LiveConfig {
 /// re-syncs, API-server retries), and the check costs more than the rest of a review.
 struct Verdict {
     inputs: CheckInputs,
+    template: Option<TemplateKeys>,
     velero_version: Option<VeleroVersion>,
     classes: ClassNames,
     decision: Decision,
@@ -49,8 +57,17 @@ struct ClassNames {
 }
 
 impl Verdict {
-    fn is_for(&self, inputs: &CheckInputs, velero_version: Option<VeleroVersion>, classes: &ClassNames) -> bool {
-        self.velero_version == velero_version && self.classes == *classes && self.inputs == *inputs
+    fn is_for(
+        &self,
+        inputs: &CheckInputs,
+        template: &Option<TemplateKeys>,
+        velero_version: Option<VeleroVersion>,
+        classes: &ClassNames,
+    ) -> bool {
+        self.velero_version == velero_version
+            && self.classes == *classes
+            && self.template == *template
+            && self.inputs == *inputs
     }
 }
 
@@ -117,16 +134,19 @@ impl AppState {
     }
 
     /// Decides a ConfigMap review; a config check whose inputs and environment equal the last
-    /// one's reuses its verdict (contents compared in full, not hashed).
-    pub fn review_configmap(&self, request: &Request) -> Decision {
+    /// one's reuses its verdict (contents compared in full, not hashed). With a cluster, the
+    /// node-agent DaemonSet's in-tree third-party keys are read first (one GET).
+    pub async fn review_configmap(&self, request: &Request) -> Decision {
         let inputs = match validating::triage(request, &self.target) {
             Review::Decided(decision) => return decision,
             Review::NeedsCheck(inputs) => inputs,
         };
+        let template = self.node_agent_template().await;
         let velero_version = read(&self.velero_version);
         let classes = ClassNames { priority: read(&self.priority_classes), storage: read(&self.storage_classes) };
         if let Ok(last) = self.last_verdict.lock() {
-            if let Some(last) = last.as_ref().filter(|last| last.is_for(&inputs, velero_version, &classes)) {
+            let reusable = |last: &&Verdict| last.is_for(&inputs, &template, velero_version, &classes);
+            if let Some(last) = last.as_ref().filter(reusable) {
                 return last.decision.clone();
             }
         }
@@ -135,11 +155,24 @@ impl AppState {
             priority_classes: classes.priority.as_deref(),
             storage_classes: classes.storage.as_deref(),
         };
-        let decision = validating::checked_decision(&self.target, &env, &inputs);
+        let decision = validating::checked_decision(&self.target, &env, &inputs, template.as_ref());
         if let Ok(mut last) = self.last_verdict.lock() {
-            *last = Some(Verdict { inputs, velero_version, classes, decision: decision.clone() });
+            *last = Some(Verdict { inputs, template, velero_version, classes, decision: decision.clone() });
         }
         decision
+    }
+
+    /// The in-tree third-party keys of node-agent's DaemonSet pod template; unknown without a
+    /// cluster or when the read fails (then no warning depends on them).
+    async fn node_agent_template(&self) -> Option<TemplateKeys> {
+        let cluster = self.cluster.as_ref()?;
+        match cluster.node_agent_template_keys(&self.target.namespace).await {
+            Ok(keys) => Some(keys),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the node-agent DaemonSet; no warning about its third-party keys");
+                None
+            }
+        }
     }
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
@@ -173,12 +206,13 @@ impl AppState {
             pod: &pod,
             mover: &mover,
             config: &live.config,
-            generation: live.generation,
+            config_id: &live.id,
             storage_class,
             priority_classes: classes.as_deref(),
         });
         outcome.affinity_conflict = plan.affinity_conflict;
         outcome.priority_class_missing = plan.priority_class_missing;
+        outcome.annotations_over_limit = plan.annotations_over_limit;
         if plan.ops.is_empty() {
             outcome.skipped = Some("nothing_to_change");
         }
@@ -191,7 +225,11 @@ impl AppState {
             Mutation::Patch { applied, .. } => outcome.settings_applied = applied.iter().map(|s| s.as_str()).collect(),
             Mutation::Unchanged { .. } => {}
         }
-        mutating::decision(mutation)
+        let mut decision = mutating::decision(mutation);
+        if decision.patch.is_some() {
+            decision.config.clone_from(&live.id);
+        }
+        decision
     }
 
     /// The class that chooses the loadAffinity entry: the DataUpload's PVC (named like the
@@ -220,6 +258,7 @@ impl AppState {
     /// Installs a newly loaded config (or none, for a missing ConfigMap) and marks the source read.
     pub fn set_live_config(&self, live: LiveConfig) {
         self.metrics.config_generation.set(live.generation as i64);
+        self.metrics.set_config_id(&live.id);
         write(&self.live, Arc::new(live));
         self.readiness.mark_config_read();
     }
@@ -286,8 +325,8 @@ mod tests {
     type Step<'a> = (&'a str, fn(&AppState), Request, bool, Vec<&'a str>);
 
     /// The reused verdict must never be stale: each step changes one input of the check.
-    #[test]
-    fn a_reused_verdict_follows_every_input_of_the_check() {
+    #[tokio::test]
+    async fn a_reused_verdict_follows_every_input_of_the_check() {
         let state = AppState::new(
             Settings {
                 target: Target { namespace: "velero".into(), name: "node-agent-config".into() },
@@ -340,7 +379,7 @@ mod tests {
         ];
         for (step, change, request, allowed, warnings) in steps {
             change(&state);
-            let decision = state.review_configmap(&request);
+            let decision = state.review_configmap(&request).await;
             assert_eq!(decision.allowed, allowed, "{step}: {decision:?}");
             assert_eq!(decision.warnings.len(), warnings.len(), "{step}: {:?}", decision.warnings);
             for (got, want) in decision.warnings.iter().zip(&warnings) {
