@@ -31,8 +31,15 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     let mut v = Validator { decoded: shared, found: Diagnostics::default() };
     v.load_concurrency(config);
     v.load_affinity(config);
-    v.pod_resources(config.pod_resources.as_ref());
-    v.priority_class(config, env);
+    v.pod_resources(
+        config.pod_resources.as_ref(),
+        "node-agent ignores the whole podResources section unless cpuRequest, cpuLimit, memoryRequest and memoryLimit are all given",
+    );
+    v.priority_class(
+        &config.priority_class_name,
+        env,
+        "node-agent drops it and the webhook leaves pod priority alone until it does",
+    );
     v.pod_metadata(config);
     v.backup_pvcs(&config.backup_pvc);
     v.cache_pvc(config);
@@ -43,12 +50,14 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     decoded.diagnostics.0.extend(found.0);
 }
 
-struct Validator<'d> {
-    decoded: &'d Decoded,
-    found: Diagnostics,
+/// The rules' findings about one decoded value; the rules that do not depend on the ConfigMap
+/// kind (`C`) are shared with Velero's other ConfigMaps.
+pub(super) struct Validator<'d, C = NodeAgentConfig> {
+    pub(super) decoded: &'d Decoded<C>,
+    pub(super) found: Diagnostics,
 }
 
-impl Validator<'_> {
+impl<C> Validator<'_, C> {
     fn report(&mut self, severity: Severity, err: FieldError) {
         if self.decoded.is_unusable(&err.path) {
             return;
@@ -57,11 +66,11 @@ impl Validator<'_> {
         self.found.push(Diagnostic::from_field_error(severity, &err, pos));
     }
 
-    fn error(&mut self, err: FieldError) {
+    pub(super) fn error(&mut self, err: FieldError) {
         self.report(Severity::Error, err);
     }
 
-    fn warn(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, path: &str, message: impl Into<String>) {
         if self.decoded.is_unusable(path) {
             return;
         }
@@ -69,7 +78,7 @@ impl Validator<'_> {
         self.found.push(Diagnostic::warning(path, message, pos));
     }
 
-    fn is_present(&self, path: &str) -> bool {
+    pub(super) fn is_present(&self, path: &str) -> bool {
         self.decoded.positions.contains(path)
     }
 
@@ -141,7 +150,7 @@ impl Validator<'_> {
     }
 
     /// Checks one label key and value, reporting at the entry's own path so the position is exact.
-    fn label_entry(&mut self, entry: &str, key: &str, value: &str) {
+    pub(super) fn label_entry(&mut self, entry: &str, key: &str, value: &str) {
         for msg in names::is_qualified_name(key) {
             self.error(FieldError::invalid(entry, key, msg));
         }
@@ -168,11 +177,7 @@ impl Validator<'_> {
                     "must have matchLabels or matchExpressions: Velero 1.17 turns an empty selector into a term that matches no node",
                 ));
             }
-            self.match_labels(&entry.node_selector.match_labels, &selector_path);
-            let expressions_path = field::child(&selector_path, "matchExpressions");
-            for (j, req) in entry.node_selector.match_expressions.iter().enumerate() {
-                self.node_selector_requirement(req, &field::index(&expressions_path, j));
-            }
+            self.node_selector(&entry.node_selector, &selector_path);
             if entry.storage_class.is_empty() {
                 if let Some(first) = global_entry {
                     self.error(FieldError::forbidden(
@@ -208,6 +213,15 @@ impl Validator<'_> {
         }
     }
 
+    /// A `loadAffinity` selector: its labels and its requirements as node-selector requirements.
+    pub(super) fn node_selector(&mut self, selector: &LabelSelector, path: &str) {
+        self.match_labels(&selector.match_labels, path);
+        let expressions_path = field::child(path, "matchExpressions");
+        for (j, req) in selector.match_expressions.iter().enumerate() {
+            self.node_selector_requirement(req, &field::index(&expressions_path, j));
+        }
+    }
+
     /// Velero copies requirements straight into node affinity: Kubernetes' node-selector rules.
     fn node_selector_requirement(&mut self, req: &super::model::SelectorRequirement, path: &str) {
         if !NODE_SELECTOR_OPERATORS.contains(&req.operator.as_str()) {
@@ -233,7 +247,8 @@ impl Validator<'_> {
         }
     }
 
-    fn pod_resources(&mut self, resources: Option<&PodResources>) {
+    /// `partial` says what Velero does with a section that lacks one of the four quantities.
+    pub(super) fn pod_resources(&mut self, resources: Option<&PodResources>, partial: &str) {
         let Some(r) = resources else { return };
         let pairs = r.pairs();
         let fields: Vec<(&str, &str)> =
@@ -262,10 +277,7 @@ impl Validator<'_> {
         if !missing.is_empty() {
             self.error(FieldError::required(
                 "podResources",
-                format!(
-                    "{} not set: node-agent ignores the whole podResources section unless cpuRequest, cpuLimit, memoryRequest and memoryLimit are all given; use \"0\" for no limit",
-                    missing.join(", ")
-                ),
+                format!("{} not set: {partial}; use \"0\" for no limit", missing.join(", ")),
             ));
         }
         for pair in &pairs {
@@ -287,8 +299,8 @@ impl Validator<'_> {
         }
     }
 
-    fn priority_class(&mut self, config: &NodeAgentConfig, env: &Environment) {
-        let name = &config.priority_class_name;
+    /// `missing` says what Velero does with a class the cluster does not have.
+    pub(super) fn priority_class(&mut self, name: &str, env: &Environment, missing: &str) {
         if name.is_empty() {
             return;
         }
@@ -299,10 +311,7 @@ impl Validator<'_> {
         }
         if let (true, Some(classes)) = (valid, env.priority_classes) {
             if !classes.contains(name) {
-                self.warn(
-                    "priorityClassName",
-                    format!("PriorityClass {} does not exist: node-agent drops it and the webhook leaves pod priority alone until it does", go_quote(name)),
-                );
+                self.warn("priorityClassName", format!("PriorityClass {} does not exist: {missing}", go_quote(name)));
             }
         }
     }
@@ -328,7 +337,7 @@ impl Validator<'_> {
     }
 
     /// Keys are checked one by one (so each error points at its key), the size as a whole.
-    fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) {
+    pub(super) fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) {
         for key in annotations.keys() {
             for err in selector::validate_annotations(std::iter::once((key.as_str(), "")), &field::key(path, key)) {
                 self.error(err);

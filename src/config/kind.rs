@@ -1,0 +1,172 @@
+//! Which of Velero's ConfigMaps a ConfigMap is, and each kind's check behind one call, so the
+//! webhook and `check` treat the three alike.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use super::configmap::{self, Findings};
+use super::diagnostics::Diagnostics;
+use super::validate::Environment;
+use super::{backup_repository, repo_maintenance};
+
+/// One of the ConfigMaps Velero reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// node-agent's (`--node-agent-configmap`).
+    NodeAgent,
+    /// The repository maintenance Jobs' (`--repo-maintenance-job-configmap`).
+    RepoMaintenance,
+    /// The backup repositories' (`--backup-repository-configmap`).
+    BackupRepository,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::NodeAgent, Kind::RepoMaintenance, Kind::BackupRepository];
+
+    /// The name `check --kind` takes.
+    pub fn id(self) -> &'static str {
+        match self {
+            Kind::NodeAgent => "node-agent",
+            Kind::RepoMaintenance => "repo-maintenance",
+            Kind::BackupRepository => "backup-repository",
+        }
+    }
+
+    /// How messages name the config: "not a valid {label} config".
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::NodeAgent => "node-agent",
+            Kind::RepoMaintenance => "repository maintenance job",
+            Kind::BackupRepository => "backup repository",
+        }
+    }
+
+    /// The ConfigMap's name in Velero's docs.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            Kind::NodeAgent => "node-agent-config",
+            Kind::RepoMaintenance => repo_maintenance::DEFAULT_CONFIGMAP,
+            Kind::BackupRepository => backup_repository::DEFAULT_CONFIGMAP,
+        }
+    }
+
+    /// The Velero flag that names the ConfigMap (the server's, or node-agent's for node-agent).
+    pub fn velero_flag(self) -> &'static str {
+        match self {
+            Kind::NodeAgent => "--node-agent-configmap",
+            Kind::RepoMaintenance => "--repo-maintenance-job-configmap",
+            Kind::BackupRepository => "--backup-repository-configmap",
+        }
+    }
+
+    /// What deleting the ConfigMap does, for the warning on DELETE.
+    pub fn delete_consequence(self) -> &'static str {
+        match self {
+            Kind::NodeAgent => "node-agent 1.17+ fails to start without it: recreate it before node-agent restarts",
+            Kind::RepoMaintenance => {
+                "the Velero server 1.17+ fails to start without it, and until then maintenance Jobs silently get the defaults: recreate it before the server restarts"
+            }
+            Kind::BackupRepository => {
+                "the Velero server 1.17+ and node-agent 1.18+ fail to start without it, and new BackupRepositories get no config: recreate it before they restart"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown ConfigMap kind {0:?}: expected node-agent, repo-maintenance or backup-repository")]
+pub struct KindError(pub String);
+
+impl FromStr for Kind {
+    type Err = KindError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL.into_iter().find(|kind| kind.id() == s).ok_or_else(|| KindError(s.to_string()))
+    }
+}
+
+/// The names of the three ConfigMaps in the Velero namespace; a kind that is not checked has
+/// none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub node_agent: String,
+    pub repo_maintenance: Option<String>,
+    pub backup_repository: Option<String>,
+}
+
+impl Default for Names {
+    /// The names in Velero's docs.
+    fn default() -> Self {
+        Self {
+            node_agent: Kind::NodeAgent.default_name().to_string(),
+            repo_maintenance: Some(Kind::RepoMaintenance.default_name().to_string()),
+            backup_repository: Some(Kind::BackupRepository.default_name().to_string()),
+        }
+    }
+}
+
+impl Names {
+    pub fn get(&self, kind: Kind) -> Option<&str> {
+        match kind {
+            Kind::NodeAgent => Some(&self.node_agent),
+            Kind::RepoMaintenance => self.repo_maintenance.as_deref(),
+            Kind::BackupRepository => self.backup_repository.as_deref(),
+        }
+    }
+
+    /// Which kind the ConfigMap `name` is, if it is one of them.
+    pub fn kind_of(&self, name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| self.get(*kind) == Some(name))
+    }
+}
+
+/// Checks a whole ConfigMap of `kind`.
+pub fn check_configmap(
+    kind: Kind,
+    data: &BTreeMap<String, String>,
+    binary_keys: &[String],
+    env: &Environment,
+) -> Findings {
+    match kind {
+        Kind::NodeAgent => configmap::check_configmap(data, binary_keys, env).findings(),
+        Kind::RepoMaintenance => repo_maintenance::check_configmap(data, binary_keys, env).findings(),
+        Kind::BackupRepository => backup_repository::check_configmap(data, binary_keys, env).findings(),
+    }
+}
+
+/// Checks one data value of `kind` on its own (a repository maintenance value without the
+/// `global` key beside it).
+pub fn check_value(kind: Kind, text: &str, env: &Environment) -> Diagnostics {
+    match kind {
+        Kind::NodeAgent => super::check_value(text, env).diagnostics,
+        Kind::RepoMaintenance => repo_maintenance::check_value(text, env).diagnostics,
+        Kind::BackupRepository => backup_repository::check_value(text, env).diagnostics,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_tell_the_kinds_apart_and_a_kind_can_be_off() {
+        let names = Names::default();
+        assert_eq!(names.kind_of("node-agent-config"), Some(Kind::NodeAgent));
+        assert_eq!(names.kind_of("repo-maintenance-job-config"), Some(Kind::RepoMaintenance));
+        assert_eq!(names.kind_of("backup-repository-config"), Some(Kind::BackupRepository));
+        assert_eq!(names.kind_of("other"), None);
+        let off = Names { backup_repository: None, ..Names::default() };
+        assert_eq!(off.kind_of("backup-repository-config"), None);
+        for kind in Kind::ALL {
+            assert_eq!(kind.id().parse::<Kind>(), Ok(kind));
+        }
+        assert!("repo".parse::<Kind>().is_err());
+    }
+}
