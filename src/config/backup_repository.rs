@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::configmap::{data_structure, ConfigMapCheck, DataRules};
+use super::configmap::{check_keyed, ConfigMapCheck, DataRules};
 use super::decode::{closest, render, shortened};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Member, Node, Value};
@@ -42,6 +42,7 @@ const DATA: DataRules = DataRules {
     reader: READER,
     one_key: false,
     must_hold: "must hold a \"kopia\" key with the JSON repository config",
+    before_1_15: "",
 };
 
 /// Checks a whole backup repository ConfigMap: its data keys and each value.
@@ -50,25 +51,7 @@ pub fn check_configmap(
     binary_keys: &[String],
     env: &Environment,
 ) -> ConfigMapCheck<RepositoryConfig> {
-    let mut structure = data_structure(data, binary_keys, &DATA);
-    if let Some(version) = env.velero_version.filter(|v| *v < VeleroVersion::new(1, 15, 0)) {
-        structure.push(Diagnostic::warning(
-            "data",
-            format!("Velero {version} does not read this ConfigMap (since 1.15.0)"),
-            None,
-        ));
-    }
-    let values = data
-        .iter()
-        .map(|(key, text)| {
-            let mut checked = check_value(text, env);
-            if let Some(finding) = key_finding(key) {
-                checked.diagnostics.0.insert(0, finding);
-            }
-            (key.clone(), checked)
-        })
-        .collect();
-    ConfigMapCheck { structure, values }
+    check_keyed(data, binary_keys, env, &DATA, key_finding, |_, text| check_value(text, env))
 }
 
 /// A data key other than `kopia`: `restic` is ignored by its provider, the docs' `<kopia>` and

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::model::NodeAgentConfig;
 use super::validate::Environment;
+use super::version::VeleroVersion;
 use super::{check_value, Checked};
 use crate::k8s::field::go_quote;
 
@@ -70,10 +71,48 @@ pub(crate) struct DataRules {
     pub one_key: bool,
     /// What `data` must hold, for the message when it holds nothing.
     pub must_hold: &'static str,
+    /// What an older Velero, which does not read the ConfigMap, uses instead ("" for nothing).
+    pub before_1_15: &'static str,
 }
 
-const NODE_AGENT_DATA: DataRules =
-    DataRules { reader: "node-agent", one_key: true, must_hold: "must hold exactly one key with the JSON config" };
+const NODE_AGENT_DATA: DataRules = DataRules {
+    reader: "node-agent",
+    one_key: true,
+    must_hold: "must hold exactly one key with the JSON config",
+    before_1_15: "",
+};
+
+/// A keyed ConfigMap (Velero's other two): the findings about `data` as a whole, a warning
+/// when the Velero version predates the ConfigMap (1.15), and each key's value as `check`
+/// finds it, headed by what `key_finding` says about the key itself.
+pub(crate) fn check_keyed<C>(
+    data: &BTreeMap<String, String>,
+    binary_keys: &[String],
+    env: &Environment,
+    rules: &DataRules,
+    key_finding: fn(&str) -> Option<Diagnostic>,
+    check: impl Fn(&str, &str) -> Checked<C>,
+) -> ConfigMapCheck<C> {
+    let mut structure = data_structure(data, binary_keys, rules);
+    if let Some(version) = env.velero_version.filter(|v| *v < VeleroVersion::new(1, 15, 0)) {
+        structure.push(Diagnostic::warning(
+            "data",
+            format!("Velero {version} does not read this ConfigMap (since 1.15.0){}", rules.before_1_15),
+            None,
+        ));
+    }
+    let values = data
+        .iter()
+        .map(|(key, text)| {
+            let mut checked = check(key, text);
+            if let Some(finding) = key_finding(key) {
+                checked.diagnostics.0.insert(0, finding);
+            }
+            (key.clone(), checked)
+        })
+        .collect();
+    ConfigMapCheck { structure, values }
+}
 
 /// Checks the `data` and `binaryData` of a node-agent ConfigMap.
 pub fn check_configmap(data: &BTreeMap<String, String>, binary_keys: &[String], env: &Environment) -> ConfigMapCheck {

@@ -6,6 +6,8 @@
 //! Everything here is pure: text in, config and findings out.
 
 pub mod backup_repository;
+#[cfg(test)]
+mod cases;
 pub mod configmap;
 pub mod decode;
 pub mod diagnostics;

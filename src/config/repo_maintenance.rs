@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::configmap::{data_structure, ConfigMapCheck, DataRules};
+use super::configmap::{check_keyed, ConfigMapCheck, DataRules};
 use super::decode::{closest, Decoded, Decoder};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Node, Value};
@@ -93,6 +93,7 @@ const DATA: DataRules = DataRules {
     reader: READER,
     one_key: false,
     must_hold: "must hold \"global\" or <volumeNamespace>-<BSL>-<repositoryType> keys with JSON job configs",
+    before_1_15: ": it sizes maintenance Jobs from the server's --maintenance-job-* flags",
 };
 
 /// Checks a whole repository maintenance job ConfigMap: its data keys, each value, and what a
@@ -102,30 +103,12 @@ pub fn check_configmap(
     binary_keys: &[String],
     env: &Environment,
 ) -> ConfigMapCheck<JobConfig> {
-    let mut structure = data_structure(data, binary_keys, &DATA);
-    if let Some(version) = env.velero_version.filter(|v| *v < VeleroVersion::new(1, 15, 0)) {
-        structure.push(Diagnostic::warning(
-            "data",
-            format!("Velero {version} does not read this ConfigMap (since 1.15.0): it sizes maintenance Jobs from the server's --maintenance-job-* flags"),
-            None,
-        ));
-    }
     let global = data.get(GLOBAL_KEY).map(|text| check_value(text, env));
-    let values = data
-        .iter()
-        .map(|(key, text)| {
-            let mut checked = match (scope_of(key), &global) {
-                (Scope::Global, Some(global)) => global.clone(),
-                (Scope::Repository, Some(global)) => check_in_context(text, env, Some(&global.config)),
-                _ => check_value(text, env),
-            };
-            if let Some(finding) = key_finding(key) {
-                checked.diagnostics.0.insert(0, finding);
-            }
-            (key.clone(), checked)
-        })
-        .collect();
-    ConfigMapCheck { structure, values }
+    check_keyed(data, binary_keys, env, &DATA, key_finding, |key, text| match (scope_of(key), &global) {
+        (Scope::Global, Some(global)) => global.clone(),
+        (Scope::Repository, Some(global)) => check_in_context(text, env, Some(&global.config)),
+        _ => check_value(text, env),
+    })
 }
 
 /// A data key Velero never reads: a case or spelling slip of `global` or of a repository

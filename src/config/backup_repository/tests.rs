@@ -2,24 +2,18 @@
 //! its own test, named after it.
 
 use super::*;
+use crate::config::cases::{self, Case};
 
-/// The findings for a ConfigMap's `data`, rendered as the webhook renders them.
 fn configmap_findings(data: &[(&str, &str)], env: &Environment) -> Vec<String> {
-    let data = data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    check_configmap(&data, &[], env).rendered().into_iter().map(|(s, text)| format!("{s}: {text}")).collect()
+    cases::findings(check_configmap, data, env)
 }
 
-/// Each case: a name, the ConfigMap's data, and exactly the findings it must produce.
-type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
-
-fn assert_cases_with(env: &Environment, cases: &[Case]) {
-    for (name, data, want) in cases {
-        assert_eq!(configmap_findings(data, env), want.to_vec(), "case {name:?}");
-    }
+fn assert_cases_with(env: &Environment, table: &[Case]) {
+    cases::assert_cases(check_configmap, env, table);
 }
 
-fn assert_cases(cases: &[Case]) {
-    assert_cases_with(&Environment::default(), cases);
+fn assert_cases(table: &[Case]) {
+    assert_cases_with(&Environment::default(), table);
 }
 
 #[test]
