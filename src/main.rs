@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use node_agent_webhook::check::{findings_in_file, Finding, Selection};
 use node_agent_webhook::cluster::Cluster;
+use node_agent_webhook::config::kind::{Kind, Names};
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
 use node_agent_webhook::server::state::{AppState, Settings};
@@ -131,12 +132,24 @@ struct CheckArgs {
     /// Files to check (`-` for standard input): a config value, or YAML/JSON manifests.
     #[arg(required = true)]
     files: Vec<String>,
-    /// In manifests, check the ConfigMap with this name.
+    /// In manifests, check the ConfigMap with this name as node-agent's.
     #[arg(long, default_value = "node-agent-config")]
     configmap: String,
+    /// In manifests, check the ConfigMap with this name as the repository maintenance job
+    /// ConfigMap; an empty name checks none.
+    #[arg(long, default_value = "repo-maintenance-job-config")]
+    repo_maintenance_configmap: String,
+    /// In manifests, check the ConfigMap with this name as the backup repository ConfigMap; an
+    /// empty name checks none.
+    #[arg(long, default_value = "backup-repository-config")]
+    backup_repository_configmap: String,
     /// In manifests, check every ConfigMap.
     #[arg(long)]
     all: bool,
+    /// Check every value and ConfigMap as this kind, whatever its name: node-agent,
+    /// repo-maintenance or backup-repository. A bare config value is node-agent's without it.
+    #[arg(long)]
+    kind: Option<Kind>,
     /// Velero version the config is for, for version-aware warnings.
     #[arg(long)]
     velero_version: Option<VeleroVersion>,
@@ -308,7 +321,12 @@ async fn ctrl_c() {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let selection = if args.all { Selection::All } else { Selection::Named(args.configmap.clone()) };
+    let names = Names {
+        node_agent: args.configmap.clone(),
+        repo_maintenance: Some(args.repo_maintenance_configmap.clone()).filter(|name| !name.is_empty()),
+        backup_repository: Some(args.backup_repository_configmap.clone()).filter(|name| !name.is_empty()),
+    };
+    let selection = Selection { names, all: args.all, kind: args.kind };
     let env = Environment { velero_version: args.velero_version, priority_classes: None };
     let mut findings: Vec<Finding> = Vec::new();
     for file in &args.files {
