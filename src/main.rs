@@ -79,6 +79,14 @@ struct ServeArgs {
     /// Name of node-agent's ConfigMap (its --node-agent-configmap).
     #[arg(long, env = "NAW_CONFIGMAP", default_value = "node-agent-config")]
     configmap: String,
+    /// Name of the repository maintenance job ConfigMap (the Velero server's
+    /// --repo-maintenance-job-configmap) to validate; empty: not validated.
+    #[arg(long, env = "NAW_REPO_MAINTENANCE_CONFIGMAP", default_value = "repo-maintenance-job-config")]
+    repo_maintenance_configmap: String,
+    /// Name of the backup repository ConfigMap (the Velero server's and node-agent's
+    /// --backup-repository-configmap) to validate; empty: not validated.
+    #[arg(long, env = "NAW_BACKUP_REPOSITORY_CONFIGMAP", default_value = "backup-repository-config")]
+    backup_repository_configmap: String,
     /// Read the live config from this file (the config value or a ConfigMap manifest) instead
     /// of watching the ConfigMap through the Kubernetes API.
     #[arg(long, env = "NAW_CONFIG_FILE")]
@@ -205,7 +213,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
-        let target = Target { namespace: args.velero_namespace.clone(), name: args.configmap.clone() };
+        let names =
+            Names::from_flags(&args.configmap, &args.repo_maintenance_configmap, &args.backup_repository_configmap);
+        let target = Target { namespace: args.velero_namespace.clone(), names };
         let cluster = match Cluster::infer().await {
             Ok(cluster) => Some(cluster),
             Err(err) if args.config_file.is_some() => {
@@ -227,7 +237,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (None, Some(cluster)) => source::Source::ConfigMap {
                 cluster: cluster.clone(),
                 namespace: target.namespace.clone(),
-                name: target.name.clone(),
+                name: target.names.node_agent.clone(),
             },
             (None, None) => anyhow::bail!("no config source"),
         };
@@ -321,11 +331,7 @@ async fn ctrl_c() {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let names = Names {
-        node_agent: args.configmap.clone(),
-        repo_maintenance: Some(args.repo_maintenance_configmap.clone()).filter(|name| !name.is_empty()),
-        backup_repository: Some(args.backup_repository_configmap.clone()).filter(|name| !name.is_empty()),
-    };
+    let names = Names::from_flags(&args.configmap, &args.repo_maintenance_configmap, &args.backup_repository_configmap);
     let selection = Selection { names, all: args.all, kind: args.kind };
     let env = Environment { velero_version: args.velero_version, priority_classes: None };
     let mut findings: Vec<Finding> = Vec::new();

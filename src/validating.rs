@@ -1,4 +1,5 @@
 //! The validating webhook's decision for a ConfigMap review (pure: review in, decision out).
+//! Velero reads three ConfigMaps in its namespace; the name tells which kind a review is for.
 
 use std::collections::BTreeMap;
 
@@ -7,19 +8,21 @@ use serde_json::Value;
 use crate::admission::{Decision, Operation, Request};
 use crate::config::configmap::check_configmap;
 use crate::config::diagnostics::Severity;
+use crate::config::kind::{self, Kind, Names};
 use crate::config::model::NodeAgentConfig;
 use crate::config::validate::Environment;
 
-/// Which ConfigMap is node-agent's: only that one is checked.
+/// Which ConfigMaps are Velero's: only those are checked, each as its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub namespace: String,
-    pub name: String,
+    pub names: Names,
 }
 
 impl Target {
-    pub fn matches(&self, namespace: &str, name: &str) -> bool {
-        self.namespace == namespace && self.name == name
+    /// The kind of ConfigMap `namespace/name`, if it is one of Velero's.
+    pub fn kind_of(&self, namespace: &str, name: &str) -> Option<Kind> {
+        (self.namespace == namespace).then(|| self.names.kind_of(name)).flatten()
     }
 }
 
@@ -44,20 +47,22 @@ pub enum Review {
 /// back on `kubectl apply --dry-run=server` then `apply`, GitOps re-syncs and retries).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckInputs {
+    kind: Kind,
+    name: String,
     new: Contents,
     old: Option<Contents>,
 }
 
 /// The first half of `review_configmap`: everything but the config check.
 pub fn triage(request: &Request, target: &Target) -> Review {
-    if request.kind.kind != "ConfigMap" || !target.matches(&request.namespace, &request.name) {
-        return Review::Decided(Decision::allow());
-    }
+    let kind = match target.kind_of(&request.namespace, &request.name) {
+        Some(kind) if request.kind.kind == "ConfigMap" => kind,
+        _ => return Review::Decided(Decision::allow()),
+    };
     match request.operation {
-        Operation::Delete => Review::Decided(Decision::allow_with_warnings(vec![format!(
-            "node-agent 1.17+ fails to start without ConfigMap {}/{}: recreate it before node-agent restarts",
-            target.namespace, target.name
-        )])),
+        Operation::Delete => {
+            Review::Decided(Decision::allow_with_warnings(vec![kind.delete_warning(&request.namespace, &request.name)]))
+        }
         Operation::Connect => Review::Decided(Decision::allow()),
         Operation::Create | Operation::Update => {
             let Some(object) = &request.object else {
@@ -71,7 +76,7 @@ pub fn triage(request: &Request, target: &Target) -> Review {
                 (Operation::Update, Some(old)) => configmap_contents(old).ok(),
                 _ => None,
             };
-            Review::NeedsCheck(CheckInputs { new, old })
+            Review::NeedsCheck(CheckInputs { kind, name: request.name.clone(), new, old })
         }
     }
 }
@@ -80,9 +85,9 @@ type Contents = (BTreeMap<String, String>, Vec<String>);
 
 /// The second half of `review_configmap`: the config check and its verdict.
 pub fn checked_decision(target: &Target, env: &Environment, inputs: &CheckInputs) -> Decision {
-    let CheckInputs { new, old } = inputs;
+    let CheckInputs { kind, name, new, old } = inputs;
     let old = old.as_ref();
-    let check = check_configmap(&new.0, &new.1, env);
+    let check = kind::check_configmap(*kind, &new.0, &new.1, env);
     let findings = check.rendered();
     let unchanged = old.is_some_and(|old| old == new);
     if unchanged {
@@ -102,24 +107,37 @@ pub fn checked_decision(target: &Target, env: &Environment, inputs: &CheckInputs
         let errors: Vec<&str> =
             findings.iter().filter(|(s, _)| *s == Severity::Error).map(|(_, text)| text.as_str()).collect();
         let message = format!(
-            "ConfigMap {}/{} is not a valid node-agent config ({} error{}):\n{}",
+            "ConfigMap {}/{name} is not a valid {} config ({} error{}):\n{}",
             target.namespace,
-            target.name,
+            kind.label(),
             errors.len(),
             if errors.len() == 1 { "" } else { "s" },
             errors.join("\n")
         );
         return Decision::deny_invalid(message, warnings);
     }
-    if let (Some(old), Some(new_config)) = (old, check.config()) {
-        let old_check = check_configmap(&old.0, &old.1, env);
-        if let Some((_, old_checked)) = old_check.values.first() {
-            if let Some(warning) = restart_warning(target, &old_checked.config, new_config) {
-                warnings.push(warning);
-            }
-        }
+    if let Some(old) = old {
+        warnings.extend(update_warning(target, *kind, old, new, env));
     }
     Decision::allow_with_warnings(warnings)
+}
+
+/// What an admitted change to the data does not reach: node-agent's settings it reads only at
+/// start-up, and the BackupRepositories that already exist.
+fn update_warning(target: &Target, kind: Kind, old: &Contents, new: &Contents, env: &Environment) -> Option<String> {
+    match kind {
+        Kind::NodeAgent => {
+            let new_check = check_configmap(&new.0, &new.1, env);
+            let old_check = check_configmap(&old.0, &old.1, env);
+            let (_, old_checked) = old_check.values.first()?;
+            restart_warning(target, &old_checked.config, new_check.config()?)
+        }
+        Kind::BackupRepository => Some(
+            "existing BackupRepositories keep the repositoryConfig they were created with: this edit reaches new ones only; edit spec.repositoryConfig of the others (fullMaintenanceInterval applies only to a new Kopia repository)"
+                .to_string(),
+        ),
+        Kind::RepoMaintenance => None,
+    }
 }
 
 /// node-agent reads everything at start-up; this server applies the pod settings itself,

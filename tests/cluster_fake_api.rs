@@ -21,6 +21,7 @@ use tokio::time::Instant;
 mod support;
 
 use node_agent_webhook::cluster::{Cluster, ClusterError, LOOKUP_TIMEOUT};
+use node_agent_webhook::config::kind::Names;
 use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::source;
 use node_agent_webhook::validating::Target;
@@ -237,7 +238,7 @@ fn decode(text: &str) -> String {
 }
 
 fn new_state() -> Arc<AppState> {
-    let target = Target { namespace: "velero".to_string(), name: "node-agent-config".to_string() };
+    let target = Target { namespace: "velero".to_string(), names: Names::default() };
     Arc::new(AppState::new(
         Settings { target, velero_version: None, service_accounts: vec!["velero".to_string()] },
         None,

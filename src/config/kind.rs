@@ -60,16 +60,18 @@ impl Kind {
         }
     }
 
-    /// What deleting the ConfigMap does, for the warning on DELETE.
-    pub fn delete_consequence(self) -> &'static str {
+    /// What deleting ConfigMap `namespace/name` does, for the warning on DELETE.
+    pub fn delete_warning(self, namespace: &str, name: &str) -> String {
         match self {
-            Kind::NodeAgent => "node-agent 1.17+ fails to start without it: recreate it before node-agent restarts",
-            Kind::RepoMaintenance => {
-                "the Velero server 1.17+ fails to start without it, and until then maintenance Jobs silently get the defaults: recreate it before the server restarts"
-            }
-            Kind::BackupRepository => {
-                "the Velero server 1.17+ and node-agent 1.18+ fail to start without it, and new BackupRepositories get no config: recreate it before they restart"
-            }
+            Kind::NodeAgent => format!(
+                "node-agent 1.17+ fails to start without ConfigMap {namespace}/{name}: recreate it before node-agent restarts"
+            ),
+            Kind::RepoMaintenance => format!(
+                "the Velero server 1.17+ fails to start without ConfigMap {namespace}/{name}, and until then maintenance Jobs silently get the defaults: recreate it before the server restarts"
+            ),
+            Kind::BackupRepository => format!(
+                "the Velero server 1.17+ and node-agent 1.18+ fail to start without ConfigMap {namespace}/{name}, and new BackupRepositories get no config: recreate it before they restart"
+            ),
         }
     }
 }
@@ -113,6 +115,16 @@ impl Default for Names {
 }
 
 impl Names {
+    /// The names as flags give them: an empty name switches that kind off.
+    pub fn from_flags(node_agent: &str, repo_maintenance: &str, backup_repository: &str) -> Self {
+        let on = |name: &str| Some(name.to_string()).filter(|name| !name.is_empty());
+        Self {
+            node_agent: node_agent.to_string(),
+            repo_maintenance: on(repo_maintenance),
+            backup_repository: on(backup_repository),
+        }
+    }
+
     pub fn get(&self, kind: Kind) -> Option<&str> {
         match kind {
             Kind::NodeAgent => Some(&self.node_agent),

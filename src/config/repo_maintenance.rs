@@ -214,7 +214,7 @@ fn add_rule_findings(decoded: &mut Decoded<JobConfig>, env: &Environment, global
     v.priority_class(
         &config.priority_class_name,
         env,
-        "Velero still sets it, the API server refuses the Job's pods, and Velero waits for the pod-less Job with no deadline, which stalls the maintenance of every repository",
+        "Velero sets it anyway, the Job gets no pod, and Velero waits on it with no deadline, stalling maintenance of every repository",
     );
     pod_metadata(&mut v, config, env.velero_version);
     if let Some(global) = global {

@@ -240,7 +240,7 @@ fn a8_6_a_missing_priority_class_stalls_maintenance() {
                 "missing",
                 &[("global", r#"{"priorityClassName": "absent"}"#)],
                 &[
-                    r#"warning: data[global]: priorityClassName: PriorityClass "absent" does not exist: Velero still sets it, the API server refuses the Job's pods, and Velero waits for the pod-less Job with no deadline, which stalls the maintenance of every repository (line 1, column 23)"#,
+                    r#"warning: data[global]: priorityClassName: PriorityClass "absent" does not exist: Velero sets it anyway, the Job gets no pod, and Velero waits on it with no deadline, stalling maintenance of every repository (line 1, column 23)"#,
                 ],
             ),
             (
