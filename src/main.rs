@@ -12,9 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use node_agent_webhook::check::{findings_in_file, Finding, Selection};
 use node_agent_webhook::cluster::Cluster;
-use node_agent_webhook::config::kind::{Kind, Names};
+use node_agent_webhook::config::kind::{mismatches, Kind, Names};
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
+use node_agent_webhook::metrics::KindLabels;
 use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::server::{self, ServeOptions};
 use node_agent_webhook::source;
@@ -249,6 +250,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
                 state.set_velero_version(version);
             }
+            let (names_cluster, names_target, names_state) = (cluster.clone(), target.clone(), state.clone());
+            background.push(tokio::spawn(drain.clone().run(async move {
+                compare_configmap_names(&names_cluster, &names_target, &names_state).await;
+            })));
             background.push(tokio::spawn(drain.run(source::watch_priority_classes(cluster, state.clone()))));
         }
         let options = ServeOptions {
@@ -273,6 +278,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         result.context("webhook server")
     })
+}
+
+/// Warns, and sets the mismatch metric, for each ConfigMap whose name checked here differs from
+/// the one in Velero's args: a renamed ConfigMap would otherwise go unchecked without a sign.
+async fn compare_configmap_names(cluster: &Cluster, target: &Target, state: &AppState) {
+    let (server, node_agent) = cluster.velero_args(&target.namespace).await;
+    let found = mismatches(&target.names, server.as_deref(), node_agent.as_deref());
+    for kind in Kind::ALL {
+        let mismatch = found.iter().find(|m| m.kind == kind);
+        if let Some(mismatch) = mismatch {
+            tracing::warn!(kind = kind.id(), "{mismatch}: set the matching serve flag");
+        }
+        state
+            .metrics
+            .configmap_name_mismatch
+            .get_or_create(&KindLabels { kind: kind.id() })
+            .set(i64::from(mismatch.is_some()));
+    }
 }
 
 /// Resolves on the first SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C), which starts a

@@ -53,6 +53,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -90,6 +95,7 @@ pub struct Metrics {
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge<f64, AtomicU64>,
     pub priority_class_missing: Counter,
+    pub configmap_name_mismatch: Family<KindLabels, Gauge>,
 }
 
 impl Metrics {
@@ -123,6 +129,7 @@ impl Metrics {
             certificate_reloads: Family::default(),
             certificate_expiry: Gauge::default(),
             priority_class_missing: Counter::default(),
+            configmap_name_mismatch: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("node_agent_webhook");
         r.register("admission_requests", "Admission reviews answered", requests);
@@ -152,6 +159,11 @@ impl Metrics {
             "priority_class_missing",
             "Pods left at their priority because the configured PriorityClass does not exist",
             metrics.priority_class_missing.clone(),
+        );
+        r.register(
+            "configmap_name_mismatch",
+            "1 when a ConfigMap name checked here differs from the one in Velero's args, by kind",
+            metrics.configmap_name_mismatch.clone(),
         );
         r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
         r.register("config_generation", "Generation of the config being served", metrics.config_generation.clone());

@@ -139,6 +139,60 @@ impl Names {
     }
 }
 
+/// The value of `--flag` in a container's args, `--flag=value` or `--flag value`; the last one
+/// wins, as with Velero's flag parser. `None` when the flag is not given.
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    let mut found = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if let Some(value) = arg.strip_prefix(flag).and_then(|tail| tail.strip_prefix('=')) {
+            found = Some(value.to_string());
+        } else if arg == flag {
+            found = rest.next().cloned();
+        }
+    }
+    found
+}
+
+/// A ConfigMap whose name this server checks differs from the one Velero reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub kind: Kind,
+    /// The name checked here; `None`: this kind is switched off.
+    pub checked: Option<String>,
+    /// The name in Velero's args; `None`: Velero is not given the flag, so reads no such ConfigMap.
+    pub velero: Option<String>,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = |name: &Option<String>| name.as_deref().map_or("(none)".to_string(), |n| format!("{n:?}"));
+        write!(
+            f,
+            "the {} ConfigMap checked here is {}, but Velero's {} is {}",
+            self.kind.label(),
+            name(&self.checked),
+            self.kind.velero_flag(),
+            name(&self.velero)
+        )
+    }
+}
+
+/// Compares the names checked here with the args Velero runs with: the server Deployment's
+/// (`server`) and the node-agent DaemonSet's (`node_agent`); `None` args (not readable) are
+/// not compared.
+pub fn mismatches(names: &Names, server: Option<&[String]>, node_agent: Option<&[String]>) -> Vec<Mismatch> {
+    Kind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let args = if kind == Kind::NodeAgent { node_agent } else { server }?;
+            let velero = flag_value(args, kind.velero_flag());
+            let checked = names.get(kind).map(str::to_string);
+            (checked != velero).then_some(Mismatch { kind, checked, velero })
+        })
+        .collect()
+}
+
 /// Checks a whole ConfigMap of `kind`.
 pub fn check_configmap(
     kind: Kind,
@@ -180,5 +234,40 @@ mod tests {
             assert_eq!(kind.id().parse::<Kind>(), Ok(kind));
         }
         assert!("repo".parse::<Kind>().is_err());
+    }
+
+    #[test]
+    fn flags_are_read_from_args_in_both_forms_and_the_last_wins() {
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let flag = "--backup-repository-configmap";
+        for (list, want) in [
+            (&["server", "--backup-repository-configmap=repos"][..], Some("repos")),
+            (&["server", "--backup-repository-configmap", "repos"][..], Some("repos")),
+            (&["server", "--backup-repository-configmap=a", "--backup-repository-configmap=b"][..], Some("b")),
+            (&["server", "--backup-repository-configmap-x=a"][..], None),
+            (&["server", "--backup-repository-configmap"][..], None),
+            (&["server"][..], None),
+        ] {
+            assert_eq!(flag_value(&args(list), flag).as_deref(), want, "{list:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_differ_from_velero_args_are_mismatches() {
+        let server = ["server".to_string(), "--repo-maintenance-job-configmap=maint".to_string()];
+        let node_agent =
+            ["node-agent".to_string(), "server".to_string(), "--node-agent-configmap=node-agent-config".to_string()];
+        let found = mismatches(&Names::default(), Some(&server), Some(&node_agent));
+        let rendered: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rendered,
+            vec![
+                r#"the repository maintenance job ConfigMap checked here is "repo-maintenance-job-config", but Velero's --repo-maintenance-job-configmap is "maint""#,
+                r#"the backup repository ConfigMap checked here is "backup-repository-config", but Velero's --backup-repository-configmap is (none)"#,
+            ]
+        );
+        let matching = Names::from_flags("node-agent-config", "maint", "");
+        assert_eq!(mismatches(&matching, Some(&server), Some(&node_agent)), vec![]);
+        assert_eq!(mismatches(&Names::default(), None, None), vec![], "unreadable args are not compared");
     }
 }
