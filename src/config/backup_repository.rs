@@ -138,6 +138,17 @@ fn settings(members: &[Member], version: Option<VeleroVersion>, found: &mut Diag
             ));
         }
         let error = |message: String| Diagnostic::error(&path, message, Some(member.value.pos));
+        if let Some(number) = beyond_float64(&member.value) {
+            found.push(Diagnostic::error(
+                &path,
+                format!(
+                    "Invalid value: {}: does not fit in a float64 (the Velero server 1.17+ fails to start on this)",
+                    render(number)
+                ),
+                Some(number.pos),
+            ));
+            continue;
+        }
         match member.key.as_str() {
             "cacheLimitMB" => found.0.extend(cache_limit(&member.value).map(error)),
             "fullMaintenanceInterval" => {
@@ -232,6 +243,17 @@ fn maintenance_interval(node: &Node) -> Option<String> {
             )
             .body(),
         ),
+    }
+}
+
+/// The first number in `node` that Go cannot decode into `any` (a float64): the whole value then
+/// fails to unmarshal.
+fn beyond_float64(node: &Node) -> Option<&Node> {
+    match &node.value {
+        Value::Number(raw) => raw.parse::<f64>().map_or(true, |x| x.is_infinite()).then_some(node),
+        Value::Array(items) => items.iter().find_map(beyond_float64),
+        Value::Object(members) => members.iter().find_map(|m| beyond_float64(&m.value)),
+        _ => None,
     }
 }
 

@@ -189,6 +189,11 @@ fn values_that_do_not_decode_and_structure() {
             &["error: data[kopia]: invalid character 'c' looking for beginning of value: the value must be JSON, not YAML (the Velero server reads JSON only); convert it, e.g. yq -o=json (line 1, column 1)"],
         ),
         (
+            "a number beyond float64",
+            &[("kopia", r#"{"cacheLimitMB": 1e400}"#)],
+            &["error: data[kopia]: cacheLimitMB: Invalid value: 1e400: does not fit in a float64 (the Velero server 1.17+ fails to start on this) (line 1, column 18)"],
+        ),
+        (
             "null",
             &[("kopia", "null")],
             &["warning: data[kopia]: the value is null: Velero gives new repositories no config, as for {} (line 1, column 1)"],
