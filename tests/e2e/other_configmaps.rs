@@ -45,24 +45,15 @@ fn a_bad_maintenance_configmap_is_denied_with_line_and_column() {
     let manifest = kubectl(&["create", "cm", MAINTENANCE, "-n", NS, &from_literal, "--dry-run=client", "-o", "yaml"])
         .must()
         .stdout;
-    let run = kubectl_stdin(&["apply", "-f", "-"], &manifest);
-    assert!(run.ok, "{}", run.stderr);
-    assert!(
-        run.warnings()
-            .iter()
-            .any(|w| w.contains("keepLatestMaintenanceJobs: 0 makes Velero delete every maintenance Job")),
-        "{:?}",
-        run.warnings()
-    );
-    let run = kubectl(&["delete", "cm", MAINTENANCE, "-n", NS]);
-    assert!(run.ok, "{}", run.stderr);
-    assert!(
-        run.warnings()
-            .iter()
-            .any(|w| w.contains("fails to start without ConfigMap velero/repo-maintenance-job-config")),
-        "{:?}",
-        run.warnings()
-    );
+    let created = kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    let deleted = kubectl(&["delete", "cm", MAINTENANCE, "-n", NS]);
+    for (run, warning) in [
+        (created, "keepLatestMaintenanceJobs: 0 makes Velero delete every maintenance Job"),
+        (deleted, "fails to start without ConfigMap velero/repo-maintenance-job-config"),
+    ] {
+        assert!(run.ok, "{}", run.stderr);
+        assert!(run.warnings().iter().any(|w| w.contains(warning)), "{warning}: {:?}", run.warnings());
+    }
 }
 
 #[test]
