@@ -87,7 +87,15 @@ type Contents = (BTreeMap<String, String>, Vec<String>);
 pub fn checked_decision(target: &Target, env: &Environment, inputs: &CheckInputs) -> Decision {
     let CheckInputs { kind, name, new, old } = inputs;
     let old = old.as_ref();
-    let check = kind::check_configmap(*kind, &new.0, &new.1, env);
+    // node-agent's config is kept for the restart warning; the other kinds need only findings.
+    let (check, new_config) = match kind {
+        Kind::NodeAgent => {
+            let typed = check_configmap(&new.0, &new.1, env);
+            let config = typed.config().cloned();
+            (typed.findings(), config)
+        }
+        other => (kind::check_configmap(*other, &new.0, &new.1, env), None),
+    };
     let findings = check.rendered();
     let unchanged = old.is_some_and(|old| old == new);
     if unchanged {
@@ -117,20 +125,25 @@ pub fn checked_decision(target: &Target, env: &Environment, inputs: &CheckInputs
         return Decision::deny_invalid(message, warnings);
     }
     if let Some(old) = old {
-        warnings.extend(update_warning(target, *kind, old, new, env));
+        warnings.extend(update_warning(target, *kind, old, new_config.as_ref(), env));
     }
     Decision::allow_with_warnings(warnings)
 }
 
 /// What an admitted change to the data does not reach: node-agent's settings it reads only at
 /// start-up, and the BackupRepositories that already exist.
-fn update_warning(target: &Target, kind: Kind, old: &Contents, new: &Contents, env: &Environment) -> Option<String> {
+fn update_warning(
+    target: &Target,
+    kind: Kind,
+    old: &Contents,
+    new_config: Option<&NodeAgentConfig>,
+    env: &Environment,
+) -> Option<String> {
     match kind {
         Kind::NodeAgent => {
-            let new_check = check_configmap(&new.0, &new.1, env);
             let old_check = check_configmap(&old.0, &old.1, env);
             let (_, old_checked) = old_check.values.first()?;
-            restart_warning(target, &old_checked.config, new_check.config()?)
+            restart_warning(target, &old_checked.config, new_config?)
         }
         Kind::BackupRepository => Some(
             "existing BackupRepositories keep the repositoryConfig they were created with: this edit reaches new ones only; edit spec.repositoryConfig of the others (fullMaintenanceInterval applies only to a new Kopia repository)"
