@@ -78,7 +78,7 @@ impl<C> Validator<'_, C> {
         self.found.push(Diagnostic::warning(path, message, pos));
     }
 
-    pub(super) fn is_present(&self, path: &str) -> bool {
+    fn is_present(&self, path: &str) -> bool {
         self.decoded.positions.contains(path)
     }
 
