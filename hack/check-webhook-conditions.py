@@ -122,7 +122,7 @@ def deployment_env(docs):
     sys.exit("check-webhook-conditions: no Deployment in the manifests")
 
 
-def scenarios(kind, velero_ns, configmap_name):
+def scenarios(kind, velero_ns, configmap_name, other_configmaps=()):
     """(description, resource, object, user, explicit request name or None, expected match)."""
     node_agent = user(
         f"system:serviceaccount:{velero_ns}:velero",
@@ -137,6 +137,7 @@ def scenarios(kind, velero_ns, configmap_name):
             ("the node-agent ConfigMap, by an admin", CONFIGMAP, configmap(configmap_name), admin, None, True),
             ("the node-agent ConfigMap with labels", CONFIGMAP, configmap(configmap_name, {"a": "b"}), admin, None, True),
             ("the node-agent ConfigMap, by node-agent", CONFIGMAP, configmap(configmap_name), node_agent, None, True),
+            *[(f"Velero's {name} ConfigMap", CONFIGMAP, configmap(name), admin, None, True) for name in other_configmaps],
             ("another ConfigMap", CONFIGMAP, configmap("velero-plugins"), admin, None, False),
             ("a ConfigMap named by generateName", CONFIGMAP, configmap(""), admin, "", False),
         ]
@@ -166,6 +167,15 @@ def check_file(path):
     env = deployment_env(docs)
     velero_ns = env.get("NAW_VELERO_NAMESPACE") or "velero"
     configmap_name = env.get("NAW_CONFIGMAP") or "node-agent-config"
+    # Velero's other two ConfigMaps; an empty value switches one off.
+    other_configmaps = [
+        name
+        for name in (
+            env.get("NAW_REPO_MAINTENANCE_CONFIGMAP", "repo-maintenance-job-config"),
+            env.get("NAW_BACKUP_REPOSITORY_CONFIGMAP", "backup-repository-config"),
+        )
+        if name
+    ]
     failures, evaluations = [], 0
     for doc in docs:
         if doc.get("kind") not in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
@@ -178,7 +188,7 @@ def check_file(path):
             resources = sorted({r for rule in hook.get("rules", []) for r in rule.get("resources", [])})
             ruled_ops = {op for rule in hook.get("rules", []) for op in rule.get("operations", [])}
             for kind in resources:
-                cases = scenarios(kind, velero_ns, configmap_name)
+                cases = scenarios(kind, velero_ns, configmap_name, other_configmaps)
                 if not cases:
                     failures.append(f"{hook['name']}: no scenarios for resource {kind!r}")
                 for description, resource, obj, who, name, expected in cases:

@@ -3,18 +3,45 @@
 
 use serde::Serialize;
 
-use crate::config::configmap::check_configmap;
-use crate::config::diagnostics::{Diagnostic, Severity};
+use crate::config::diagnostics::{Diagnostic, Diagnostics, Severity};
 use crate::config::json::Pos;
+use crate::config::kind::{self, Kind, Names};
 use crate::config::manifest::{self, ConfigMapDoc, DataValue, Input};
 use crate::config::validate::Environment;
-use crate::config::{check_value, Checked};
 
-/// Which ConfigMaps of a manifest file to check.
+/// Which ConfigMaps of a manifest file to check, and as which kind.
 #[derive(Debug, Clone)]
-pub enum Selection {
-    Named(String),
-    All,
+pub struct Selection {
+    /// The ConfigMaps' names; each name says its kind.
+    pub names: Names,
+    /// Every ConfigMap, not only the named ones (of node-agent's kind, unless named otherwise).
+    pub all: bool,
+    /// The kind of every value and ConfigMap checked, whatever its name.
+    pub kind: Option<Kind>,
+}
+
+impl Selection {
+    /// The kind to check a ConfigMap named `name` as, if it is selected.
+    fn kind_of(&self, name: &str) -> Option<Kind> {
+        let by_name = self.names.kind_of(name);
+        match (self.kind, by_name) {
+            (Some(kind), Some(_)) => Some(kind),
+            (_, Some(kind)) => Some(kind),
+            (kind, None) if self.all => Some(kind.unwrap_or(Kind::NodeAgent)),
+            (_, None) => None,
+        }
+    }
+
+    /// The names looked for, as the "not found" error lists them.
+    fn wanted(&self) -> String {
+        let names: Vec<String> =
+            Kind::ALL.iter().filter_map(|kind| self.names.get(*kind)).map(|name| format!("{name:?}")).collect();
+        match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => "(none)".to_string(),
+        }
+    }
 }
 
 /// One finding, located in a file.
@@ -45,8 +72,8 @@ impl Finding {
 pub enum CheckError {
     #[error("{file}:{}:{}: error: {source}", source.pos().line, source.pos().column)]
     Manifest { file: String, source: manifest::ManifestError },
-    #[error("{file}: no ConfigMap named {name:?} (use --configmap NAME or --all)")]
-    NotFound { file: String, name: String },
+    #[error("{file}: no ConfigMap named {names} (use --configmap NAME or --all)")]
+    NotFound { file: String, names: String },
 }
 
 /// Checks one file's text: a config value itself, or manifests holding the ConfigMap.
@@ -60,28 +87,20 @@ pub fn findings_in_file(
     let mut findings = Vec::new();
     match input {
         Input::Config => {
-            let checked = check_value(text, env);
-            for d in &checked.diagnostics.0 {
+            let diagnostics = kind::check_value(selection.kind.unwrap_or(Kind::NodeAgent), text, env);
+            for d in &diagnostics.0 {
                 findings.push(finding(file, d, d.pos.unwrap_or(START), String::new(), None));
             }
         }
         Input::Manifests(configmaps) => {
-            let chosen: Vec<&ConfigMapDoc> = configmaps
-                .iter()
-                .filter(|cm| match selection {
-                    Selection::All => true,
-                    Selection::Named(name) => &cm.name == name,
-                })
-                .collect();
+            let chosen: Vec<(&ConfigMapDoc, Kind)> =
+                configmaps.iter().filter_map(|cm| Some((cm, selection.kind_of(&cm.name)?))).collect();
             if chosen.is_empty() {
-                let name = match selection {
-                    Selection::Named(name) => name.clone(),
-                    Selection::All => "(any)".to_string(),
-                };
-                return Err(CheckError::NotFound { file: file.to_string(), name });
+                let names = if selection.all { "(any)".to_string() } else { selection.wanted() };
+                return Err(CheckError::NotFound { file: file.to_string(), names });
             }
-            for cm in chosen {
-                findings.extend(check_document(file, cm, env));
+            for (cm, kind) in chosen {
+                findings.extend(check_document(file, cm, kind, env));
             }
         }
     }
@@ -91,9 +110,9 @@ pub fn findings_in_file(
 
 const START: Pos = Pos { line: 1, column: 1 };
 
-fn check_document(file: &str, cm: &ConfigMapDoc, env: &Environment) -> Vec<Finding> {
+fn check_document(file: &str, cm: &ConfigMapDoc, kind: Kind, env: &Environment) -> Vec<Finding> {
     let data = cm.data.iter().map(|d| (d.key.clone(), d.value.clone())).collect();
-    let result = check_configmap(&data, &cm.binary_data_keys, env);
+    let result = kind::check_configmap(kind, &data, &cm.binary_data_keys, env);
     let mut findings: Vec<Finding> = result
         .structure
         .0
@@ -102,16 +121,16 @@ fn check_document(file: &str, cm: &ConfigMapDoc, env: &Environment) -> Vec<Findi
         .collect();
     for (key, checked) in &result.values {
         if let Some(value) = cm.data.iter().find(|d| &d.key == key) {
-            findings.extend(value_findings(file, value, checked));
+            findings.extend(value_findings(file, value, &checked.diagnostics));
         }
     }
     findings
 }
 
-fn value_findings(file: &str, value: &DataValue, checked: &Checked) -> Vec<Finding> {
+/// A value's findings; one with no position (about the data key itself) is placed at the key.
+fn value_findings(file: &str, value: &DataValue, diagnostics: &Diagnostics) -> Vec<Finding> {
     let prefix = format!("data[{}]", value.key);
-    checked
-        .diagnostics
+    diagnostics
         .0
         .iter()
         .map(|d| {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -38,6 +38,8 @@ const CACHE_CAPACITY: usize = 512;
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Name of Velero's node-agent DaemonSet and of its container.
 const NODE_AGENT: &str = "node-agent";
+/// Name of the Velero server Deployment and of its container.
+const VELERO: &str = "velero";
 
 /// Why a read from the API failed. [`ClusterError::reason`] gives the bounded metric label;
 /// the text, which names the object, is for the log only.
@@ -249,6 +251,29 @@ impl Cluster {
         let daemonset = within(LOOKUP_TIMEOUT, get(&api, "daemonset", namespace, NODE_AGENT)).await?;
         let meta = daemonset.spec.and_then(|spec| spec.template.metadata).unwrap_or_default();
         Ok(TemplateKeys::of(&meta.labels.unwrap_or_default(), &meta.annotations.unwrap_or_default()))
+    }
+
+    /// The args of the Velero server Deployment's container and of the node-agent DaemonSet's,
+    /// which name the ConfigMaps Velero reads; `None` for one that cannot be read.
+    pub async fn velero_args(&self, namespace: &str) -> (Option<Vec<String>>, Option<Vec<String>>) {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let daemonsets: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
+        let server = within(VERSION_TIMEOUT, get(&deployments, "deployment", namespace, VELERO)).await;
+        let node_agent = within(VERSION_TIMEOUT, get(&daemonsets, "daemonset", namespace, NODE_AGENT)).await;
+        let args = |containers: Option<&Vec<k8s_openapi::api::core::v1::Container>>, name: &str| {
+            let containers = containers?;
+            let container = containers.iter().find(|c| c.name == name).or_else(|| containers.first())?;
+            Some(container.args.clone().unwrap_or_default())
+        };
+        let server = server
+            .inspect_err(|err| tracing::warn!(error = %err, "cannot read the Velero server Deployment; its ConfigMap names are not compared"))
+            .ok()
+            .and_then(|d| args(d.spec.and_then(|s| s.template.spec).map(|s| s.containers).as_ref(), VELERO));
+        let node_agent = node_agent
+            .inspect_err(|err| tracing::warn!(error = %err, "cannot read the node-agent DaemonSet; its ConfigMap name is not compared"))
+            .ok()
+            .and_then(|d| args(d.spec.and_then(|s| s.template.spec).map(|s| s.containers).as_ref(), NODE_AGENT));
+        (server, node_agent)
     }
 
     /// Answers from the cache, or runs `lookup` within [`LOOKUP_TIMEOUT`] and caches a success.

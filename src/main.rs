@@ -12,8 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use node_agent_webhook::check::{findings_in_file, Finding, Selection};
 use node_agent_webhook::cluster::Cluster;
+use node_agent_webhook::config::kind::{mismatches, Kind, Names};
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
+use node_agent_webhook::metrics::KindLabels;
 use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::server::{self, ServeOptions};
 use node_agent_webhook::source;
@@ -78,6 +80,14 @@ struct ServeArgs {
     /// Name of node-agent's ConfigMap (its --node-agent-configmap).
     #[arg(long, env = "NAW_CONFIGMAP", default_value = "node-agent-config")]
     configmap: String,
+    /// Name of the repository maintenance job ConfigMap (the Velero server's
+    /// --repo-maintenance-job-configmap) to validate; empty: not validated.
+    #[arg(long, env = "NAW_REPO_MAINTENANCE_CONFIGMAP", default_value = "repo-maintenance-job-config")]
+    repo_maintenance_configmap: String,
+    /// Name of the backup repository ConfigMap (the Velero server's and node-agent's
+    /// --backup-repository-configmap) to validate; empty: not validated.
+    #[arg(long, env = "NAW_BACKUP_REPOSITORY_CONFIGMAP", default_value = "backup-repository-config")]
+    backup_repository_configmap: String,
     /// Read the live config from this file (the config value or a ConfigMap manifest) instead
     /// of watching the ConfigMap through the Kubernetes API.
     #[arg(long, env = "NAW_CONFIG_FILE")]
@@ -131,12 +141,24 @@ struct CheckArgs {
     /// Files to check (`-` for standard input): a config value, or YAML/JSON manifests.
     #[arg(required = true)]
     files: Vec<String>,
-    /// In manifests, check the ConfigMap with this name.
+    /// In manifests, check the ConfigMap with this name as node-agent's.
     #[arg(long, default_value = "node-agent-config")]
     configmap: String,
+    /// In manifests, check the ConfigMap with this name as the repository maintenance job
+    /// ConfigMap; an empty name checks none.
+    #[arg(long, default_value = "repo-maintenance-job-config")]
+    repo_maintenance_configmap: String,
+    /// In manifests, check the ConfigMap with this name as the backup repository ConfigMap; an
+    /// empty name checks none.
+    #[arg(long, default_value = "backup-repository-config")]
+    backup_repository_configmap: String,
     /// In manifests, check every ConfigMap.
     #[arg(long)]
     all: bool,
+    /// Check every value and ConfigMap as this kind, whatever its name: node-agent,
+    /// repo-maintenance or backup-repository. A bare config value is node-agent's without it.
+    #[arg(long)]
+    kind: Option<Kind>,
     /// Velero version the config is for, for version-aware warnings.
     #[arg(long)]
     velero_version: Option<VeleroVersion>,
@@ -192,7 +214,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
-        let target = Target { namespace: args.velero_namespace.clone(), name: args.configmap.clone() };
+        let names =
+            Names::from_flags(&args.configmap, &args.repo_maintenance_configmap, &args.backup_repository_configmap);
+        let target = Target { namespace: args.velero_namespace.clone(), names };
         let cluster = match Cluster::infer().await {
             Ok(cluster) => Some(cluster),
             Err(err) if args.config_file.is_some() => {
@@ -214,7 +238,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (None, Some(cluster)) => source::Source::ConfigMap {
                 cluster: cluster.clone(),
                 namespace: target.namespace.clone(),
-                name: target.name.clone(),
+                name: target.names.node_agent.clone(),
             },
             (None, None) => anyhow::bail!("no config source"),
         };
@@ -226,6 +250,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
                 state.set_velero_version(version);
             }
+            let (names_cluster, names_target, names_state) = (cluster.clone(), target.clone(), state.clone());
+            background.push(tokio::spawn(drain.clone().run(async move {
+                compare_configmap_names(&names_cluster, &names_target, &names_state).await;
+            })));
             background.push(tokio::spawn(drain.clone().run(source::watch_priority_classes(cluster.clone(), state.clone()))));
             background.push(tokio::spawn(drain.run(source::watch_storage_classes(cluster, state.clone()))));
         }
@@ -251,6 +279,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         result.context("webhook server")
     })
+}
+
+/// Warns, and sets the mismatch metric, for each ConfigMap whose name checked here differs from
+/// the one in Velero's args: a renamed ConfigMap would otherwise go unchecked without a sign.
+async fn compare_configmap_names(cluster: &Cluster, target: &Target, state: &AppState) {
+    let (server, node_agent) = cluster.velero_args(&target.namespace).await;
+    let found = mismatches(&target.names, server.as_deref(), node_agent.as_deref());
+    for kind in Kind::ALL {
+        let mismatch = found.iter().find(|m| m.kind == kind);
+        if let Some(mismatch) = mismatch {
+            tracing::warn!(kind = kind.id(), "{mismatch}: set the matching serve flag");
+        }
+        state
+            .metrics
+            .configmap_name_mismatch
+            .get_or_create(&KindLabels { kind: kind.id() })
+            .set(i64::from(mismatch.is_some()));
+    }
 }
 
 /// Resolves on the first SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C), which starts a
@@ -309,7 +355,8 @@ async fn ctrl_c() {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let selection = if args.all { Selection::All } else { Selection::Named(args.configmap.clone()) };
+    let names = Names::from_flags(&args.configmap, &args.repo_maintenance_configmap, &args.backup_repository_configmap);
+    let selection = Selection { names, all: args.all, kind: args.kind };
     let env = Environment { velero_version: args.velero_version, ..Environment::default() };
     let mut findings: Vec<Finding> = Vec::new();
     for file in &args.files {

@@ -59,6 +59,11 @@ pub struct ConfigLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -98,6 +103,7 @@ pub struct Metrics {
     pub certificate_expiry: Gauge<f64, AtomicU64>,
     pub priority_class_missing: Counter,
     pub annotations_over_limit: Counter,
+    pub configmap_name_mismatch: Family<KindLabels, Gauge>,
 }
 
 impl Metrics {
@@ -133,6 +139,7 @@ impl Metrics {
             certificate_expiry: Gauge::default(),
             priority_class_missing: Counter::default(),
             annotations_over_limit: Counter::default(),
+            configmap_name_mismatch: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("node_agent_webhook");
         r.register("admission_requests", "Admission reviews answered", requests);
@@ -167,6 +174,11 @@ impl Metrics {
             "annotations_over_limit",
             "Pods given no podAnnotations because the pod's annotations would exceed Kubernetes' 256 KiB",
             metrics.annotations_over_limit.clone(),
+        );
+        r.register(
+            "configmap_name_mismatch",
+            "1 when a ConfigMap name checked here differs from the one in Velero's args, by kind",
+            metrics.configmap_name_mismatch.clone(),
         );
         r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
         r.register(

@@ -118,7 +118,7 @@ async fn watch_file(path: PathBuf, state: Arc<AppState>) {
         match tokio::fs::read(&path).await {
             Ok(bytes) if last.as_ref() != Some(&bytes) => {
                 match std::str::from_utf8(&bytes) {
-                    Ok(text) => match config_from_text(text, &state.target.name) {
+                    Ok(text) => match config_from_text(text, &state.target.names.node_agent) {
                         Ok(config) => install(&state, config, file_id(&bytes)),
                         Err(err) => reject(&state, &err),
                     },

@@ -1,4 +1,5 @@
 //! The validating webhook's decision for a ConfigMap review (pure: review in, decision out).
+//! Velero reads three ConfigMaps in its namespace; the name tells which kind a review is for.
 
 use std::collections::BTreeMap;
 
@@ -7,21 +8,23 @@ use serde_json::Value;
 use crate::admission::{Decision, Operation, Request};
 use crate::config::configmap::check_configmap;
 use crate::config::diagnostics::Severity;
+use crate::config::kind::{self, Kind, Names};
 use crate::config::model::NodeAgentConfig;
 use crate::config::third_party::{dropped_template_keys, TemplateKeys};
 use crate::config::validate::Environment;
 use crate::mutate::undone::undone;
 
-/// Which ConfigMap is node-agent's: only that one is checked.
+/// Which ConfigMaps are Velero's: only those are checked, each as its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub namespace: String,
-    pub name: String,
+    pub names: Names,
 }
 
 impl Target {
-    pub fn matches(&self, namespace: &str, name: &str) -> bool {
-        self.namespace == namespace && self.name == name
+    /// The kind of ConfigMap `namespace/name`, if it is one of Velero's.
+    pub fn kind_of(&self, namespace: &str, name: &str) -> Option<Kind> {
+        (self.namespace == namespace).then(|| self.names.kind_of(name)).flatten()
     }
 }
 
@@ -46,20 +49,22 @@ pub enum Review {
 /// back on `kubectl apply --dry-run=server` then `apply`, GitOps re-syncs and retries).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckInputs {
+    kind: Kind,
+    name: String,
     new: Contents,
     old: Option<Contents>,
 }
 
 /// The first half of `review_configmap`: everything but the config check.
 pub fn triage(request: &Request, target: &Target) -> Review {
-    if request.kind.kind != "ConfigMap" || !target.matches(&request.namespace, &request.name) {
-        return Review::Decided(Decision::allow());
-    }
+    let kind = match target.kind_of(&request.namespace, &request.name) {
+        Some(kind) if request.kind.kind == "ConfigMap" => kind,
+        _ => return Review::Decided(Decision::allow()),
+    };
     match request.operation {
-        Operation::Delete => Review::Decided(Decision::allow_with_warnings(vec![format!(
-            "node-agent 1.17+ fails to start without ConfigMap {}/{}: recreate it before node-agent restarts",
-            target.namespace, target.name
-        )])),
+        Operation::Delete => {
+            Review::Decided(Decision::allow_with_warnings(vec![kind.delete_warning(&request.namespace, &request.name)]))
+        }
         Operation::Connect => Review::Decided(Decision::allow()),
         Operation::Create | Operation::Update => {
             let Some(object) = &request.object else {
@@ -73,7 +78,7 @@ pub fn triage(request: &Request, target: &Target) -> Review {
                 (Operation::Update, Some(old)) => configmap_contents(old).ok(),
                 _ => None,
             };
-            Review::NeedsCheck(CheckInputs { new, old })
+            Review::NeedsCheck(CheckInputs { kind, name: request.name.clone(), new, old })
         }
     }
 }
@@ -89,9 +94,17 @@ pub fn checked_decision(
     inputs: &CheckInputs,
     template: Option<&TemplateKeys>,
 ) -> Decision {
-    let CheckInputs { new, old } = inputs;
+    let CheckInputs { kind, name, new, old } = inputs;
     let old = old.as_ref();
-    let check = check_configmap(&new.0, &new.1, env);
+    // node-agent's config is kept for the restart warning; the other kinds need only findings.
+    let (check, new_config) = match kind {
+        Kind::NodeAgent => {
+            let typed = check_configmap(&new.0, &new.1, env);
+            let config = typed.config().cloned();
+            (typed.findings(), config)
+        }
+        other => (kind::check_configmap(*other, &new.0, &new.1, env), None),
+    };
     let findings = check.rendered();
     let unchanged = old.is_some_and(|old| old == new);
     if unchanged {
@@ -111,33 +124,53 @@ pub fn checked_decision(
         let errors: Vec<&str> =
             findings.iter().filter(|(s, _)| *s == Severity::Error).map(|(_, text)| text.as_str()).collect();
         let message = format!(
-            "ConfigMap {}/{} is not a valid node-agent config ({} error{}):\n{}",
+            "ConfigMap {}/{name} is not a valid {} config ({} error{}):\n{}",
             target.namespace,
-            target.name,
+            kind.label(),
             errors.len(),
             if errors.len() == 1 { "" } else { "s" },
             errors.join("\n")
         );
         return Decision::deny_invalid(message, warnings);
     }
-    if let (Some(template), Some(config)) = (template, check.config()) {
+    if let (Some(template), Some(config)) = (template, new_config.as_ref()) {
         warnings.extend(dropped_template_keys(&config.pod_labels, &config.pod_annotations, template));
     }
-    if let (Some(old), Some(new_config)) = (old, check.config()) {
-        let old_check = check_configmap(&old.0, &old.1, env);
-        if let Some((_, old_checked)) = old_check.values.first() {
-            if let Some(warning) = restart_warning(target, &old_checked.config, new_config) {
-                warnings.push(warning);
-            }
-            warnings.extend(undone(&old_checked.config, new_config, env.velero_version).into_iter().map(|u| {
+    if let Some(old) = old {
+        warnings.extend(update_warnings(target, *kind, old, new_config.as_ref(), env));
+    }
+    Decision::allow_with_warnings(warnings)
+}
+
+/// What an admitted change to the data does not reach: node-agent's settings it reads only at
+/// start-up or keeps applying from its start (the webhook only adds to them), and the
+/// BackupRepositories that already exist.
+fn update_warnings(
+    target: &Target,
+    kind: Kind,
+    old: &Contents,
+    new_config: Option<&NodeAgentConfig>,
+    env: &Environment,
+) -> Vec<String> {
+    match kind {
+        Kind::NodeAgent => {
+            let old_check = check_configmap(&old.0, &old.1, env);
+            let (Some((_, old_checked)), Some(new)) = (old_check.values.first(), new_config) else { return Vec::new() };
+            let mut warnings: Vec<String> = restart_warning(target, &old_checked.config, new).into_iter().collect();
+            warnings.extend(undone(&old_checked.config, new, env.velero_version).into_iter().map(|u| {
                 format!(
                     "{}: {} (the webhook only adds to what node-agent applies); run kubectl -n {} rollout restart ds/node-agent",
                     u.setting, u.effect, target.namespace
                 )
             }));
+            warnings
         }
+        Kind::BackupRepository => vec![
+            "existing BackupRepositories keep the repositoryConfig they were created with: this edit reaches new ones only; edit spec.repositoryConfig of the others (fullMaintenanceInterval applies only to a new Kopia repository)"
+                .to_string(),
+        ],
+        Kind::RepoMaintenance => Vec::new(),
     }
-    Decision::allow_with_warnings(warnings)
 }
 
 /// node-agent reads everything at start-up; this server applies the pod settings itself,

@@ -201,6 +201,15 @@ fn cm_review(uid: &str, operation: &str, object: Option<Value>, old: Option<Valu
     review
 }
 
+/// A CREATE of Velero's ConfigMap `name` (one of the other two kinds) holding `data`.
+fn other_cm(uid: &str, name: &str, data: Value) -> Value {
+    let mut object = configmap(data);
+    object["metadata"]["name"] = json!(name);
+    let mut review = cm_review(uid, "CREATE", Some(object), None);
+    review["request"]["name"] = json!(name);
+    review
+}
+
 fn valid_cm(uid: &str) -> Value {
     cm_review(uid, "CREATE", Some(configmap(json!({"config": "{}"}))), None)
 }
@@ -731,6 +740,60 @@ fn corpus() -> Vec<Case> {
             "/mutate",
             |uid| set(mover_create(uid), "/request/object/metadata/labels/big", json!("x".repeat(MIB))),
             mover_patched(vec![("/metadata/labels/big".into(), json!("x".repeat(MIB)))]),
+        ),
+        // --- Velero's other two ConfigMaps, told apart by name.
+        post_json(
+            "maintenance_configmap_with_a_number_as_data_value",
+            "/validate",
+            |uid| other_cm(uid, "repo-maintenance-job-config", json!({"global": 5})),
+            denied("data[global]: Invalid value: must be a string"),
+        ),
+        post_json(
+            "maintenance_value_nested_past_the_depth_limit",
+            "/validate",
+            |uid| other_cm(uid, "repo-maintenance-job-config", json!({"global": nested(200, true)})),
+            denied("data[global]: "),
+        ),
+        post_json(
+            "maintenance_value_with_a_1_mib_key",
+            "/validate",
+            |uid| {
+                other_cm(
+                    uid,
+                    "repo-maintenance-job-config",
+                    json!({"global": format!("{{\"{}\": 1}}", "k".repeat(MIB))}),
+                )
+            },
+            denied("Unknown field"),
+        ),
+        post_json(
+            "maintenance_configmap_without_data",
+            "/validate",
+            |uid| other_cm(uid, "repo-maintenance-job-config", Value::Null),
+            denied("data: Required value: must hold \"global\""),
+        ),
+        post_json(
+            "backup_repository_cache_beyond_float64",
+            "/validate",
+            |uid| other_cm(uid, "backup-repository-config", json!({"kopia": "{\"cacheLimitMB\": 1e400}"})),
+            denied("does not fit in a float64"),
+        ),
+        post_json(
+            "backup_repository_value_of_100000_array_items",
+            "/validate",
+            |uid| other_cm(uid, "backup-repository-config", json!({"kopia": format!("[{}0]", "0,".repeat(100_000))})),
+            denied("must be a JSON object, not array"),
+        ),
+        post_json(
+            "backup_repository_delete_without_old_object",
+            "/validate",
+            |uid| {
+                let mut review = other_cm(uid, "backup-repository-config", json!({}));
+                review["request"]["operation"] = json!("DELETE");
+                review["request"]["object"] = Value::Null;
+                review
+            },
+            allowed_with_warning("fail to start without ConfigMap velero/backup-repository-config"),
         ),
         post(
             "mover_pod_with_an_integer_beyond_u64_as_priority",

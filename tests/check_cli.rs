@@ -154,7 +154,7 @@ fn names_all_and_exit_codes() {
     assert_eq!(missing.code, 2);
     assert_eq!(
         missing.stderr.trim_end(),
-        r#"-: no ConfigMap named "node-agent-config" (use --configmap NAME or --all)"#
+        r#"-: no ConfigMap named "node-agent-config", "repo-maintenance-job-config" or "backup-repository-config" (use --configmap NAME or --all)"#
     );
     assert_eq!(check(&["--configmap", "other", "-"], Some(&renamed)).code, 1);
     assert_eq!(check(&["--all", "-"], Some(&renamed)).code, 1);
@@ -198,4 +198,58 @@ fn a_reader_that_stops_early_is_no_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// Velero's three ConfigMaps in one stream: each is checked as its kind (told by its name), and
+/// each finding points at its line and column of the file.
+#[test]
+fn three_configmaps_in_one_manifest_each_finding_at_its_position() {
+    let file = "examples/other-configmaps/all-three.yaml";
+    let run = check(&[file], None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let want = [
+        r#":10:38: error: data[config.json].podResources.cpuRequest: Invalid value: "1": must be less than or equal to cpu limit of 500m"#,
+        r#":22:23: error: data[global].podResources: Required value: cpuLimit, memoryLimit not set: Velero creates no maintenance Job for the repositories this key applies to unless cpuRequest, cpuLimit, memoryRequest and memoryLimit are all given, and fails again every 5 minutes; use "0" for no limit"#,
+        ":23:36: error: data[global].keepLatestMaintenanceJobs: Invalid value: -1: must be greater than or equal to 0: Velero deletes every maintenance Job and then panics, on every reconcile",
+        r#":27:3: error: data[Global]: Invalid value: "Global": did you mean "global"? Velero looks data keys up exactly and never reads this value"#,
+        r#":37:23: error: data[kopia].cacheLimitMB: Invalid value: "2048": must be a JSON number, not a string: Kopia reads "2048" but node-agent ignores a string and sizes its cache volume for the 5000 MiB default; write 2048"#,
+        r#":38:34: error: data[kopia].fullMaintenanceInterval: Unsupported value: "FastGC": supported values: "eagerGC", "fastGC", "normalGC": did you mean "fastGC"? Kopia refuses it when Velero creates a repository, so every new BackupRepository stays NotReady and its backups fail; fixing this ConfigMap does not repair them (edit their spec.repositoryConfig or delete them)"#,
+    ]
+    .map(|line| format!("{file}{line}"));
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), want);
+    // A kind switched off is not checked; renamed, it is found under its new name.
+    let off = check(&["--repo-maintenance-configmap", "", "--backup-repository-configmap", "", file], None);
+    assert_eq!(off.stdout.lines().count(), 1, "{}", off.stdout);
+    let renamed = std::fs::read_to_string(file).expect("read").replace("name: backup-repository-config", "name: repos");
+    let run = check(&["--backup-repository-configmap", "repos", "-"], Some(&renamed));
+    assert_eq!(run.stdout.lines().filter(|l| l.contains("data[kopia]")).count(), 2, "{}", run.stdout);
+}
+
+#[test]
+fn a_bare_value_is_checked_as_the_kind_given() {
+    let maintenance = check(&["--kind", "repo-maintenance", "-"], Some("{\n  \"keepLatestMaintenanceJobs\": 0\n}\n"));
+    assert_eq!(maintenance.code, 0, "{}", maintenance.stderr);
+    assert_eq!(
+        maintenance.stdout.trim_end(),
+        "-:2:32: warning: keepLatestMaintenanceJobs: 0 makes Velero delete every maintenance Job after each reconcile, the one just finished included (the BackupRepository's status keeps the history); the default is 3"
+    );
+    let repository = check(&["--kind", "backup-repository", "-"], Some(r#"{"cacheLimitMB": 2048.5}"#));
+    assert_eq!(repository.code, 1);
+    assert_eq!(
+        repository.stdout.trim_end(),
+        r#"-:1:18: error: cacheLimitMB: Invalid value: 2048.5: must be a whole number: Kopia cannot parse "2048.5" and uses its 5000 MiB default, while node-agent truncates it"#
+    );
+    // Without --kind, the same value is node-agent's, where the field does not exist.
+    assert_eq!(check(&["-"], Some(r#"{"cacheLimitMB": 1}"#)).code, 1);
+    let unknown = check(&["--kind", "velero", "-"], Some("{}"));
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("unknown ConfigMap kind"), "{}", unknown.stderr);
+    // --kind overrides the name: the backup repository ConfigMap read as a maintenance one.
+    let json = check(
+        &["--kind", "repo-maintenance", "--output", "json", "examples/other-configmaps/backup-repository-config.json"],
+        None,
+    );
+    let findings: Value = serde_json::from_str(&json.stdout).expect("JSON output");
+    let paths: Vec<&str> = findings.as_array().into_iter().flatten().filter_map(|f| f["path"].as_str()).collect();
+    assert!(paths.contains(&"data[kopia].cacheLimitMB"), "{}", json.stdout);
 }

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 mod support;
 
 use node_agent_webhook::cluster::{Cluster, ClusterError, LOOKUP_TIMEOUT};
+use node_agent_webhook::config::kind::Names;
 use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::source;
 use node_agent_webhook::validating::Target;
@@ -239,7 +240,7 @@ fn decode(text: &str) -> String {
 }
 
 fn new_state() -> Arc<AppState> {
-    let target = Target { namespace: "velero".to_string(), name: "node-agent-config".to_string() };
+    let target = Target { namespace: "velero".to_string(), names: Names::default() };
     Arc::new(AppState::new(
         Settings { target, velero_version: None, service_accounts: vec!["velero".to_string()] },
         None,
@@ -462,7 +463,7 @@ async fn validation_warns_when_the_config_drops_a_key_of_the_node_agent_daemonse
                                 "annotations": {"iam.amazonaws.com/role": "velero-role"}},
                    "spec": {"containers": [{"name": "node-agent", "image": "velero/velero:v1.17.2"}]}}}}),
     );
-    let target = Target { namespace: "velero".to_string(), name: "node-agent-config".to_string() };
+    let target = Target { namespace: "velero".to_string(), names: Names::default() };
     let state = AppState::new(
         Settings { target, velero_version: None, service_accounts: vec!["velero".to_string()] },
         Some(fake.cluster()),

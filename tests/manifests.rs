@@ -206,8 +206,16 @@ fn velero_namespace(objs: &[YamlOwned]) -> String {
     env(objs).get("NAW_VELERO_NAMESPACE").cloned().unwrap_or_else(|| "velero".to_string())
 }
 
-fn configmap_name(objs: &[YamlOwned]) -> String {
-    env(objs).get("NAW_CONFIGMAP").cloned().unwrap_or_else(|| "node-agent-config".to_string())
+/// The three ConfigMap names the server checks, quoted and listed as the CEL condition has them.
+fn configmap_names(objs: &[YamlOwned]) -> String {
+    let env = env(objs);
+    let name = |var: &str, default: &str| format!("'{}'", env.get(var).map_or(default, String::as_str));
+    [
+        name("NAW_CONFIGMAP", "node-agent-config"),
+        name("NAW_REPO_MAINTENANCE_CONFIGMAP", "repo-maintenance-job-config"),
+        name("NAW_BACKUP_REPOSITORY_CONFIGMAP", "backup-repository-config"),
+    ]
+    .join(", ")
 }
 
 fn webhooks<'a>(objs: &'a [YamlOwned], k: &str) -> &'a [YamlOwned] {
@@ -433,6 +441,7 @@ fn rbac_grants_exactly_the_documented_read_only_permissions() {
         ("", "configmaps", "watch", ""),
         ("velero.io", "datadownloads", "get", ""),
         ("apps", "daemonsets", "get", "node-agent"),
+        ("apps", "deployments", "get", "velero"),
     ]);
     let cluster_role = grant_set(&[
         ("scheduling.k8s.io", "priorityclasses", "get", ""),
@@ -535,18 +544,18 @@ fn configmap_webhooks_fail_closed_on_create_and_update_and_open_on_delete() {
 }
 
 #[test]
-fn configmap_webhooks_are_narrowed_to_the_node_agent_configmap_by_cel_and_namespace_selector() {
+fn configmap_webhooks_are_narrowed_to_velero_configmaps_by_cel_and_namespace_selector() {
     for overlay in all_overlays() {
         let objs = objects(&overlay);
-        let cm = configmap_name(&objs);
+        let cm = configmap_names(&objs);
         for hook in webhooks(&objs, "ValidatingWebhookConfiguration") {
             let n = hook_name(hook);
             assert_eq!(namespace_selector_values(hook), [velero_namespace(&objs)], "{overlay}: {n}");
             assert!(get(hook, &["objectSelector"]).is_none(), "{overlay}: {n}: no objectSelector");
             let conds = conditions(hook);
             assert!(
-                conds.iter().any(|(_, e)| e == &format!("request.name == '{cm}'")),
-                "{overlay}: {n}: no condition on request.name == '{cm}' in {conds:?}"
+                conds.iter().any(|(_, e)| e == &format!("request.name in [{cm}]")),
+                "{overlay}: {n}: no condition on request.name in [{cm}] in {conds:?}"
             );
             for (cname, expr) in &conds {
                 // `object` is null on DELETE: reading it errors, and errors reject under Fail.
@@ -1181,7 +1190,8 @@ fn openshift_adp_overlay_moves_every_namespace_bound_string() {
     }
     for hook in webhooks(&objs, "ValidatingWebhookConfiguration") {
         assert!(
-            conditions(hook).iter().any(|(_, x)| x == "request.name == 'node-agent-dpa-sample'"),
+            conditions(hook).iter().any(|(_, x)| x
+                == "request.name in ['node-agent-dpa-sample', 'repo-maintenance-job-config', 'backup-repository-config']"),
             "{}",
             hook_name(hook)
         );
@@ -1217,7 +1227,9 @@ fn velero_namespace_leftovers(objs: &[YamlOwned]) -> Vec<String> {
         for (path, value) in strings {
             // `app.kubernetes.io/part-of: velero` names the product, not a namespace.
             let label = path.contains("labels.") || path.ends_with(".labels");
-            let hit = (value == "velero" && !label)
+            // RBAC's `resourceNames: [velero]` is the Velero server Deployment's name (OADP's too).
+            let object_name = path.contains("resourceNames.");
+            let hit = (value == "velero" && !label && !object_name)
                 || value.contains(".velero.svc")
                 || value.contains(":velero:")
                 || value.starts_with("velero/");

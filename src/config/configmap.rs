@@ -1,11 +1,13 @@
 //! Checks a whole node-agent ConfigMap: node-agent reads exactly one `data` key, whatever
-//! its name, and ignores `binaryData`; the value is then checked as a config.
+//! its name, and ignores `binaryData`; the value is then checked as a config. The findings
+//! about `data` as a whole are shared with Velero's other ConfigMaps ([`data_structure`]).
 
 use std::collections::BTreeMap;
 
 use super::diagnostics::{Diagnostic, Diagnostics};
+use super::model::NodeAgentConfig;
 use super::validate::Environment;
-use super::version;
+use super::version::{self, VeleroVersion};
 use super::{check_value, Checked};
 use crate::k8s::field::go_quote;
 
@@ -13,26 +15,43 @@ use crate::k8s::field::go_quote;
 /// `binaryData`), as paths of keys, so a caller may hand over the object pruned to them.
 pub const CONFIGMAP_FIELDS: &[&[&str]] = &[&["data"], &["binaryData"]];
 
-/// The findings for one ConfigMap: structural ones, and each data value's own.
+/// The findings for one ConfigMap: structural ones, and each data value's own. `C` is the
+/// config type of the ConfigMap's kind; `()` once only the findings matter ([`Self::findings`]).
 #[derive(Debug, Clone, Default)]
-pub struct ConfigMapCheck {
-    /// About `data`/`binaryData` as a whole; paths are `data` or `binaryData[...]`.
+pub struct ConfigMapCheck<C = NodeAgentConfig> {
+    /// About `data`/`binaryData` as a whole, and about data keys; paths are `data`,
+    /// `data[key]` or `binaryData[...]`.
     pub structure: Diagnostics,
     /// Each data key with its value's check; paths inside are relative to the value.
-    pub values: Vec<(String, Checked)>,
+    pub values: Vec<(String, Checked<C>)>,
 }
 
-impl ConfigMapCheck {
-    pub fn has_errors(&self) -> bool {
-        self.structure.has_errors() || self.values.iter().any(|(_, c)| c.diagnostics.has_errors())
-    }
+/// A ConfigMap's findings, whatever its kind.
+pub type Findings = ConfigMapCheck<()>;
 
+impl ConfigMapCheck {
     /// The config node-agent would run with, if the ConfigMap is valid.
-    pub fn config(&self) -> Option<&super::model::NodeAgentConfig> {
+    pub fn config(&self) -> Option<&NodeAgentConfig> {
         match self.values.as_slice() {
             [(_, checked)] if !self.has_errors() => Some(&checked.config),
             _ => None,
         }
+    }
+}
+
+impl<C> ConfigMapCheck<C> {
+    pub fn has_errors(&self) -> bool {
+        self.structure.has_errors() || self.values.iter().any(|(_, c)| c.diagnostics.has_errors())
+    }
+
+    /// The findings without the configs, so callers can treat every kind alike.
+    pub fn findings(self) -> Findings {
+        let values = self
+            .values
+            .into_iter()
+            .map(|(key, checked)| (key, Checked { config: (), diagnostics: checked.diagnostics }))
+            .collect();
+        ConfigMapCheck { structure: self.structure, values }
     }
 
     /// Every finding as `(severity, "data[key]: path: message (line L, column C)")`, errors first.
@@ -48,14 +67,87 @@ impl ConfigMapCheck {
     }
 }
 
+/// What a ConfigMap kind's reader does with `data`, for the findings about it as a whole.
+pub(crate) struct DataRules {
+    /// Who reads the ConfigMap, as messages name it.
+    pub reader: &'static str,
+    /// node-agent reads exactly one key; Velero's other ConfigMaps are keyed.
+    pub one_key: bool,
+    /// What `data` must hold, for the message when it holds nothing.
+    pub must_hold: &'static str,
+    /// What the reader does when `data` holds nothing, for that Velero version.
+    pub on_missing_data: fn(Option<VeleroVersion>) -> String,
+    /// What an older Velero, which does not read the ConfigMap, uses instead ("" for nothing).
+    pub before_1_15: &'static str,
+}
+
+/// What the Velero server does without `data` in its ConfigMaps, on every version it reads them.
+pub(crate) fn velero_server_on_missing_data(_: Option<VeleroVersion>) -> String {
+    "the Velero server 1.17+ fails to start with \"data is not available\"".to_string()
+}
+
+const NODE_AGENT_DATA: DataRules = DataRules {
+    reader: "node-agent",
+    one_key: true,
+    must_hold: "must hold exactly one key with the JSON config",
+    on_missing_data: version::on_missing_data,
+    before_1_15: "",
+};
+
+/// A keyed ConfigMap (Velero's other two): the findings about `data` as a whole, a warning
+/// when the Velero version predates the ConfigMap (1.15), and each key's value as `check`
+/// finds it, headed by what `key_finding` says about the key itself.
+pub(crate) fn check_keyed<C>(
+    data: &BTreeMap<String, String>,
+    binary_keys: &[String],
+    env: &Environment,
+    rules: &DataRules,
+    key_finding: fn(&str) -> Option<Diagnostic>,
+    check: impl Fn(&str, &str) -> Checked<C>,
+) -> ConfigMapCheck<C> {
+    let mut structure = data_structure(data, binary_keys, rules, env.velero_version);
+    if let Some(version) = env.velero_version.filter(|v| *v < VeleroVersion::new(1, 15, 0)) {
+        structure.push(Diagnostic::warning(
+            "data",
+            format!("Velero {version} does not read this ConfigMap (since 1.15.0){}", rules.before_1_15),
+            None,
+        ));
+    }
+    let values = data
+        .iter()
+        .map(|(key, text)| {
+            let mut checked = check(key, text);
+            if let Some(finding) = key_finding(key) {
+                checked.diagnostics.0.insert(0, finding);
+            }
+            (key.clone(), checked)
+        })
+        .collect();
+    ConfigMapCheck { structure, values }
+}
+
 /// Checks the `data` and `binaryData` of a node-agent ConfigMap.
 pub fn check_configmap(data: &BTreeMap<String, String>, binary_keys: &[String], env: &Environment) -> ConfigMapCheck {
+    let structure = data_structure(data, binary_keys, &NODE_AGENT_DATA, env.velero_version);
+    let values = data.iter().map(|(key, text)| (key.clone(), check_value(text, env))).collect();
+    ConfigMapCheck { structure, values }
+}
+
+/// The findings about `data` and `binaryData` as a whole: Velero reads only `data`, and fails
+/// to start (1.17+) when it is empty.
+pub(crate) fn data_structure(
+    data: &BTreeMap<String, String>,
+    binary_keys: &[String],
+    rules: &DataRules,
+    version: Option<VeleroVersion>,
+) -> Diagnostics {
+    let reader = rules.reader;
     let mut structure = Diagnostics::default();
     match (data.len(), binary_keys.is_empty()) {
         (0, false) => structure.push(Diagnostic::error(
             "data",
             format!(
-                "Required value: node-agent reads the JSON config from data and ignores binaryData ({}); move it into data",
+                "Required value: {reader} reads the JSON config from data and ignores binaryData ({}); move it into data",
                 binary_keys.iter().map(|k| format!("binaryData[{k}]")).collect::<Vec<_>>().join(", ")
             ),
             None,
@@ -63,29 +155,32 @@ pub fn check_configmap(data: &BTreeMap<String, String>, binary_keys: &[String], 
         (0, true) => structure.push(Diagnostic::error(
             "data",
             format!(
-                "Required value: must hold exactly one key with the JSON config; {}",
-                version::on_missing_data(env.velero_version)
+                "Required value: {}; {}",
+                rules.must_hold,
+                (rules.on_missing_data)(version)
             ),
             None,
         )),
-        (1, false) => structure.push(Diagnostic::warning(
-            "binaryData",
-            "node-agent ignores binaryData; only the data key is read",
-            None,
-        )),
-        (1, true) => {}
-        (_, _) => structure.push(Diagnostic::error(
+        (n, _) if rules.one_key && n > 1 => structure.push(Diagnostic::error(
             "data",
             format!(
                 "Invalid value: [{}]: must hold exactly one key: {}; keep one JSON value",
                 data.keys().map(|k| go_quote(k)).collect::<Vec<_>>().join(", "),
-                version::on_several_data_keys(env.velero_version)
+                version::on_several_data_keys(version)
             ),
             None,
         )),
+        (_, false) => structure.push(Diagnostic::warning(
+            "binaryData",
+            format!(
+                "{reader} ignores binaryData; only the data key{} read",
+                if rules.one_key { " is" } else { "s are" }
+            ),
+            None,
+        )),
+        (_, true) => {}
     }
-    let values = data.iter().map(|(key, text)| (key.clone(), check_value(text, env))).collect();
-    ConfigMapCheck { structure, values }
+    structure
 }
 
 #[cfg(test)]

@@ -39,16 +39,17 @@ impl Positions {
 }
 
 /// The outcome of decoding: the config Go would see, where its values are, and findings.
+/// `C` is the config type of the ConfigMap kind; node-agent's by default.
 #[derive(Debug, Clone, Default)]
-pub struct Decoded {
-    pub config: NodeAgentConfig,
+pub struct Decoded<C = NodeAgentConfig> {
+    pub config: C,
     pub positions: Positions,
     pub diagnostics: Diagnostics,
     /// Paths whose value Go could not decode: already reported, so later checks skip them.
     pub unusable: HashSet<String>,
 }
 
-impl Decoded {
+impl<C> Decoded<C> {
     /// Whether `path` or one of its ancestors could not be decoded.
     pub fn is_unusable(&self, path: &str) -> bool {
         self.unusable.iter().any(|bad| {
@@ -97,44 +98,24 @@ const KNOWN_MISNOMERS: &[(&str, &str, &str)] = &[(
 /// Decodes a whole config value. A top-level `null` is an empty config, as in Go. `version`
 /// is the Velero version the config is for, when known: what a type error does depends on it.
 pub fn decode(root: &Node, version: Option<VeleroVersion>) -> Decoded {
-    let mut decoder = Decoder { version, ..Decoder::default() };
-    let config = match &root.value {
-        Value::Null => {
-            decoder.warn(
-                "",
-                "the value is null, which node-agent reads as an empty config: no setting applies",
-                root.pos,
-            );
-            NodeAgentConfig::default()
-        }
-        Value::Object(_) => decoder.config(root),
-        other => {
-            let hint = match other {
-                Value::Array(_) => "; wrap the settings in an object: {\"loadAffinity\": [...]}",
-                _ => "",
-            };
-            decoder.error("", format!("Invalid value: {}: must be a JSON object{hint}", render(root)), root.pos);
-            NodeAgentConfig::default()
-        }
-    };
-    Decoded {
-        config,
-        positions: Positions(decoder.positions),
-        diagnostics: decoder.diagnostics,
-        unusable: decoder.unusable,
-    }
+    let mut decoder = Decoder { on_undecodable: on_undecodable(version), ..Decoder::new("node-agent") };
+    let config = decoder.top_level(root, Decoder::config);
+    decoder.finish(config)
 }
 
-#[derive(Default)]
-struct Decoder {
+/// Go's `encoding/json` into a struct, one field at a time, for every ConfigMap kind whose
+/// values Velero unmarshals into a struct. `reader` names who reads the value in messages.
+pub(crate) struct Decoder {
+    reader: &'static str,
     diagnostics: Diagnostics,
     positions: BTreeMap<String, Pos>,
     unusable: HashSet<String>,
-    version: Option<VeleroVersion>,
+    /// What the reader does with a value Go cannot decode: node-agent's depends on its version.
+    on_undecodable: String,
 }
 
 /// A short rendering of a bad value for messages: strings quoted, containers by type.
-fn render(node: &Node) -> String {
+pub(crate) fn render(node: &Node) -> String {
     match &node.value {
         Value::String(s) if s.chars().count() > 64 => {
             let head: String = s.chars().take(61).collect();
@@ -150,11 +131,48 @@ fn render(node: &Node) -> String {
 }
 
 impl Decoder {
-    fn error(&mut self, path: &str, message: impl Into<String>, pos: Pos) {
+    pub(crate) fn new(reader: &'static str) -> Self {
+        Self {
+            reader,
+            diagnostics: Diagnostics::default(),
+            positions: BTreeMap::new(),
+            unusable: HashSet::new(),
+            on_undecodable: format!("{reader} fails to start"),
+        }
+    }
+
+    /// The decoded config with everything found on the way.
+    pub(crate) fn finish<C>(self, config: C) -> Decoded<C> {
+        Decoded { config, positions: Positions(self.positions), diagnostics: self.diagnostics, unusable: self.unusable }
+    }
+
+    /// A whole value: `null` is an empty config as in Go, an object goes to `fields`, anything
+    /// else is an error.
+    pub(crate) fn top_level<C: Default>(&mut self, root: &Node, fields: impl FnOnce(&mut Self, &Node) -> C) -> C {
+        match &root.value {
+            Value::Null => {
+                let message =
+                    format!("the value is null, which {} reads as an empty config: no setting applies", self.reader);
+                self.warn("", message, root.pos);
+                C::default()
+            }
+            Value::Object(_) => fields(self, root),
+            other => {
+                let hint = match other {
+                    Value::Array(_) => "; wrap the settings in an object: {\"loadAffinity\": [...]}",
+                    _ => "",
+                };
+                self.error("", format!("Invalid value: {}: must be a JSON object{hint}", render(root)), root.pos);
+                C::default()
+            }
+        }
+    }
+
+    pub(crate) fn error(&mut self, path: &str, message: impl Into<String>, pos: Pos) {
         self.diagnostics.push(Diagnostic::error(path, message, Some(pos)));
     }
 
-    fn warn(&mut self, path: &str, message: impl Into<String>, pos: Pos) {
+    pub(crate) fn warn(&mut self, path: &str, message: impl Into<String>, pos: Pos) {
         self.diagnostics.push(Diagnostic::warning(path, message, Some(pos)));
     }
 
@@ -164,14 +182,14 @@ impl Decoder {
             "Invalid value: {}: must be {want}, not {} ({} on this)",
             render(node),
             article(node.value.type_name()),
-            on_undecodable(self.version)
+            self.on_undecodable
         );
         self.error(path, message, node.pos);
     }
 
     /// Looks up `fields` in an object as Go does; `None` when the node is not an object.
     /// Null members count as absent.
-    fn object<'n, const N: usize>(
+    pub(crate) fn object<'n, const N: usize>(
         &mut self,
         node: &'n Node,
         path: &str,
@@ -243,7 +261,9 @@ impl Decoder {
 
     fn unknown_field(&mut self, member: &Member, path: &str, siblings: &[&str]) {
         let key = member.key.as_str();
-        let hint = if let Some((_, real, note)) = KNOWN_MISNOMERS.iter().find(|(wrong, _, _)| *wrong == key) {
+        let hint = if let Some((_, real, note)) =
+            KNOWN_MISNOMERS.iter().find(|(wrong, real, _)| *wrong == key && siblings.contains(real))
+        {
             format!("did you mean {}{note}?", go_quote(real))
         } else if let Some((name, parent)) =
             BELONGS_UNDER.iter().find(|(name, parent)| name.eq_ignore_ascii_case(key) && !path.ends_with(parent))
@@ -258,13 +278,13 @@ impl Decoder {
         };
         self.error(
             &child(path, &shortened(key)),
-            format!("Unknown field: {hint} (node-agent ignores unknown fields silently)"),
+            format!("Unknown field: {hint} ({} ignores unknown fields silently)", self.reader),
             member.key_pos,
         );
     }
 
     /// An `int` or `int64` field (both 64-bit here); `want` names it in messages.
-    fn int(&mut self, node: Option<&Node>, path: &str, want: &str) -> i64 {
+    pub(crate) fn int(&mut self, node: Option<&Node>, path: &str, want: &str) -> i64 {
         let Some(node) = node else { return 0 };
         self.positions.insert(path.to_string(), node.pos);
         match &node.value {
@@ -304,7 +324,7 @@ impl Decoder {
         }
     }
 
-    fn string(&mut self, node: Option<&Node>, path: &str) -> String {
+    pub(crate) fn string(&mut self, node: Option<&Node>, path: &str) -> String {
         let Some(node) = node else { return String::new() };
         self.positions.insert(path.to_string(), node.pos);
         match &node.value {
@@ -317,7 +337,7 @@ impl Decoder {
     }
 
     /// A `map[string]string`; keys are recorded as `path[key]`.
-    fn string_map(&mut self, node: Option<&Node>, path: &str) -> BTreeMap<String, String> {
+    pub(crate) fn string_map(&mut self, node: Option<&Node>, path: &str) -> BTreeMap<String, String> {
         let mut map = BTreeMap::new();
         let Some(node) = node else { return map };
         self.positions.insert(path.to_string(), node.pos);
@@ -448,13 +468,13 @@ impl Decoder {
         LabelSelector { match_labels, match_expressions }
     }
 
-    fn load_affinity(&mut self, node: Option<&Node>, path: &str) -> Vec<LoadAffinity> {
+    pub(crate) fn load_affinity(&mut self, node: Option<&Node>, path: &str) -> Vec<LoadAffinity> {
         let items = self.array(node, path);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let item_path = index(path, i);
             if item.value == Value::Null {
-                // []*LoadAffinity: a nil entry makes node-agent dereference a nil pointer.
+                // []*LoadAffinity: a nil entry makes Velero dereference a nil pointer.
                 self.error(&item_path, "Required value: an entry must be an object, not null", item.pos);
                 continue;
             }
@@ -518,7 +538,7 @@ impl Decoder {
         RestorePvc { ignore_delay_binding: self.boolean(ignore, &child(path, "ignoreDelayBinding")) }
     }
 
-    fn pod_resources(&mut self, node: &Node, path: &str) -> PodResources {
+    pub(crate) fn pod_resources(&mut self, node: &Node, path: &str) -> PodResources {
         let fields = PodResources::KEYS;
         let Some(values) = self.object(node, path, fields) else {
             return PodResources::default();
@@ -548,7 +568,7 @@ impl Decoder {
 }
 
 /// A key as shown in a message: long ones are cut, so a 1 MiB key does not make a 1 MiB message.
-fn shortened(key: &str) -> String {
+pub(crate) fn shortened(key: &str) -> String {
     if key.chars().count() <= 64 {
         return key.to_string();
     }
@@ -566,7 +586,7 @@ fn article(type_name: &str) -> String {
 
 /// The sibling within edit distance 2 (or a third of the key), for did-you-mean hints.
 /// Candidates whose length alone rules them out are skipped, so a huge key costs nothing.
-fn closest<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let length = key.chars().count();
     let limit = (length / 3).max(2);
     let key_lower = key.to_ascii_lowercase();

@@ -1,14 +1,22 @@
-//! The node-agent ConfigMap: parsing with positions, Go-compatible decoding, validation.
+//! Velero's ConfigMaps: parsing with positions, Go-compatible decoding, validation. The
+//! node-agent ConfigMap's model, decoding and rules are in `model`, `decode` and `validate`;
+//! the repository maintenance job and backup repository ConfigMaps have a module each, built
+//! from the same parts, and `kind` tells the three apart.
 //!
 //! Everything here is pure: text in, config and findings out.
 
+pub mod backup_repository;
+#[cfg(test)]
+mod cases;
 pub mod configmap;
 pub mod decode;
 pub mod diagnostics;
 pub mod json;
+pub mod kind;
 pub mod load;
 pub mod manifest;
 pub mod model;
+pub mod repo_maintenance;
 pub mod third_party;
 pub mod validate;
 pub mod version;
@@ -16,50 +24,68 @@ pub mod version;
 use diagnostics::{Diagnostic, Diagnostics};
 use model::NodeAgentConfig;
 use validate::Environment;
-use version::{on_undecodable, VeleroVersion};
+use version::on_undecodable;
 
-/// A checked config value: what node-agent would read, and every finding about it.
+/// A checked config value: what Velero would read (`C`, node-agent's config by default), and
+/// every finding about it.
 #[derive(Debug, Clone, Default)]
-pub struct Checked {
-    pub config: NodeAgentConfig,
+pub struct Checked<C = NodeAgentConfig> {
+    pub config: C,
     pub diagnostics: Diagnostics,
 }
 
 /// Parses, decodes and validates one config value (the text of the ConfigMap's data key).
 pub fn check_value(text: &str, env: &Environment) -> Checked {
-    let root = match json::parse(text) {
-        Ok(root) => root,
+    check_parsed(text, "node-agent", &on_undecodable(env.velero_version), |root| {
+        let mut decoded = decode::decode(root, env.velero_version);
+        validate::add_rule_findings(&mut decoded, env);
+        (decoded.config, decoded.diagnostics)
+    })
+}
+
+/// Parses one data value and hands the tree to `check`; a syntax error is the one finding,
+/// worded for `reader` (who reads the value) and what it does on a value it cannot decode, with
+/// the config left at its default.
+pub(crate) fn check_parsed<C: Default>(
+    text: &str,
+    reader: &str,
+    on_undecodable: &str,
+    check: impl FnOnce(&json::Node) -> (C, Diagnostics),
+) -> Checked<C> {
+    match json::parse(text) {
+        Ok(root) => {
+            let (config, mut diagnostics) = check(&root);
+            diagnostics.sort();
+            Checked { config, diagnostics }
+        }
         Err(err) => {
-            let message = format!("{}{}", err.message, syntax_hint(text, env.velero_version));
+            let message = format!("{}{}", err.message, syntax_hint(text, reader, on_undecodable));
             let mut diagnostics = Diagnostics::default();
             diagnostics.push(Diagnostic::error("", message, Some(err.pos)));
-            return Checked { config: NodeAgentConfig::default(), diagnostics };
+            Checked { config: C::default(), diagnostics }
         }
-    };
-    let mut decoded = decode::decode(&root, env.velero_version);
-    validate::add_rule_findings(&mut decoded, env);
-    decoded.diagnostics.sort();
-    Checked { config: decoded.config, diagnostics: decoded.diagnostics }
+    }
 }
 
 /// Explains the syntax errors people actually make: YAML, an empty value, a BOM; and what
-/// node-agent of `version` does on them.
-fn syntax_hint(text: &str, version: Option<VeleroVersion>) -> String {
+/// `reader` does on them (`on_undecodable`: node-agent's depends on its version).
+fn syntax_hint(text: &str, reader: &str, on_undecodable: &str) -> String {
     let trimmed = text.trim_start_matches([' ', '\t', '\r', '\n']);
     match trimmed.chars().next() {
-        None => format!(": the value is empty; {} on it. Write {{}} for no settings", on_undecodable(version)),
+        None => format!(": the value is empty; {on_undecodable} on it. Write {{}} for no settings"),
         Some('\u{feff}') => {
-            ": the value starts with a UTF-8 byte order mark, which node-agent rejects; save it without BOM".to_string()
+            format!(": the value starts with a UTF-8 byte order mark, which {reader} rejects; save it without BOM")
         }
         Some(c) if c.is_alphabetic() || c == '-' || c == '#' => {
-            ": the value must be JSON, not YAML (node-agent reads JSON only); convert it, e.g. yq -o=json".to_string()
+            format!(": the value must be JSON, not YAML ({reader} reads JSON only); convert it, e.g. yq -o=json")
         }
-        _ => format!(" ({} on invalid JSON)", on_undecodable(version)),
+        _ => format!(" ({on_undecodable} on invalid JSON)"),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::version::VeleroVersion;
     use super::*;
 
     #[test]

@@ -37,8 +37,15 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     let mut v = Validator { decoded: shared, found: Diagnostics::default() };
     v.load_concurrency(config);
     v.load_affinity(config, env.velero_version);
-    v.pod_resources(config.pod_resources.as_ref());
-    v.priority_class(config, env);
+    v.pod_resources(
+        config.pod_resources.as_ref(),
+        "node-agent ignores the whole podResources section unless cpuRequest, cpuLimit, memoryRequest and memoryLimit are all given",
+    );
+    v.priority_class(
+        &config.priority_class_name,
+        env,
+        "node-agent drops it and the webhook leaves pod priority alone until it does",
+    );
     v.pod_metadata(config);
     v.backup_pvcs(&config.backup_pvc, env);
     v.cache_pvc(config, env);
@@ -49,12 +56,14 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     decoded.diagnostics.0.extend(found.0);
 }
 
-struct Validator<'d> {
-    decoded: &'d Decoded,
-    found: Diagnostics,
+/// The rules' findings about one decoded value; the rules that do not depend on the ConfigMap
+/// kind (`C`) are shared with Velero's other ConfigMaps.
+pub(super) struct Validator<'d, C = NodeAgentConfig> {
+    pub(super) decoded: &'d Decoded<C>,
+    pub(super) found: Diagnostics,
 }
 
-impl Validator<'_> {
+impl<C> Validator<'_, C> {
     fn report(&mut self, severity: Severity, err: FieldError) {
         if self.decoded.is_unusable(&err.path) {
             return;
@@ -63,11 +72,11 @@ impl Validator<'_> {
         self.found.push(Diagnostic::from_field_error(severity, &err, pos));
     }
 
-    fn error(&mut self, err: FieldError) {
+    pub(super) fn error(&mut self, err: FieldError) {
         self.report(Severity::Error, err);
     }
 
-    fn warn(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, path: &str, message: impl Into<String>) {
         if self.decoded.is_unusable(path) {
             return;
         }
@@ -134,7 +143,7 @@ impl Validator<'_> {
     /// A `loadAffinity` selector: Velero copies `matchLabels` (as `In`) and `matchExpressions`
     /// into the pod's node affinity, so the labels follow label rules, the expressions
     /// Kubernetes' node-selector rules, and `Gt`/`Lt` values must be integers to ever match.
-    fn node_affinity_selector(&mut self, selector: &LabelSelector, path: &str) {
+    pub(super) fn node_affinity_selector(&mut self, selector: &LabelSelector, path: &str) {
         let mut errs =
             selector::validate_labels(&selector.match_labels, &field::child(path, "matchLabels"), EntryPaths::AtEntry);
         let term = NodeSelectorTerm {
@@ -197,6 +206,16 @@ impl Validator<'_> {
     fn labels(&mut self, labels: &BTreeMap<String, String>, path: &str) {
         for err in selector::validate_labels(labels, path, EntryPaths::AtEntry) {
             self.error(err);
+        }
+    }
+
+    /// Checks one label key and value, reporting at the entry's own path so the position is exact.
+    pub(super) fn label_entry(&mut self, entry: &str, key: &str, value: &str) {
+        for msg in names::is_qualified_name(key) {
+            self.error(FieldError::invalid(entry, key, msg));
+        }
+        for msg in names::is_label_value(value) {
+            self.error(FieldError::invalid(entry, value, msg));
         }
     }
 
@@ -276,7 +295,8 @@ impl Validator<'_> {
         }
     }
 
-    fn pod_resources(&mut self, resources: Option<&PodResources>) {
+    /// `partial` says what Velero does with a section that lacks one of the four quantities.
+    pub(super) fn pod_resources(&mut self, resources: Option<&PodResources>, partial: &str) {
         let Some(r) = resources else { return };
         let pairs = r.pairs();
         let fields: Vec<(&str, &str, &str)> = pairs
@@ -310,10 +330,7 @@ impl Validator<'_> {
         if !missing.is_empty() {
             self.error(FieldError::required(
                 "podResources",
-                format!(
-                    "{} not set: node-agent ignores the whole podResources section unless cpuRequest, cpuLimit, memoryRequest and memoryLimit are all given; use \"0\" for no limit",
-                    missing.join(", ")
-                ),
+                format!("{} not set: {partial}; use \"0\" for no limit", missing.join(", ")),
             ));
         }
         for pair in &pairs {
@@ -333,8 +350,8 @@ impl Validator<'_> {
         }
     }
 
-    fn priority_class(&mut self, config: &NodeAgentConfig, env: &Environment) {
-        let name = &config.priority_class_name;
+    /// `missing` says what Velero does with a class the cluster does not have.
+    pub(super) fn priority_class(&mut self, name: &str, env: &Environment, missing: &str) {
         if name.is_empty() {
             return;
         }
@@ -345,10 +362,7 @@ impl Validator<'_> {
         }
         if let (true, Some(classes)) = (valid, env.priority_classes) {
             if !classes.contains(name) {
-                self.warn(
-                    "priorityClassName",
-                    format!("PriorityClass {} does not exist: node-agent drops it and the webhook leaves pod priority alone until it does", go_quote(name)),
-                );
+                self.warn("priorityClassName", format!("PriorityClass {} does not exist: {missing}", go_quote(name)));
             }
         }
     }
@@ -390,7 +404,7 @@ impl Validator<'_> {
 
     /// Keys are reported at their entry (so each error points at its key), the size at the map;
     /// the size is returned, for the room left to the `applied` annotation.
-    fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) -> usize {
+    pub(super) fn annotations(&mut self, annotations: &BTreeMap<String, String>, path: &str) -> usize {
         for err in selector::validate_annotations(annotations, path, EntryPaths::AtEntry) {
             self.error(err);
         }

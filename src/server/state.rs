@@ -308,6 +308,7 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::kind::Names;
     use serde_json::json;
 
     fn review(operation: &str, config: &str, old_config: Option<&str>) -> Request {
@@ -329,7 +330,7 @@ mod tests {
     async fn a_reused_verdict_follows_every_input_of_the_check() {
         let state = AppState::new(
             Settings {
-                target: Target { namespace: "velero".into(), name: "node-agent-config".into() },
+                target: Target { namespace: "velero".into(), names: Names::default() },
                 velero_version: None,
                 service_accounts: vec!["velero".into()],
             },

@@ -11,6 +11,7 @@ mod faults;
 mod install;
 mod live_config;
 mod mutating;
+mod other_configmaps;
 mod validating;
 
 use std::time::Duration;
