@@ -6,21 +6,6 @@ mod support;
 use serde_json::{json, Value};
 use support::*;
 
-fn start(extra: &[&str]) -> (Certs, Server, reqwest::blocking::Client) {
-    let certs = Certs::new();
-    std::fs::write(certs.path("config.json"), "{}").expect("config");
-    let config = certs.path("config.json");
-    let mut args = vec!["--config-file", config.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    let server = Server::start(&certs.path("tls.crt"), &certs.path("tls.key"), &args);
-    let client = client(&certs.ca_pem);
-    (certs, server, client)
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
-}
-
 fn configmap(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "velero"}, "data": data})
 }
@@ -34,7 +19,7 @@ fn delete(name: &str) -> Value {
 
 #[test]
 fn each_kind_is_denied_with_its_own_findings() {
-    let (_certs, server, client) = start(&[]);
+    let (_certs, server, client) = start_with(&[]);
     let url = server.url("/validate");
 
     let maintenance = repo_json("examples/other-configmaps/repo-maintenance-job-config.json");
@@ -72,7 +57,7 @@ fn each_kind_is_denied_with_its_own_findings() {
 
 #[test]
 fn updates_and_deletes_warn_about_what_velero_does_not_see() {
-    let (_certs, server, client) = start(&[]);
+    let (_certs, server, client) = start_with(&[]);
     let url = server.url("/validate");
     let before = configmap("backup-repository-config", json!({"kopia": "{\"cacheLimitMB\": 2048}"}));
     let after = configmap("backup-repository-config", json!({"kopia": "{\"cacheLimitMB\": 4096}"}));
@@ -95,7 +80,7 @@ fn updates_and_deletes_warn_about_what_velero_does_not_see() {
 #[test]
 fn the_names_come_from_the_flags_and_a_kind_can_be_switched_off() {
     let (_certs, server, client) =
-        start(&["--repo-maintenance-configmap", "maintenance", "--backup-repository-configmap", ""]);
+        start_with(&["--repo-maintenance-configmap", "maintenance", "--backup-repository-configmap", ""]);
     let url = server.url("/validate");
     let bad = json!({"global": "{\"keepLatestMaintenanceJobs\": -1}"});
     let renamed =

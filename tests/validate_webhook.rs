@@ -10,22 +10,6 @@ fn start() -> (Certs, Server, reqwest::blocking::Client) {
     start_with(&[])
 }
 
-/// The server on an empty config file, with `extra` flags.
-fn start_with(extra: &[&str]) -> (Certs, Server, reqwest::blocking::Client) {
-    let certs = Certs::new();
-    std::fs::write(certs.path("config.json"), "{}").expect("config");
-    let config = certs.path("config.json");
-    let mut args = vec!["--config-file", config.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    let server = Server::start(&certs.path("tls.crt"), &certs.path("tls.key"), &args);
-    let client = client(&certs.ca_pem);
-    (certs, server, client)
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
-}
-
 fn create(server: &Server, client: &reqwest::blocking::Client, configmap: &Value) -> Value {
     review(client, &server.url("/validate"), &configmap_review("CREATE", Some(configmap), None))
 }

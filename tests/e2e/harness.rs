@@ -20,6 +20,16 @@ pub const NODE_AGENT_POD: &str = "node-agent-e2e01";
 pub const WEBHOOK_BIND: &str = "127.0.0.1:443";
 pub const BINARY: &str = env!("CARGO_BIN_EXE_node-agent-webhook");
 
+/// The config most mutating scenarios serve: every setting the webhook applies (the
+/// PriorityClass `e2e-backup` is one of the objects the install creates).
+pub const FULL_CONFIG: &str = r#"{
+  "loadAffinity": [{"nodeSelector": {"matchLabels": {"node-role.example.com/backup": "true"}}}],
+  "podResources": {"cpuRequest": "500m", "cpuLimit": "2", "memoryRequest": "512Mi", "memoryLimit": "2Gi"},
+  "priorityClassName": "e2e-backup",
+  "podLabels": {"team": "platform"},
+  "podAnnotations": {"iam.amazonaws.com/role": "velero-backup-role"}
+}"#;
+
 /// The state directory of the running control plane (`cluster.sh env`).
 pub fn e2e_dir() -> PathBuf {
     match std::env::var_os("E2E_DIR") {

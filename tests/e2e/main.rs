@@ -21,15 +21,6 @@ use serde_json::Value;
 
 pub const DENIED_BY: &str = "admission webhook \"validate-config.node-agent-webhook.io\" denied the request: ";
 
-/// The config most mutating scenarios serve: every setting the webhook applies.
-pub const FULL_CONFIG: &str = r#"{
-  "loadAffinity": [{"nodeSelector": {"matchLabels": {"node-role.example.com/backup": "true"}}}],
-  "podResources": {"cpuRequest": "500m", "cpuLimit": "2", "memoryRequest": "512Mi", "memoryLimit": "2Gi"},
-  "priorityClassName": "e2e-backup",
-  "podLabels": {"team": "platform"},
-  "podAnnotations": {"iam.amazonaws.com/role": "velero-backup-role"}
-}"#;
-
 /// The ConfigMap as Velero's docs make it: `kubectl create cm --from-file`, piped through
 /// `--dry-run=client -o yaml` into `kubectl apply` so that it also works as an update.
 pub fn apply_config_as(kubectl_apply: impl Fn(&str) -> Run, value: &str) -> Run {

@@ -21,15 +21,6 @@ use std::time::Duration;
 use harness::*;
 use serde_json::Value;
 
-/// Every setting the mutating webhook applies; the PriorityClass is in cluster-objects.yaml.
-pub const FULL_CONFIG: &str = r#"{
-  "loadAffinity": [{"nodeSelector": {"matchLabels": {"node-role.example.com/backup": "true"}}}],
-  "podResources": {"cpuRequest": "500m", "cpuLimit": "2", "memoryRequest": "512Mi", "memoryLimit": "2Gi"},
-  "priorityClassName": "e2e-backup",
-  "podLabels": {"team": "platform"},
-  "podAnnotations": {"iam.amazonaws.com/role": "velero-backup-role"}
-}"#;
-
 /// Applies node-agent's ConfigMap as Velero's docs make it (`kubectl create cm --from-file`,
 /// through `kubectl apply`, so the validating webhook judges it) and waits until our server
 /// serves it. Panics when it is refused.

@@ -149,6 +149,23 @@ impl Drop for Server {
     }
 }
 
+/// The server on an empty config file, with `extra` flags, and a client trusting its CA.
+pub fn start_with(extra: &[&str]) -> (Certs, Server, reqwest::blocking::Client) {
+    let certs = Certs::new();
+    std::fs::write(certs.path("config.json"), "{}").expect("config");
+    let config = certs.path("config.json");
+    let mut args = vec!["--config-file", config.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    let server = Server::start(&certs.path("tls.crt"), &certs.path("tls.key"), &args);
+    let client = client(&certs.ca_pem);
+    (certs, server, client)
+}
+
+/// The strings of a JSON array, such as a review's `warnings`.
+pub fn strings(value: &Value) -> Vec<String> {
+    value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
 /// An HTTPS client trusting only the test CA.
 pub fn client(ca_pem: &str) -> reqwest::blocking::Client {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca");
