@@ -43,7 +43,7 @@ port_free() { python3 -c 'import socket, sys; s = socket.socket(); s.bind(("127.
 export E2E_WEBHOOK_PORT="${E2E_WEBHOOK_PORT:-$(free_port)}" # read by e2e-post-render.sh
 
 cargo build --locked --bins >&2
-server_bin="$root/target/debug/node-agent-webhook"
+server_bin="${CARGO_TARGET_DIR:-$root/target}/debug/node-agent-webhook"
 
 version="$(basename "$(dirname "$(hack/controlplane/build.sh)")")"
 export E2E_DIR="${E2E_DIR:-$root/_out/helm-e2e/$version}"
