@@ -82,6 +82,13 @@ pub fn register_validating_webhook(object: &Value) {
         run.stderr.contains(DENIED_BY)
     });
 }
+/// The lines of our denial inside kubectl's error output.
+pub fn denial_lines(run: &Run) -> Vec<String> {
+    assert!(!run.ok, "expected a denial, kubectl said: {}{}", run.stdout, run.stderr);
+    let (_, message) = run.stderr.split_once(DENIED_BY).unwrap_or_else(|| panic!("not our denial: {}", run.stderr));
+    message.lines().map(str::to_string).collect()
+}
+
 /// Creates a pod with the given identity and returns kubectl's run and the stored pod.
 pub fn create_pod(identity: Option<&Identity>, pod: &Value) -> (Run, Value) {
     let text = pod.to_string();

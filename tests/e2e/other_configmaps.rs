@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
+use crate::denial_lines;
 use crate::harness::*;
-use crate::DENIED_BY;
 
 const MAINTENANCE: &str = "repo-maintenance-job-config";
 const REPOSITORY: &str = "backup-repository-config";
@@ -13,12 +13,6 @@ const REPOSITORY: &str = "backup-repository-config";
 fn stored(name: &str) -> Option<Value> {
     let run = kubectl(&["get", "cm", name, "-n", NS, "-o", "json"]);
     run.ok.then(|| run.json()["data"].clone())
-}
-
-fn denial_lines(run: &Run) -> Vec<String> {
-    assert!(!run.ok, "expected a denial, kubectl said: {}{}", run.stdout, run.stderr);
-    let (_, message) = run.stderr.split_once(DENIED_BY).unwrap_or_else(|| panic!("not our denial: {}", run.stderr));
-    message.lines().map(str::to_string).collect()
 }
 
 #[test]
@@ -73,4 +67,29 @@ fn a_bad_backup_repository_configmap_is_denied() {
     );
     assert!(lines[1].ends_with("(line 2, column 19)"), "{lines:?}");
     assert_eq!(stored(REPOSITORY), None, "a denied create stores nothing");
+}
+
+/// With cluster access the server reads the names Velero uses from its Deployment's and
+/// node-agent DaemonSet's args: a name that differs from the server's flags is a metric (and a
+/// start-up warning).
+#[test]
+fn configmap_names_velero_uses_are_compared_with_the_flags() {
+    let _serial = serial();
+    let deployment = r#"{"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "velero", "namespace": "velero"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"deploy": "velero"}},
+                 "template": {"metadata": {"labels": {"deploy": "velero"}},
+                              "spec": {"containers": [{"name": "velero", "image": "velero/velero:v1.18.1",
+                                        "args": ["server", "--repo-maintenance-job-configmap=maintenance-custom"]}]}}}}"#;
+    kubectl_stdin(&["apply", "-f", "-"], deployment).must();
+    // The names are read once, at start.
+    webhook_down();
+    webhook_up();
+    let mismatch = |kind: &str| {
+        metric_sum(&our_metrics(), "node_agent_webhook_configmap_name_mismatch", &[&format!("kind=\"{kind}\"")])
+    };
+    wait_until("the names are compared", std::time::Duration::from_secs(10), || mismatch("repo-maintenance") == 1.0);
+    assert_eq!(mismatch("node-agent"), 0.0, "the DaemonSet's --node-agent-configmap matches the flag");
+    kubectl(&["delete", "deployment", "velero", "-n", NS]).must();
+    webhook_down();
 }

@@ -36,13 +36,6 @@ fn stored_data() -> Option<Value> {
     run.ok.then(|| run.json()["data"].clone())
 }
 
-/// The lines of our denial inside kubectl's error output.
-fn denial_lines(run: &Run) -> Vec<String> {
-    assert!(!run.ok, "expected a denial, kubectl said: {}{}", run.stdout, run.stderr);
-    let (_, message) = run.stderr.split_once(DENIED_BY).unwrap_or_else(|| panic!("not our denial: {}", run.stderr));
-    message.lines().map(str::to_string).collect()
-}
-
 struct Verdict {
     example: &'static str,
     /// The first line of the denial, or None when admitted.
