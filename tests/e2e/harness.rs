@@ -312,3 +312,36 @@ pub fn unique(prefix: &str) -> String {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     format!("{prefix}-{:x}{n}", stamp % 0xffff_ffff)
 }
+
+/// The ConfigMap as Velero's docs make it: `kubectl create cm --from-file`, piped through
+/// `--dry-run=client -o yaml` into `kubectl apply` so that it also works as an update.
+pub fn apply_config_as(kubectl_apply: impl Fn(&str) -> Run, value: &str) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("node-agent-config.json");
+    std::fs::write(&file, value).expect("write config");
+    let from_file = format!("--from-file=node-agent-config.json={}", file.display());
+    let manifest =
+        kubectl(&["create", "cm", CONFIGMAP, "-n", NS, &from_file, "--dry-run=client", "-o", "yaml"]).must().stdout;
+    kubectl_apply(&manifest)
+}
+
+/// Applies a config the validating webhook admits and waits until our server serves it.
+pub fn serve_config(value: &str) {
+    let before = config_generation();
+    let run = apply_config_as(|manifest| kubectl_stdin(&["apply", "-f", "-"], manifest), value);
+    assert!(run.ok, "config not admitted: {}", run.stderr);
+    if run.stdout.contains("unchanged") {
+        return;
+    }
+    wait_until("the config edit reaches the server", std::time::Duration::from_secs(10), || {
+        config_generation() > before
+    });
+}
+
+pub fn config_generation() -> f64 {
+    metric_sum(&our_metrics(), "node_agent_webhook_config_generation", &[])
+}
+
+pub fn applied_annotation(pod: &Value) -> Option<String> {
+    pod["metadata"]["annotations"]["node-agent-webhook.io/applied"].as_str().map(str::to_string)
+}

@@ -162,11 +162,11 @@ fn assert_node_agent_os_placement(pod: &Value, what: &str) {
 fn datadownload_pod_gets_the_live_config_edited_after_node_agent_started() {
     let _serial = serial();
     webhook_up();
-    set_config(
+    serve_config(
         r#"{"podResources": {"cpuRequest": "100m", "cpuLimit": "1", "memoryRequest": "64Mi", "memoryLimit": "1Gi"}}"#,
     );
     let agent = NodeAgent::start();
-    set_config(FULL_CONFIG);
+    serve_config(FULL_CONFIG);
     let before = metric_sum(&our_metrics(), "node_agent_webhook_admission_requests_total", &[r#"webhook="mutate""#]);
 
     let dd = DataDownload::create(Target::Unbound);
@@ -211,9 +211,9 @@ fn datadownload_pod_whose_affinity_contradicts_the_live_config_keeps_node_agents
             r#"{{"loadAffinity": [{{"nodeSelector": {{"matchLabels": {{"topology.kubernetes.io/zone": "{z}"}}}}}}], "podLabels": {{"team": "{z}"}}}}"#
         )
     };
-    set_config(&zone("zone-a"));
+    serve_config(&zone("zone-a"));
     let agent = NodeAgent::start();
-    set_config(&zone("zone-b"));
+    serve_config(&zone("zone-b"));
     let conflicts = metric_sum(&our_metrics(), "node_agent_webhook_affinity_conflicts_total", &[]);
 
     let dd = DataDownload::create(Target::Unbound);
@@ -253,7 +253,7 @@ fn datadownload_pod_whose_affinity_contradicts_the_live_config_keeps_node_agents
 fn datadownload_proceeds_with_our_server_stopped_and_the_pod_has_only_node_agents_settings() {
     let _serial = serial();
     webhook_up();
-    set_config(FULL_CONFIG);
+    serve_config(FULL_CONFIG);
     let agent = NodeAgent::start();
     let fail_open = apiserver_webhook_count("apiserver_admission_webhook_fail_open_count");
     webhook_down();
@@ -296,9 +296,9 @@ fn datadownload_proceeds_with_our_server_stopped_and_the_pod_has_only_node_agent
 fn datadownload_pod_bound_to_the_workload_node_gets_no_load_affinity() {
     let _serial = serial();
     webhook_up();
-    set_config("{}");
+    serve_config("{}");
     let agent = NodeAgent::start();
-    set_config(FULL_CONFIG);
+    serve_config(FULL_CONFIG);
 
     let dd = DataDownload::create(Target::SelectedNode);
     let pod = dd.wait_pod(&agent);
@@ -333,7 +333,7 @@ fn datadownload_pod_bound_to_the_workload_node_gets_no_load_affinity() {
 fn datadownload_pod_as_node_agent_submits_it_matches_our_fixture() {
     let _serial = serial();
     webhook_up();
-    set_config("{}");
+    serve_config("{}");
     let agent = NodeAgent::start();
     webhook_down();
     let dd = DataDownload::create(Target::SelectedNode);

@@ -144,9 +144,9 @@ impl Drop for DataUpload {
 fn dataupload_pod_gets_the_live_config_and_the_entry_for_its_backup_pvc_class() {
     let _serial = serial();
     webhook_up();
-    set_config("{}");
+    serve_config("{}");
     let agent = NodeAgent::start();
-    set_config(
+    serve_config(
         r#"{
   "loadAffinity": [
     {"nodeSelector": {"matchLabels": {"node-role.example.com/backup": "true"}}},
