@@ -11,6 +11,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../lib/module-stamp.sh
+. "$root/hack/lib/module-stamp.sh"
 
 pinned=$(awk '$1 == "k8s.io/kubernetes" { print $2 } $1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' "$here/go.mod" | head -n1)
 version=${KUBE_VERSION:-$pinned}
@@ -57,9 +59,8 @@ else
   fi
 fi
 
-stamp=$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -d' ' -f1)
-if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kubectl" ] &&
-   [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
+stamp=$(module_stamp "$module")
+if built_from "$out/stamp" "$stamp" "$bin/kube-apiserver" "$bin/etcd" "$bin/kubectl"; then
   echo "control plane $version is up to date in ${bin#"$root"/}" >&2
   echo "$bin"
   exit 0

@@ -19,6 +19,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="${here%/hack/helm}"
+# shellcheck source=../lib/module-stamp.sh
+. "$root/hack/lib/module-stamp.sh"
 mod="$root/hack/helm"
 GO="${GO:-go}"
 HELM_OUT="${HELM_OUT:-$root/_out/tools/helm}"
@@ -27,8 +29,8 @@ stamp="$HELM_OUT/stamp"
 
 command -v "$GO" >/dev/null 2>&1 || { echo "helm/build: $GO not found (Go 1.24+ is needed)" >&2; exit 1; }
 
-want="$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -d' ' -f1)"
-if [[ "${HELM_REBUILD:-0}" != 1 && -x "$bin" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+want="$(module_stamp "$mod")"
+if [[ "${HELM_REBUILD:-0}" != 1 ]] && built_from "$stamp" "$want" "$bin"; then
 	echo "helm/build: up to date ($("$bin" version --short 2>/dev/null || echo '?'), go.mod/go.sum sha256 ${want:0:12})" >&2
 	echo "$bin"
 	exit 0

@@ -17,6 +17,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../lib/module-stamp.sh
+. "$root/hack/lib/module-stamp.sh"
 
 die() { echo "hack/velero/build.sh: $*" >&2; exit 2; }
 
@@ -61,8 +63,8 @@ fi
 out="$root/_out/velero/$version"
 bin="$out/bin/velero"
 mkdir -p "$out/bin"
-stamp=$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -d' ' -f1)
-if [ -x "$bin" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
+stamp=$(module_stamp "$module")
+if built_from "$out/stamp" "$stamp" "$bin"; then
   echo "velero $version is up to date in ${bin#"$root"/}" >&2
   echo "$bin"
   exit 0
