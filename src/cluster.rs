@@ -1,5 +1,6 @@
-//! The few Kubernetes API calls the server makes: two watches (node-agent's ConfigMap, the
-//! PriorityClass names), given as streams of what changed, and the reads the mutating webhook
+//! The few Kubernetes API calls the server makes: watches (node-agent's ConfigMap, the
+//! PriorityClass and StorageClass names, node-agent's DaemonSet template), given as streams of
+//! what changed, and the reads the mutating webhook
 //! needs (storage classes for loadAffinity, the Velero version). It knows nothing of the
 //! server: what the data means is decided by the core, and where it goes by `source`; this
 //! module only fetches, bounds, caches and hands over.
@@ -244,13 +245,36 @@ impl Cluster {
 
     /// The in-tree third-party labels and annotations of the `node-agent` DaemonSet's pod
     /// template (velero-spec.md §6), for the validating webhook's warning that a config drops
-    /// one: one GET within [`LOOKUP_TIMEOUT`], not cached, as ConfigMap reviews are rare and
-    /// the template may just have changed.
-    pub async fn node_agent_template_keys(&self, namespace: &str) -> Result<TemplateKeys, ClusterError> {
+    /// one, each time they change; `None` while the DaemonSet does not exist. A watch of the
+    /// one object rather than a read per review: a ConfigMap review then costs the API server
+    /// nothing more, and a template edit still arrives within milliseconds. Errors (RBAC
+    /// included) are logged and retried with backoff; the last keys stand meanwhile.
+    pub fn node_agent_template_changes(
+        &self,
+        namespace: &str,
+    ) -> impl Stream<Item = Option<TemplateKeys>> + Send + 'static {
         let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
-        let daemonset = within(LOOKUP_TIMEOUT, get(&api, "daemonset", namespace, NODE_AGENT)).await?;
-        let meta = daemonset.spec.and_then(|spec| spec.template.metadata).unwrap_or_default();
-        Ok(TemplateKeys::of(&meta.labels.unwrap_or_default(), &meta.annotations.unwrap_or_default()))
+        let namespace = namespace.to_string();
+        let mut last: Option<Option<TemplateKeys>> = None;
+        watcher::watch_object(api, NODE_AGENT).default_backoff().filter_map(move |event| {
+            let change = match event {
+                Ok(daemonset) => {
+                    let keys = daemonset.map(|daemonset| {
+                        let meta = daemonset.spec.and_then(|spec| spec.template.metadata).unwrap_or_default();
+                        TemplateKeys::of(&meta.labels.unwrap_or_default(), &meta.annotations.unwrap_or_default())
+                    });
+                    (last.as_ref() != Some(&keys)).then(|| {
+                        last = Some(keys.clone());
+                        keys
+                    })
+                }
+                Err(err) => {
+                    tracing::warn!(namespace = %namespace, error = %err, "watching the node-agent DaemonSet; retrying");
+                    None
+                }
+            };
+            std::future::ready(change)
+        })
     }
 
     /// The args of the Velero server Deployment's container and of the node-agent DaemonSet's,

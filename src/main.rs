@@ -255,6 +255,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 compare_configmap_names(&names_cluster, &names_target, &names_state).await;
             })));
             background.push(tokio::spawn(drain.clone().run(source::watch_priority_classes(cluster.clone(), state.clone()))));
+            let template_watch = source::watch_node_agent_template(cluster.clone(), target.namespace.clone(), state.clone());
+            background.push(tokio::spawn(drain.clone().run(template_watch)));
             background.push(tokio::spawn(drain.run(source::watch_storage_classes(cluster, state.clone()))));
         }
         let options = ServeOptions {

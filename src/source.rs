@@ -71,6 +71,15 @@ pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
     }
 }
 
+/// Keeps the node-agent DaemonSet's in-tree template keys in `state` current; runs until
+/// dropped. The validating webhook warns about a config that would drop one from the pods.
+pub async fn watch_node_agent_template(cluster: Cluster, namespace: String, state: Arc<AppState>) {
+    let mut changes = std::pin::pin!(cluster.node_agent_template_changes(&namespace));
+    while let Some(keys) = changes.next().await {
+        state.set_node_agent_template(keys.map(Arc::new));
+    }
+}
+
 /// Makes what was observed the live config, the same way the file source does.
 fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
     match observed {

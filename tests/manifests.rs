@@ -441,6 +441,8 @@ fn rbac_grants_exactly_the_documented_read_only_permissions() {
         ("", "configmaps", "watch", ""),
         ("velero.io", "datadownloads", "get", ""),
         ("apps", "daemonsets", "get", "node-agent"),
+        ("apps", "daemonsets", "list", "node-agent"),
+        ("apps", "daemonsets", "watch", "node-agent"),
         ("apps", "deployments", "get", "velero"),
     ]);
     let cluster_role = grant_set(&[

@@ -53,14 +53,8 @@ fn parse_timeout(query: &TimeoutQuery) -> Duration {
 }
 
 async fn validate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(
-        &state,
-        Webhook::Validate,
-        &query,
-        body,
-        |state, request| async move { state.review_configmap(&request).await },
-    )
-    .await
+    answer(&state, Webhook::Validate, &query, body, |state, request| async move { state.review_configmap(&request) })
+        .await
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {

@@ -43,7 +43,7 @@ pub struct LiveConfig {
 /// re-syncs, API-server retries), and the check costs more than the rest of a review.
 struct Verdict {
     inputs: CheckInputs,
-    template: Option<TemplateKeys>,
+    template: Option<Arc<TemplateKeys>>,
     velero_version: Option<VeleroVersion>,
     classes: ClassNames,
     decision: Decision,
@@ -60,7 +60,7 @@ impl Verdict {
     fn is_for(
         &self,
         inputs: &CheckInputs,
-        template: &Option<TemplateKeys>,
+        template: &Option<Arc<TemplateKeys>>,
         velero_version: Option<VeleroVersion>,
         classes: &ClassNames,
     ) -> bool {
@@ -91,6 +91,8 @@ pub struct AppState {
     priority_classes: RwLock<Option<Arc<HashSet<String>>>>,
     priority_watch_interrupted: AtomicBool,
     storage_classes: RwLock<Option<Arc<HashSet<String>>>>,
+    /// The node-agent DaemonSet's in-tree template keys; `None` until watched, or without one.
+    node_agent_template: RwLock<Option<Arc<TemplateKeys>>>,
     live: RwLock<Arc<LiveConfig>>,
     last_verdict: Mutex<Option<Verdict>>,
     pub readiness: Readiness,
@@ -127,6 +129,7 @@ impl AppState {
             priority_classes: RwLock::new(None),
             priority_watch_interrupted: AtomicBool::new(false),
             storage_classes: RwLock::new(None),
+            node_agent_template: RwLock::new(None),
             live: RwLock::new(Arc::new(LiveConfig::default())),
             last_verdict: Mutex::new(None),
             readiness: Readiness::default(),
@@ -134,14 +137,14 @@ impl AppState {
     }
 
     /// Decides a ConfigMap review; a config check whose inputs and environment equal the last
-    /// one's reuses its verdict (contents compared in full, not hashed). With a cluster, the
-    /// node-agent DaemonSet's in-tree third-party keys are read first (one GET).
-    pub async fn review_configmap(&self, request: &Request) -> Decision {
+    /// one's reuses its verdict (contents compared in full, not hashed). It makes no API call:
+    /// what it knows of the cluster comes from the watches.
+    pub fn review_configmap(&self, request: &Request) -> Decision {
         let inputs = match validating::triage(request, &self.target) {
             Review::Decided(decision) => return decision,
             Review::NeedsCheck(inputs) => inputs,
         };
-        let template = self.node_agent_template().await;
+        let template = read(&self.node_agent_template);
         let velero_version = read(&self.velero_version);
         let classes = ClassNames { priority: read(&self.priority_classes), storage: read(&self.storage_classes) };
         if let Ok(last) = self.last_verdict.lock() {
@@ -155,24 +158,11 @@ impl AppState {
             priority_classes: classes.priority.as_deref(),
             storage_classes: classes.storage.as_deref(),
         };
-        let decision = validating::checked_decision(&self.target, &env, &inputs, template.as_ref());
+        let decision = validating::checked_decision(&self.target, &env, &inputs, template.as_deref());
         if let Ok(mut last) = self.last_verdict.lock() {
             *last = Some(Verdict { inputs, template, velero_version, classes, decision: decision.clone() });
         }
         decision
-    }
-
-    /// The in-tree third-party keys of node-agent's DaemonSet pod template; unknown without a
-    /// cluster or when the read fails (then no warning depends on them).
-    async fn node_agent_template(&self) -> Option<TemplateKeys> {
-        let cluster = self.cluster.as_ref()?;
-        match cluster.node_agent_template_keys(&self.target.namespace).await {
-            Ok(keys) => Some(keys),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read the node-agent DaemonSet; no warning about its third-party keys");
-                None
-            }
-        }
     }
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
@@ -282,6 +272,10 @@ impl AppState {
         write(&self.storage_classes, classes);
     }
 
+    pub fn set_node_agent_template(&self, keys: Option<Arc<TemplateKeys>>) {
+        write(&self.node_agent_template, keys);
+    }
+
     /// The PriorityClasses the mutating webhook may set. The watched set answers when it holds
     /// `wanted` and its watch is live (a deletion reaches it in milliseconds); otherwise the API
     /// server is asked for this pod: a class missing from the set may be newer than the set, and
@@ -380,7 +374,7 @@ mod tests {
         ];
         for (step, change, request, allowed, warnings) in steps {
             change(&state);
-            let decision = state.review_configmap(&request).await;
+            let decision = state.review_configmap(&request);
             assert_eq!(decision.allowed, allowed, "{step}: {decision:?}");
             assert_eq!(decision.warnings.len(), warnings.len(), "{step}: {:?}", decision.warnings);
             for (got, want) in decision.warnings.iter().zip(&warnings) {

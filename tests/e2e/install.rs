@@ -106,6 +106,7 @@ fn the_server_account_may_do_what_the_server_does_and_no_more() {
         &["list", "configmaps", "-n", "velero"],
         &["get", "datadownloads.velero.io", "-n", "velero"],
         &["get", "daemonsets/node-agent", "-n", "velero"],
+        &["watch", "daemonsets/node-agent", "-n", "velero"],
         &["watch", "priorityclasses"],
         &["watch", "storageclasses"],
         &["get", "persistentvolumeclaims", "-n", "some-app"],
@@ -117,6 +118,7 @@ fn the_server_account_may_do_what_the_server_does_and_no_more() {
         &["update", "configmaps", "-n", "velero"],
         &["get", "secrets", "-n", "velero"],
         &["get", "daemonsets/other", "-n", "velero"],
+        &["watch", "daemonsets", "-n", "velero"],
         &["create", "pods", "-n", "velero"],
         &["list", "persistentvolumeclaims", "-n", "some-app"],
     ] {

@@ -270,6 +270,58 @@ fn version_warnings_follow_the_node_agent_daemonsets_image() {
     assert_eq!(dry_run_warnings(r#"{"podLabels": {"team": "a"}}"#), Vec::<String>::new());
 }
 
+/// A config whose podLabels or podAnnotations would drop an in-tree third-party key of the
+/// node-agent DaemonSet's pod template gets a warning naming the key, as the real DaemonSet
+/// carries it: the server watches the template, so an edit counts without a restart.
+#[test]
+fn warnings_follow_the_third_party_keys_of_the_node_agent_daemonset_template() {
+    let _serial = serial();
+    webhook_up();
+    let template_patch = |labels: &str, annotations: &str| {
+        let patch = format!(
+            r#"{{"spec": {{"template": {{"metadata": {{"labels": {labels}, "annotations": {annotations}}}}}}}}}"#
+        );
+        kubectl(&["patch", "daemonset/node-agent", "-n", NS, "--type=merge", "-p", &patch]).must();
+    };
+    /// Takes the keys off the template again, also when an assertion fails: the other tests'
+    /// exact warnings assume a template without them.
+    struct Restore<F: Fn()>(F);
+    impl<F: Fn()> Drop for Restore<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _restore =
+        Restore(|| template_patch(r#"{"azure.workload.identity/use": null}"#, r#"{"iam.amazonaws.com/role": null}"#));
+    let config = r#"{"podLabels": {"team": "a"}, "podAnnotations": {"a": "b"}}"#;
+    assert_eq!(dry_run_warnings(config), Vec::<String>::new(), "a template without third-party keys");
+
+    template_patch(r#"{"azure.workload.identity/use": "true"}"#, r#"{"iam.amazonaws.com/role": "velero-role"}"#);
+    let rule = "(Velero 1.18's rule, applied here on every version); list it to keep it";
+    let expected = vec![
+        format!(
+            "podLabels does not list azure.workload.identity/use (\"true\", a label on the node-agent DaemonSet's pod \
+             template): data-mover pods lose it once podLabels is set {rule}"
+        ),
+        format!(
+            "podAnnotations does not list iam.amazonaws.com/role (\"velero-role\", an annotation on the node-agent \
+             DaemonSet's pod template): data-mover pods lose it once podAnnotations is set {rule}"
+        ),
+    ];
+    let mut last = Vec::new();
+    wait_until("the watch sees the template's new keys", Duration::from_secs(5), || {
+        last = dry_run_warnings(config);
+        !last.is_empty()
+    });
+    assert_eq!(last, expected);
+    // Listing the keys keeps them on the pods: no warning.
+    let listed = r#"{"podLabels": {"team": "a", "azure.workload.identity/use": "true"}, "podAnnotations": {"iam.amazonaws.com/role": "velero-role"}}"#;
+    assert_eq!(dry_run_warnings(listed), Vec::<String>::new());
+
+    template_patch(r#"{"azure.workload.identity/use": null}"#, r#"{"iam.amazonaws.com/role": null}"#);
+    wait_until("the watch sees the keys go", Duration::from_secs(5), || dry_run_warnings(config).is_empty());
+}
+
 /// The warnings about a class that does not exist follow the cluster's classes, as the server's
 /// watches see them: PriorityClasses (`priorityClassName`), StorageClasses (`cachePVC`).
 #[test]

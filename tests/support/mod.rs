@@ -74,11 +74,6 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_node-agent-webhook");
 impl Server {
     /// Starts `serve` with the given certificate files and extra flags, and waits until ready.
     pub fn start(cert: &Path, key: &Path, extra: &[&str]) -> Self {
-        Self::start_with_env(cert, key, extra, &[])
-    }
-
-    /// [`Server::start`] with extra environment variables (a `KUBECONFIG`, say).
-    pub fn start_with_env(cert: &Path, key: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let metrics_port = free_port();
         let mut child = Command::new(BINARY)
@@ -92,7 +87,6 @@ impl Server {
             .args(["--log-format", "json"])
             .args(extra)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
