@@ -10,14 +10,21 @@
 #      a cluster: no --config-file, its own ServiceAccount's token)
 #   c  bench/ceiling on 127.0.0.1:443 with the same certificate, under the same webhook
 #      configuration: allowed, no patch
+#   d  (pod loads only) the ceiling again, answering every pod with the patch our server gives
+#      the admitted pod under the live config (`node-agent-webhook mutate`, computed once per
+#      load): the no-op that asks the API server for the same work as ours does
 # Points: pods and configmaps at each of BENCH_CONCS, a mix of pods of which one in four is a
 # data-mover pod (the others never reach us), and pods-nopc: the pods again under a config
 # without priorityClassName (our server then makes no API call of its own per pod). Each point is BENCH_BLOCKS blocks per
-# configuration; the order of a, b, c rotates from block to block.
+# configuration; the order of the configurations rotates from block to block. Then, unless
+# BENCH_PPROF_SECONDS=0, a CPU profile of kube-apiserver (its /debug/pprof) while pods are
+# created at concurrency 16 under each configuration. Every block records the CPU time that
+# kube-apiserver, etcd, the server under test and the client spent over its timed part.
 #
 # Knobs: POINT_PODS (2000: timed requests per point and configuration), BENCH_BLOCKS (4),
 # BENCH_WARMUP (20 requests per block, untimed), BENCH_CONCS ("1 16"), BENCH_MIX_CONCS ("16"),
-# BENCH_E2E_LOADS ("pods configmaps mix pods-nopc"), BENCH_NOPC_CONCS ("1 16"), BENCH_NICE (5, for the measured processes; the
+# BENCH_E2E_LOADS ("pods configmaps mix pods-nopc"), BENCH_NOPC_CONCS ("1 16"),
+# BENCH_PPROF_SECONDS (20 per configuration), BENCH_NICE (5, for the measured processes; the
 # builds run at nice 10), BENCH_PORT_WAIT (120: seconds to wait for another run to free
 # 127.0.0.1:443 before failing), BENCH_NO_BUILD=1, E2E_KEEP=1 (leave the control plane up).
 # State: E2E_DIR (default _out/e2e-bench, its own control plane). Output: bench/out/e2e-<time>/
@@ -34,6 +41,7 @@ BENCH_MIX_CONCS=${BENCH_MIX_CONCS:-"16"}
 BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps mix pods-nopc"}
 BENCH_NOPC_CONCS=${BENCH_NOPC_CONCS:-"1 16"}
 BENCH_NICE=${BENCH_NICE:-5}
+BENCH_PPROF_SECONDS=${BENCH_PPROF_SECONDS:-20}
 BENCH_PORT_WAIT=${BENCH_PORT_WAIT:-120}
 export E2E_DIR=${E2E_DIR:-$root/_out/e2e-bench}
 WEBHOOK_PORT=443
@@ -144,7 +152,7 @@ EOF
 webhook_kubeconfig=$(sa_kubeconfig node-agent-webhook)
 export NODE_AGENT_KUBECONFIG ADMIN_KUBECONFIG=$KUBECONFIG FIXTURE=$root/testdata/pods/v1.18/pod-dataupload.json
 NODE_AGENT_KUBECONFIG=$(sa_kubeconfig velero node-agent-e2e01)
-export RUN_ID=b$(date +%s | tail -c 6)
+export RUN_ID=b$(date +%s | tail -c 6) BENCH_CLK_TCK=$(getconf CLK_TCK)
 
 # --- the servers --------------------------------------------------------------------------
 server_pid=
@@ -169,12 +177,15 @@ start_ours() {
   require_holder "$server_pid"
 }
 
+# The ceiling; with a patch file ($1), it answers every review with that patch (configuration d).
 start_ceiling() {
+  local patch=${1:-}
   require_port_free
   nice -n "$BENCH_NICE" "$ceiling_bin" --bind "127.0.0.1:$WEBHOOK_PORT" \
-    --tls-cert "$E2E_DIR/serving/serving.pem" --tls-key "$E2E_DIR/serving/serving.key" 2>>"$E2E_DIR/ceiling.log" &
+    --tls-cert "$E2E_DIR/serving/serving.pem" --tls-key "$E2E_DIR/serving/serving.key" \
+    ${patch:+--patch "$patch"} 2>>"$E2E_DIR/ceiling.log" &
   server_pid=$!
-  server_kind=ceiling
+  server_kind=ceiling${patch:+-patch}
   echo "$server_pid" >>"$E2E_DIR/pids"
   local waited=0
   until [ "$(holder)" = "$server_pid" ]; do
@@ -230,7 +241,26 @@ switch_to() {
       ensure_registered "$kind"
       if [ "$probe" = probe-pods ]; then "$load_bin" "$probe" noop; else "$load_bin" "$probe" webhook; fi
       ;;
+    d)
+      [ "$server_kind" = ceiling-patch ] || { stop_server; start_ceiling "$bench/patch.json"; }
+      ensure_registered "$kind"
+      "$load_bin" "$probe" ours
+      ;;
   esac
+  export BENCH_CPU_PIDS="kube-apiserver=$(cat "$E2E_DIR/kube-apiserver.pid") etcd=$(cat "$E2E_DIR/etcd.pid")${server_pid:+ webhook=$server_pid}"
+}
+
+# The patch of configuration d: what our server gives the pod as the API server hands it to the
+# webhook (the in-tree admission plugins' defaults, priority and token volume included, from a
+# server-side dry run with no mutating webhook registered) under the live ConfigMap.
+make_patch() {
+  switch_to pods a
+  kubectl --kubeconfig "$NODE_AGENT_KUBECONFIG" create --dry-run=server -o json -f "$FIXTURE" >"$bench/admitted-pod.json"
+  kubectl get configmap node-agent-config -n velero -o json >"$bench/live-config.json"
+  "$server_bin" mutate --config "$bench/live-config.json" --pod "$bench/admitted-pod.json" >"$bench/patch.json"
+  [ "$(jq length "$bench/patch.json")" -gt 0 ] || die "our server plans no patch for the bench pod"
+  cp "$bench/patch.json" "$out/patch-$1.json"
+  [ "$server_kind" != ceiling-patch ] || stop_server
 }
 
 # The config every pod gets (and the ConfigMap the validating load rewrites), admitted by ours.
@@ -271,7 +301,6 @@ set_config() {
 
 # --- the points -----------------------------------------------------------------------------
 per_block=$(((POINT_PODS + BENCH_BLOCKS - 1) / BENCH_BLOCKS))
-orders=("a b c" "b c a" "c a b")
 for load in $BENCH_E2E_LOADS; do
   concs=$BENCH_CONCS client_load=$load
   case $load in
@@ -280,9 +309,12 @@ for load in $BENCH_E2E_LOADS; do
     # makes no API call of its own per pod.
     pods-nopc) concs=$BENCH_NOPC_CONCS client_load=pods; set_config no-priority-class ;;
   esac
+  if [ "$load" = configmaps ]; then configs=(a b c); else configs=(a b c d); make_patch "$load"; fi
   for conc in $concs; do
     for ((block = 1; block <= BENCH_BLOCKS; block++)); do
-      for cfg in ${orders[$(((block - 1) % 3))]}; do
+      # Each block starts one configuration later than the one before.
+      shift_by=$(((block - 1) % ${#configs[@]}))
+      for cfg in "${configs[@]:$shift_by}" "${configs[@]:0:$shift_by}"; do
         tag=$load-c$conc-$cfg-$block
         switch_to "$load" "$cfg" 2>>"$out/probe.log"
         # Under a, no webhook of this path is registered: whoever holds the port is not called.
@@ -291,7 +323,7 @@ for load in $BENCH_E2E_LOADS; do
         line=$(nice -n "$BENCH_NICE" "$load_bin" "$client_load" --concurrency "$conc" --count "$per_block" \
           --warmup "$BENCH_WARMUP" --tag "$tag" --raw "$out/raw/$tag.tsv")
         # Still the server under test at the end of the block.
-        case $cfg in b | c) require_holder "$server_pid" ;; esac
+        case $cfg in b | c | d) require_holder "$server_pid" ;; esac
         record_ours "$tag"
         jq -c --arg load "$load" --arg cfg "$cfg" --argjson block "$block" --arg loadavg "$loadavg" \
           '. + {load: $load, cfg: $cfg, block: $block, loadavg: $loadavg}' <<<"$line" >>"$out/results.jsonl"
@@ -301,6 +333,30 @@ for load in $BENCH_E2E_LOADS; do
   done
   [ "$load" != pods-nopc ] || set_config full
 done
+
+# --- kube-apiserver's CPU profile under each configuration -----------------------------------
+pods_created() {
+  kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ && /resource="pods"/ && /verb="POST"/ && /code="201"/ && !/subresource="[^"]/ {n += $NF} END {print n + 0}'
+}
+if [ "$BENCH_PPROF_SECONDS" -gt 0 ]; then
+  mkdir -p "$out/pprof"
+  make_patch pprof
+  for cfg in a b c d; do
+    switch_to pods "$cfg" 2>>"$out/probe.log"
+    # Pods at concurrency 16 for longer than the profile; stopped once it is taken.
+    nice -n "$BENCH_NICE" "$load_bin" pods --concurrency 16 --count 1000000 --warmup 0 --tag "pprof-$cfg" >/dev/null 2>&1 &
+    loader=$!
+    sleep 3
+    before=$(pods_created)
+    kubectl get --raw "/debug/pprof/profile?seconds=$BENCH_PPROF_SECONDS" >"$out/pprof/kube-apiserver-$cfg.pb.gz"
+    after=$(pods_created)
+    kill "$loader" 2>/dev/null || true
+    wait "$loader" 2>/dev/null || true
+    echo "$cfg $((after - before))" >>"$out/pprof/pods.txt"
+    go tool pprof -top -cum -nodecount=400 "$out/pprof/kube-apiserver-$cfg.pb.gz" >"$out/pprof/kube-apiserver-$cfg.top.txt" 2>/dev/null || true
+    log "pprof $cfg: $((after - before)) pods created in $BENCH_PPROF_SECONDS s"
+  done
+fi
 stop_server
 
 kubectl get --raw /metrics | grep -E '^apiserver_admission_.*node-agent-webhook\.io' >"$out/apiserver-admission-metrics.txt" || true

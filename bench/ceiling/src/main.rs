@@ -2,13 +2,18 @@
 //! uid echoed. Same stack and connection settings as node-agent-webhook's webhook listener,
 //! nothing else: no routing framework, no metrics, no logging, no config.
 //!
-//! ceiling --bind 127.0.0.1:28443 --tls-cert tls.crt --tls-key tls.key [--enable-http2]
+//! ceiling --bind 127.0.0.1:28443 --tls-cert tls.crt --tls-key tls.key [--enable-http2] [--patch FILE]
+//!
+//! `--patch FILE` answers every review with that JSON patch (the same bytes each time, no
+//! planning): a no-op that asks the API server for the same work as a patch of ours does
+//! (bench/e2e/run.sh, configuration d).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -26,11 +31,12 @@ struct Args {
     cert: String,
     key: String,
     http2: bool,
+    patch: Option<String>,
 }
 
 fn args() -> Args {
     let mut bind: SocketAddr = "127.0.0.1:28443".parse().expect("address");
-    let (mut cert, mut key, mut http2) = (String::new(), String::new(), false);
+    let (mut cert, mut key, mut http2, mut patch) = (String::new(), String::new(), false, None);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -38,11 +44,12 @@ fn args() -> Args {
             "--tls-cert" => cert = it.next().expect("--tls-cert FILE"),
             "--tls-key" => key = it.next().expect("--tls-key FILE"),
             "--enable-http2" => http2 = true,
+            "--patch" => patch = Some(it.next().expect("--patch FILE")),
             other => panic!("unknown flag {other}"),
         }
     }
     assert!(!cert.is_empty() && !key.is_empty(), "--tls-cert and --tls-key are required");
-    Args { bind, cert, key, http2 }
+    Args { bind, cert, key, http2, patch }
 }
 
 fn tls_config(args: &Args) -> rustls::ServerConfig {
@@ -70,7 +77,15 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     response
 }
 
-async fn review(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The JSON patch of `--patch`, validated and base64-encoded once.
+fn encoded_patch(path: &str) -> String {
+    let text = std::fs::read(path).expect("--patch file");
+    let ops: Value = serde_json::from_slice(&text).expect("--patch: a JSON patch");
+    assert!(ops.is_array(), "--patch: a JSON array of operations");
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&ops).expect("patch bytes"))
+}
+
+async fn review(request: Request<Incoming>, patch: Option<Arc<str>>) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, b"unreadable body".to_vec())),
@@ -82,8 +97,12 @@ async fn review(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let Some(uid) = review.pointer("/request/uid").and_then(Value::as_str) else {
         return Ok(reply(StatusCode::BAD_REQUEST, b"no request.uid".to_vec()));
     };
-    let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+    let mut answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "response": {"uid": uid, "allowed": true}});
+    if let Some(patch) = patch {
+        answer["response"]["patchType"] = json!("JSONPatch");
+        answer["response"]["patch"] = json!(&*patch);
+    }
     Ok(reply(StatusCode::OK, serde_json::to_vec(&answer).unwrap_or_default()))
 }
 
@@ -110,6 +129,7 @@ fn main() {
     let args = args();
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&args)));
     let builder = Arc::new(builder(args.http2));
+    let patch: Option<Arc<str>> = args.patch.as_deref().map(|path| encoded_patch(path).into());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {
         let listener = TcpListener::bind(args.bind).await.expect("bind");
@@ -119,11 +139,17 @@ fn main() {
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let builder = builder.clone();
+            let patch = patch.clone();
             tokio::spawn(async move {
                 let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
                     return;
                 };
-                let _ = builder.serve_connection(TokioIo::new(tls), hyper::service::service_fn(review)).await;
+                let _ = builder
+                    .serve_connection(
+                        TokioIo::new(tls),
+                        hyper::service::service_fn(move |request| review(request, patch.clone())),
+                    )
+                    .await;
             });
         }
     });

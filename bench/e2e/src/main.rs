@@ -25,6 +25,11 @@
 //! Prints one JSON line: count, failures, elapsed, rate, percentiles per class, and the change
 //! of every `apiserver_admission_*` series of our webhooks' names over the timed part
 //! (the API server's /metrics before and after it). `--raw` writes `class<TAB>micros` lines.
+//!
+//! BENCH_CPU_PIDS="name=PID ..." (kube-apiserver, etcd, the webhook server under test) adds
+//! `cpu_ms`: each process's user+system CPU over the timed part, read from /proc/PID/stat in
+//! the same instants as the metrics, and this client's own (`client`, its deletes included).
+//! BENCH_CLK_TCK (default 100) is the kernel's tick, `getconf CLK_TCK`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -283,6 +288,33 @@ async fn admission_metrics(admin: &Client) -> Result<BTreeMap<String, f64>> {
         .collect())
 }
 
+/// User+system CPU ticks of the processes of BENCH_CPU_PIDS, and of this one as `client`.
+fn cpu_ticks() -> BTreeMap<String, u64> {
+    let mut pids: Vec<(String, String)> = std::env::var("BENCH_CPU_PIDS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('=').map(|(name, pid)| (name.to_string(), pid.to_string())))
+        .collect();
+    pids.push(("client".into(), "self".into()));
+    pids.into_iter()
+        .filter_map(|(name, pid)| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the parenthesised command: state is the 3rd field, utime the 14th.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let (utime, stime): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+            Some((name, utime + stime))
+        })
+        .collect()
+}
+
+fn cpu_ms(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
+    let tick_ms = 1000.0 / std::env::var("BENCH_CLK_TCK").ok().and_then(|t| t.parse::<f64>().ok()).unwrap_or(100.0);
+    after
+        .iter()
+        .filter_map(|(name, t)| Some((name.clone(), t.checked_sub(*before.get(name)?)? as f64 * tick_ms)))
+        .collect()
+}
+
 fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
     after
         .iter()
@@ -297,9 +329,7 @@ fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTree
 fn sum_of(delta: &BTreeMap<String, f64>, family: &str, parts: &[&str]) -> f64 {
     delta
         .iter()
-        .filter(|(k, _)| {
-            k.split_once('{').map(|(name, _)| name) == Some(family) && parts.iter().all(|p| k.contains(p))
-        })
+        .filter(|(k, _)| k.split_once('{').map(|(name, _)| name) == Some(family) && parts.iter().all(|p| k.contains(p)))
         .map(|(_, v)| v)
         .sum::<f64>()
         + 0.0 // an empty sum is -0.0
@@ -352,7 +382,10 @@ fn parse_args(kind: String, mut it: impl Iterator<Item = String>) -> Result<Args
 }
 
 async fn load(args: Args) -> Result<()> {
-    let clients = Arc::new(Clients { node_agent: client("NODE_AGENT_KUBECONFIG").await?, admin: client("ADMIN_KUBECONFIG").await? });
+    let clients = Arc::new(Clients {
+        node_agent: client("NODE_AGENT_KUBECONFIG").await?,
+        admin: client("ADMIN_KUBECONFIG").await?,
+    });
     let run_id = std::env::var("RUN_ID").unwrap_or_else(|_| "bench".into());
     let prefix = format!("{run_id}-{}", args.tag);
     let warmup = Arc::new(build_ops(&args.kind, &format!("{prefix}-w"), args.warmup)?);
@@ -362,7 +395,9 @@ async fn load(args: Args) -> Result<()> {
     // Warm-up: the client's and the API server's connections (a webhook server just started).
     let warm = drive(clients.clone(), warmup, args.concurrency, deletes.clone()).await;
     let before = admission_metrics(&clients.admin).await?;
+    let cpu_before = cpu_ticks();
     let outcome = drive(clients.clone(), ops, args.concurrency, deletes.clone()).await;
+    let cpu_after = cpu_ticks();
     let after = admission_metrics(&clients.admin).await?;
     drop(deletes);
     let (deleted_ok, deleted_failed) = deleted.await?;
@@ -409,6 +444,7 @@ async fn load(args: Args) -> Result<()> {
         "match_exclusions": sum_of(&changes, "apiserver_admission_match_condition_exclusions_total", &[&name]),
         "fail_open": sum_of(&changes, "apiserver_admission_webhook_fail_open_count", &[&name]),
         "metrics_delta": changes,
+        "cpu_ms": cpu_ms(&cpu_before, &cpu_after),
     });
     println!("{report}");
     Ok(())
@@ -418,7 +454,8 @@ async fn load(args: Args) -> Result<()> {
 /// `none` (no call), `ours` (a call, and the pod came back patched), `noop` (a call, no patch),
 /// `webhook` (a ConfigMap write that called the validating webhook).
 async fn probe(kind: &str, expect: &str) -> Result<()> {
-    let clients = Clients { node_agent: client("NODE_AGENT_KUBECONFIG").await?, admin: client("ADMIN_KUBECONFIG").await? };
+    let clients =
+        Clients { node_agent: client("NODE_AGENT_KUBECONFIG").await?, admin: client("ADMIN_KUBECONFIG").await? };
     let run_id = std::env::var("RUN_ID").unwrap_or_else(|_| "bench".into());
     let deadline = Instant::now() + Duration::from_secs(30);
     let (webhook, name) = if kind == "pods" { (MUTATING, "pods") } else { (VALIDATING, "configmaps") };
@@ -466,7 +503,9 @@ async fn probe(kind: &str, expect: &str) -> Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("probe {kind} {expect}: after {attempt} attempts the last saw {calls} webhook calls, patched={patched}");
+            bail!(
+                "probe {kind} {expect}: after {attempt} attempts the last saw {calls} webhook calls, patched={patched}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
