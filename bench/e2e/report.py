@@ -18,8 +18,9 @@ CFG_NAME = {"a": "a: no webhook", "b": "b: ours", "c": "c: no-op (ceiling)", "d"
 CFGS = "abcd"
 CPU_PROCS = ["kube-apiserver", "etcd", "webhook", "client"]
 LOAD_NAME = {"pods": "pod create", "configmaps": "ConfigMap write", "mix": "pod create, mix",
-             "pods-nopc": "pod create, config without priorityClassName"}
-LOADS = ["pods", "configmaps", "mix", "pods-nopc"]
+             "pods-nopc": "pod create, config without priorityClassName",
+             "pods-settled": "pod create, pod already settled (no patch)"}
+LOADS = ["pods", "configmaps", "mix", "pods-nopc", "pods-settled"]
 TARGET_RATIO = 1.2
 
 
@@ -57,9 +58,10 @@ def pprof_cum(path):
         m = re.search(r"Showing nodes accounting for .*?, [\d.]+% of ([\d.]+)(\w+) total", line)
         if m:
             total = float(m.group(1)) * unit[m.group(2)]
-        m = re.match(r"\s*([\d.]+)(\w+)\s+[\d.]+%\s+[\d.]+%\s+([\d.]+)(\w+)\s+[\d.]+%\s+(.+)$", line)
-        if m and m.group(4) in unit:
-            cum[m.group(5).strip()] = float(m.group(3)) * unit[m.group(4)]
+        # flat and cum carry a unit unless they are 0.
+        m = re.match(r"\s*[\d.]+\w*\s+[\d.]+%\s+[\d.]+%\s+([\d.]+)(\w*)\s+[\d.]+%\s+(.+)$", line)
+        if m and m.group(2) in unit:
+            cum[m.group(3).strip()] = float(m.group(1)) * unit[m.group(2)]
     return total, cum
 
 

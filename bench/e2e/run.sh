@@ -15,7 +15,9 @@
 #      load): the no-op that asks the API server for the same work as ours does
 # Points: pods and configmaps at each of BENCH_CONCS, a mix of pods of which one in four is a
 # data-mover pod (the others never reach us), and pods-nopc: the pods again under a config
-# without priorityClassName (our server then makes no API call of its own per pod). Each point is BENCH_BLOCKS blocks per
+# without priorityClassName (our server then makes no API call of its own per pod), and
+# pods-settled: pods that already carry the live config's settings, as node-agent 1.18 creates
+# them from an unchanged ConfigMap (our server answers them with no patch). Each point is BENCH_BLOCKS blocks per
 # configuration; the order of the configurations rotates from block to block. Then, unless
 # BENCH_PPROF_SECONDS=0, a CPU profile of kube-apiserver (its /debug/pprof) while pods are
 # created at concurrency 16 under each configuration. Every block records the CPU time that
@@ -23,7 +25,8 @@
 #
 # Knobs: POINT_PODS (2000: timed requests per point and configuration), BENCH_BLOCKS (4),
 # BENCH_WARMUP (20 requests per block, untimed), BENCH_CONCS ("1 16"), BENCH_MIX_CONCS ("16"),
-# BENCH_E2E_LOADS ("pods configmaps mix pods-nopc"), BENCH_NOPC_CONCS ("1 16"),
+# BENCH_E2E_LOADS ("pods configmaps mix pods-nopc pods-settled"), BENCH_NOPC_CONCS ("1 16"),
+# BENCH_SETTLED_CONCS ("1 16"),
 # BENCH_PPROF_SECONDS (20 per configuration), BENCH_NICE (5, for the measured processes; the
 # builds run at nice 10), BENCH_PORT_WAIT (120: seconds to wait for another run to free
 # 127.0.0.1:443 before failing), BENCH_NO_BUILD=1, E2E_KEEP=1 (leave the control plane up).
@@ -38,8 +41,9 @@ BENCH_BLOCKS=${BENCH_BLOCKS:-4}
 BENCH_WARMUP=${BENCH_WARMUP:-20}
 BENCH_CONCS=${BENCH_CONCS:-"1 16"}
 BENCH_MIX_CONCS=${BENCH_MIX_CONCS:-"16"}
-BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps mix pods-nopc"}
+BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps mix pods-nopc pods-settled"}
 BENCH_NOPC_CONCS=${BENCH_NOPC_CONCS:-"1 16"}
+BENCH_SETTLED_CONCS=${BENCH_SETTLED_CONCS:-"1 16"}
 BENCH_NICE=${BENCH_NICE:-5}
 BENCH_PPROF_SECONDS=${BENCH_PPROF_SECONDS:-20}
 BENCH_PORT_WAIT=${BENCH_PORT_WAIT:-120}
@@ -277,7 +281,7 @@ ensure_registered mutating
   echo "memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r)"
   echo "kube-apiserver: $(kubectl version -o json | jq -r .serverVersion.gitVersion)"
   echo "rustc: $(rustc --version)"
-  echo "knobs: POINT_PODS=$POINT_PODS BENCH_BLOCKS=$BENCH_BLOCKS BENCH_WARMUP=$BENCH_WARMUP BENCH_CONCS='$BENCH_CONCS' BENCH_MIX_CONCS='$BENCH_MIX_CONCS' BENCH_E2E_LOADS='$BENCH_E2E_LOADS' BENCH_NOPC_CONCS='$BENCH_NOPC_CONCS' BENCH_NICE=$BENCH_NICE"
+  echo "knobs: POINT_PODS=$POINT_PODS BENCH_BLOCKS=$BENCH_BLOCKS BENCH_WARMUP=$BENCH_WARMUP BENCH_CONCS='$BENCH_CONCS' BENCH_MIX_CONCS='$BENCH_MIX_CONCS' BENCH_E2E_LOADS='$BENCH_E2E_LOADS' BENCH_NOPC_CONCS='$BENCH_NOPC_CONCS' BENCH_SETTLED_CONCS='$BENCH_SETTLED_CONCS' BENCH_PPROF_SECONDS=$BENCH_PPROF_SECONDS BENCH_NICE=$BENCH_NICE"
 } >"$out/machine.txt"
 cat "$out/machine.txt" >&2
 
@@ -299,6 +303,17 @@ set_config() {
   done
 }
 
+# The pod as node-agent 1.18 creates it when the ConfigMap has not changed since it started:
+# already carrying every setting of the live config (velero-spec.md: 1.18 applies them itself),
+# so our server finds nothing to change and answers with no patch.
+make_settled_fixture() {
+  kubectl get configmap node-agent-config -n velero -o json >"$bench/live-config.json"
+  "$server_bin" mutate --config "$bench/live-config.json" --pod "$FIXTURE" --apply |
+    jq 'del(.metadata.annotations["node-agent-webhook.io/applied"]) | if .metadata.annotations == {} then del(.metadata.annotations) else . end' \
+      >"$bench/fixture-settled.json"
+  cp "$bench/fixture-settled.json" "$out/fixture-settled.json"
+}
+
 # --- the points -----------------------------------------------------------------------------
 per_block=$(((POINT_PODS + BENCH_BLOCKS - 1) / BENCH_BLOCKS))
 for load in $BENCH_E2E_LOADS; do
@@ -308,8 +323,15 @@ for load in $BENCH_E2E_LOADS; do
     # Diagnostic: the same pods under a config without priorityClassName, so that our server
     # makes no API call of its own per pod.
     pods-nopc) concs=$BENCH_NOPC_CONCS client_load=pods; set_config no-priority-class ;;
+    pods-settled) concs=$BENCH_SETTLED_CONCS client_load=pods ;;
   esac
-  if [ "$load" = configmaps ]; then configs=(a b c); else configs=(a b c d); make_patch "$load"; fi
+  fixture=$FIXTURE
+  case $load in
+    configmaps) configs=(a b c) ;;
+    # Our server answers these pods with no patch, as a no-op does: d would only repeat c.
+    pods-settled) configs=(a b c); make_settled_fixture; fixture=$bench/fixture-settled.json ;;
+    *) configs=(a b c d); make_patch "$load" ;;
+  esac
   for conc in $concs; do
     for ((block = 1; block <= BENCH_BLOCKS; block++)); do
       # Each block starts one configuration later than the one before.
@@ -320,7 +342,7 @@ for load in $BENCH_E2E_LOADS; do
         # Under a, no webhook of this path is registered: whoever holds the port is not called.
         case $cfg in a) ! port_taken || log "note: pid $(holder) holds 127.0.0.1:$WEBHOOK_PORT during $tag (not called)" ;; *) require_holder "$server_pid" ;; esac
         loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
-        line=$(nice -n "$BENCH_NICE" "$load_bin" "$client_load" --concurrency "$conc" --count "$per_block" \
+        line=$(FIXTURE=$fixture nice -n "$BENCH_NICE" "$load_bin" "$client_load" --concurrency "$conc" --count "$per_block" \
           --warmup "$BENCH_WARMUP" --tag "$tag" --raw "$out/raw/$tag.tsv")
         # Still the server under test at the end of the block.
         case $cfg in b | c | d) require_holder "$server_pid" ;; esac
@@ -343,10 +365,12 @@ if [ "$BENCH_PPROF_SECONDS" -gt 0 ]; then
   make_patch pprof
   for cfg in a b c d; do
     switch_to pods "$cfg" 2>>"$out/probe.log"
-    # Pods at concurrency 16 for longer than the profile; stopped once it is taken.
-    nice -n "$BENCH_NICE" "$load_bin" pods --concurrency 16 --count 1000000 --warmup 0 --tag "pprof-$cfg" >/dev/null 2>&1 &
+    # Pods at concurrency 16 for longer than the profile (the client builds them all first, so
+    # not many more); stopped once it is taken.
+    nice -n "$BENCH_NICE" "$load_bin" pods --concurrency 16 --count $(((BENCH_PPROF_SECONDS + 15) * 1000)) --warmup 0 \
+      --tag "pprof-$cfg" >/dev/null 2>&1 &
     loader=$!
-    sleep 3
+    sleep 5
     before=$(pods_created)
     kubectl get --raw "/debug/pprof/profile?seconds=$BENCH_PPROF_SECONDS" >"$out/pprof/kube-apiserver-$cfg.pb.gz"
     after=$(pods_created)
