@@ -243,29 +243,25 @@ impl Cluster {
         }
     }
 
-    /// The in-tree third-party labels and annotations of the `node-agent` DaemonSet's pod
-    /// template (velero-spec.md §6), for the validating webhook's warning that a config drops
-    /// one, each time they change; `None` while the DaemonSet does not exist. A watch of the
-    /// one object rather than a read per review: a ConfigMap review then costs the API server
-    /// nothing more, and a template edit still arrives within milliseconds. Errors (RBAC
-    /// included) are logged and retried with backoff; the last keys stand meanwhile.
-    pub fn node_agent_template_changes(
+    /// What the validating webhook reads from the `node-agent` DaemonSet, each time it changes;
+    /// `None` while the DaemonSet does not exist. A watch of the one object rather than a read
+    /// per review: a ConfigMap review then costs the API server nothing more, and an edit (a
+    /// template key added, Velero upgraded) still arrives within milliseconds. Errors (RBAC
+    /// included) are logged and retried with backoff; the last state stands meanwhile.
+    pub fn node_agent_changes(
         &self,
         namespace: &str,
-    ) -> impl Stream<Item = Option<TemplateKeys>> + Send + 'static {
+    ) -> impl Stream<Item = Option<NodeAgentDaemonSet>> + Send + 'static {
         let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
         let namespace = namespace.to_string();
-        let mut last: Option<Option<TemplateKeys>> = None;
+        let mut last: Option<Option<NodeAgentDaemonSet>> = None;
         watcher::watch_object(api, NODE_AGENT).default_backoff().filter_map(move |event| {
             let change = match event {
                 Ok(daemonset) => {
-                    let keys = daemonset.map(|daemonset| {
-                        let meta = daemonset.spec.and_then(|spec| spec.template.metadata).unwrap_or_default();
-                        TemplateKeys::of(&meta.labels.unwrap_or_default(), &meta.annotations.unwrap_or_default())
-                    });
-                    (last.as_ref() != Some(&keys)).then(|| {
-                        last = Some(keys.clone());
-                        keys
+                    let seen = daemonset.as_ref().map(NodeAgentDaemonSet::of);
+                    (last.as_ref() != Some(&seen)).then(|| {
+                        last = Some(seen.clone());
+                        seen
                     })
                 }
                 Err(err) => {
@@ -460,6 +456,28 @@ fn data_download_resource() -> ApiResource {
 }
 
 /// The image of the DaemonSet's `node-agent` container, or of its first container.
+/// What the `node-agent` DaemonSet tells the validating webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAgentDaemonSet {
+    /// The in-tree third-party labels and annotations of its pod template (velero-spec.md §6),
+    /// for the warning that a config drops one.
+    pub template_keys: TemplateKeys,
+    /// The Velero version of its image tag; `None` for an image without one (digest only).
+    pub version: Option<VeleroVersion>,
+}
+
+impl NodeAgentDaemonSet {
+    fn of(daemonset: &DaemonSet) -> Self {
+        let meta = daemonset.spec.as_ref().and_then(|spec| spec.template.metadata.as_ref());
+        let (labels, annotations) = meta.map_or((None, None), |meta| (meta.labels.as_ref(), meta.annotations.as_ref()));
+        let empty = BTreeMap::new();
+        Self {
+            template_keys: TemplateKeys::of(labels.unwrap_or(&empty), annotations.unwrap_or(&empty)),
+            version: node_agent_image(daemonset).and_then(version_of_image),
+        }
+    }
+}
+
 fn node_agent_image(daemonset: &DaemonSet) -> Option<&str> {
     let containers = &daemonset.spec.as_ref()?.template.spec.as_ref()?.containers;
     containers.iter().find(|c| c.name == NODE_AGENT).or_else(|| containers.first())?.image.as_deref()

@@ -93,7 +93,8 @@ struct ServeArgs {
     #[arg(long, env = "NAW_CONFIG_FILE")]
     config_file: Option<PathBuf>,
     /// Velero version the config is for, for version-aware warnings (e.g. 1.17.0); by
-    /// default read from the node-agent DaemonSet's image tag when the cluster is reachable.
+    /// default the node-agent DaemonSet's image tag when the cluster is reachable, followed as
+    /// it changes.
     #[arg(long, env = "NAW_VELERO_VERSION")]
     velero_version: Option<VeleroVersion>,
     /// ServiceAccount node-agent creates data-mover pods as (repeatable).
@@ -255,8 +256,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 compare_configmap_names(&names_cluster, &names_target, &names_state).await;
             })));
             background.push(tokio::spawn(drain.clone().run(source::watch_priority_classes(cluster.clone(), state.clone()))));
-            let template_watch = source::watch_node_agent_template(cluster.clone(), target.namespace.clone(), state.clone());
-            background.push(tokio::spawn(drain.clone().run(template_watch)));
+            let follow_version = args.velero_version.is_none();
+            let daemonset_watch = source::watch_node_agent(cluster.clone(), target.namespace.clone(), follow_version, state.clone());
+            background.push(tokio::spawn(drain.clone().run(daemonset_watch)));
             background.push(tokio::spawn(drain.run(source::watch_storage_classes(cluster, state.clone()))));
         }
         let options = ServeOptions {

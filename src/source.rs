@@ -71,12 +71,20 @@ pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
     }
 }
 
-/// Keeps the node-agent DaemonSet's in-tree template keys in `state` current; runs until
-/// dropped. The validating webhook warns about a config that would drop one from the pods.
-pub async fn watch_node_agent_template(cluster: Cluster, namespace: String, state: Arc<AppState>) {
-    let mut changes = std::pin::pin!(cluster.node_agent_template_changes(&namespace));
-    while let Some(keys) = changes.next().await {
-        state.set_node_agent_template(keys.map(Arc::new));
+/// Keeps what the validating webhook knows of the node-agent DaemonSet current; runs until
+/// dropped: its template's third-party keys (the warning about a config that drops one) and,
+/// unless `--velero-version` pinned it, the Velero version of its image, so an upgrade changes
+/// the version-aware checks without a restart of this server.
+pub async fn watch_node_agent(cluster: Cluster, namespace: String, follow_version: bool, state: Arc<AppState>) {
+    let mut changes = std::pin::pin!(cluster.node_agent_changes(&namespace));
+    while let Some(seen) = changes.next().await {
+        let (keys, version) = seen.map_or((None, None), |seen| (Some(Arc::new(seen.template_keys)), seen.version));
+        state.set_node_agent_template(keys);
+        if follow_version && state.velero_version() != version {
+            let shown = version.map_or_else(|| "unknown (no version tag)".to_string(), |v| v.to_string());
+            tracing::info!(version = %shown, "Velero version from the node-agent DaemonSet changed");
+            state.set_velero_version(version);
+        }
     }
 }
 

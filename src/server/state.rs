@@ -257,6 +257,10 @@ impl AppState {
         write(&self.velero_version, version);
     }
 
+    pub fn velero_version(&self) -> Option<VeleroVersion> {
+        read(&self.velero_version)
+    }
+
     /// The watched PriorityClass names; `interrupted` when the watch failed since they were
     /// listed, so that a class may have come or gone unseen.
     pub fn set_priority_classes(&self, classes: Option<Arc<HashSet<String>>>, interrupted: bool) {

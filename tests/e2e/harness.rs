@@ -305,6 +305,22 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -
     panic!("{what}: not reached within {limit:?}");
 }
 
+/// Polls `get` until it returns `want` (a watch catching up); past `limit`, fails showing the
+/// last value against the wanted one.
+pub fn eventually_eq<T: PartialEq + std::fmt::Debug>(what: &str, limit: Duration, mut get: impl FnMut() -> T, want: T) {
+    let start = Instant::now();
+    loop {
+        let got = get();
+        if got == want {
+            return;
+        }
+        if start.elapsed() >= limit {
+            assert_eq!(got, want, "{what}: not reached within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A name no other test run used: pods and ConfigMaps are never reused between tests.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);

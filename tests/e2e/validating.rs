@@ -247,27 +247,30 @@ fn dry_run_warnings(value: &str) -> Vec<String> {
     apply_config_as(|m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m), value).must().warnings()
 }
 
+/// The version-aware warnings follow the node-agent DaemonSet's image tag as it changes: the
+/// server watches the DaemonSet, so a Velero upgrade needs no restart of ours.
 #[test]
 fn version_warnings_follow_the_node_agent_daemonsets_image() {
     let _serial = serial();
-    let set_image = |tag: &str| {
+    webhook_up();
+    let config = r#"{"podLabels": {"team": "a"}}"#;
+    let follow = |tag: &str, want: Vec<String>| {
         let image = format!("node-agent=velero/velero:{tag}");
         kubectl(&["set", "image", "daemonset/node-agent", "-n", NS, &image]).must();
-        // The server reads the version once, at start.
-        webhook_down();
-        webhook_up();
+        eventually_eq(
+            &format!("the warnings for Velero {tag}"),
+            Duration::from_secs(5),
+            || dry_run_warnings(config),
+            want,
+        );
     };
-    set_image("v1.17.0");
-    assert_eq!(
-        dry_run_warnings(r#"{"podLabels": {"team": "a"}}"#),
-        vec![
-            "data[node-agent-config.json]: podLabels: node-agent of Velero 1.17.0 ignores this (supported since 1.18.0); \
-             the mutating webhook applies it to new data-mover pods (line 1, column 15)"
-                .to_string()
-        ]
+    follow(
+        "v1.17.0",
+        vec!["data[node-agent-config.json]: podLabels: node-agent of Velero 1.17.0 ignores this (supported since 1.18.0); \
+              the mutating webhook applies it to new data-mover pods (line 1, column 15)"
+            .to_string()],
     );
-    set_image("v1.18.1");
-    assert_eq!(dry_run_warnings(r#"{"podLabels": {"team": "a"}}"#), Vec::<String>::new());
+    follow("v1.18.1", Vec::new());
 }
 
 /// A config whose podLabels or podAnnotations would drop an in-tree third-party key of the
@@ -308,18 +311,18 @@ fn warnings_follow_the_third_party_keys_of_the_node_agent_daemonset_template() {
              DaemonSet's pod template): data-mover pods lose it once podAnnotations is set {rule}"
         ),
     ];
-    let mut last = Vec::new();
-    wait_until("the watch sees the template's new keys", Duration::from_secs(5), || {
-        last = dry_run_warnings(config);
-        !last.is_empty()
-    });
-    assert_eq!(last, expected);
+    eventually_eq(
+        "the watch sees the template's new keys",
+        Duration::from_secs(5),
+        || dry_run_warnings(config),
+        expected,
+    );
     // Listing the keys keeps them on the pods: no warning.
     let listed = r#"{"podLabels": {"team": "a", "azure.workload.identity/use": "true"}, "podAnnotations": {"iam.amazonaws.com/role": "velero-role"}}"#;
     assert_eq!(dry_run_warnings(listed), Vec::<String>::new());
 
     template_patch(r#"{"azure.workload.identity/use": null}"#, r#"{"iam.amazonaws.com/role": null}"#);
-    wait_until("the watch sees the keys go", Duration::from_secs(5), || dry_run_warnings(config).is_empty());
+    eventually_eq("the watch sees the keys go", Duration::from_secs(5), || dry_run_warnings(config), Vec::new());
 }
 
 /// The warnings about a class that does not exist follow the cluster's classes, as the server's
