@@ -96,6 +96,8 @@ pub struct Metrics {
     pub affinity_conflicts: Counter,
     pub storage_class_lookups: Family<ResultLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
+    /// `[checked, reused]`, resolved once: the validating webhook counts one per review.
+    config_checks: [Counter; 2],
     pub config_generation: Gauge,
     config_info: Family<ConfigLabels, Gauge>,
     pub config_last_success: Gauge<f64, AtomicU64>,
@@ -124,6 +126,7 @@ impl Metrics {
             duration: webhooks
                 .map(|webhook| duration.get_or_create(&WebhookLabels { webhook: webhook.as_str() }).clone()),
         };
+        let config_checks: Family<ResultLabels, Counter> = Family::default();
         let metrics = Self {
             admission,
             settings_applied: Family::default(),
@@ -132,6 +135,8 @@ impl Metrics {
             affinity_conflicts: Counter::default(),
             storage_class_lookups: Family::default(),
             config_reloads: Family::default(),
+            config_checks: ["checked", "reused"]
+                .map(|result| config_checks.get_or_create(&ResultLabels { result }).clone()),
             config_generation: Gauge::default(),
             config_info: Family::default(),
             config_last_success: Gauge::default(),
@@ -181,6 +186,11 @@ impl Metrics {
             metrics.configmap_name_mismatch.clone(),
         );
         r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
+        r.register(
+            "config_checks",
+            "Checks of ConfigMap contents for the validating webhook: checked, or reused from the same contents in the same cluster state",
+            config_checks,
+        );
         r.register(
             "config_generation",
             "Configs this process has loaded since it started (per process: config_info names the config)",
@@ -260,6 +270,11 @@ impl Metrics {
         self.config_info.clear();
         let config = if id.is_empty() { "none" } else { id };
         self.config_info.get_or_create(&ConfigLabels { config: config.to_string() }).set(1);
+    }
+
+    /// Counts one check of ConfigMap contents: made, or `reused` from the same contents.
+    pub fn record_config_check(&self, reused: bool) {
+        self.config_checks[usize::from(reused)].inc();
     }
 
     /// Counts one answered review and its duration.

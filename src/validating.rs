@@ -2,6 +2,7 @@
 //! Velero reads three ConfigMaps in its namespace; the name tells which kind a review is for.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -32,7 +33,9 @@ impl Target {
 pub fn review_configmap(request: &Request, target: &Target, env: &Environment) -> Decision {
     match triage(request, target) {
         Review::Decided(decision) => decision,
-        Review::NeedsCheck(inputs) => checked_decision(target, env, &inputs, None),
+        Review::NeedsCheck(inputs) => checked_decision(target, env, &inputs, None, &|kind, contents| {
+            Arc::new(check_contents(kind, contents, env))
+        }),
     }
 }
 
@@ -44,9 +47,7 @@ pub enum Review {
     NeedsCheck(CheckInputs),
 }
 
-/// The new `data` and `binaryData` keys and, for an UPDATE, the old ones. Equal inputs in an
-/// equal environment get equal verdicts, so a server may reuse one (the same ConfigMap comes
-/// back on `kubectl apply --dry-run=server` then `apply`, GitOps re-syncs and retries).
+/// The new `data` and `binaryData` keys and, for an UPDATE, the old ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckInputs {
     kind: Kind,
@@ -83,44 +84,80 @@ pub fn triage(request: &Request, target: &Target) -> Review {
     }
 }
 
-type Contents = (BTreeMap<String, String>, Vec<String>);
+/// A ConfigMap's `data`, and the keys of its `binaryData`.
+pub type Contents = (BTreeMap<String, String>, Vec<String>);
 
-/// The second half of `review_configmap`: the config check and its verdict. `template` holds
-/// the in-tree third-party keys of node-agent's DaemonSet pod template, when the cluster
-/// told them: a config that supersedes one gets a warning.
+/// The check of one ConfigMap's contents: the expensive part of a review. It depends on the
+/// kind, the contents and the environment only, so a server may keep it for contents that come
+/// back: `kubectl apply --dry-run=server` then `apply`, GitOps re-syncs, each retry the API
+/// server makes of a write after a conflict, and an UPDATE's old contents (the last write's new).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContentsCheck {
+    /// Every finding as `(severity, "data[key]: ...")`, errors first.
+    findings: Vec<(Severity, String)>,
+    /// node-agent's config as its first data key decodes, errors or not (an UPDATE's restart
+    /// warning compares the old one even so); `None` for the other kinds.
+    node_agent_config: Option<NodeAgentConfig>,
+}
+
+impl ContentsCheck {
+    fn has_errors(&self) -> bool {
+        self.findings.iter().any(|(severity, _)| *severity == Severity::Error)
+    }
+
+    /// The config node-agent would run with: without errors, a node-agent ConfigMap has
+    /// exactly one data key.
+    fn valid_config(&self) -> Option<&NodeAgentConfig> {
+        self.node_agent_config.as_ref().filter(|_| !self.has_errors())
+    }
+}
+
+/// Checks one ConfigMap's contents as `kind`.
+pub fn check_contents(kind: Kind, (data, binary_keys): &Contents, env: &Environment) -> ContentsCheck {
+    match kind {
+        Kind::NodeAgent => {
+            let typed = check_configmap(data, binary_keys, env);
+            let node_agent_config = typed.values.first().map(|(_, checked)| checked.config.clone());
+            ContentsCheck { findings: typed.findings().rendered(), node_agent_config }
+        }
+        other => ContentsCheck {
+            findings: kind::check_configmap(other, data, binary_keys, env).rendered(),
+            node_agent_config: None,
+        },
+    }
+}
+
+/// The second half of `review_configmap`: the verdict, from `check` of the new contents and,
+/// when an UPDATE's warnings need it, of the old ones (a server hands in its kept checks;
+/// [`check_contents`] in `env` otherwise). `template` holds the in-tree third-party keys of
+/// node-agent's DaemonSet pod template, when the cluster told them: a config that supersedes
+/// one gets a warning.
 pub fn checked_decision(
     target: &Target,
     env: &Environment,
     inputs: &CheckInputs,
     template: Option<&TemplateKeys>,
+    check: &dyn Fn(Kind, &Contents) -> Arc<ContentsCheck>,
 ) -> Decision {
     let CheckInputs { kind, name, new, old } = inputs;
     let old = old.as_ref();
-    // node-agent's config is kept for the restart warning; the other kinds need only findings.
-    let (check, new_config) = match kind {
-        Kind::NodeAgent => {
-            let typed = check_configmap(&new.0, &new.1, env);
-            let config = typed.config().cloned();
-            (typed.findings(), config)
-        }
-        other => (kind::check_configmap(*other, &new.0, &new.1, env), None),
-    };
-    let findings = check.rendered();
+    let new_check = check(*kind, new);
+    let findings = &new_check.findings;
     let unchanged = old.is_some_and(|old| old == new);
     if unchanged {
         // A metadata-only update (labels, GitOps annotations) must never be blocked by an older mistake.
         let warnings = findings
-            .into_iter()
+            .iter()
             .map(|(severity, text)| match severity {
                 Severity::Error => format!("existing error (data unchanged, so admitted): {text}"),
-                Severity::Warning => text,
+                Severity::Warning => text.clone(),
             })
             .collect();
         return Decision::allow_with_warnings(warnings);
     }
     let mut warnings: Vec<String> =
         findings.iter().filter(|(s, _)| *s == Severity::Warning).map(|(_, text)| text.clone()).collect();
-    if check.has_errors() {
+    if new_check.has_errors() {
         let errors: Vec<&str> =
             findings.iter().filter(|(s, _)| *s == Severity::Error).map(|(_, text)| text.as_str()).collect();
         let message = format!(
@@ -133,11 +170,12 @@ pub fn checked_decision(
         );
         return Decision::deny_invalid(message, warnings);
     }
-    if let (Some(template), Some(config)) = (template, new_config.as_ref()) {
+    let new_config = new_check.valid_config();
+    if let (Some(template), Some(config)) = (template, new_config) {
         warnings.extend(dropped_template_keys(&config.pod_labels, &config.pod_annotations, template));
     }
     if let Some(old) = old {
-        warnings.extend(update_warnings(target, *kind, old, new_config.as_ref(), env));
+        warnings.extend(update_warnings(target, *kind, || check(*kind, old), new_config, env));
     }
     Decision::allow_with_warnings(warnings)
 }
@@ -148,16 +186,17 @@ pub fn checked_decision(
 fn update_warnings(
     target: &Target,
     kind: Kind,
-    old: &Contents,
+    old_check: impl FnOnce() -> Arc<ContentsCheck>,
     new_config: Option<&NodeAgentConfig>,
     env: &Environment,
 ) -> Vec<String> {
     match kind {
         Kind::NodeAgent => {
-            let old_check = check_configmap(&old.0, &old.1, env);
-            let (Some((_, old_checked)), Some(new)) = (old_check.values.first(), new_config) else { return Vec::new() };
-            let mut warnings: Vec<String> = restart_warning(target, &old_checked.config, new).into_iter().collect();
-            warnings.extend(undone(&old_checked.config, new, env.velero_version).into_iter().map(|u| {
+            let Some(new) = new_config else { return Vec::new() };
+            let old_check = old_check();
+            let Some(old) = old_check.node_agent_config.as_ref() else { return Vec::new() };
+            let mut warnings: Vec<String> = restart_warning(target, old, new).into_iter().collect();
+            warnings.extend(undone(old, new, env.velero_version).into_iter().map(|u| {
                 format!(
                     "{}: {} (the webhook only adds to what node-agent applies); run kubectl -n {} rollout restart ds/node-agent",
                     u.setting, u.effect, target.namespace

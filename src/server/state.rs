@@ -1,10 +1,10 @@
 //! What the request handlers share: the live config, what is known about the cluster, the
 //! readiness handle and the metrics, and the two webhooks that read them, side by side:
-//! [`AppState::review_configmap`] (the verdict cache around `validating`) and [`AppState::review_pod`]
+//! [`AppState::review_configmap`] (the kept config checks around `validating`) and [`AppState::review_pod`]
 //! (the cluster lookups around `mutate`). Reads are a lock-free-in-practice `RwLock` read
 //! plus an `Arc` clone.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 use super::readiness::Readiness;
 use crate::admission::{Decision, Request};
 use crate::cluster::Cluster;
+use crate::config::kind::Kind;
 use crate::config::model::NodeAgentConfig;
 use crate::config::third_party::TemplateKeys;
 use crate::config::validate::Environment;
@@ -22,7 +23,7 @@ use crate::mutate::identity::{DataMover, MoverKind, NodeAgentIdentity};
 use crate::mutate::plan::{self, PlanInput, StorageClass};
 use crate::mutate::{self, Mutation};
 use crate::mutating;
-use crate::validating::{self, CheckInputs, Review, Target};
+use crate::validating::{self, Contents, ContentsCheck, Review, Target};
 
 /// The config the mutating webhook applies, and which load it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,36 +39,62 @@ pub struct LiveConfig {
     pub config: NodeAgentConfig,
 }
 
-/// The last config check's verdict and everything it depended on. The same ConfigMap is
-/// reviewed again and again (`kubectl apply --dry-run=server` then `apply`, GitOps diffs and
-/// re-syncs, API-server retries), and the check costs more than the rest of a review.
-struct Verdict {
-    inputs: CheckInputs,
-    template: Option<Arc<TemplateKeys>>,
-    velero_version: Option<VeleroVersion>,
-    classes: ClassNames,
-    decision: Decision,
+/// How many recent config checks a server keeps (enough for a burst of writers of the same
+/// ConfigMap, each retried), and how many bytes of ConfigMap contents at most: real configs are
+/// a few KiB, and a 1 MiB ConfigMap is checked, not kept.
+const KEPT_CHECKS: usize = 16;
+const KEPT_CHECK_BYTES: usize = 256 * 1024;
+
+/// Recent config checks by ConfigMap contents, all made in one environment. The same contents
+/// come back again and again (see [`ContentsCheck`]): a `kubectl apply` retried by the API
+/// server after conflicts is checked once, and an UPDATE's old contents are usually the last
+/// write's new ones. Contents are compared in full, not hashed.
+#[derive(Default)]
+struct KeptChecks {
+    env: CheckEnv,
+    /// Oldest first.
+    checks: VecDeque<(Kind, Contents, Arc<ContentsCheck>)>,
+    bytes: usize,
 }
 
-/// The PriorityClass and StorageClass names the watches have seen (`None`: not listed yet).
+/// What a config check reads of the cluster: a change of either makes every kept check stale.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct ClassNames {
-    priority: Option<Arc<HashSet<String>>>,
-    storage: Option<Arc<HashSet<String>>>,
+struct CheckEnv {
+    velero_version: Option<VeleroVersion>,
+    /// The PriorityClass and StorageClass names the watches have seen (`None`: not listed yet).
+    priority_classes: Option<Arc<HashSet<String>>>,
+    storage_classes: Option<Arc<HashSet<String>>>,
 }
 
-impl Verdict {
-    fn is_for(
-        &self,
-        inputs: &CheckInputs,
-        template: &Option<Arc<TemplateKeys>>,
-        velero_version: Option<VeleroVersion>,
-        classes: &ClassNames,
-    ) -> bool {
-        self.velero_version == velero_version
-            && self.classes == *classes
-            && self.template == *template
-            && self.inputs == *inputs
+fn contents_bytes((data, binary_keys): &Contents) -> usize {
+    data.iter().map(|(key, value)| key.len() + value.len()).sum::<usize>()
+        + binary_keys.iter().map(String::len).sum::<usize>()
+}
+
+impl KeptChecks {
+    /// The kept check of `contents`; checks kept in another environment are dropped.
+    fn get(&mut self, env: &CheckEnv, kind: Kind, contents: &Contents) -> Option<Arc<ContentsCheck>> {
+        if self.env != *env {
+            *self = KeptChecks { env: env.clone(), ..KeptChecks::default() };
+            return None;
+        }
+        let kept = self.checks.iter().find(|(k, c, _)| *k == kind && c == contents);
+        kept.map(|(_, _, check)| check.clone())
+    }
+
+    /// Keeps a check made in `env`, dropping the oldest ones to stay within the bounds.
+    fn keep(&mut self, env: &CheckEnv, kind: Kind, contents: &Contents, check: &Arc<ContentsCheck>) {
+        let bytes = contents_bytes(contents);
+        if self.env != *env || bytes > KEPT_CHECK_BYTES || self.get(env, kind, contents).is_some() {
+            return;
+        }
+        while !self.checks.is_empty() && (self.checks.len() >= KEPT_CHECKS || self.bytes + bytes > KEPT_CHECK_BYTES) {
+            if let Some((_, oldest, _)) = self.checks.pop_front() {
+                self.bytes -= contents_bytes(&oldest);
+            }
+        }
+        self.checks.push_back((kind, contents.clone(), check.clone()));
+        self.bytes += bytes;
     }
 }
 
@@ -94,7 +121,7 @@ pub struct AppState {
     /// The node-agent DaemonSet's in-tree template keys; `None` until watched, or without one.
     node_agent_template: RwLock<Option<Arc<TemplateKeys>>>,
     live: RwLock<Arc<LiveConfig>>,
-    last_verdict: Mutex<Option<Verdict>>,
+    kept_checks: Mutex<KeptChecks>,
     pub readiness: Readiness,
 }
 
@@ -131,38 +158,43 @@ impl AppState {
             storage_classes: RwLock::new(None),
             node_agent_template: RwLock::new(None),
             live: RwLock::new(Arc::new(LiveConfig::default())),
-            last_verdict: Mutex::new(None),
+            kept_checks: Mutex::new(KeptChecks::default()),
             readiness: Readiness::default(),
         }
     }
 
-    /// Decides a ConfigMap review; a config check whose inputs and environment equal the last
-    /// one's reuses its verdict (contents compared in full, not hashed). It makes no API call:
-    /// what it knows of the cluster comes from the watches.
+    /// Decides a ConfigMap review, with the kept check of contents checked before in the same
+    /// environment. It makes no API call: what it knows of the cluster comes from the watches.
     pub fn review_configmap(&self, request: &Request) -> Decision {
         let inputs = match validating::triage(request, &self.target) {
             Review::Decided(decision) => return decision,
             Review::NeedsCheck(inputs) => inputs,
         };
-        let template = read(&self.node_agent_template);
-        let velero_version = read(&self.velero_version);
-        let classes = ClassNames { priority: read(&self.priority_classes), storage: read(&self.storage_classes) };
-        if let Ok(last) = self.last_verdict.lock() {
-            let reusable = |last: &&Verdict| last.is_for(&inputs, &template, velero_version, &classes);
-            if let Some(last) = last.as_ref().filter(reusable) {
-                return last.decision.clone();
-            }
-        }
-        let env = Environment {
-            velero_version,
-            priority_classes: classes.priority.as_deref(),
-            storage_classes: classes.storage.as_deref(),
+        let check_env = CheckEnv {
+            velero_version: read(&self.velero_version),
+            priority_classes: read(&self.priority_classes),
+            storage_classes: read(&self.storage_classes),
         };
-        let decision = validating::checked_decision(&self.target, &env, &inputs, template.as_deref());
-        if let Ok(mut last) = self.last_verdict.lock() {
-            *last = Some(Verdict { inputs, template, velero_version, classes, decision: decision.clone() });
-        }
-        decision
+        let env = Environment {
+            velero_version: check_env.velero_version,
+            priority_classes: check_env.priority_classes.as_deref(),
+            storage_classes: check_env.storage_classes.as_deref(),
+        };
+        let check = |kind: Kind, contents: &Contents| {
+            let kept = self.kept_checks.lock().ok().and_then(|mut kept| kept.get(&check_env, kind, contents));
+            if let Some(check) = kept {
+                self.metrics.record_config_check(true);
+                return check;
+            }
+            let check = Arc::new(validating::check_contents(kind, contents, &env));
+            self.metrics.record_config_check(false);
+            if let Ok(mut kept) = self.kept_checks.lock() {
+                kept.keep(&check_env, kind, contents, &check);
+            }
+            check
+        };
+        let template = read(&self.node_agent_template);
+        validating::checked_decision(&self.target, &env, &inputs, template.as_deref(), &check)
     }
 
     /// Gives a data-mover pod the live config's settings; every other pod passes untouched.
@@ -319,13 +351,25 @@ mod tests {
         serde_json::from_value(request).unwrap_or_else(|e| panic!("a test request: {e}"))
     }
 
-    /// A step: its name, what changes before it, the review, and the allowed flag and warnings
-    /// (in order, by a fragment of each) it must get.
-    type Step<'a> = (&'a str, fn(&AppState), Request, bool, Vec<&'a str>);
+    /// A step: its name, what changes before it, the review, the allowed flag and warnings (in
+    /// order, by a fragment of each) it must get, and how many contents it checks and reuses.
+    type Step<'a> = (&'a str, fn(&AppState), Request, bool, Vec<&'a str>, (u64, u64));
 
-    /// The reused verdict must never be stale: each step changes one input of the check.
+    /// `(checked, reused)` from `node_agent_webhook_config_checks_total`.
+    fn config_checks(state: &AppState) -> (u64, u64) {
+        let text = crate::metrics::render(&state.registry);
+        let count = |result: &str| {
+            let series = format!("node_agent_webhook_config_checks_total{{result=\"{result}\"}} ");
+            text.lines().find_map(|line| line.strip_prefix(series.as_str())?.parse().ok()).unwrap_or(0)
+        };
+        (count("checked"), count("reused"))
+    }
+
+    /// A kept check must never be stale: each step changes one input of the check, and every
+    /// verdict equals a fresh check's. Contents are checked once per environment, whether they
+    /// come back as the new or the old object.
     #[tokio::test]
-    async fn a_reused_verdict_follows_every_input_of_the_check() {
+    async fn kept_checks_follow_every_input_of_the_check() {
         let state = AppState::new(
             Settings {
                 target: Target { namespace: "velero".into(), names: Names::default() },
@@ -335,20 +379,23 @@ mod tests {
             None,
         );
         let class = r#"{"priorityClassName": "absent"}"#;
+        let concurrency = r#"{"priorityClassName": "absent", "loadConcurrency": {"globalConfig": 2}}"#;
+        let labels = r#"{"priorityClassName": "absent", "podLabels": {"team": "a"}}"#;
         let absent = r#"priorityClassName: PriorityClass "absent" does not exist"#;
         let ignored = "node-agent of Velero 1.16.0 ignores this";
         let restart = "loadConcurrency changed: node-agent reads it only at start-up";
         let steps: Vec<Step> = vec![
-            ("valid", |_| {}, review("CREATE", class, None), true, vec![]),
-            ("same again", |_| {}, review("CREATE", class, None), true, vec![]),
-            ("invalid", |_| {}, review("CREATE", r#"{"priorityClassName": "A"}"#, None), false, vec![]),
-            ("valid again", |_| {}, review("CREATE", class, None), true, vec![]),
+            ("valid", |_| {}, review("CREATE", class, None), true, vec![], (1, 0)),
+            ("same again", |_| {}, review("CREATE", class, None), true, vec![], (0, 1)),
+            ("invalid", |_| {}, review("CREATE", r#"{"priorityClassName": "A"}"#, None), false, vec![], (1, 0)),
+            ("valid again", |_| {}, review("CREATE", class, None), true, vec![], (0, 1)),
             (
                 "PriorityClasses become known",
                 |s| s.set_priority_classes(Some(Arc::new(["present".to_string()].into())), false),
                 review("CREATE", class, None),
                 true,
                 vec![absent],
+                (1, 0),
             ),
             (
                 "Velero version becomes known",
@@ -356,17 +403,15 @@ mod tests {
                 review("CREATE", class, None),
                 true,
                 vec![absent, ignored],
+                (1, 0),
             ),
             (
                 "an UPDATE that changes loadConcurrency",
                 |_| {},
-                review(
-                    "UPDATE",
-                    class,
-                    Some(r#"{"priorityClassName": "absent", "loadConcurrency": {"globalConfig": 2}}"#),
-                ),
+                review("UPDATE", class, Some(concurrency)),
                 true,
                 vec![absent, ignored, restart],
+                (1, 1),
             ),
             (
                 "an UPDATE that changes nothing",
@@ -374,16 +419,36 @@ mod tests {
                 review("UPDATE", class, Some(class)),
                 true,
                 vec![absent, ignored],
+                (0, 1),
+            ),
+            (
+                "another writer's UPDATE",
+                |_| {},
+                review("UPDATE", labels, Some(class)),
+                true,
+                vec![absent, ignored, "podLabels: node-agent of Velero 1.16.0 ignores this"],
+                (1, 1),
+            ),
+            (
+                "a retry after the conflict: the first write's contents over the other's",
+                |_| {},
+                review("UPDATE", concurrency, Some(labels)),
+                true,
+                vec![absent, ignored, restart],
+                (0, 2),
             ),
         ];
-        for (step, change, request, allowed, warnings) in steps {
+        for (step, change, request, allowed, warnings, checks) in steps {
             change(&state);
+            let before = config_checks(&state);
             let decision = state.review_configmap(&request);
+            let after = config_checks(&state);
             assert_eq!(decision.allowed, allowed, "{step}: {decision:?}");
             assert_eq!(decision.warnings.len(), warnings.len(), "{step}: {:?}", decision.warnings);
             for (got, want) in decision.warnings.iter().zip(&warnings) {
                 assert!(got.contains(want), "{step}: {got:?} should say {want:?}");
             }
+            assert_eq!((after.0 - before.0, after.1 - before.1), checks, "{step}: (checked, reused)");
             let fresh = validating::review_configmap(
                 &request,
                 &state.target,
@@ -393,7 +458,37 @@ mod tests {
                     storage_classes: None,
                 },
             );
-            assert_eq!(decision, fresh, "{step}: the reused verdict differs from a fresh check");
+            assert_eq!(decision, fresh, "{step}: the verdict differs from a fresh check's");
         }
+    }
+
+    /// The bounds: at most KEPT_CHECKS checks and KEPT_CHECK_BYTES of contents, oldest out
+    /// first; contents larger than the bound are checked and never kept.
+    #[test]
+    fn kept_checks_stay_within_their_bounds() {
+        let env = CheckEnv::default();
+        let contents = |value: String| -> Contents { ([("config".to_string(), value)].into(), Vec::new()) };
+        let check = Arc::new(ContentsCheck::default());
+        let mut kept = KeptChecks::default();
+        for n in 0..=KEPT_CHECKS {
+            kept.keep(&env, Kind::NodeAgent, &contents(n.to_string()), &check);
+        }
+        assert_eq!(kept.checks.len(), KEPT_CHECKS);
+        assert!(kept.get(&env, Kind::NodeAgent, &contents("0".into())).is_none(), "the oldest is dropped");
+        assert!(kept.get(&env, Kind::NodeAgent, &contents(KEPT_CHECKS.to_string())).is_some());
+        assert!(kept.get(&env, Kind::RepoMaintenance, &contents("1".into())).is_none(), "kinds are apart");
+
+        let half = contents("x".repeat(KEPT_CHECK_BYTES / 2));
+        kept.keep(&env, Kind::NodeAgent, &half, &check);
+        kept.keep(&env, Kind::NodeAgent, &contents("y".repeat(KEPT_CHECK_BYTES / 2)), &check);
+        assert!(kept.bytes <= KEPT_CHECK_BYTES, "{} bytes kept", kept.bytes);
+        assert!(kept.get(&env, Kind::NodeAgent, &half).is_none(), "older contents make room");
+        let too_large = contents("z".repeat(KEPT_CHECK_BYTES));
+        kept.keep(&env, Kind::NodeAgent, &too_large, &check);
+        assert!(kept.get(&env, Kind::NodeAgent, &too_large).is_none());
+
+        let other = CheckEnv { velero_version: Some(VeleroVersion::new(1, 18, 1)), ..CheckEnv::default() };
+        assert!(kept.get(&other, Kind::NodeAgent, &contents(KEPT_CHECKS.to_string())).is_none());
+        assert_eq!((kept.checks.len(), kept.bytes), (0, 0), "another environment drops every kept check");
     }
 }

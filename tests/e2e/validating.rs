@@ -359,3 +359,69 @@ fn class_warnings_follow_the_classes_in_the_cluster() {
         });
     }
 }
+
+/// Writers of the one ConfigMap at once, as `kubectl apply` from several places: the API server
+/// retries a write that lost a conflict and calls the webhook again for each try. Every writer
+/// must get the verdict of its own contents, whatever another writer's retry left behind, and
+/// each contents is checked about once however often it comes back (new, old or retried).
+#[test]
+fn concurrent_writers_each_get_the_verdict_of_their_own_contents() {
+    let _serial = serial();
+    webhook_up();
+    serve_config(FULL_CONFIG);
+    const WRITERS: usize = 8;
+    let config = |n: usize| {
+        if n % 4 == 3 {
+            format!(r#"{{"priorityClassName": "Bad_Class_{n}"}}"#)
+        } else {
+            format!(r#"{{"priorityClassName": "e2e-missing-{n}", "podLabels": {{"writer": "w{n}"}}}}"#)
+        }
+    };
+    let calls = || {
+        metric_sum(
+            &apiserver_metrics(),
+            "apiserver_admission_webhook_request_total",
+            &["name=\"validate-config.node-agent-webhook.io\""],
+        )
+    };
+    let checks = |result: &str| {
+        metric_sum(&our_metrics(), "node_agent_webhook_config_checks_total", &[&format!("result=\"{result}\"")])
+    };
+    let (calls_before, checked_before) = (calls(), checks("checked"));
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|n| {
+                let value = config(n);
+                scope.spawn(move || apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), &value))
+            })
+            .collect();
+        writers.into_iter().map(|writer| writer.join().expect("a writer thread")).collect()
+    });
+    for (n, run) in runs.iter().enumerate() {
+        if n % 4 == 3 {
+            let lines = denial_lines(run);
+            assert_eq!(
+                lines[0], "ConfigMap velero/node-agent-config is not a valid node-agent config (1 error):",
+                "writer {n}"
+            );
+            assert!(
+                lines[1].starts_with(&format!(
+                    r#"data[node-agent-config.json]: priorityClassName: Invalid value: "Bad_Class_{n}": "#
+                )),
+                "writer {n}: {lines:?}"
+            );
+        } else {
+            assert!(run.ok, "writer {n} was refused: {}", run.stderr);
+            let own = format!(r#"priorityClassName: PriorityClass "e2e-missing-{n}" does not exist"#);
+            assert!(run.warnings().iter().any(|w| w.contains(&own)), "writer {n}: {:?}", run.warnings());
+        }
+    }
+    let stored = stored_data().expect("stored config")["node-agent-config.json"].as_str().map(str::to_string);
+    let admitted: Vec<String> = (0..WRITERS).filter(|n| n % 4 != 3).map(config).collect();
+    assert!(stored.as_ref().is_some_and(|s| admitted.contains(s)), "stored {stored:?}, not one admitted value");
+    // The contents checked: each writer's new one, and at most the value stored before them.
+    let (calls, checked) = (calls() - calls_before, checks("checked") - checked_before);
+    assert!(calls >= WRITERS as f64, "{calls} webhook calls for {WRITERS} writes");
+    assert!(checked <= (WRITERS + 1) as f64, "{checked} checks for {calls} webhook calls of {WRITERS} writes");
+    eprintln!("{WRITERS} concurrent writes: {calls} webhook calls, {checked} contents checked");
+}
