@@ -13,7 +13,8 @@
 #   d  (pod loads only) the ceiling again, answering every pod with the patch our server gives
 #      the admitted pod under the live config (`node-agent-webhook mutate`, computed once per
 #      load): the no-op that asks the API server for the same work as ours does
-# Points: pods and configmaps at each of BENCH_CONCS, a mix of pods of which one in four is a
+# Points: pods, configmaps (kubectl apply's PATCH) and configmap-creates (a server-side dry-run
+# create each, with the ConfigMap deleted for the load) at each of BENCH_CONCS, a mix of pods of which one in four is a
 # data-mover pod (the others never reach us), and pods-nopc: the pods again under a config
 # without priorityClassName (our server then makes no API call of its own per pod), and
 # pods-settled: pods that already carry the live config's settings, as node-agent 1.18 creates
@@ -25,7 +26,7 @@
 #
 # Knobs: POINT_PODS (2000: timed requests per point and configuration), BENCH_BLOCKS (4),
 # BENCH_WARMUP (20 requests per block, untimed), BENCH_CONCS ("1 16"), BENCH_MIX_CONCS ("16"),
-# BENCH_E2E_LOADS ("pods configmaps mix pods-nopc pods-settled"), BENCH_NOPC_CONCS ("1 16"),
+# BENCH_E2E_LOADS ("pods configmaps configmap-creates mix pods-nopc pods-settled"), BENCH_NOPC_CONCS ("1 16"),
 # BENCH_SETTLED_CONCS ("1 16"),
 # BENCH_PPROF_SECONDS (20 per configuration), BENCH_NICE (5, for the measured processes; the
 # builds run at nice 10), BENCH_PORT_WAIT (120: seconds to wait for another run to free
@@ -41,7 +42,7 @@ BENCH_BLOCKS=${BENCH_BLOCKS:-4}
 BENCH_WARMUP=${BENCH_WARMUP:-20}
 BENCH_CONCS=${BENCH_CONCS:-"1 16"}
 BENCH_MIX_CONCS=${BENCH_MIX_CONCS:-"16"}
-BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps mix pods-nopc pods-settled"}
+BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps configmap-creates mix pods-nopc pods-settled"}
 BENCH_NOPC_CONCS=${BENCH_NOPC_CONCS:-"1 16"}
 BENCH_SETTLED_CONCS=${BENCH_SETTLED_CONCS:-"1 16"}
 BENCH_NICE=${BENCH_NICE:-5}
@@ -228,7 +229,10 @@ ensure_registered() {
 # Puts configuration $2 (a, b, c) in place for load $1 and waits until the API server uses it.
 switch_to() {
   local load=$1 cfg=$2 kind probe
-  if [ "$load" = configmaps ]; then kind=validating; probe=probe-configmaps; else kind=mutating; probe=probe-pods; fi
+  case $load in
+    configmaps | configmap-creates) kind=validating; probe=probe-$load ;;
+    *) kind=mutating; probe=probe-pods ;;
+  esac
   case $cfg in
     a)
       stop_server
@@ -285,18 +289,14 @@ ensure_registered mutating
 } >"$out/machine.txt"
 cat "$out/machine.txt" >&2
 
-ours_generation() {
-  curl -fsS "http://127.0.0.1:$metrics_port/metrics" | awk '/^node_agent_webhook_config_generation / {print $2}'
-}
-
 # Gives the node-agent ConfigMap the value $1 (full, no-priority-class) and waits until our
-# server serves it.
+# server serves that write (its config_info names the stored resourceVersion).
 set_config() {
   switch_to configmaps b 2>>"$out/probe.log"
-  local before waited=0
-  before=$(ours_generation)
   "$load_bin" set-config "$1"
-  until [ "$(ours_generation)" != "$before" ]; do
+  local want waited=0
+  want="config=\"resourceVersion:$(kubectl get configmap node-agent-config -n velero -o jsonpath='{.metadata.resourceVersion}')\""
+  until curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -q "^node_agent_webhook_config_info{$want} 1"; do
     [ $waited -lt 100 ] || die "our server did not load the '$1' config within 10 s"
     sleep 0.1
     waited=$((waited + 1))
@@ -328,6 +328,8 @@ for load in $BENCH_E2E_LOADS; do
   fixture=$FIXTURE
   case $load in
     configmaps) configs=(a b c) ;;
+    # Dry-run creates of a ConfigMap that does not exist: our server serves no config meanwhile.
+    configmap-creates) configs=(a b c); kubectl delete configmap node-agent-config -n velero --ignore-not-found >/dev/null ;;
     # Our server answers these pods with no patch, as a no-op does: d would only repeat c.
     pods-settled) configs=(a b c); make_settled_fixture; fixture=$bench/fixture-settled.json ;;
     *) configs=(a b c d); make_patch "$load" ;;
@@ -353,7 +355,7 @@ for load in $BENCH_E2E_LOADS; do
       done
     done
   done
-  [ "$load" != pods-nopc ] || set_config full
+  case $load in pods-nopc | configmap-creates) set_config full ;; esac
 done
 
 # --- kube-apiserver's CPU profile under each configuration -----------------------------------

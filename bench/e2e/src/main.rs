@@ -1,8 +1,9 @@
 //! The load client of `make bench-e2e` (bench/e2e/run.sh). One block of one point per run:
 //!
-//!   e2e-load pods|mix|configmaps --concurrency N --count N [--warmup N] [--tag T] [--raw FILE]
+//!   e2e-load pods|mix|configmaps|configmap-creates --concurrency N --count N [--warmup N] [--tag T] [--raw FILE]
 //!   e2e-load probe-pods none|ours|noop        # until the API server calls what it should
 //!   e2e-load probe-configmaps none|webhook
+//!   e2e-load probe-configmap-creates none|webhook
 //!   e2e-load set-config full|no-priority-class  # the node-agent ConfigMap's value
 //!
 //! Environment: NODE_AGENT_KUBECONFIG (a token of the `velero` ServiceAccount bound to
@@ -20,7 +21,11 @@
 //!   create Velero's own pods). The other three are the same pod without the velero.io labels
 //!   and the owner reference, so the bodies are the same size.
 //! - `configmaps`: a strategic-merge PATCH of the node-agent ConfigMap as `kubectl apply` sends
-//!   it, as the admin, with a config value that differs on every write (no verdict reuse).
+//!   it, as the admin, with a config value that differs on every write (no check to reuse).
+//! - `configmap-creates`: a server-side dry-run create of the node-agent ConfigMap
+//!   (`kubectl apply --dry-run=server` on a cluster without it, as GitOps tools diff), a
+//!   different value each time: a CREATE review and a fresh check per request, no conflicts.
+//!   The ConfigMap must not exist (bench/e2e/run.sh deletes it for this load).
 //!
 //! Prints one JSON line: count, failures, elapsed, rate, percentiles per class, and the change
 //! of every `apiserver_admission_*` series of our webhooks' names over the timed part
@@ -106,13 +111,14 @@ impl Class {
 enum Op {
     CreatePod { class: Class, pod: Box<Pod> },
     PatchConfigMap { patch: Value },
+    DryRunCreateConfigMap { configmap: Box<ConfigMap> },
 }
 
 impl Op {
     fn class(&self) -> Class {
         match self {
             Op::CreatePod { class, .. } => *class,
-            Op::PatchConfigMap { .. } => Class::ConfigMap,
+            Op::PatchConfigMap { .. } | Op::DryRunCreateConfigMap { .. } => Class::ConfigMap,
         }
     }
 }
@@ -151,13 +157,26 @@ fn config_patch(seq: &str) -> Value {
     json!({"data": {CONFIGMAP: CONFIG_TEMPLATE.replace("{SEQ}", seq)}})
 }
 
+fn config_object(seq: &str) -> Result<ConfigMap> {
+    let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CONFIGMAP, "namespace": NS}});
+    object["data"] = config_patch(seq)["data"].take();
+    Ok(serde_json::from_value(object)?)
+}
+
+fn is_configmap_load(kind: &str) -> bool {
+    kind == "configmaps" || kind == "configmap-creates"
+}
+
+const DRY_RUN: PostParams = PostParams { dry_run: true, field_manager: None };
+
 fn build_ops(kind: &str, prefix: &str, count: usize) -> Result<Vec<Op>> {
-    let fixture = if kind == "configmaps" { None } else { Some(Fixture::load()?) };
+    let fixture = if is_configmap_load(kind) { None } else { Some(Fixture::load()?) };
     (0..count)
         .map(|i| {
             let name = format!("{prefix}-{i}");
             Ok(match (kind, fixture.as_ref()) {
                 ("configmaps", _) => Op::PatchConfigMap { patch: config_patch(&name) },
+                ("configmap-creates", _) => Op::DryRunCreateConfigMap { configmap: Box::new(config_object(&name)?) },
                 ("pods", Some(f)) => Op::CreatePod { class: Class::DataMover, pod: Box::new(f.data_mover(&name)?) },
                 ("mix", Some(f)) => match i % 4 {
                     0 => Op::CreatePod { class: Class::DataMover, pod: Box::new(f.data_mover(&name)?) },
@@ -187,6 +206,11 @@ async fn run_op(clients: &Clients, op: &Op) -> Result<Option<String>, String> {
         Op::PatchConfigMap { patch } => {
             let api: Api<ConfigMap> = Api::namespaced(clients.admin.clone(), NS);
             api.patch(CONFIGMAP, &PatchParams::default(), &Patch::Strategic(patch)).await.map_err(|e| e.to_string())?;
+            Ok(None)
+        }
+        Op::DryRunCreateConfigMap { configmap } => {
+            let api: Api<ConfigMap> = Api::namespaced(clients.admin.clone(), NS);
+            api.create(&DRY_RUN, configmap).await.map_err(|e| e.to_string())?;
             Ok(None)
         }
     }
@@ -418,7 +442,7 @@ async fn load(args: Args) -> Result<()> {
         }
     }
     let all: Vec<&Sample> = outcome.samples.iter().collect();
-    let webhook = if args.kind == "configmaps" { VALIDATING } else { MUTATING };
+    let webhook = if is_configmap_load(&args.kind) { VALIDATING } else { MUTATING };
     let name = format!("name=\"{webhook}\"");
     let mut errors = outcome.errors.clone();
     errors.sort();
@@ -458,28 +482,29 @@ async fn probe(kind: &str, expect: &str) -> Result<()> {
         Clients { node_agent: client("NODE_AGENT_KUBECONFIG").await?, admin: client("ADMIN_KUBECONFIG").await? };
     let run_id = std::env::var("RUN_ID").unwrap_or_else(|_| "bench".into());
     let deadline = Instant::now() + Duration::from_secs(30);
-    let (webhook, name) = if kind == "pods" { (MUTATING, "pods") } else { (VALIDATING, "configmaps") };
+    let webhook = if kind == "pods" { MUTATING } else { VALIDATING };
     let label = format!("name=\"{webhook}\"");
     let mut consecutive = 0;
     for attempt in 0.. {
         let before = admission_metrics(&clients.admin).await?;
         let tag = format!("{run_id}-probe-{}-{attempt}", std::process::id());
-        let patched = if name == "pods" {
+        let patched = if kind == "pods" {
             let pod = Fixture::load()?.data_mover(&tag)?;
             let api: Api<Pod> = Api::namespaced(clients.node_agent.clone(), NS);
             let created = api.create(&PostParams::default(), &pod).await?;
             let _ = api.delete(&tag, &DeleteParams::background()).await;
             created.metadata.annotations.unwrap_or_default().contains_key("node-agent-webhook.io/applied")
+        } else if kind == "configmap-creates" {
+            let api: Api<ConfigMap> = Api::namespaced(clients.admin.clone(), NS);
+            api.create(&DRY_RUN, &config_object(&tag)?).await?;
+            false
         } else {
             let api: Api<ConfigMap> = Api::namespaced(clients.admin.clone(), NS);
             let patch = config_patch(&tag);
             match api.patch(CONFIGMAP, &PatchParams::default(), &Patch::Strategic(&patch)).await {
                 // The first probe of a fresh control plane creates the ConfigMap.
                 Err(kube::Error::Api(status)) if status.code == 404 => {
-                    let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": CONFIGMAP, "namespace": NS}});
-                    object["data"] = patch["data"].clone();
-                    api.create(&PostParams::default(), &serde_json::from_value(object)?).await?;
+                    api.create(&PostParams::default(), &config_object(&tag)?).await?;
                 }
                 other => {
                     other?;
@@ -515,9 +540,11 @@ async fn probe(kind: &str, expect: &str) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut it = std::env::args().skip(1);
-    let command = it.next().context("usage: e2e-load pods|mix|configmaps|probe-pods|probe-configmaps ...")?;
+    let command = it.next().context(
+        "usage: e2e-load pods|mix|configmaps|configmap-creates|probe-pods|probe-configmaps|probe-configmap-creates ...",
+    )?;
     match command.as_str() {
-        "pods" | "mix" | "configmaps" => load(parse_args(command, it)?).await,
+        "pods" | "mix" | "configmaps" | "configmap-creates" => load(parse_args(command, it)?).await,
         "probe-pods" => probe("pods", &it.next().context("probe-pods none|ours|noop")?).await,
         "set-config" => {
             let value = match it.next().as_deref() {
@@ -531,6 +558,9 @@ async fn main() -> Result<()> {
             Ok(())
         }
         "probe-configmaps" => probe("configmaps", &it.next().context("probe-configmaps none|webhook")?).await,
+        "probe-configmap-creates" => {
+            probe("configmap-creates", &it.next().context("probe-configmap-creates none|webhook")?).await
+        }
         other => bail!("unknown command {other}"),
     }
 }
