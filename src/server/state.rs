@@ -5,6 +5,7 @@
 //! plus an `Arc` clone.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -39,22 +40,32 @@ pub struct LiveConfig {
     pub config: NodeAgentConfig,
 }
 
-/// How many recent config checks a server keeps (enough for a burst of writers of the same
-/// ConfigMap, each retried), and how many bytes of ConfigMap contents at most: real configs are
-/// a few KiB, and a 1 MiB ConfigMap is checked, not kept.
-const KEPT_CHECKS: usize = 16;
+/// How many recent config checks a server keeps (16 writers of the one ConfigMap, each retried
+/// by the API server while the others commit, bring a few dozen contents at once), and how many
+/// bytes of ConfigMap contents at most: real configs are a few KiB, and a 1 MiB ConfigMap is
+/// checked, not kept.
+const KEPT_CHECKS: usize = 64;
 const KEPT_CHECK_BYTES: usize = 256 * 1024;
 
-/// Recent config checks by ConfigMap contents, all made in one environment. The same contents
-/// come back again and again (see [`ContentsCheck`]): a `kubectl apply` retried by the API
-/// server after conflicts is checked once, and an UPDATE's old contents are usually the last
-/// write's new ones. Contents are compared in full, not hashed.
+/// Recent config checks by ConfigMap contents, all made in one environment, least recently used
+/// first out. The same contents come back again and again (see [`ContentsCheck`]): a `kubectl
+/// apply` retried by the API server after conflicts is checked once, and an UPDATE's old
+/// contents are usually the last write's new ones. A hash picks the candidates; contents are
+/// then compared in full.
 #[derive(Default)]
 struct KeptChecks {
     env: CheckEnv,
-    /// Oldest first.
-    checks: VecDeque<(Kind, Contents, Arc<ContentsCheck>)>,
+    /// Least recently used first.
+    checks: VecDeque<KeptCheck>,
     bytes: usize,
+}
+
+struct KeptCheck {
+    hash: u64,
+    kind: Kind,
+    contents: Contents,
+    bytes: usize,
+    check: Arc<ContentsCheck>,
 }
 
 /// What a config check reads of the cluster: a change of either makes every kept check stale.
@@ -71,29 +82,38 @@ fn contents_bytes((data, binary_keys): &Contents) -> usize {
         + binary_keys.iter().map(String::len).sum::<usize>()
 }
 
+fn contents_hash(kind: Kind, contents: &Contents) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (kind, contents).hash(&mut hasher);
+    hasher.finish()
+}
+
 impl KeptChecks {
-    /// The kept check of `contents`; checks kept in another environment are dropped.
-    fn get(&mut self, env: &CheckEnv, kind: Kind, contents: &Contents) -> Option<Arc<ContentsCheck>> {
+    /// The kept check of `contents` (its `hash`), now the most recently used; checks kept in
+    /// another environment are dropped.
+    fn get(&mut self, env: &CheckEnv, hash: u64, kind: Kind, contents: &Contents) -> Option<Arc<ContentsCheck>> {
         if self.env != *env {
             *self = KeptChecks { env: env.clone(), ..KeptChecks::default() };
             return None;
         }
-        let kept = self.checks.iter().find(|(k, c, _)| *k == kind && c == contents);
-        kept.map(|(_, _, check)| check.clone())
+        let at = self.checks.iter().position(|k| k.hash == hash && k.kind == kind && k.contents == *contents)?;
+        let kept = self.checks.remove(at)?;
+        let check = kept.check.clone();
+        self.checks.push_back(kept);
+        Some(check)
     }
 
-    /// Keeps a check made in `env`, dropping the oldest ones to stay within the bounds.
-    fn keep(&mut self, env: &CheckEnv, kind: Kind, contents: &Contents, check: &Arc<ContentsCheck>) {
+    /// Keeps a check made in `env`, dropping the least recently used to stay within the bounds.
+    fn keep(&mut self, env: &CheckEnv, hash: u64, kind: Kind, contents: &Contents, check: &Arc<ContentsCheck>) {
         let bytes = contents_bytes(contents);
-        if self.env != *env || bytes > KEPT_CHECK_BYTES || self.get(env, kind, contents).is_some() {
+        if self.env != *env || bytes > KEPT_CHECK_BYTES || self.get(env, hash, kind, contents).is_some() {
             return;
         }
-        while !self.checks.is_empty() && (self.checks.len() >= KEPT_CHECKS || self.bytes + bytes > KEPT_CHECK_BYTES) {
-            if let Some((_, oldest, _)) = self.checks.pop_front() {
-                self.bytes -= contents_bytes(&oldest);
-            }
+        while self.checks.len() >= KEPT_CHECKS || self.bytes + bytes > KEPT_CHECK_BYTES {
+            let Some(oldest) = self.checks.pop_front() else { break };
+            self.bytes -= oldest.bytes;
         }
-        self.checks.push_back((kind, contents.clone(), check.clone()));
+        self.checks.push_back(KeptCheck { hash, kind, contents: contents.clone(), bytes, check: check.clone() });
         self.bytes += bytes;
     }
 }
@@ -181,7 +201,8 @@ impl AppState {
             storage_classes: check_env.storage_classes.as_deref(),
         };
         let check = |kind: Kind, contents: &Contents| {
-            let kept = self.kept_checks.lock().ok().and_then(|mut kept| kept.get(&check_env, kind, contents));
+            let hash = contents_hash(kind, contents);
+            let kept = self.kept_checks.lock().ok().and_then(|mut kept| kept.get(&check_env, hash, kind, contents));
             if let Some(check) = kept {
                 self.metrics.record_config_check(true);
                 return check;
@@ -189,7 +210,7 @@ impl AppState {
             let check = Arc::new(validating::check_contents(kind, contents, &env));
             self.metrics.record_config_check(false);
             if let Ok(mut kept) = self.kept_checks.lock() {
-                kept.keep(&check_env, kind, contents, &check);
+                kept.keep(&check_env, hash, kind, contents, &check);
             }
             check
         };
@@ -462,33 +483,40 @@ mod tests {
         }
     }
 
-    /// The bounds: at most KEPT_CHECKS checks and KEPT_CHECK_BYTES of contents, oldest out
-    /// first; contents larger than the bound are checked and never kept.
+    /// The bounds: at most KEPT_CHECKS checks and KEPT_CHECK_BYTES of contents, the least
+    /// recently used out first; contents larger than the bound are checked and never kept.
     #[test]
     fn kept_checks_stay_within_their_bounds() {
         let env = CheckEnv::default();
         let contents = |value: String| -> Contents { ([("config".to_string(), value)].into(), Vec::new()) };
         let check = Arc::new(ContentsCheck::default());
         let mut kept = KeptChecks::default();
-        for n in 0..=KEPT_CHECKS {
-            kept.keep(&env, Kind::NodeAgent, &contents(n.to_string()), &check);
+        let keep =
+            |kept: &mut KeptChecks, kind: Kind, c: &Contents| kept.keep(&env, contents_hash(kind, c), kind, c, &check);
+        let get = |kept: &mut KeptChecks, kind: Kind, c: &Contents| kept.get(&env, contents_hash(kind, c), kind, c);
+        for n in 0..KEPT_CHECKS {
+            keep(&mut kept, Kind::NodeAgent, &contents(n.to_string()));
         }
+        assert!(get(&mut kept, Kind::NodeAgent, &contents("0".into())).is_some(), "used again: now the most recent");
+        keep(&mut kept, Kind::NodeAgent, &contents(KEPT_CHECKS.to_string()));
         assert_eq!(kept.checks.len(), KEPT_CHECKS);
-        assert!(kept.get(&env, Kind::NodeAgent, &contents("0".into())).is_none(), "the oldest is dropped");
-        assert!(kept.get(&env, Kind::NodeAgent, &contents(KEPT_CHECKS.to_string())).is_some());
-        assert!(kept.get(&env, Kind::RepoMaintenance, &contents("1".into())).is_none(), "kinds are apart");
+        assert!(get(&mut kept, Kind::NodeAgent, &contents("1".into())).is_none(), "the least recently used is dropped");
+        assert!(get(&mut kept, Kind::NodeAgent, &contents("0".into())).is_some());
+        assert!(get(&mut kept, Kind::RepoMaintenance, &contents("2".into())).is_none(), "kinds are apart");
 
         let half = contents("x".repeat(KEPT_CHECK_BYTES / 2));
-        kept.keep(&env, Kind::NodeAgent, &half, &check);
-        kept.keep(&env, Kind::NodeAgent, &contents("y".repeat(KEPT_CHECK_BYTES / 2)), &check);
+        keep(&mut kept, Kind::NodeAgent, &half);
+        keep(&mut kept, Kind::NodeAgent, &contents("y".repeat(KEPT_CHECK_BYTES / 2)));
         assert!(kept.bytes <= KEPT_CHECK_BYTES, "{} bytes kept", kept.bytes);
-        assert!(kept.get(&env, Kind::NodeAgent, &half).is_none(), "older contents make room");
+        assert_eq!(kept.bytes, kept.checks.iter().map(|k| contents_bytes(&k.contents)).sum::<usize>());
+        assert!(get(&mut kept, Kind::NodeAgent, &half).is_none(), "older contents make room");
         let too_large = contents("z".repeat(KEPT_CHECK_BYTES));
-        kept.keep(&env, Kind::NodeAgent, &too_large, &check);
-        assert!(kept.get(&env, Kind::NodeAgent, &too_large).is_none());
+        keep(&mut kept, Kind::NodeAgent, &too_large);
+        assert!(get(&mut kept, Kind::NodeAgent, &too_large).is_none());
 
         let other = CheckEnv { velero_version: Some(VeleroVersion::new(1, 18, 1)), ..CheckEnv::default() };
-        assert!(kept.get(&other, Kind::NodeAgent, &contents(KEPT_CHECKS.to_string())).is_none());
+        let last = contents("y".repeat(KEPT_CHECK_BYTES / 2));
+        assert!(kept.get(&other, contents_hash(Kind::NodeAgent, &last), Kind::NodeAgent, &last).is_none());
         assert_eq!((kept.checks.len(), kept.bytes), (0, 0), "another environment drops every kept check");
     }
 }
