@@ -1,4 +1,4 @@
-# Shared by bench/run.sh, bench/soak.sh and bench/profile.sh: tools, builds, certificates,
+# Shared by bench/run.sh, bench/soak.sh, bench/profile.sh and bench/cpu.sh: tools, builds, certificates,
 # payloads, and starting/stopping the two servers. Source it; it defines functions only.
 # shellcheck shell=bash
 
@@ -166,11 +166,12 @@ start_server() {
   die "node-agent-webhook did not become ready"
 }
 
-# start_ceiling CERT KEY PORT LOGFILE: sets CEILING_PID.
+# start_ceiling CERT KEY PORT LOGFILE [extra flags...]: sets CEILING_PID.
 start_ceiling() {
   local cert=$1 key=$2 port=$3 logfile=$4
+  shift 4
   taskset -c "$SERVER_CPU" "$CEILING_BIN" --bind "127.0.0.1:$port" --tls-cert "$cert" --tls-key "$key" \
-    --enable-http2 2>"$logfile" &
+    --enable-http2 "$@" 2>"$logfile" &
   CEILING_PID=$!
   local _
   for _ in $(seq 1 200); do
