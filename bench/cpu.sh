@@ -25,17 +25,8 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   build_ceiling
 fi
 out=$BENCH_DIR/out/cpu-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$out/certs"
-make_ca "$out/certs"
-make_leaf "$out/certs" "$out/certs"
-make_payloads "$out"
-
-SERVER_PID= CEILING_PID=
-cleanup() {
-  stop_pid "$SERVER_PID"
-  stop_pid "$CEILING_PID"
-}
-trap cleanup EXIT
+prepare_run "$out"
+stop_servers_on_exit
 
 ours_port=$(free_port)
 start_server "$out/certs/tls.crt" "$out/certs/tls.key" "$out/config-full.json" "$ours_port" "$(free_port)" \

@@ -189,6 +189,20 @@ stop_pid() {
   wait "$1" 2>/dev/null || true
 }
 
+# prepare_run OUT: a run's directory, with its certificates (OUT/certs) and payloads.
+prepare_run() {
+  mkdir -p "$1/certs"
+  make_ca "$1/certs"
+  make_leaf "$1/certs" "$1/certs"
+  make_payloads "$1"
+}
+
+# Stops both servers when the script exits, however it exits.
+stop_servers_on_exit() {
+  SERVER_PID= CEILING_PID=
+  trap 'stop_pid "$SERVER_PID"; stop_pid "$CEILING_PID"' EXIT
+}
+
 # rss_kib PID FIELD: VmRSS or VmHWM of a process, in KiB.
 rss_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 

@@ -41,10 +41,7 @@ fi
 
 out=${PROFILE_OUT:-$BENCH_DIR/out/profile}
 rm -rf "$out"
-mkdir -p "$out/certs"
-make_ca "$out/certs"
-make_leaf "$out/certs" "$out/certs"
-make_payloads "$out"
+prepare_run "$out"
 
 VG_PID=
 cleanup() { stop_pid "$VG_PID"; }

@@ -36,18 +36,10 @@ check_versions || log "the ceiling's crate versions differ from the server's (se
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=$BENCH_DIR/out/$stamp
-mkdir -p "$out/certs" "$out/raw"
+mkdir -p "$out/raw"
 ln -sfn "$stamp" "$BENCH_DIR/out/latest"
-make_ca "$out/certs"
-make_leaf "$out/certs" "$out/certs"
-make_payloads "$out"
-
-SERVER_PID= CEILING_PID=
-cleanup() {
-  stop_pid "$SERVER_PID"
-  stop_pid "$CEILING_PID"
-}
-trap cleanup EXIT
+prepare_run "$out"
+stop_servers_on_exit
 
 ours_port=$(free_port)
 metrics_port=$(free_port)
