@@ -24,7 +24,7 @@
 # created at concurrency 16 under each configuration. Every block records the CPU time that
 # kube-apiserver, etcd, the server under test and the client spent over its timed part.
 #
-# Knobs: POINT_PODS (2000: timed requests per point and configuration), BENCH_BLOCKS (4),
+# Knobs: POINT_PODS (2000: timed requests per point and configuration), BENCH_BLOCKS (8),
 # BENCH_WARMUP (20 requests per block, untimed), BENCH_CONCS ("1 16"), BENCH_MIX_CONCS ("16"),
 # BENCH_E2E_LOADS ("pods configmaps configmap-creates mix pods-nopc pods-settled"), BENCH_NOPC_CONCS ("1 16"),
 # BENCH_SETTLED_CONCS ("1 16"),
@@ -38,7 +38,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 POINT_PODS=${POINT_PODS:-2000}
-BENCH_BLOCKS=${BENCH_BLOCKS:-4}
+BENCH_BLOCKS=${BENCH_BLOCKS:-8}
 BENCH_WARMUP=${BENCH_WARMUP:-20}
 BENCH_CONCS=${BENCH_CONCS:-"1 16"}
 BENCH_MIX_CONCS=${BENCH_MIX_CONCS:-"16"}
