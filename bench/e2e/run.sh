@@ -28,7 +28,8 @@
 # BENCH_WARMUP (20 requests per block, untimed), BENCH_CONCS ("1 16"), BENCH_MIX_CONCS ("16"),
 # BENCH_E2E_LOADS ("pods configmaps configmap-creates mix pods-nopc pods-settled"), BENCH_NOPC_CONCS ("1 16"),
 # BENCH_SETTLED_CONCS ("1 16"),
-# BENCH_PPROF_SECONDS (20 per configuration), BENCH_NICE (5, for the measured processes; the
+# BENCH_PPROF_SECONDS (20 per configuration), BENCH_FRESH_APISERVER (1: restart kube-apiserver,
+# etcd kept, before each load and before the profiles), BENCH_NICE (5, for the measured processes; the
 # builds run at nice 10), BENCH_PORT_WAIT (120: seconds to wait for another run to free
 # 127.0.0.1:443 before failing), BENCH_NO_BUILD=1, E2E_KEEP=1 (leave the control plane up).
 # State: E2E_DIR (default _out/e2e-bench, its own control plane). Output: bench/out/e2e-<time>/
@@ -47,6 +48,7 @@ BENCH_NOPC_CONCS=${BENCH_NOPC_CONCS:-"1 16"}
 BENCH_SETTLED_CONCS=${BENCH_SETTLED_CONCS:-"1 16"}
 BENCH_NICE=${BENCH_NICE:-5}
 BENCH_PPROF_SECONDS=${BENCH_PPROF_SECONDS:-20}
+BENCH_FRESH_APISERVER=${BENCH_FRESH_APISERVER:-1}
 BENCH_PORT_WAIT=${BENCH_PORT_WAIT:-120}
 export E2E_DIR=${E2E_DIR:-$root/_out/e2e-bench}
 WEBHOOK_PORT=443
@@ -285,7 +287,7 @@ ensure_registered mutating
   echo "memory: $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r)"
   echo "kube-apiserver: $(kubectl version -o json | jq -r .serverVersion.gitVersion)"
   echo "rustc: $(rustc --version)"
-  echo "knobs: POINT_PODS=$POINT_PODS BENCH_BLOCKS=$BENCH_BLOCKS BENCH_WARMUP=$BENCH_WARMUP BENCH_CONCS='$BENCH_CONCS' BENCH_MIX_CONCS='$BENCH_MIX_CONCS' BENCH_E2E_LOADS='$BENCH_E2E_LOADS' BENCH_NOPC_CONCS='$BENCH_NOPC_CONCS' BENCH_SETTLED_CONCS='$BENCH_SETTLED_CONCS' BENCH_PPROF_SECONDS=$BENCH_PPROF_SECONDS BENCH_NICE=$BENCH_NICE"
+  echo "knobs: POINT_PODS=$POINT_PODS BENCH_BLOCKS=$BENCH_BLOCKS BENCH_WARMUP=$BENCH_WARMUP BENCH_CONCS='$BENCH_CONCS' BENCH_MIX_CONCS='$BENCH_MIX_CONCS' BENCH_E2E_LOADS='$BENCH_E2E_LOADS' BENCH_NOPC_CONCS='$BENCH_NOPC_CONCS' BENCH_SETTLED_CONCS='$BENCH_SETTLED_CONCS' BENCH_PPROF_SECONDS=$BENCH_PPROF_SECONDS BENCH_FRESH_APISERVER=$BENCH_FRESH_APISERVER BENCH_NICE=$BENCH_NICE"
 } >"$out/machine.txt"
 cat "$out/machine.txt" >&2
 
@@ -314,9 +316,19 @@ make_settled_fixture() {
   cp "$bench/fixture-settled.json" "$out/fixture-settled.json"
 }
 
+# Each load starts on a kube-apiserver of the same state: after a few thousand pods its heap
+# has grown to gigabytes (the watch cache keeps every pod's events), its garbage collection
+# costs more per request, and a load would be judged by the loads run before it.
+fresh_apiserver() {
+  [ "$BENCH_FRESH_APISERVER" = 1 ] || return 0
+  stop_server
+  hack/controlplane/cluster.sh restart-apiserver >/dev/null
+}
+
 # --- the points -----------------------------------------------------------------------------
 per_block=$(((POINT_PODS + BENCH_BLOCKS - 1) / BENCH_BLOCKS))
 for load in $BENCH_E2E_LOADS; do
+  fresh_apiserver
   concs=$BENCH_CONCS client_load=$load
   case $load in
     mix) concs=$BENCH_MIX_CONCS ;;
@@ -364,6 +376,7 @@ pods_created() {
 }
 if [ "$BENCH_PPROF_SECONDS" -gt 0 ]; then
   mkdir -p "$out/pprof"
+  fresh_apiserver
   make_patch pprof
   for cfg in a b c d; do
     switch_to pods "$cfg" 2>>"$out/probe.log"
