@@ -68,7 +68,7 @@ e2e-kind: ## The kind recipe, for machines with Docker and kind (not run by make
 bench: ## Throughput and latency against a minimal hyper+rustls ceiling (release, ~17 min; see bench/RESULTS.md)
 	bench/run.sh
 
-bench-e2e: ## Pod creation and ConfigMap writes through the real kube-apiserver: ours vs no webhook vs a no-op (POINT_PODS=2000; see bench/RESULTS.md)
+bench-e2e: ## Pod creation, ConfigMap writes and dry-run creates through the real kube-apiserver: ours vs no webhook vs a no-op (~12 min; see bench/RESULTS.md)
 	bench/e2e/run.sh
 
 fuzz: ## cargo-fuzz every target for FUZZ_SECONDS (default 60) each
