@@ -96,7 +96,8 @@ pub struct Metrics {
     pub affinity_conflicts: Counter,
     pub storage_class_lookups: Family<ResultLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
-    /// `[checked, reused]`, resolved once: the validating webhook counts one per review.
+    /// `[checked, reused]`, resolved once: the validating webhook counts every check a review
+    /// needs (an UPDATE's old contents too).
     config_checks: [Counter; 2],
     pub config_generation: Gauge,
     config_info: Family<ConfigLabels, Gauge>,

@@ -64,7 +64,6 @@ struct KeptCheck {
     hash: u64,
     kind: Kind,
     contents: Contents,
-    bytes: usize,
     check: Arc<ContentsCheck>,
 }
 
@@ -111,9 +110,9 @@ impl KeptChecks {
         }
         while self.checks.len() >= KEPT_CHECKS || self.bytes + bytes > KEPT_CHECK_BYTES {
             let Some(oldest) = self.checks.pop_front() else { break };
-            self.bytes -= oldest.bytes;
+            self.bytes -= contents_bytes(&oldest.contents);
         }
-        self.checks.push_back(KeptCheck { hash, kind, contents: contents.clone(), bytes, check: check.clone() });
+        self.checks.push_back(KeptCheck { hash, kind, contents: contents.clone(), check: check.clone() });
         self.bytes += bytes;
     }
 }
