@@ -93,7 +93,7 @@ helm-package: helm-lint ## Build the chart archive into _out/charts/
 # --- The real Velero node-agent (built from Velero's Go module, hack/velero/build.sh, cached) -----
 .PHONY: e2e-velero judge
 
-e2e-velero: ## node-agent itself creates the data-mover pods our webhook mutates (VELERO_VERSION=v1.18.1|v1.17.2|v1.16.2|all)
+e2e-velero: ## node-agent itself creates the data-mover pods our webhook mutates (VELERO_VERSION=v1.18.3|v1.17.2|v1.16.2|all)
 	hack/velero/e2e.sh
 
 judge: ## node-agent of each version judges every example and generated ConfigMap (~15 min a version; docs/velero-judge.md)

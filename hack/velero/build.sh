@@ -3,9 +3,9 @@
 # for the end-to-end suite with the real node-agent (tests/e2e_velero) and the config judge
 # (hack/velero/judge.sh), into _out/velero/<version>/bin/velero (git-ignored).
 #
-#   hack/velero/build.sh              # v1.18.1 (hack/velero/v1.18/go.mod)
+#   hack/velero/build.sh              # v1.18.3 (hack/velero/v1.18/go.mod)
 #   hack/velero/build.sh v1.17.2      # the version pinned in hack/velero/v1.17/go.mod
-#   hack/velero/build.sh crds v1.18.1 # prints the module's CRD directories (config/crd/*/bases)
+#   hack/velero/build.sh crds v1.18.3 # prints the module's CRD directories (config/crd/*/bases)
 #                                     # and the CSI snapshot CRD files of its external-snapshotter
 #   hack/velero/build.sh version      # prints every pinned version, one a line
 #
@@ -34,7 +34,7 @@ fi
 
 mode=build
 if [ "${1:-}" = crds ]; then mode=crds; shift; fi
-version=${1:-${VELERO_VERSION:-v1.18.1}}
+version=${1:-${VELERO_VERSION:-v1.18.3}}
 case "$version" in v*) ;; *) version="v$version" ;; esac
 [[ "$version" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "VERSION must be v1.MINOR.PATCH, got '$version'"
 module="$here/v1.${BASH_REMATCH[1]}"

@@ -3,7 +3,7 @@
 # (tests/e2e_velero), on a control plane of its own (E2E_DIR, default _out/e2e-velero), so that
 # it never disturbs `make e2e`'s.
 #
-#   1. builds our server and the suite, Velero VELERO_VERSION (default v1.18.1) from its Go
+#   1. builds our server and the suite, Velero VELERO_VERSION (default v1.18.3) from its Go
 #      module (hack/velero/build.sh, cached) and the control plane (hack/controlplane, cached)
 #   2. starts the control plane, always stops it on exit (E2E_KEEP=1 keeps it)
 #   3. installs Velero's CRDs, `velero install`'s objects and our overlay (hack/velero/install.sh)
@@ -15,7 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
-version=${VELERO_VERSION:-v1.18.1}
+version=${VELERO_VERSION:-v1.18.3}
 if [ "$version" = all ]; then
   for v in $(hack/velero/build.sh version); do VELERO_VERSION=$v "$0" "$@"; done
   exit 0

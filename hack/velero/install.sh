@@ -2,7 +2,7 @@
 # Installs what the real node-agent needs into the control plane of KUBECONFIG, the way a cluster
 # would have it, for one Velero version:
 #
-#   hack/velero/install.sh v1.18.1     # VELERO_VERSION, default v1.18.1
+#   hack/velero/install.sh v1.18.3     # VELERO_VERSION, default v1.18.3
 #
 #   1. Velero's CRDs from its Go module (config/crd/v1/bases, config/crd/v2alpha1/bases) and the
 #      CSI snapshot CRDs from the external-snapshotter client module it depends on;
@@ -22,7 +22,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-version=${1:-${VELERO_VERSION:-v1.18.1}}
+version=${1:-${VELERO_VERSION:-v1.18.3}}
 : "${KUBECONFIG:?KUBECONFIG must point at the control plane (hack/controlplane/cluster.sh env)}"
 
 velero=$(hack/velero/build.sh "$version")

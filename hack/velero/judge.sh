@@ -5,7 +5,7 @@
 # testdata/judge/results/<version>.json, the agreement table into docs/velero-judge.md.
 #
 #   make judge                                   # every version in hack/velero/v1.*/go.mod
-#   VELERO_VERSION=v1.18.1 make judge            # one version
+#   VELERO_VERSION=v1.18.3 make judge            # one version
 #   JUDGE_CASES="selector quantity" make judge   # only the cases whose names contain one of these
 #
 # Its own control plane (E2E_DIR, default _out/judge) without our webhook; needs :8080 free.

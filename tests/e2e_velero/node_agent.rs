@@ -18,7 +18,7 @@ const CONTROLLER_RUNTIME_METRICS: &str = "0.0.0.0:8080";
 
 /// The Velero release under test (`VELERO_VERSION`, set by hack/velero/e2e.sh).
 pub fn version() -> String {
-    std::env::var("VELERO_VERSION").unwrap_or_else(|_| "v1.18.1".to_string())
+    std::env::var("VELERO_VERSION").unwrap_or_else(|_| "v1.18.3".to_string())
 }
 
 /// The minor release: 16, 17, 18.
