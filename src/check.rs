@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
+use crate::config::by_kind;
 use crate::config::diagnostics::{Diagnostic, Diagnostics, Severity};
 use crate::config::json::Pos;
-use crate::config::kind::{self, Kind, Names};
+use crate::config::kind::{Kind, Names};
 use crate::config::manifest::{self, ConfigMapDoc, DataValue, Input};
 use crate::config::validate::Environment;
 
@@ -87,7 +88,7 @@ pub fn findings_in_file(
     let mut findings = Vec::new();
     match input {
         Input::Config => {
-            let diagnostics = kind::check_value(selection.kind.unwrap_or(Kind::NodeAgent), text, env);
+            let diagnostics = by_kind::check_value(selection.kind.unwrap_or(Kind::NodeAgent), text, env);
             for d in &diagnostics.0 {
                 findings.push(finding(file, d, d.pos.unwrap_or(START), String::new(), None));
             }
@@ -112,7 +113,7 @@ const START: Pos = Pos { line: 1, column: 1 };
 
 fn check_document(file: &str, cm: &ConfigMapDoc, kind: Kind, env: &Environment) -> Vec<Finding> {
     let data = cm.data.iter().map(|d| (d.key.clone(), d.value.clone())).collect();
-    let result = kind::check_configmap(kind, &data, &cm.binary_data_keys, env);
+    let result = by_kind::check_configmap(kind, &data, &cm.binary_data_keys, env);
     let mut findings: Vec<Finding> = result
         .structure
         .0

@@ -94,7 +94,7 @@ struct ServeArgs {
     config_file: Option<PathBuf>,
     /// Velero version the config is for, for version-aware warnings (e.g. 1.17.0); by
     /// default the node-agent DaemonSet's image tag when the cluster is reachable, followed as
-    /// it changes.
+    /// it changes. On a release newer than this build knows, unknown keys are warnings.
     #[arg(long, env = "NAW_VELERO_VERSION")]
     velero_version: Option<VeleroVersion>,
     /// ServiceAccount node-agent creates data-mover pods as (repeatable).
@@ -160,7 +160,8 @@ struct CheckArgs {
     /// repo-maintenance or backup-repository. A bare config value is node-agent's without it.
     #[arg(long)]
     kind: Option<Kind>,
-    /// Velero version the config is for, for version-aware warnings.
+    /// Velero version the config is for, for version-aware warnings; on a release newer
+    /// than this build knows, unknown keys are warnings, not errors.
     #[arg(long)]
     velero_version: Option<VeleroVersion>,
     #[arg(long, value_enum, default_value = "text")]
@@ -402,9 +403,10 @@ fn check(args: CheckArgs) -> ExitCode {
 
 fn mutate(args: MutateArgs) -> anyhow::Result<()> {
     let config_text = std::fs::read_to_string(&args.config).with_context(|| format!("{}", args.config.display()))?;
-    let config = node_agent_webhook::config::load::config_from_text(&config_text, &args.configmap).map_err(|err| {
-        anyhow::anyhow!("{}: {err} (run `node-agent-webhook check` for details)", args.config.display())
-    })?;
+    let config =
+        node_agent_webhook::config::load::config_from_text(&config_text, &args.configmap, None).map_err(|err| {
+            anyhow::anyhow!("{}: {err} (run `node-agent-webhook check` for details)", args.config.display())
+        })?;
     let pod_text = std::fs::read_to_string(&args.pod).with_context(|| format!("{}", args.pod.display()))?;
     let pod: serde_json::Value = serde_json::from_str(&pod_text).with_context(|| format!("{}", args.pod.display()))?;
     let config_id = node_agent_webhook::config::load::file_id(config_text.as_bytes());

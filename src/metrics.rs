@@ -9,6 +9,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::config::velero_types::{self, Standing};
+use crate::config::version::VeleroVersion;
+
 /// Which webhook served a request.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Webhook {
@@ -63,6 +66,17 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// The Velero version the server checks configs for: one series at a time.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VeleroVersionLabels {
+    /// `1.18.3`, or `unknown` (no version tag, no `--velero-version`).
+    version: String,
+    /// The newest release whose keys this build knows (`make velero-types`).
+    known_up_to: String,
+    /// Whether `version` is newer than `known_up_to`: its unknown keys are warnings.
+    newer_than_known: bool,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
@@ -101,6 +115,7 @@ pub struct Metrics {
     config_checks: [Counter; 2],
     pub config_generation: Gauge,
     config_info: Family<ConfigLabels, Gauge>,
+    velero_version_info: Family<VeleroVersionLabels, Gauge>,
     pub config_last_success: Gauge<f64, AtomicU64>,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge<f64, AtomicU64>,
@@ -140,6 +155,7 @@ impl Metrics {
                 .map(|result| config_checks.get_or_create(&ResultLabels { result }).clone()),
             config_generation: Gauge::default(),
             config_info: Family::default(),
+            velero_version_info: Family::default(),
             config_last_success: Gauge::default(),
             certificate_reloads: Family::default(),
             certificate_expiry: Gauge::default(),
@@ -201,6 +217,11 @@ impl Metrics {
             "config_info",
             "The config being served, by its identity (resourceVersion or file digest), the same on every replica",
             metrics.config_info.clone(),
+        );
+        r.register(
+            "velero_version_info",
+            "The Velero version configs are checked for, the newest release this build knows the keys of, and whether the version is newer",
+            metrics.velero_version_info.clone(),
         );
         r.register(
             "config_last_success_timestamp_seconds",
@@ -271,6 +292,18 @@ impl Metrics {
         self.config_info.clear();
         let config = if id.is_empty() { "none" } else { id };
         self.config_info.get_or_create(&ConfigLabels { config: config.to_string() }).set(1);
+    }
+
+    /// Makes `version` the one `velero_version_info` series.
+    pub fn set_velero_version(&self, version: Option<VeleroVersion>) {
+        self.velero_version_info.clear();
+        let newest = velero_types::newest();
+        let labels = VeleroVersionLabels {
+            version: version.map_or_else(|| "unknown".to_string(), |v| v.to_string()),
+            known_up_to: newest.to_string(),
+            newer_than_known: version.is_some_and(|v| velero_types::standing(v) == Standing::Newer),
+        };
+        self.velero_version_info.get_or_create(&labels).set(1);
     }
 
     /// Counts one check of ConfigMap contents: made, or `reused` from the same contents.

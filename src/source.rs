@@ -45,10 +45,26 @@ pub async fn run(source: Source, state: Arc<AppState>) {
 /// serving. A ConfigMap that does not exist means no settings. The first successful list
 /// makes the server ready whatever it finds, so the webhook can admit the fix for a broken or
 /// missing ConfigMap; readiness waits for a list to succeed, which surfaces a missing Role.
+///
+/// A change of the Velero version checks the last version of the ConfigMap again: a config
+/// stored for a Velero newer than the server knew becomes servable once it knows the version.
 async fn watch_configmap(cluster: &Cluster, namespace: &str, name: &str, state: Arc<AppState>) {
     let mut changes = std::pin::pin!(cluster.configmap_changes(namespace, name));
-    while let Some(observed) = changes.next().await {
-        load(&state, &observed, namespace, name);
+    let mut versions = state.velero_version_changes();
+    let mut last: Option<Observed> = None;
+    loop {
+        tokio::select! {
+            observed = changes.next() => {
+                let Some(observed) = observed else { return };
+                load(&state, &observed, namespace, name);
+                last = Some(observed);
+            }
+            Ok(()) = versions.changed() => {
+                if let Some(observed) = last.as_ref().filter(|o| matches!(o, Observed::Present { .. })) {
+                    load(&state, observed, namespace, name);
+                }
+            }
+        }
     }
 }
 
@@ -91,10 +107,12 @@ pub async fn watch_node_agent(cluster: Cluster, namespace: String, follow_versio
 /// Makes what was observed the live config, the same way the file source does.
 fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
     match observed {
-        Observed::Present { data, binary_keys, resource_version } => match config_from_configmap(data, binary_keys) {
-            Ok(config) => install(state, config, configmap_id(resource_version)),
-            Err(err) => reject(state, &err),
-        },
+        Observed::Present { data, binary_keys, resource_version } => {
+            match config_from_configmap(data, binary_keys, state.velero_version()) {
+                Ok(config) => install(state, config, configmap_id(resource_version)),
+                Err(err) => reject(state, &err),
+            }
+        }
         // Nothing to drop (start-up, or no settings already): like a missing file, count it
         // and become ready without a new generation.
         Observed::Missing if state.live_config().config == NodeAgentConfig::default() => {
@@ -129,13 +147,17 @@ fn reject(state: &AppState, err: &LoadError) {
 
 /// Polls the file: this sees in-place rewrites and the `..data` symlink swap Kubernetes
 /// uses for mounted ConfigMaps alike, without depending on inotify semantics.
+/// A change of the Velero version reads the file again, as a change of the file would.
 async fn watch_file(path: PathBuf, state: Arc<AppState>) {
     let mut last: Option<Vec<u8>> = None;
+    let mut versions = state.velero_version_changes();
     loop {
+        let version_changed = versions.has_changed().unwrap_or(false);
+        versions.mark_unchanged();
         match tokio::fs::read(&path).await {
-            Ok(bytes) if last.as_ref() != Some(&bytes) => {
+            Ok(bytes) if version_changed || last.as_ref() != Some(&bytes) => {
                 match std::str::from_utf8(&bytes) {
-                    Ok(text) => match config_from_text(text, &state.target.names.node_agent) {
+                    Ok(text) => match config_from_text(text, &state.target.names.node_agent, state.velero_version()) {
                         Ok(config) => install(&state, config, file_id(&bytes)),
                         Err(err) => reject(&state, &err),
                     },

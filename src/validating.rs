@@ -7,9 +7,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::admission::{Decision, Operation, Request};
+use crate::config::by_kind;
 use crate::config::configmap::check_configmap;
 use crate::config::diagnostics::Severity;
-use crate::config::kind::{self, Kind, Names};
+use crate::config::kind::{Kind, Names};
 use crate::config::model::NodeAgentConfig;
 use crate::config::third_party::{dropped_template_keys, TemplateKeys};
 use crate::config::validate::Environment;
@@ -121,7 +122,7 @@ pub fn check_contents(kind: Kind, (data, binary_keys): &Contents, env: &Environm
             ContentsCheck { findings: typed.findings().rendered(), node_agent_config }
         }
         other => ContentsCheck {
-            findings: kind::check_configmap(other, data, binary_keys, env).rendered(),
+            findings: by_kind::check_configmap(other, data, binary_keys, env).rendered(),
             node_agent_config: None,
         },
     }

@@ -253,3 +253,69 @@ fn a_bare_value_is_checked_as_the_kind_given() {
     let paths: Vec<&str> = findings.as_array().into_iter().flatten().filter_map(|f| f["path"].as_str()).collect();
     assert!(paths.contains(&"data[kopia].cacheLimitMB"), "{}", json.stdout);
 }
+
+/// Issue 21's config: `backupPVC.<class>.secretNames`/`configMapNames` came with Velero 1.18.3
+/// (pkg/types/node_agent.go at v1.18.3), so 1.18.3 admits it, and 1.18.1 is told it ignores them.
+#[test]
+fn the_keys_of_velero_1_18_3_are_checked_for_the_release_that_reads_them() {
+    let config = r#"{"backupPVC": {"gp3": {"storageClass": "gp3-backup", "secretNames": ["ca-bundle"], "configMapNames": ["proxy"]}}}"#;
+    let on = |version: &str| check(&["--velero-version", version, "-"], Some(config));
+
+    let current = on("1.18.3");
+    assert_eq!((current.code, current.stdout.as_str()), (0, ""), "{}", current.stderr);
+
+    let older = on("1.18.1");
+    assert_eq!(older.code, 0, "{}", older.stdout);
+    assert_eq!(
+        older.stdout.lines().collect::<Vec<_>>(),
+        [
+            "-:1:69: warning: backupPVC[gp3].secretNames: node-agent of Velero 1.18.1 ignores this (supported since 1.18.3)",
+            "-:1:102: warning: backupPVC[gp3].configMapNames: node-agent of Velero 1.18.1 ignores this (supported since 1.18.3)",
+        ]
+    );
+
+    let bad = check(
+        &["--velero-version", "1.18.3", "-"],
+        Some(r#"{"restorePVC": {"secretNames": ["ca", "", "Bad_Name", "ca"]}}"#),
+    );
+    assert_eq!(bad.code, 1, "{}", bad.stdout);
+    let findings: Vec<&str> = bad.stdout.lines().map(|l| l.split_once(": ").map_or(l, |(_, rest)| rest)).collect();
+    assert_eq!(
+        findings,
+        [
+            "error: restorePVC.secretNames[1]: Required value: a Secret name: node-agent fails the DataDownload when it copies a Secret with no name",
+            "error: restorePVC.secretNames[2]: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*'): no Secret can have this name, so node-agent fails the DataDownload when it copies it",
+            "warning: restorePVC.secretNames[3]: Duplicate value: \"ca\": node-agent copies it once; remove the repeat",
+        ]
+    );
+}
+
+/// A Velero newer than the newest release whose types we have may read keys we have never seen:
+/// they are warnings naming what we know, and everything we know is still checked. With no
+/// version, an unknown key is an error that says how to give one.
+#[test]
+fn a_velero_newer_than_known_gets_unknown_keys_as_warnings() {
+    let newest = node_agent_webhook::config::velero_types::newest();
+    let newer = format!("{}.{}.0", newest.major, newest.minor + 1);
+    let config = r#"{"tolerations": [{"key": "backup", "operator": "Exists"}], "podLabels": {"team": "-bad"}}"#;
+
+    let run = check(&["--velero-version", &newer, "-"], Some(config));
+    assert_eq!(run.code, 1, "the known key's error still counts: {}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert_eq!(
+        lines[0],
+        format!("-:1:2: warning: tolerations: Unknown field: this webhook knows Velero up to {newest}: if Velero {newer} reads it, it is not checked here; if not, node-agent ignores it")
+    );
+    assert!(lines[1].contains("error: podLabels[team]: Invalid value: \"-bad\""), "{}", lines[1]);
+
+    let unknown_version = check(&["-"], Some(r#"{"tolerations": []}"#));
+    assert_eq!(unknown_version.code, 1);
+    assert!(
+        unknown_version.stdout.contains(&format!(
+            "if it is a key of a Velero release newer than {newest}, give this webhook the Velero version: --velero-version"
+        )),
+        "{}",
+        unknown_version.stdout
+    );
+}

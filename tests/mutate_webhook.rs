@@ -371,3 +371,44 @@ fn configured_pod_labels_and_annotations_supersede_the_in_tree_third_party_keys(
     let again = review(&client, &server.url("/mutate"), &pod_review(&after, "CREATE", NODE_AGENT, "velero"));
     assert_eq!(again.get("patch"), None, "{again}");
 }
+
+/// A config written for a Velero newer than this build knows (a key we have never seen) is
+/// served for its known settings when the server is told that version, as the validating
+/// webhook admits it; with the version unknown it is refused as the validating webhook would.
+#[test]
+fn a_config_for_a_newer_velero_is_served_for_its_known_settings() {
+    let newest = node_agent_webhook::config::velero_types::newest();
+    let newer = format!("{}.{}.0", newest.major, newest.minor + 1);
+    let mounted = MountedConfig::new(r#"{"podLabels": {"team": "newer"}, "tolerations": [{"operator": "Exists"}]}"#);
+    let pod = as_admitted(repo_json("testdata/pods/v1.17/pod-podvolumebackup.json"));
+    let certs = Certs::new();
+    let config = mounted.path();
+    let config_flag = config.to_str().expect("utf-8");
+    let start = |extra: &[&str]| {
+        let mut args = vec!["--config-file", config_flag];
+        args.extend_from_slice(extra);
+        Server::start(&certs.path("tls.crt"), &certs.path("tls.key"), &args)
+    };
+    let client = client(&certs.ca_pem);
+
+    let told = start(&["--velero-version", &newer]);
+    wait_for_team(&told, &client, &pod, "newer");
+    let (_, metrics) = told.get_admin("/metrics").expect("metrics");
+    let info = format!(
+        "node_agent_webhook_velero_version_info{{version=\"{newer}\",known_up_to=\"{newest}\",newer_than_known=\"true\"}} 1"
+    );
+    assert!(metrics.contains(&info), "{metrics}");
+    drop(told);
+
+    let untold = start(&[]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, metrics) = untold.get_admin("/metrics").expect("metrics");
+        if metrics.contains("node_agent_webhook_config_reloads_total{result=\"error\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the unknown key was not refused without a version:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(labels_after(&untold, &client, &pod).get("team"), None);
+}

@@ -13,13 +13,12 @@ use super::configmap::{check_keyed, velero_server_on_missing_data, ConfigMapChec
 use super::decode::{closest, render, shortened};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Member, Node, Value};
+use super::kind::Kind;
 use super::validate::Environment;
-use super::version::VeleroVersion;
+use super::velero_types::{self, Standing, Support};
+use super::version::{unread_by, VeleroVersion};
 use super::{check_parsed, Checked};
 use crate::k8s::field::{child, go_quote, FieldError};
-
-/// The ConfigMap's name in Velero's docs, the default of `serve --backup-repository-configmap`.
-pub const DEFAULT_CONFIGMAP: &str = "backup-repository-config";
 
 /// Who reads the ConfigMap, as messages name it.
 const READER: &str = "the Velero server";
@@ -152,17 +151,18 @@ fn settings(members: &[Member], version: Option<VeleroVersion>, found: &mut Diag
         }
         match member.key.as_str() {
             "cacheLimitMB" => found.0.extend(cache_limit(&member.value).map(error)),
-            "fullMaintenanceInterval" => {
-                found.0.extend(maintenance_interval(&member.value).map(error));
-                if let Some(version) = version.filter(|v| *v < VeleroVersion::new(1, 16, 0)) {
-                    found.push(Diagnostic::warning(
-                        &path,
-                        format!("Velero {version} ignores this (supported since 1.16.0)"),
-                        Some(member.key_pos),
-                    ));
-                }
+            "fullMaintenanceInterval" => found.0.extend(maintenance_interval(&member.value).map(error)),
+            key => found.push(unknown_field(key, &path, member, version)),
+        }
+        if let Some((version, key)) = version.zip(velero_types::key(Kind::BackupRepository, &member.key)) {
+            let support = velero_types::support(key, version);
+            if support != Support::Reads {
+                found.push(Diagnostic::warning(
+                    &path,
+                    unread_by(Kind::BackupRepository, version, key.path, support),
+                    Some(member.key_pos),
+                ));
             }
-            key => found.push(unknown_field(key, &path, member)),
         }
         stored.insert(member.key.clone(), go_v(&member.value));
     }
@@ -171,8 +171,18 @@ fn settings(members: &[Member], version: Option<VeleroVersion>, found: &mut Diag
 
 /// A field Velero does not forward: a case or spelling slip of one it does is an error (the
 /// keys of a `map[string]any` are exact), anything else a warning.
-fn unknown_field(key: &str, path: &str, member: &Member) -> Diagnostic {
+fn unknown_field(key: &str, path: &str, member: &Member, version: Option<VeleroVersion>) -> Diagnostic {
+    let newer = version.is_some_and(|v| velero_types::standing(v) == Standing::Newer);
     match closest(key, &FIELDS) {
+        Some(fixed) if newer => Diagnostic::warning(
+            path,
+            format!(
+                "Unknown field: did you mean {}? (this webhook knows Velero up to {}: a newer Velero may read this key, which is not checked here)",
+                go_quote(fixed),
+                velero_types::newest()
+            ),
+            Some(member.key_pos),
+        ),
         Some(fixed) => Diagnostic::error(
             path,
             format!(

@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Member, Node, Pos, Value};
+use super::kind::Kind;
 use super::model::*;
-use super::version::{on_undecodable, VeleroVersion};
+use super::velero_types::{self, Standing, Support};
+use super::version::{on_undecodable, unread_by, VeleroVersion};
 use crate::k8s::field::{child, go_quote, index, key};
 
 /// Where every decoded value starts, by field path (`loadAffinity[0].storageClass`,
@@ -98,7 +100,8 @@ const KNOWN_MISNOMERS: &[(&str, &str, &str)] = &[(
 /// Decodes a whole config value. A top-level `null` is an empty config, as in Go. `version`
 /// is the Velero version the config is for, when known: what a type error does depends on it.
 pub fn decode(root: &Node, version: Option<VeleroVersion>) -> Decoded {
-    let mut decoder = Decoder { on_undecodable: on_undecodable(version), ..Decoder::new("node-agent") };
+    let mut decoder =
+        Decoder { on_undecodable: on_undecodable(version), ..Decoder::new(Kind::NodeAgent, "node-agent", version) };
     let config = decoder.top_level(root, Decoder::config);
     decoder.finish(config)
 }
@@ -112,6 +115,12 @@ pub(crate) struct Decoder {
     unusable: HashSet<String>,
     /// What the reader does with a value Go cannot decode: node-agent's depends on its version.
     on_undecodable: String,
+    /// Whose keys these are, and the Velero version that reads them (`None`: any release we
+    /// know): what that release does not read is a warning, what no release has an error.
+    kind: Kind,
+    version: Option<VeleroVersion>,
+    /// Field paths already said to be unread by `version`: nothing below them is said again.
+    unread: Vec<String>,
 }
 
 /// A short rendering of a bad value for messages: strings quoted, containers by type.
@@ -131,13 +140,16 @@ pub(crate) fn render(node: &Node) -> String {
 }
 
 impl Decoder {
-    pub(crate) fn new(reader: &'static str) -> Self {
+    pub(crate) fn new(kind: Kind, reader: &'static str, version: Option<VeleroVersion>) -> Self {
         Self {
             reader,
             diagnostics: Diagnostics::default(),
             positions: BTreeMap::new(),
             unusable: HashSet::new(),
             on_undecodable: format!("{reader} fails to start"),
+            kind,
+            version,
+            unread: Vec::new(),
         }
     }
 
@@ -254,33 +266,92 @@ impl Decoder {
             first_key[index] = Some(member);
             if member.value.value != Value::Null {
                 found[index] = Some(&member.value);
+                self.release_support(&child(path, canonical), &member.value);
             }
         }
         Some(found)
     }
 
+    /// Warns when the Velero version the value is for does not read the field at `path` (a
+    /// release before the one that added it). A zero value is left alone: not reading it
+    /// changes nothing.
+    fn release_support(&mut self, path: &str, value: &Node) {
+        let Some(version) = self.version else { return };
+        let zero = match &value.value {
+            Value::Bool(b) => !b,
+            Value::String(s) => s.is_empty(),
+            Value::Number(n) => n.parse::<f64>().is_ok_and(|n| n == 0.0),
+            Value::Array(items) => items.is_empty(),
+            Value::Object(members) => members.is_empty(),
+            Value::Null => true,
+        };
+        let below_unread = self
+            .unread
+            .iter()
+            .any(|unread| path.strip_prefix(unread.as_str()).is_some_and(|rest| rest.starts_with(['.', '['])));
+        if zero || below_unread {
+            return;
+        }
+        let Some(key) = velero_types::key_path(self.kind, path).and_then(|p| velero_types::key(self.kind, &p)) else {
+            return;
+        };
+        let support = velero_types::support(key, version);
+        if support != Support::Reads {
+            self.warn(path, unread_by(self.kind, version, key.path, support), value.pos);
+            self.unread.push(path.to_string());
+        }
+    }
+
     fn unknown_field(&mut self, member: &Member, path: &str, siblings: &[&str]) {
         let key = member.key.as_str();
-        let hint = if let Some((_, real, note)) =
+        let suggestion = if let Some((_, real, note)) =
             KNOWN_MISNOMERS.iter().find(|(wrong, real, _)| *wrong == key && siblings.contains(real))
         {
-            format!("did you mean {}{note}?", go_quote(real))
+            Some(format!("did you mean {}{note}?", go_quote(real)))
         } else if let Some((name, parent)) =
             BELONGS_UNDER.iter().find(|(name, parent)| name.eq_ignore_ascii_case(key) && !path.ends_with(parent))
         {
-            format!("did you mean {}? it belongs under {parent}", go_quote(&format!("{parent}.{name}")))
-        } else if let Some(best) = closest(key, siblings) {
-            format!("did you mean {}?", go_quote(best))
+            Some(format!("did you mean {}? it belongs under {parent}", go_quote(&format!("{parent}.{name}"))))
         } else {
+            closest(key, siblings).map(|best| format!("did you mean {}?", go_quote(best)))
+        };
+        let path = child(path, &shortened(key));
+        let newest = velero_types::newest();
+        let reader = self.reader;
+        // Velero releases keys in patch releases: a fail-closed webhook must not refuse one it
+        // has not seen yet. A warning stays short enough for kubectl to show it whole.
+        if let Some(version) = self.version.filter(|v| velero_types::standing(*v) == Standing::Newer) {
+            let typo = suggestion.map(|s| format!("{s} ")).unwrap_or_default();
+            self.warn(
+                &path,
+                format!(
+                    "Unknown field: {typo}this webhook knows Velero up to {newest}: if Velero {version} reads it, it is not checked here; if not, {reader} ignores it"
+                ),
+                member.key_pos,
+            );
+            return;
+        }
+        let typo = suggestion.is_some();
+        let hint = suggestion.unwrap_or_else(|| {
             let mut known: Vec<String> = siblings.iter().map(|s| go_quote(s)).collect();
             known.sort();
             format!("supported fields: {}", known.join(", "))
-        };
-        self.error(
-            &child(path, &shortened(key)),
-            format!("Unknown field: {hint} ({} ignores unknown fields silently)", self.reader),
-            member.key_pos,
-        );
+        });
+        match self.version {
+            // A key like no key we know may be a newer release's: say how to tell us.
+            None if !typo => self.error(
+                &path,
+                format!(
+                    "Unknown field: {hint} ({reader} ignores unknown fields silently; if it is a key of a Velero release newer than {newest}, give this webhook the Velero version: --velero-version)"
+                ),
+                member.key_pos,
+            ),
+            _ => self.error(
+                &path,
+                format!("Unknown field: {hint} ({reader} ignores unknown fields silently)"),
+                member.key_pos,
+            ),
+        }
     }
 
     /// An `int` or `int64` field (both 64-bit here); `want` names it in messages.
@@ -515,8 +586,9 @@ impl Decoder {
                 self.unusable.insert(entry_path);
                 continue;
             }
-            let fields = ["storageClass", "readOnly", "spcNoRelabeling", "annotations"];
-            if let Some([storage_class, read_only, no_relabel, annotations]) =
+            let fields =
+                ["storageClass", "readOnly", "spcNoRelabeling", "annotations", "secretNames", "configMapNames"];
+            if let Some([storage_class, read_only, no_relabel, annotations, secrets, config_maps]) =
                 self.object(&member.value, &entry_path, fields)
             {
                 let pvc = BackupPvc {
@@ -524,6 +596,7 @@ impl Decoder {
                     read_only: self.boolean(read_only, &child(&entry_path, "readOnly")),
                     spc_no_relabeling: self.boolean(no_relabel, &child(&entry_path, "spcNoRelabeling")),
                     annotations: self.string_map(annotations, &child(&entry_path, "annotations")),
+                    copied: self.copied_objects(secrets, config_maps, &entry_path),
                 };
                 map.insert(member.key.clone(), pvc);
             }
@@ -532,10 +605,22 @@ impl Decoder {
     }
 
     fn restore_pvc(&mut self, node: &Node, path: &str) -> RestorePvc {
-        let Some([ignore]) = self.object(node, path, ["ignoreDelayBinding"]) else {
+        let Some([ignore, secrets, config_maps]) =
+            self.object(node, path, ["ignoreDelayBinding", "secretNames", "configMapNames"])
+        else {
             return RestorePvc::default();
         };
-        RestorePvc { ignore_delay_binding: self.boolean(ignore, &child(path, "ignoreDelayBinding")) }
+        RestorePvc {
+            ignore_delay_binding: self.boolean(ignore, &child(path, "ignoreDelayBinding")),
+            copied: self.copied_objects(secrets, config_maps, path),
+        }
+    }
+
+    fn copied_objects(&mut self, secrets: Option<&Node>, config_maps: Option<&Node>, path: &str) -> CopiedObjects {
+        CopiedObjects {
+            secret_names: self.string_list(secrets, &child(path, "secretNames")),
+            config_map_names: self.string_list(config_maps, &child(path, "configMapNames")),
+        }
     }
 
     pub(crate) fn pod_resources(&mut self, node: &Node, path: &str) -> PodResources {
@@ -633,7 +718,9 @@ fn go_kind(field: &str) -> GoKind {
         "loadConcurrency" | "restorePVC" | "podResources" | "cachePVC" => GoKind::Pointer,
         "nodeSelector" => GoKind::Struct,
         "backupPVC" | "podLabels" | "podAnnotations" | "matchLabels" | "annotations" => GoKind::Map,
-        "loadAffinity" | "perNodeConfig" | "matchExpressions" | "values" => GoKind::Slice,
+        "loadAffinity" | "perNodeConfig" | "matchExpressions" | "values" | "secretNames" | "configMapNames" => {
+            GoKind::Slice
+        }
         _ => GoKind::Scalar,
     }
 }
@@ -721,7 +808,7 @@ mod tests {
         assert_eq!(c.load_affinity[0].storage_class, "gp3");
         assert_eq!(c.load_affinity[0].node_selector.match_expressions[0].values, vec!["v".to_string()]);
         assert!(c.backup_pvc["gp3"].read_only && c.backup_pvc["gp3"].spc_no_relabeling);
-        assert_eq!(c.restore_pvc, Some(RestorePvc { ignore_delay_binding: true }));
+        assert_eq!(c.restore_pvc, Some(RestorePvc { ignore_delay_binding: true, ..RestorePvc::default() }));
         assert_eq!(c.pod_resources.as_ref().map(|r| r.ephemeral_storage_limit.as_str()), Some("2Gi"));
         assert!(c.privileged_fs_backup);
         assert_eq!(c.cache_pvc.as_ref().map(|p| p.resident_threshold_in_mb), Some(1024));
@@ -795,7 +882,7 @@ mod tests {
             ),
             (
                 r#"{"zzz": 1}"#,
-                r#"error: zzz: Unknown field: supported fields: "backupPVC", "cachePVC", "loadAffinity", "loadConcurrency", "podAnnotations", "podLabels", "podResources", "priorityClassName", "privilegedFsBackup", "restorePVC" (node-agent ignores unknown fields silently) (line 1, column 2)"#,
+                r#"error: zzz: Unknown field: supported fields: "backupPVC", "cachePVC", "loadAffinity", "loadConcurrency", "podAnnotations", "podLabels", "podResources", "priorityClassName", "privilegedFsBackup", "restorePVC" (node-agent ignores unknown fields silently; if it is a key of a Velero release newer than 1.18.3, give this webhook the Velero version: --velero-version) (line 1, column 2)"#,
             ),
         ];
         for (input, want) in cases {

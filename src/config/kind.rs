@@ -1,14 +1,9 @@
-//! Which of Velero's ConfigMaps a ConfigMap is, and each kind's check behind one call, so the
-//! webhook and `check` treat the three alike.
+//! Which of Velero's ConfigMaps a ConfigMap is: the kinds, the names the server checks and how
+//! they compare with the names Velero is given. A leaf: the checks and the key tables name a
+//! kind, and none of this depends on them (`by_kind` runs each kind's check).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-
-use super::configmap::{self, Findings};
-use super::diagnostics::Diagnostics;
-use super::validate::Environment;
-use super::{backup_repository, repo_maintenance};
 
 /// One of the ConfigMaps Velero reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,12 +37,12 @@ impl Kind {
         }
     }
 
-    /// The ConfigMap's name in Velero's docs.
+    /// The ConfigMap's name in Velero's docs, the default of the server's flag for it.
     pub fn default_name(self) -> &'static str {
         match self {
             Kind::NodeAgent => "node-agent-config",
-            Kind::RepoMaintenance => repo_maintenance::DEFAULT_CONFIGMAP,
-            Kind::BackupRepository => backup_repository::DEFAULT_CONFIGMAP,
+            Kind::RepoMaintenance => "repo-maintenance-job-config",
+            Kind::BackupRepository => "backup-repository-config",
         }
     }
 
@@ -191,30 +186,6 @@ pub fn mismatches(names: &Names, server: Option<&[String]>, node_agent: Option<&
             (checked != velero).then_some(Mismatch { kind, checked, velero })
         })
         .collect()
-}
-
-/// Checks a whole ConfigMap of `kind`.
-pub fn check_configmap(
-    kind: Kind,
-    data: &BTreeMap<String, String>,
-    binary_keys: &[String],
-    env: &Environment,
-) -> Findings {
-    match kind {
-        Kind::NodeAgent => configmap::check_configmap(data, binary_keys, env).findings(),
-        Kind::RepoMaintenance => repo_maintenance::check_configmap(data, binary_keys, env).findings(),
-        Kind::BackupRepository => backup_repository::check_configmap(data, binary_keys, env).findings(),
-    }
-}
-
-/// Checks one data value of `kind` on its own (a repository maintenance value without the
-/// `global` key beside it).
-pub fn check_value(kind: Kind, text: &str, env: &Environment) -> Diagnostics {
-    match kind {
-        Kind::NodeAgent => super::check_value(text, env).diagnostics,
-        Kind::RepoMaintenance => repo_maintenance::check_value(text, env).diagnostics,
-        Kind::BackupRepository => backup_repository::check_value(text, env).diagnostics,
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::configmap::check_configmap;
 use super::manifest::{self, Input};
 use super::model::NodeAgentConfig;
 use super::validate::Environment;
+use super::version::VeleroVersion;
 use super::{check_value, Checked};
 
 /// Why a config could not be used; the text goes to the log, never to a metric label.
@@ -19,8 +20,15 @@ pub enum LoadError {
 }
 
 /// Reads a config file's text: the config value itself, or manifests holding the ConfigMap.
-pub fn config_from_text(text: &str, configmap: &str) -> Result<NodeAgentConfig, LoadError> {
-    let env = Environment::default();
+///
+/// `version` is the Velero version the server checks configs for, as the validating webhook
+/// does: a config stored for a Velero newer than this build knows keeps its known settings.
+pub fn config_from_text(
+    text: &str,
+    configmap: &str,
+    version: Option<VeleroVersion>,
+) -> Result<NodeAgentConfig, LoadError> {
+    let env = Environment { velero_version: version, ..Environment::default() };
     match manifest::read_input(text).map_err(|e| LoadError::Invalid(e.to_string()))? {
         Input::Config => valid(check_value(text, &env)),
         Input::Manifests(configmaps) => {
@@ -29,18 +37,20 @@ pub fn config_from_text(text: &str, configmap: &str) -> Result<NodeAgentConfig, 
                 .find(|cm| cm.name == configmap)
                 .ok_or_else(|| LoadError::NotFound(configmap.to_string()))?;
             let data = cm.data.iter().map(|d| (d.key.clone(), d.value.clone())).collect();
-            config_from_configmap(&data, &cm.binary_data_keys)
+            config_from_configmap(&data, &cm.binary_data_keys, version)
         }
     }
 }
 
 /// Runs a ConfigMap's `data` and `binaryData` keys through the validating webhook's own
-/// checker, so the config served is exactly one the webhook would admit.
+/// checker, so the config served is exactly one the webhook would admit for `version`.
 pub fn config_from_configmap(
     data: &BTreeMap<String, String>,
     binary_keys: &[String],
+    version: Option<VeleroVersion>,
 ) -> Result<NodeAgentConfig, LoadError> {
-    let check = check_configmap(data, binary_keys, &Environment::default());
+    let env = Environment { velero_version: version, ..Environment::default() };
+    let check = check_configmap(data, binary_keys, &env);
     match check.config() {
         Some(config) => Ok(config.clone()),
         None => Err(LoadError::Invalid(first_errors(check.rendered().into_iter().map(|(_, text)| text)))),

@@ -6,6 +6,7 @@
 //! Everything here is pure: text in, config and findings out.
 
 pub mod backup_repository;
+pub mod by_kind;
 #[cfg(test)]
 mod cases;
 pub mod configmap;
@@ -16,9 +17,11 @@ pub mod kind;
 pub mod load;
 pub mod manifest;
 pub mod model;
+pub mod release;
 pub mod repo_maintenance;
 pub mod third_party;
 pub mod validate;
+pub mod velero_types;
 pub mod version;
 
 use diagnostics::{Diagnostic, Diagnostics};

@@ -88,11 +88,22 @@ pub struct BackupPvc {
     pub read_only: bool,
     pub spc_no_relabeling: bool,
     pub annotations: BTreeMap<String, String>,
+    pub copied: CopiedObjects,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestorePvc {
     pub ignore_delay_binding: bool,
+    pub copied: CopiedObjects,
+}
+
+/// `secretNames` and `configMapNames` (1.18.3+): Secrets and ConfigMaps node-agent copies from
+/// the PVC's namespace into Velero's before it creates the intermediate PVC, for CSI drivers
+/// that read namespaced objects when they provision it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopiedObjects {
+    pub secret_names: Vec<String>,
+    pub config_map_names: Vec<String>,
 }
 
 /// `podResources`: quantities as written; an empty string is an absent key.

@@ -14,14 +14,12 @@ use super::configmap::{check_keyed, velero_server_on_missing_data, ConfigMapChec
 use super::decode::{closest, Decoded, Decoder};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Node, Value};
+use super::kind::Kind;
 use super::model::{is_velero_key, LoadAffinity, PodResources};
 use super::validate::{Environment, Validator};
-use super::version::VeleroVersion;
+use super::version::{reads, VeleroVersion};
 use super::{check_parsed, Checked};
 use crate::k8s::field::{self, go_quote, FieldError};
-
-/// The ConfigMap's name in Velero's docs, the default of `serve --repo-maintenance-configmap`.
-pub const DEFAULT_CONFIGMAP: &str = "repo-maintenance-job-config";
 
 /// The data key whose settings apply to every repository.
 pub const GLOBAL_KEY: &str = "global";
@@ -151,7 +149,7 @@ fn check_in_context(text: &str, env: &Environment, global: Option<&JobConfig>) -
     check_parsed(text, READER, &format!("{READER} fails to start"), |root| {
         let mut wrappers = Diagnostics::default();
         let root = without_wrappers(root, &mut wrappers);
-        let mut decoder = Decoder::new(READER);
+        let mut decoder = Decoder::new(Kind::RepoMaintenance, READER, env.velero_version);
         let config = decoder.top_level(&root, job_config);
         let mut decoded = decoder.finish(config);
         add_rule_findings(&mut decoded, env, global);
@@ -220,9 +218,6 @@ fn add_rule_findings(decoded: &mut Decoded<JobConfig>, env: &Environment, global
     pod_metadata(&mut v, config, env.velero_version);
     if let Some(global) = global {
         merge_with_global(&mut v, config, global);
-    }
-    if let Some(version) = env.velero_version {
-        version_support(&mut v, config, version);
     }
     let found = v.found;
     decoded.diagnostics.0.extend(found.0);
@@ -298,7 +293,8 @@ fn pod_metadata(v: &mut Rules, config: &JobConfig, version: Option<VeleroVersion
         }
     }
     v.annotations(&config.pod_annotations, "podAnnotations");
-    if version.is_some_and(|version| version < VeleroVersion::new(1, 18, 0)) {
+    // Releases that do not read podLabels copy the Deployment's keys whatever the config says.
+    if !reads(Kind::RepoMaintenance, version, "podLabels") {
         return;
     }
     for (path, key, what) in THIRD_PARTY {
@@ -363,32 +359,6 @@ fn merge_with_global(v: &mut Rules, config: &JobConfig, global: &JobConfig) {
                     lost.join(", ")
                 ),
             );
-        }
-    }
-}
-
-/// A field a later Velero release added: its path, the first release that reads it, and
-/// whether a config sets it.
-type Since = (&'static str, VeleroVersion, fn(&JobConfig) -> bool);
-
-/// The fields later Velero releases added.
-const SINCE: [Since; 6] = [
-    ("keepLatestMaintenanceJobs", VeleroVersion::new(1, 17, 0), |c| c.keep_latest_maintenance_jobs.is_some()),
-    ("priorityClassName", VeleroVersion::new(1, 17, 0), |c| !c.priority_class_name.is_empty()),
-    ("podAnnotations", VeleroVersion::new(1, 18, 0), |c| !c.pod_annotations.is_empty()),
-    ("podLabels", VeleroVersion::new(1, 18, 0), |c| !c.pod_labels.is_empty()),
-    ("podResources.ephemeralStorageRequest", VeleroVersion::new(1, 18, 1), |c| {
-        c.pod_resources.as_ref().is_some_and(|r| !r.ephemeral_storage_request.is_empty())
-    }),
-    ("podResources.ephemeralStorageLimit", VeleroVersion::new(1, 18, 1), |c| {
-        c.pod_resources.as_ref().is_some_and(|r| !r.ephemeral_storage_limit.is_empty())
-    }),
-];
-
-fn version_support(v: &mut Rules, config: &JobConfig, version: VeleroVersion) {
-    for (path, since, is_set) in SINCE {
-        if since > version && is_set(config) {
-            v.warn(path, format!("Velero {version} ignores this for maintenance Jobs (supported since {since})"));
         }
     }
 }

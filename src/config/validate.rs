@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use super::decode::Decoded;
 use super::diagnostics::{Diagnostic, Diagnostics, Severity};
 use super::model::{
-    is_velero_key, BackupPvc, LabelSelector, NodeAgentConfig, PodResources, SelectorRequirement, APPLIED_ANNOTATION,
-    APPLIED_ANNOTATION_MAX_BYTES,
+    is_velero_key, BackupPvc, CopiedObjects, LabelSelector, NodeAgentConfig, PodResources, SelectorRequirement,
+    APPLIED_ANNOTATION, APPLIED_ANNOTATION_MAX_BYTES,
 };
-use super::version::{self, VeleroVersion, SETTINGS};
+use super::version::{self, VeleroVersion};
 use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind};
 use crate::k8s::names;
 use crate::k8s::quantity::Quantity;
@@ -48,10 +48,8 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     );
     v.pod_metadata(config);
     v.backup_pvcs(&config.backup_pvc, env);
+    v.restore_pvc(config);
     v.cache_pvc(config, env);
-    if let Some(version) = env.velero_version {
-        v.version_support(config, version);
-    }
     let found = v.found;
     decoded.diagnostics.0.extend(found.0);
 }
@@ -448,6 +446,50 @@ impl<C> Validator<'_, C> {
                 );
             }
             self.annotations(&pvc.annotations, &field::child(&path, "annotations"));
+            self.copied_objects(&pvc.copied, &path, "DataUpload");
+        }
+    }
+
+    fn restore_pvc(&mut self, config: &NodeAgentConfig) {
+        if let Some(restore) = &config.restore_pvc {
+            self.copied_objects(&restore.copied, "restorePVC", "DataDownload");
+        }
+    }
+
+    /// The Secrets and ConfigMaps node-agent copies into Velero's namespace for a data movement
+    /// (`kube.CopySecret`/`CopyConfigMap`, pkg/util/kube at v1.18.3): it reads each by name from
+    /// the PVC's namespace, so a name no object can have fails the `movement`, and a repeat is
+    /// copied once (the second copy finds the first, equal and with the same labels).
+    fn copied_objects(&mut self, copied: &CopiedObjects, path: &str, movement: &str) {
+        let lists = [
+            ("secretNames", "Secret", &copied.secret_names),
+            ("configMapNames", "ConfigMap", &copied.config_map_names),
+        ];
+        for (field_name, kind, object_names) in lists {
+            let list_path = field::child(path, field_name);
+            let mut seen = BTreeSet::new();
+            for (i, name) in object_names.iter().enumerate() {
+                let item = field::index(&list_path, i);
+                if name.is_empty() {
+                    self.error(FieldError::required(
+                        &item,
+                        format!("a {kind} name: node-agent fails the {movement} when it copies a {kind} with no name"),
+                    ));
+                } else if !seen.insert(name) {
+                    self.warn(
+                        &item,
+                        format!("Duplicate value: {}: node-agent copies it once; remove the repeat", go_quote(name)),
+                    );
+                } else {
+                    for msg in names::name_is_dns_subdomain(name, false) {
+                        self.error(FieldError::invalid(
+                            &item,
+                            name,
+                            format!("{msg}: no {kind} can have this name, so node-agent fails the {movement} when it copies it"),
+                        ));
+                    }
+                }
+            }
         }
     }
 
@@ -479,26 +521,6 @@ impl<C> Validator<'_, C> {
                 cache.resident_threshold_in_mb.to_string(),
                 "must be greater than or equal to 0",
             ));
-        }
-    }
-
-    fn version_support(&mut self, config: &NodeAgentConfig, version: VeleroVersion) {
-        let mut reported: BTreeSet<&str> = BTreeSet::new();
-        for setting in SETTINGS.iter().filter(|s| s.since > version && s.is_set(config)) {
-            let path = setting.path.replace("[]", "");
-            if reported.iter().any(|p| path.starts_with(p)) {
-                continue;
-            }
-            let tail = if setting.applied_by_webhook {
-                "; the mutating webhook applies it to new data-mover pods"
-            } else {
-                ""
-            };
-            self.warn(
-                &path,
-                format!("node-agent of Velero {version} ignores this (supported since {}){tail}", setting.since),
-            );
-            reported.insert(setting.path);
         }
     }
 }
@@ -839,7 +861,7 @@ mod tests {
             findings_with(two_entries, &old),
             vec![
                 "error: loadAffinity[2]: Forbidden: only one entry may omit storageClass: the webhook uses loadAffinity[1] (node-agent 1.16.0 reads only loadAffinity[0]) and ignores this one; merge their selectors (line 1, column 142)".to_string(),
-                "warning: loadAffinity.storageClass: node-agent of Velero 1.16.0 ignores this (supported since 1.17.0); the mutating webhook applies it to new data-mover pods (line 1, column 18)".to_string(),
+                "warning: loadAffinity[0].storageClass: node-agent of Velero 1.16.0 ignores this (supported since 1.17.0); the mutating webhook applies it to new data-mover pods (line 1, column 84)".to_string(),
                 format!("warning: loadAffinity[1]: {up_to_1_16} (line 1, column 92)"),
                 format!("warning: loadAffinity[2]: {up_to_1_16} (line 1, column 142)"),
             ]

@@ -1,88 +1,13 @@
-//! Velero versions and the release that introduced each node-agent setting
-//! (velero-spec.md §1), so a config can be checked against the version it will run on.
+//! Velero versions, and what a release does with what it does not read: which key a release
+//! reads comes from Velero's own types (`velero_types`), the wording and the version-dependent
+//! behaviour of node-agent (what it does on a bad value) from its source at each release.
 
-use std::fmt;
-use std::str::FromStr;
+pub use super::release::{VeleroVersion, VersionError};
 
-use super::model::NodeAgentConfig;
+use super::kind::Kind;
+use super::velero_types::{self, Support};
 
-/// A Velero release, `major.minor.patch`; pre-release suffixes are ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VeleroVersion {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl VeleroVersion {
-    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Self { major, minor, patch }
-    }
-}
-
-impl fmt::Display for VeleroVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid Velero version {0:?}: expected MAJOR.MINOR[.PATCH], e.g. 1.17.0 or v1.18.1")]
-pub struct VersionError(pub String);
-
-impl FromStr for VeleroVersion {
-    type Err = VersionError;
-
-    /// Accepts `1.17`, `v1.18.1`, and image tags such as `v1.18.1-rc.1` or `1.17.0_linux`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || VersionError(s.to_string());
-        let trimmed = s.trim().trim_start_matches('v');
-        let core = trimmed.split(['-', '+', '_']).next().unwrap_or_default();
-        let mut parts = core.split('.');
-        let mut number = |required: bool| -> Result<u32, VersionError> {
-            match parts.next() {
-                Some(p) => p.parse().map_err(|_| err()),
-                None if required => Err(err()),
-                None => Ok(0),
-            }
-        };
-        let version = Self::new(number(true)?, number(true)?, number(false)?);
-        if parts.next().is_some() {
-            return Err(err());
-        }
-        Ok(version)
-    }
-}
-
-/// A setting the config can hold, with the first Velero release whose node-agent reads it.
-pub struct Setting {
-    pub path: &'static str,
-    pub since: VeleroVersion,
-    /// True for the pod settings the mutating webhook applies itself on any version.
-    pub applied_by_webhook: bool,
-    is_set: fn(&NodeAgentConfig) -> bool,
-}
-
-impl Setting {
-    pub fn is_set(&self, config: &NodeAgentConfig) -> bool {
-        (self.is_set)(config)
-    }
-}
-
-const fn setting(
-    path: &'static str,
-    since: VeleroVersion,
-    applied_by_webhook: bool,
-    is_set: fn(&NodeAgentConfig) -> bool,
-) -> Setting {
-    Setting { path, since, applied_by_webhook, is_set }
-}
-
-const V1_14: VeleroVersion = VeleroVersion::new(1, 14, 0);
-const V1_15: VeleroVersion = VeleroVersion::new(1, 15, 0);
-const V1_16: VeleroVersion = VeleroVersion::new(1, 16, 0);
 const V1_17: VeleroVersion = VeleroVersion::new(1, 17, 0);
-const V1_17_1: VeleroVersion = VeleroVersion::new(1, 17, 1);
 const V1_18: VeleroVersion = VeleroVersion::new(1, 18, 0);
 const V1_18_1: VeleroVersion = VeleroVersion::new(1, 18, 1);
 
@@ -123,83 +48,79 @@ pub fn empty_selector_matches_no_node(version: Option<VeleroVersion>) -> bool {
     version.is_none_or(|v| v < V1_18_1)
 }
 
-/// Whether this version's node-agent picks the `loadAffinity` entry by storage class
-/// (velero-spec.md §3); before 1.17 it gives `loadAffinity[0]` to every pod.
+/// Whether this version's node-agent picks the `loadAffinity` entry by storage class: the
+/// releases that read `loadAffinity[].storageClass` (1.17+); before, it gives `loadAffinity[0]`
+/// to every pod.
 pub fn chooses_affinity_by_storage_class(version: Option<VeleroVersion>) -> bool {
-    version.is_none_or(|v| v >= V1_17)
+    reads(Kind::NodeAgent, version, "loadAffinity[].storageClass")
 }
 
-/// Every versioned setting, in the order of velero-spec.md §1.
-pub const SETTINGS: &[Setting] = &[
-    setting("loadConcurrency", V1_14, false, |c| c.load_concurrency.is_some()),
-    setting("loadConcurrency.prepareQueueLength", V1_17, false, |c| {
-        c.load_concurrency.as_ref().is_some_and(|l| l.prepare_queue_length != 0)
-    }),
-    setting("loadAffinity", V1_14, true, |c| !c.load_affinity.is_empty()),
-    setting("loadAffinity[].storageClass", V1_17, true, |c| {
-        c.load_affinity.iter().any(|a| !a.storage_class.is_empty())
-    }),
-    setting("backupPVC", V1_15, false, |c| !c.backup_pvc.is_empty()),
-    // 1.17.1, not 1.18: the real node-agent 1.17.1 and 1.17.2 apply both (make e2e-velero, make judge).
-    setting("backupPVC[].annotations", V1_17_1, false, |c| c.backup_pvc.values().any(|p| !p.annotations.is_empty())),
-    setting("restorePVC", V1_16, false, |c| c.restore_pvc.is_some()),
-    setting("podResources", V1_15, true, |c| c.pod_resources.is_some()),
-    setting("podResources.ephemeralStorageRequest", V1_18_1, true, |c| {
-        c.pod_resources.as_ref().is_some_and(|r| !r.ephemeral_storage_request.is_empty())
-    }),
-    setting("podResources.ephemeralStorageLimit", V1_18_1, true, |c| {
-        c.pod_resources.as_ref().is_some_and(|r| !r.ephemeral_storage_limit.is_empty())
-    }),
-    setting("priorityClassName", V1_17, true, |c| !c.priority_class_name.is_empty()),
-    setting("privilegedFsBackup", V1_17_1, false, |c| c.privileged_fs_backup),
-    setting("cachePVC", V1_18, false, |c| c.cache_pvc.is_some()),
-    setting("podLabels", V1_18, true, |c| !c.pod_labels.is_empty()),
-    setting("podAnnotations", V1_18, true, |c| !c.pod_annotations.is_empty()),
+/// The node-agent settings the mutating webhook applies to data-mover pods itself, on any
+/// version (`mutate::plan`), as key paths: a release that does not read one still gets it.
+const APPLIED_BY_WEBHOOK: [&str; 8] = [
+    "loadAffinity",
+    "loadAffinity[].storageClass",
+    "podResources",
+    "podResources.ephemeralStorageRequest",
+    "podResources.ephemeralStorageLimit",
+    "priorityClassName",
+    "podLabels",
+    "podAnnotations",
 ];
+
+/// Whether the mutating webhook applies the node-agent setting at `key_path` itself.
+pub fn applied_by_webhook(key_path: &str) -> bool {
+    APPLIED_BY_WEBHOOK.contains(&key_path)
+}
+
+/// Whether Velero `version` (unknown: any) reads the `kind` ConfigMap's key at `key_path`, as
+/// Velero's types at that release say.
+pub fn reads(kind: Kind, version: Option<VeleroVersion>, key_path: &str) -> bool {
+    let key = velero_types::key(kind, key_path);
+    version.zip(key).is_none_or(|(version, key)| velero_types::support(key, version) == Support::Reads)
+}
+
+/// What Velero `version` does with a `kind` value's key (at `key_path`) that it does not read.
+pub fn unread_by(kind: Kind, version: VeleroVersion, key_path: &str, support: Support) -> String {
+    let when = match support {
+        Support::Since(since) => format!("supported since {since}"),
+        Support::Dropped { last: Some(last) } => format!("last read by {last}"),
+        Support::Reads | Support::Dropped { last: None } => "read by no release this webhook knows".to_string(),
+    };
+    match kind {
+        Kind::NodeAgent if applied_by_webhook(key_path) => format!(
+            "node-agent of Velero {version} ignores this ({when}); the mutating webhook applies it to new data-mover pods"
+        ),
+        Kind::NodeAgent => format!("node-agent of Velero {version} ignores this ({when})"),
+        Kind::RepoMaintenance => format!("Velero {version} ignores this for maintenance Jobs ({when})"),
+        Kind::BackupRepository => format!("Velero {version} ignores this ({when})"),
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_versions_and_image_tags() {
+    fn what_node_agent_reads_comes_from_velero_s_types() {
         let cases = [
-            ("1.17", Some(VeleroVersion::new(1, 17, 0))),
-            ("v1.18.1", Some(VeleroVersion::new(1, 18, 1))),
-            ("v1.18.1-rc.1", Some(VeleroVersion::new(1, 18, 1))),
-            ("1.16.2_linux", Some(VeleroVersion::new(1, 16, 2))),
-            ("latest", None),
-            ("1", None),
-            ("1.2.3.4", None),
-            ("", None),
+            (Some(VeleroVersion::new(1, 16, 2)), "loadAffinity", true),
+            (Some(VeleroVersion::new(1, 16, 2)), "podLabels", false),
+            (Some(VeleroVersion::new(1, 18, 0)), "podLabels", true),
+            (Some(VeleroVersion::new(1, 16, 2)), "priorityClassName", false),
+            (Some(VeleroVersion::new(1, 17, 0)), "priorityClassName", true),
+            (None, "podLabels", true),
         ];
-        for (input, want) in cases {
-            assert_eq!(input.parse::<VeleroVersion>().ok(), want, "{input}");
-        }
-        assert!(VeleroVersion::new(1, 18, 0) < VeleroVersion::new(1, 18, 1));
-    }
-
-    #[test]
-    fn settings_are_read_from_the_release_node_agent_reads_them_in() {
-        let since = |path: &str| SETTINGS.iter().find(|s| s.path == path).map(|s| s.since);
-        let cases = [
-            ("loadAffinity", V1_14),
-            ("loadAffinity[].storageClass", V1_17),
-            ("backupPVC[].annotations", VeleroVersion::new(1, 17, 1)),
-            ("privilegedFsBackup", VeleroVersion::new(1, 17, 1)),
-            ("podResources.ephemeralStorageLimit", V1_18_1),
-            ("podLabels", V1_18),
-        ];
-        for (path, want) in cases {
-            assert_eq!(since(path), Some(want), "{path}");
+        for (version, path, want) in cases {
+            assert_eq!(reads(Kind::NodeAgent, version, path), want, "{version:?} {path}");
         }
     }
 
     #[test]
-    fn settings_detect_presence() {
-        let config = NodeAgentConfig { privileged_fs_backup: true, ..Default::default() };
-        let set: Vec<&str> = SETTINGS.iter().filter(|s| s.is_set(&config)).map(|s| s.path).collect();
-        assert_eq!(set, vec!["privilegedFsBackup"]);
+    fn every_setting_the_webhook_applies_is_a_node_agent_key() {
+        for path in APPLIED_BY_WEBHOOK {
+            assert!(velero_types::key(Kind::NodeAgent, path).is_some(), "{path}");
+        }
     }
 
     #[test]

@@ -6,8 +6,14 @@
 use std::collections::BTreeSet;
 
 use super::affinity::{choose_entry, implies, requirements};
+use crate::config::kind::Kind;
 use crate::config::model::{is_velero_key, NodeAgentConfig, SelectorRequirement};
-use crate::config::version::{VeleroVersion, SETTINGS};
+use crate::config::version::{self, VeleroVersion};
+
+/// Whether node-agent of `version` (unknown: any) reads the setting, so that it applied the old value.
+fn reads(version: Option<VeleroVersion>, key_path: &str) -> bool {
+    version::reads(Kind::NodeAgent, version, key_path)
+}
 
 /// One pod setting whose old value node-agent keeps applying.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,12 +22,6 @@ pub struct Undone {
     pub setting: String,
     /// What new pods get, said briefly (the warning adds the restart command).
     pub effect: &'static str,
-}
-
-/// Whether node-agent of `version` (unknown: any) reads `path`, so that it applied the old value.
-fn reads(version: Option<VeleroVersion>, path: &str) -> bool {
-    let since = SETTINGS.iter().find(|s| s.path == path).map(|s| s.since);
-    version.zip(since).is_none_or(|(version, since)| version >= since)
 }
 
 /// The changes from `old` (taken as what node-agent started with) to `new` that new pods will

@@ -133,7 +133,8 @@ pub struct AppState {
     cluster: Option<Cluster>,
     pub metrics: Metrics,
     pub registry: Registry,
-    velero_version: RwLock<Option<VeleroVersion>>,
+    /// A channel, so the config source can check the live config again when it changes.
+    velero_version: tokio::sync::watch::Sender<Option<VeleroVersion>>,
     priority_classes: RwLock<Option<Arc<HashSet<String>>>>,
     priority_watch_interrupted: AtomicBool,
     storage_classes: RwLock<Option<Arc<HashSet<String>>>>,
@@ -165,13 +166,14 @@ impl AppState {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         let Settings { target, velero_version, service_accounts } = settings;
+        metrics.set_velero_version(velero_version);
         Self {
             identity: NodeAgentIdentity { namespace: target.namespace.clone(), service_accounts },
             cluster,
             target,
             metrics,
             registry,
-            velero_version: RwLock::new(velero_version),
+            velero_version: tokio::sync::watch::Sender::new(velero_version),
             priority_classes: RwLock::new(None),
             priority_watch_interrupted: AtomicBool::new(false),
             storage_classes: RwLock::new(None),
@@ -190,7 +192,7 @@ impl AppState {
             Review::NeedsCheck(inputs) => inputs,
         };
         let check_env = CheckEnv {
-            velero_version: read(&self.velero_version),
+            velero_version: *self.velero_version.borrow(),
             priority_classes: read(&self.priority_classes),
             storage_classes: read(&self.storage_classes),
         };
@@ -306,11 +308,17 @@ impl AppState {
     }
 
     pub fn set_velero_version(&self, version: Option<VeleroVersion>) {
-        write(&self.velero_version, version);
+        self.metrics.set_velero_version(version);
+        self.velero_version.send_replace(version);
     }
 
     pub fn velero_version(&self) -> Option<VeleroVersion> {
-        read(&self.velero_version)
+        *self.velero_version.borrow()
+    }
+
+    /// Wakes when the Velero version changes.
+    pub fn velero_version_changes(&self) -> tokio::sync::watch::Receiver<Option<VeleroVersion>> {
+        self.velero_version.subscribe()
     }
 
     /// The watched PriorityClass names; `interrupted` when the watch failed since they were
@@ -422,7 +430,7 @@ mod tests {
                 |s| s.set_velero_version(Some(VeleroVersion::new(1, 16, 0))),
                 review("CREATE", class, None),
                 true,
-                vec![absent, ignored],
+                vec![ignored, absent],
                 (1, 0),
             ),
             (
@@ -430,7 +438,7 @@ mod tests {
                 |_| {},
                 review("UPDATE", class, Some(concurrency)),
                 true,
-                vec![absent, ignored, restart],
+                vec![ignored, absent, restart],
                 (1, 1),
             ),
             (
@@ -438,7 +446,7 @@ mod tests {
                 |_| {},
                 review("UPDATE", class, Some(class)),
                 true,
-                vec![absent, ignored],
+                vec![ignored, absent],
                 (0, 1),
             ),
             (
@@ -446,7 +454,7 @@ mod tests {
                 |_| {},
                 review("UPDATE", labels, Some(class)),
                 true,
-                vec![absent, ignored, "podLabels: node-agent of Velero 1.16.0 ignores this"],
+                vec![ignored, absent, "podLabels: node-agent of Velero 1.16.0 ignores this"],
                 (1, 1),
             ),
             (
@@ -454,7 +462,7 @@ mod tests {
                 |_| {},
                 review("UPDATE", concurrency, Some(labels)),
                 true,
-                vec![absent, ignored, restart],
+                vec![ignored, absent, restart],
                 (0, 2),
             ),
         ];
@@ -473,7 +481,7 @@ mod tests {
                 &request,
                 &state.target,
                 &Environment {
-                    velero_version: read(&state.velero_version),
+                    velero_version: state.velero_version(),
                     priority_classes: state.priority_classes().as_deref(),
                     storage_classes: None,
                 },

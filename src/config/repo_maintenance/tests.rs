@@ -161,7 +161,7 @@ fn a8_4_unknown_fields_are_dropped() {
             "keepLatestJobs",
             &[("global", r#"{"keepLatestJobs": 3}"#)],
             &[
-                r#"error: data[global]: keepLatestJobs: Unknown field: supported fields: "keepLatestMaintenanceJobs", "loadAffinity", "podAnnotations", "podLabels", "podResources", "priorityClassName" (the Velero server ignores unknown fields silently) (line 1, column 2)"#,
+                r#"error: data[global]: keepLatestJobs: Unknown field: supported fields: "keepLatestMaintenanceJobs", "loadAffinity", "podAnnotations", "podLabels", "podResources", "priorityClassName" (the Velero server ignores unknown fields silently; if it is a key of a Velero release newer than 1.18.3, give this webhook the Velero version: --velero-version) (line 1, column 2)"#,
             ],
         ),
         (
