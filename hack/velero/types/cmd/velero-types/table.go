@@ -65,7 +65,8 @@ func table(files []string) error {
 			if s.last != newest {
 				first += " (last in " + s.last + ")"
 			}
-			fmt.Printf("| %s | `%s` | %s | %s `%s` |\n", kind, p, first, s.kind, s.goType)
+			// A | in a cell ends it, even in code.
+			fmt.Printf("| %s | `%s` | %s | %s `%s` |\n", kind, p, first, s.kind, strings.ReplaceAll(s.goType, "|", "\\|"))
 		}
 	}
 	return nil
