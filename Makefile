@@ -98,3 +98,9 @@ e2e-velero: ## node-agent itself creates the data-mover pods our webhook mutates
 
 judge: ## node-agent of each version judges every example and generated ConfigMap (~15 min a version; docs/velero-judge.md)
 	hack/velero/judge.sh
+
+# --- Velero's ConfigMap key trees, per release (hack/velero/types, from Velero's Go module) --------
+.PHONY: velero-types
+
+velero-types: ## Regenerate testdata/velero-types/<tag>.json for every served Velero release (FORCE=1 rewrites existing ones)
+	hack/velero/types/generate.sh
