@@ -199,10 +199,17 @@ fn a_key_a_release_lacks_is_warned_as_ignored_on_that_release() {
                     checked += 1;
                     let warned = findings.iter().find(|f| is_unread(f) && at_or_above(f, field_path));
                     match warned {
-                        None => failures.push(format!(
-                            "{} {kind}: {field_path} (from {}) is accepted without an \"ignores this\" warning",
-                            release.version, other.version
-                        )),
+                        None => {
+                            let at: Vec<String> = findings
+                                .iter()
+                                .filter(|f| at_or_above(f, field_path))
+                                .map(|f| format!("{}: {}", f.severity, f.message))
+                                .collect();
+                            failures.push(format!(
+                                "{} {kind}: {field_path} (from {}) gets no \"ignores this\" warning; found: {at:?}",
+                                release.version, other.version
+                            ));
+                        }
                         Some(w) if kind == "node-agent" && w.path == *field_path => {
                             let says_applied = w.message.contains("the mutating webhook applies it");
                             if says_applied != APPLIED_BY_WEBHOOK.contains(&key.as_str()) {
