@@ -114,7 +114,7 @@ fn a_velero_newer_than_known_gets_unknown_keys_as_warnings_and_its_known_setting
     assert_eq!(
         warnings,
         [format!(
-            "data[node-agent-config.json]: tolerations: Unknown field: this webhook knows Velero up to {newest}: if Velero {} reads it, it is not checked here; if not, node-agent ignores it (line 1, column 42)",
+            "data[node-agent-config.json]: tolerations: Unknown field: this webhook knows Velero up to {newest}: if Velero {} reads it, it is not checked here; if not, node-agent ignores it (line 1, column 41)",
             &newer[1..]
         )]
     );
