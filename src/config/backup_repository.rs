@@ -38,11 +38,12 @@ const INTERVALS: [&str; 3] = ["normalGC", "fastGC", "eagerGC"];
 pub struct RepositoryConfig(pub BTreeMap<String, String>);
 
 const DATA: DataRules = DataRules {
+    kind: Kind::BackupRepository,
     reader: READER,
     one_key: false,
     must_hold: "must hold a \"kopia\" key with the JSON repository config",
     on_missing_data: velero_server_on_missing_data,
-    before_1_15: "",
+    before_first_release: "",
 };
 
 /// Checks a whole backup repository ConfigMap: its data keys and each value.

@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 
 use super::diagnostics::{Diagnostic, Diagnostics};
+use super::kind::Kind;
 use super::model::NodeAgentConfig;
 use super::validate::Environment;
+use super::velero_types;
 use super::version::{self, VeleroVersion};
 use super::{check_value, Checked};
 use crate::k8s::field::go_quote;
@@ -69,6 +71,7 @@ impl<C> ConfigMapCheck<C> {
 
 /// What a ConfigMap kind's reader does with `data`, for the findings about it as a whole.
 pub(crate) struct DataRules {
+    pub kind: Kind,
     /// Who reads the ConfigMap, as messages name it.
     pub reader: &'static str,
     /// node-agent reads exactly one key; Velero's other ConfigMaps are keyed.
@@ -78,7 +81,7 @@ pub(crate) struct DataRules {
     /// What the reader does when `data` holds nothing, for that Velero version.
     pub on_missing_data: fn(Option<VeleroVersion>) -> String,
     /// What an older Velero, which does not read the ConfigMap, uses instead ("" for nothing).
-    pub before_1_15: &'static str,
+    pub before_first_release: &'static str,
 }
 
 /// What the Velero server does without `data` in its ConfigMaps, on every version it reads them.
@@ -87,15 +90,16 @@ pub(crate) fn velero_server_on_missing_data(_: Option<VeleroVersion>) -> String 
 }
 
 const NODE_AGENT_DATA: DataRules = DataRules {
+    kind: Kind::NodeAgent,
     reader: "node-agent",
     one_key: true,
     must_hold: "must hold exactly one key with the JSON config",
     on_missing_data: version::on_missing_data,
-    before_1_15: "",
+    before_first_release: "",
 };
 
 /// A keyed ConfigMap (Velero's other two): the findings about `data` as a whole, a warning
-/// when the Velero version predates the ConfigMap (1.15), and each key's value as `check`
+/// when the Velero version predates the first release that reads the ConfigMap, and each key's value as `check`
 /// finds it, headed by what `key_finding` says about the key itself.
 pub(crate) fn check_keyed<C>(
     data: &BTreeMap<String, String>,
@@ -106,10 +110,11 @@ pub(crate) fn check_keyed<C>(
     check: impl Fn(&str, &str) -> Checked<C>,
 ) -> ConfigMapCheck<C> {
     let mut structure = data_structure(data, binary_keys, rules, env.velero_version);
-    if let Some(version) = env.velero_version.filter(|v| *v < VeleroVersion::new(1, 15, 0)) {
+    let first = velero_types::first_release(rules.kind);
+    if let Some((version, first)) = env.velero_version.zip(first).filter(|(version, first)| version < first) {
         structure.push(Diagnostic::warning(
             "data",
-            format!("Velero {version} does not read this ConfigMap (since 1.15.0){}", rules.before_1_15),
+            format!("Velero {version} does not read this ConfigMap (since {first}){}", rules.before_first_release),
             None,
         ));
     }

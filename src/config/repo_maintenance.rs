@@ -88,11 +88,12 @@ fn has_two_names(prefix: &str) -> bool {
 }
 
 const DATA: DataRules = DataRules {
+    kind: Kind::RepoMaintenance,
     reader: READER,
     one_key: false,
     must_hold: "must hold \"global\" or <volumeNamespace>-<BSL>-<repositoryType> keys with JSON job configs",
     on_missing_data: velero_server_on_missing_data,
-    before_1_15: ": it sizes maintenance Jobs from the server's --maintenance-job-* flags",
+    before_first_release: ": it sizes maintenance Jobs from the server's --maintenance-job-* flags",
 };
 
 /// Checks a whole repository maintenance job ConfigMap: its data keys, each value, and what a

@@ -61,6 +61,11 @@ pub fn newest() -> VeleroVersion {
     RELEASES[RELEASES.len() - 1]
 }
 
+/// The first release we know that reads `kind`'s ConfigMap at all.
+pub fn first_release(kind: Kind) -> Option<VeleroVersion> {
+    keys(kind).iter().filter_map(|key| key.releases().next()).min()
+}
+
 /// Every key of `kind`'s values in any release we know, sorted by path.
 pub fn keys(kind: Kind) -> &'static [Key] {
     match kind {
@@ -209,6 +214,14 @@ mod tests {
             Some(Support::Since(VeleroVersion::new(1, 17, 0)))
         );
         assert_eq!(storage_class.map(|k| support(k, VeleroVersion::new(9, 0, 0))), Some(Support::Reads));
+    }
+
+    #[test]
+    fn the_first_release_of_each_configmap() {
+        let first = |kind| first_release(kind).map(|v| v.to_string());
+        assert_eq!(first(Kind::NodeAgent).as_deref(), Some("1.14.0"));
+        assert_eq!(first(Kind::RepoMaintenance).as_deref(), Some("1.15.0"));
+        assert_eq!(first(Kind::BackupRepository).as_deref(), Some("1.15.0"));
     }
 
     #[test]

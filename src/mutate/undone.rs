@@ -66,7 +66,7 @@ pub fn undone(old: &NodeAgentConfig, new: &NodeAgentConfig, version: Option<Vele
 /// Whether, for every storage class, the entry the webhook applies from `new` implies the one
 /// node-agent applies from `old` (up to 1.16: always `old[0]`), so that ANDing them is `new`.
 fn load_affinity_implied(old: &NodeAgentConfig, new: &NodeAgentConfig, version: Option<VeleroVersion>) -> bool {
-    let first_only = version.is_some_and(|v| v < VeleroVersion::new(1, 17, 0));
+    let first_only = !version::chooses_affinity_by_storage_class(version);
     let named: BTreeSet<&str> =
         old.load_affinity.iter().chain(&new.load_affinity).map(|e| e.storage_class.as_str()).collect();
     // The empty name stands for every class no entry names.
