@@ -135,3 +135,39 @@ fn a_velero_newer_than_known_gets_unknown_keys_as_warnings_and_its_known_setting
     delete_pods(&created, NS);
     serve_config("{}");
 }
+
+/// The live config follows the Velero version too: a config with a key we do not know, stored
+/// while the server checked for a release it knows (the validating webhook unregistered, as in
+/// an upgrade that raced it), is not served; once node-agent's image names a newer Velero, the
+/// server checks the stored config again and serves its known settings, with no edit.
+#[test]
+fn a_stored_config_is_checked_again_when_the_velero_version_changes() {
+    let _serial = serial();
+    webhook_up();
+    let newest = velero_types::newest();
+    let known = NodeAgentImage::set(&format!("v{newest}"));
+    serve_config(r#"{"podLabels": {"team": "before-upgrade"}}"#);
+    let errors = || metric_sum(&our_metrics(), "node_agent_webhook_config_reloads_total", &["result=\"error\""]);
+    let before = errors();
+
+    let webhook = unregister_validating_webhook();
+    let config = r#"{"podLabels": {"team": "after-upgrade"}, "tolerations": [{"operator": "Exists"}]}"#;
+    let stored = apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), config);
+    register_validating_webhook(&webhook);
+    assert!(stored.ok, "with the webhook unregistered the API server stores it: {}", stored.stderr);
+    wait_until("the server refuses the unknown key for a release it knows", Duration::from_secs(10), || {
+        errors() > before
+    });
+    let (name, pod) = pod_fixture("v1.18", "dataupload");
+    let (_, pod) = create_pod(Some(&Identity::node_agent()), &pod);
+    assert_eq!(pod["metadata"]["labels"]["team"], "before-upgrade", "the last good config keeps serving");
+    delete_pods(&[name], NS);
+
+    let _newer = NodeAgentImage::set(&format!("v{}.{}.0", newest.major, newest.minor + 1));
+    let (_, created) =
+        crate::live_config::until_a_pod_gets_team("after-upgrade", Instant::now(), Duration::from_secs(10));
+    delete_pods(&created, NS);
+    drop(_newer);
+    drop(known);
+    serve_config("{}");
+}
