@@ -39,10 +39,11 @@ fn velero_b_stand_in() -> Vec<Value> {
     let first = [objects_of_file("hack/e2e/velero.yaml"), objects_of_file("hack/e2e/cluster-objects.yaml")].concat();
     for mut object in first {
         let wanted = matches!(
-            (object["kind"].as_str(), object["metadata"]["name"].as_str()),
-            (Some("ServiceAccount" | "ClusterRoleBinding"), Some("velero"))
-                | (Some("DaemonSet"), Some("node-agent"))
-                | (Some("Pod"), Some(NODE_AGENT_POD))
+            (object["kind"].as_str(), object["metadata"]["namespace"].as_str(), object["metadata"]["name"].as_str()),
+            (Some("ClusterRoleBinding"), None, Some("velero"))
+                | (Some("ServiceAccount"), Some(NS), Some("velero"))
+                | (Some("DaemonSet"), Some(NS), Some("node-agent"))
+                | (Some("Pod"), Some(NS), Some(NODE_AGENT_POD))
         );
         if !wanted {
             continue;
