@@ -356,12 +356,18 @@ pub fn unique(prefix: &str) -> String {
 /// The ConfigMap as Velero's docs make it: `kubectl create cm --from-file`, piped through
 /// `--dry-run=client -o yaml` into `kubectl apply` so that it also works as an update.
 pub fn apply_config_as(kubectl_apply: impl Fn(&str) -> Run, value: &str) -> Run {
+    apply_config_in(NS, kubectl_apply, value)
+}
+
+/// The same in another Velero namespace.
+pub fn apply_config_in(namespace: &str, kubectl_apply: impl Fn(&str) -> Run, value: &str) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("node-agent-config.json");
     std::fs::write(&file, value).expect("write config");
     let from_file = format!("--from-file=node-agent-config.json={}", file.display());
-    let manifest =
-        kubectl(&["create", "cm", CONFIGMAP, "-n", NS, &from_file, "--dry-run=client", "-o", "yaml"]).must().stdout;
+    let manifest = kubectl(&["create", "cm", CONFIGMAP, "-n", namespace, &from_file, "--dry-run=client", "-o", "yaml"])
+        .must()
+        .stdout;
     kubectl_apply(&manifest)
 }
 

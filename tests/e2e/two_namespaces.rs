@@ -60,8 +60,8 @@ fn velero_b_stand_in() -> Vec<Value> {
     out
 }
 
-/// `<kind> <name> [-n namespace]` of every object an overlay renders, with its resourceVersion
-/// as stored (None when the API server has no such object).
+/// `<kind> <name> <namespace or (cluster)>` of every object an overlay renders, with its
+/// resourceVersion as stored (None when the API server has no such object).
 fn stored_versions(overlay: &str) -> Vec<(String, Option<String>)> {
     rendered(overlay)
         .iter()
@@ -126,16 +126,9 @@ impl Drop for SecondInstall {
     }
 }
 
-/// `kubectl apply` of node-agent's ConfigMap in `namespace`, as Velero's docs make it.
-fn apply_config_in(namespace: &str, value: &str) -> Run {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("node-agent-config.json");
-    std::fs::write(&file, value).expect("write config");
-    let from_file = format!("--from-file=node-agent-config.json={}", file.display());
-    let manifest = kubectl(&["create", "cm", CONFIGMAP, "-n", namespace, &from_file, "--dry-run=client", "-o", "yaml"])
-        .must()
-        .stdout;
-    kubectl_stdin(&["apply", "-f", "-"], &manifest)
+/// `kubectl apply` of node-agent's ConfigMap in `namespace`.
+fn apply_config(namespace: &str, value: &str) -> Run {
+    apply_config_in(namespace, |m| kubectl_stdin(&["apply", "-f", "-"], m), value)
 }
 
 /// Reviews a server answered, by webhook (`validate`, `mutate`).
@@ -217,7 +210,7 @@ fn each_webhook_sees_only_its_own_namespace_and_applies_its_own_config() {
     // that namespace's ConfigMap; the API server called one webhook per request, not two.
     for namespace in [NS, NS_B] {
         let calls = apiserver_calls(VALIDATING_WEBHOOK);
-        let run = apply_config_in(namespace, BAD);
+        let run = apply_config(namespace, BAD);
         let lines = denial_lines(&run);
         assert!(
             lines[0].starts_with(&format!("ConfigMap {namespace}/{CONFIGMAP} is not a valid node-agent config")),
@@ -233,7 +226,7 @@ fn each_webhook_sees_only_its_own_namespace_and_applies_its_own_config() {
     // A valid ConfigMap in each, different: each server serves its own namespace's.
     let config = |namespace: &str| json!({"podLabels": {"e2e-install": namespace}}).to_string();
     for namespace in [NS, NS_B] {
-        let run = apply_config_in(namespace, &config(namespace));
+        let run = apply_config(namespace, &config(namespace));
         assert!(run.ok, "{namespace}: {}", run.stderr);
     }
     eventually_eq(
