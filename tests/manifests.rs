@@ -1236,6 +1236,11 @@ fn openshift_adp_overlay_moves_every_namespace_bound_string() {
     for binding in ["RoleBinding", "ClusterRoleBinding"] {
         assert_eq!(str_at(&seq_at(one(&objs, binding), &["subjects"])[0], &["namespace"]), Some(ns), "{binding}");
     }
+    // Another install's targets must not keep this one's NodeAgentWebhookDown quiet.
+    assert_eq!(
+        alert_exprs(&objs)["NodeAgentWebhookDown"],
+        "absent(up{job=\"node-agent-webhook\", namespace=\"openshift-adp\"} == 1)"
+    );
 }
 
 /// Strings that still name the `velero` namespace: the exact value outside labels, or the
@@ -1254,7 +1259,8 @@ fn velero_namespace_leftovers(objs: &[YamlOwned]) -> Vec<String> {
                 || value.contains(".velero.svc")
                 || value.contains(":velero:")
                 || value.starts_with("velero/")
-                || value.ends_with(".velero");
+                || value.ends_with(".velero")
+                || value.contains("namespace=\"velero\"");
             if hit {
                 found.push(format!("{} {}: {path} = {value:?}", kind(obj), name(obj)));
             }
