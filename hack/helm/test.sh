@@ -163,6 +163,8 @@ EOF
 	sed 's|^|helm/test: |' || fail "drift: the release in velero-b vs overlays/cert-manager moved to velero-b"
 "$py" "$checks" coexist "$out/helm-cert-manager.yaml" "$out/helm-velero-b.yaml" |
 	sed 's|^|helm/test: |' || fail "the releases in velero and velero-b share objects or requests"
+"$py" "$root/hack/check-webhook-conditions.py" "$out/kustomize-velero-b.yaml" "$out/helm-velero-b.yaml" |
+	sed 's|^|helm/test: CEL: |' || fail "CEL conditions in velero-b"
 
 if [[ $failures -ne 0 ]]; then
 	echo "helm/test: FAILED ($failures)" >&2
