@@ -21,6 +21,9 @@ use std::sync::OnceLock;
 const CERT_MANAGER: &str = "cert-manager";
 const SELF_SIGNED: &str = "self-signed";
 const OPENSHIFT_ADP: &str = "openshift-adp";
+/// A second install for a second Velero namespace, as docs/deploy.md tells users to write it:
+/// `namespace: velero-b`, the cert-manager overlay, and transformers/follow-namespace.
+const SECOND_NAMESPACE: &str = "velero-b (cert-manager moved)";
 /// Overlays that deploy into the default Velero namespace with the base's settings.
 const DEFAULT_OVERLAYS: [&str; 2] = [CERT_MANAGER, SELF_SIGNED];
 
@@ -100,6 +103,16 @@ fn render_all() -> Rendered {
         let out = run(Command::new(kubectl()).arg("kustomize").arg(&path));
         overlays.insert(name, String::from_utf8(out.stdout).expect("kustomize output is UTF-8"));
     }
+    let second = tmp.path().join("second-namespace");
+    std::fs::create_dir_all(&second).expect("second-namespace directory");
+    std::fs::write(
+        second.join("kustomization.yaml"),
+        "namespace: velero-b\nresources: [../manifests/overlays/cert-manager]\n\
+         transformers: [../manifests/transformers/follow-namespace]\n",
+    )
+    .expect("second-namespace kustomization");
+    let out = run(Command::new(kubectl()).arg("kustomize").arg(&second));
+    overlays.insert(SECOND_NAMESPACE.to_string(), String::from_utf8(out.stdout).expect("kustomize output is UTF-8"));
     Rendered { overlays, ca_pem }
 }
 
@@ -363,7 +376,11 @@ fn every_namespaced_object_lands_in_the_velero_namespace_and_no_namespace_object
         ["ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"];
     for overlay in all_overlays() {
         let objs = objects(&overlay);
-        let expected = if overlay == OPENSHIFT_ADP { "openshift-adp" } else { "velero" };
+        let expected = match overlay.as_str() {
+            OPENSHIFT_ADP => "openshift-adp",
+            SECOND_NAMESPACE => "velero-b",
+            _ => "velero",
+        };
         assert_eq!(velero_namespace(&objs), expected, "{overlay}: NAW_VELERO_NAMESPACE");
         for obj in &objs {
             // `kubectl delete -k` would delete Velero with it.
@@ -376,6 +393,8 @@ fn every_namespaced_object_lands_in_the_velero_namespace_and_no_namespace_object
                     kind(obj),
                     name(obj)
                 );
+                // One install per Velero namespace: the cluster-scoped names carry it.
+                assert_eq!(name(obj), format!("{SERVICE}.{expected}"), "{overlay}: {}", kind(obj));
             } else {
                 assert_eq!(namespace(obj), Some(expected), "{overlay}: {} {}", kind(obj), name(obj));
             }
@@ -1217,6 +1236,11 @@ fn openshift_adp_overlay_moves_every_namespace_bound_string() {
     for binding in ["RoleBinding", "ClusterRoleBinding"] {
         assert_eq!(str_at(&seq_at(one(&objs, binding), &["subjects"])[0], &["namespace"]), Some(ns), "{binding}");
     }
+    // Another install's targets must not keep this one's NodeAgentWebhookDown quiet.
+    assert_eq!(
+        alert_exprs(&objs)["NodeAgentWebhookDown"],
+        "absent(up{job=\"node-agent-webhook\", namespace=\"openshift-adp\"} == 1)"
+    );
 }
 
 /// Strings that still name the `velero` namespace: the exact value outside labels, or the
@@ -1234,13 +1258,53 @@ fn velero_namespace_leftovers(objs: &[YamlOwned]) -> Vec<String> {
             let hit = (value == "velero" && !label && !object_name)
                 || value.contains(".velero.svc")
                 || value.contains(":velero:")
-                || value.starts_with("velero/");
+                || value.starts_with("velero/")
+                || value.ends_with(".velero")
+                || value.contains("namespace=\"velero\"");
             if hit {
                 found.push(format!("{} {}: {path} = {value:?}", kind(obj), name(obj)));
             }
         }
     }
     found
+}
+
+#[test]
+fn a_second_namespace_overlay_leaves_no_velero_namespace_string_behind_and_shares_no_cluster_scoped_name() {
+    let second = objects(SECOND_NAMESPACE);
+    let leftovers = velero_namespace_leftovers(&second);
+    assert!(leftovers.is_empty(), "namespace-bound strings still naming velero:\n{}", leftovers.join("\n"));
+    let cluster_scoped = |objs: &[YamlOwned]| -> BTreeSet<(String, String)> {
+        objs.iter().filter(|o| namespace(o).is_none()).map(|o| (kind(o).to_string(), name(o).to_string())).collect()
+    };
+    let first = cluster_scoped(&objects(CERT_MANAGER));
+    let moved = cluster_scoped(&second);
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert_eq!(moved.len(), 4, "{moved:?}");
+    assert!(first.is_disjoint(&moved), "both installs would own {:?}", first.intersection(&moved).collect::<Vec<_>>());
+    // Everything else is the same install: each string that differs is the first install's with
+    // its namespace swapped (what the leftovers check above cannot see: nothing lost on the way).
+    let strings = |objs: &[YamlOwned]| {
+        objs.iter()
+            .map(|o| {
+                let mut out = Vec::new();
+                walk_strings(o, &mut vec![kind(o).to_string()], &mut out);
+                out
+            })
+            .collect::<Vec<_>>()
+    };
+    let (before, after) = (strings(&objects(CERT_MANAGER)), strings(&second));
+    assert_eq!(before.len(), after.len(), "same objects");
+    let mut moved_places = 0;
+    for (a, b) in before.iter().flatten().zip(after.iter().flatten()) {
+        assert_eq!(a.0, b.0, "same structure");
+        if a.1 != b.1 {
+            assert_eq!(a.1.replace("velero", "velero-b"), b.1, "{}", a.0);
+            moved_places += 1;
+        }
+    }
+    assert_eq!(before.iter().map(Vec::len).sum::<usize>(), after.iter().map(Vec::len).sum::<usize>());
+    assert!(moved_places >= 20, "only {moved_places} strings moved");
 }
 
 #[test]
@@ -1258,6 +1322,7 @@ fn openshift_adp_overlay_leaves_no_velero_namespace_string_behind() {
         "dnsNames",
         "clientConfig.service.namespace",
         "subjects.0.namespace",
+        "roleRef.name",
     ] {
         assert!(
             baseline.iter().any(|l| l.contains(needle)),

@@ -122,7 +122,7 @@ bench=$E2E_DIR/bench
 mkdir -p "$bench" "$E2E_DIR/serving"
 cp certs/ca.pem certs/serving.pem certs/serving.key "$E2E_DIR/serving/"
 for kind in mutating validating; do
-  kubectl get "${kind}webhookconfiguration" node-agent-webhook -o json |
+  kubectl get "${kind}webhookconfiguration" node-agent-webhook.velero -o json |
     jq 'del(.metadata.resourceVersion, .metadata.uid, .metadata.creationTimestamp, .metadata.generation, .metadata.managedFields)' \
       >"$bench/$kind.json"
 done
@@ -225,7 +225,7 @@ stop_server() {
 
 ensure_registered() {
   local kind=$1
-  kubectl get "${kind}webhookconfiguration" node-agent-webhook >/dev/null 2>&1 || kubectl create -f "$bench/$kind.json" >/dev/null
+  kubectl get "${kind}webhookconfiguration" node-agent-webhook.velero >/dev/null 2>&1 || kubectl create -f "$bench/$kind.json" >/dev/null
 }
 
 # Puts configuration $2 (a, b, c) in place for load $1 and waits until the API server uses it.
@@ -238,7 +238,7 @@ switch_to() {
   case $cfg in
     a)
       stop_server
-      kubectl delete "${kind}webhookconfiguration" node-agent-webhook --ignore-not-found >/dev/null
+      kubectl delete "${kind}webhookconfiguration" node-agent-webhook.velero --ignore-not-found >/dev/null
       "$load_bin" "$probe" none
       ;;
     b)

@@ -3,6 +3,7 @@
 
     chart_checks.py drift KUSTOMIZE.yaml HELM.yaml [--allow-extra Kind/name]...
     chart_checks.py certs HELM.yaml generate|cert-manager|secret [--ca-pem FILE]
+    chart_checks.py coexist A.yaml B.yaml
 
 drift: the chart and the kustomize manifests must render the same objects, field by field. Both
 sides are parsed, indexed by (apiVersion, kind, namespace, name) and compared recursively: every
@@ -25,6 +26,11 @@ caBundle, and its serving certificate is signed by that CA for <service>.<namesp
 with openssl); in cert-manager mode no caBundle, and both configurations carry
 cert-manager.io/inject-ca-from naming the serving Certificate, whose dnsNames name the Service; in
 secret mode every caBundle is the given PEM and the Deployment mounts the named Secret.
+
+coexist: two renders of the same release in two namespaces (one install per Velero namespace)
+share no object (kind, namespace, name), and each one's webhooks select and call its own
+namespace, its mutating webhook takes pods from its own namespace's ServiceAccounts only, and its
+bindings bind its own ServiceAccount.
 """
 
 import base64
@@ -245,10 +251,41 @@ def certs(args):
     return 0
 
 
+def coexist(args):
+    paths = args
+    renders = [load(p) for p in paths]
+    failures = []
+    keys = [{key(d) for d in docs} for docs in renders]
+    shared = keys[0] & keys[1]
+    failures += [f"both installs own {show(k)}" for k in sorted(shared, key=lambda k: tuple(map(str, k)))]
+    for path, docs in zip(paths, renders):
+        ns = next(d["metadata"]["namespace"] for d in docs if d["kind"] == "Deployment")
+        where = os.path.basename(path)
+        for d in docs:
+            if d["kind"] in WEBHOOK_KINDS:
+                for h in d["webhooks"]:
+                    values = [v for e in h["namespaceSelector"]["matchExpressions"] for v in e["values"]]
+                    if values != [ns] or h["clientConfig"]["service"]["namespace"] != ns:
+                        failures.append(f"{where}: {h['name']}: selects {values}, calls {h['clientConfig']['service']}")
+                    for c in h.get("matchConditions", []):
+                        if "serviceaccount:" in c["expression"] and f"'system:serviceaccount:{ns}:'" not in c["expression"]:
+                            failures.append(f"{where}: {h['name']}: {c['expression']}")
+            if d["kind"] in ("RoleBinding", "ClusterRoleBinding"):
+                if {s["namespace"] for s in d["subjects"]} != {ns}:
+                    failures.append(f"{where}: {d['kind']} {d['metadata']['name']} binds {d['subjects']}")
+    if failures:
+        for f in failures:
+            print(f"FAIL coexist: {f}")
+        return 1
+    cluster = sorted(f"{k[1]}/{k[3]}" for docs in renders for d in docs if not (k := key(d))[2])
+    print(f"coexist: {' and '.join(map(os.path.basename, paths))}: no object in common; cluster-scoped: {', '.join(cluster)}")
+    return 0
+
+
 def main(argv):
-    if len(argv) < 3 or argv[0] not in ("drift", "certs"):
+    if len(argv) < 3 or argv[0] not in ("drift", "certs", "coexist"):
         sys.exit(__doc__)
-    return {"drift": drift, "certs": certs}[argv[0]](argv[1:])
+    return {"drift": drift, "certs": certs, "coexist": coexist}[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@
 #   4. drift: the chart with default values (generated certificates, release node-agent-webhook
 #      in namespace velero) against `kubectl kustomize manifests/base`, the cert-manager mode
 #      against overlays/cert-manager, and the Prometheus objects against the base with
-#      components/prometheus, compared field by field (hack/helm/chart_checks.py drift).
+#      components/prometheus, compared field by field (hack/helm/chart_checks.py drift); and one
+#      install per Velero namespace: the same release in velero-b against an overlay of
+#      overlays/cert-manager moved to velero-b with transformers/follow-namespace, sharing no
+#      object with the release in velero (chart_checks.py coexist).
 #
 #   hack/helm/test.sh          # all of it
 #   hack/helm/test.sh lint     # step 1 only (make helm-lint)
@@ -133,11 +136,22 @@ resources: [../../../manifests/base]
 components: [../../../manifests/components/prometheus]
 EOF
 "$KUBECTL" kustomize "$out/kustomize-prometheus" >"$out/kustomize-prometheus.yaml"
+# A second Velero namespace, as docs/deploy.md tells kustomize users to add one.
+mkdir -p "$out/kustomize-velero-b"
+cat >"$out/kustomize-velero-b/kustomization.yaml" <<'EOF'
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: velero-b
+resources: [../../../manifests/overlays/cert-manager]
+transformers: [../../../manifests/transformers/follow-namespace]
+EOF
+"$KUBECTL" kustomize "$out/kustomize-velero-b" >"$out/kustomize-velero-b.yaml"
 
 "$HELM" template node-agent-webhook "$chart" --namespace velero >"$out/helm-default.yaml"
 "$HELM" template node-agent-webhook "$chart" --namespace velero -f "$chart/ci/cert-manager-values.yaml" >"$out/helm-cert-manager.yaml"
 "$HELM" template node-agent-webhook "$chart" --namespace velero \
 	--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true >"$out/helm-prometheus.yaml"
+"$HELM" template node-agent-webhook "$chart" --namespace velero-b -f "$chart/ci/cert-manager-values.yaml" >"$out/helm-velero-b.yaml"
 
 "$py" "$checks" drift "$out/kustomize-base.yaml" "$out/helm-default.yaml" \
 	--allow-extra Secret/node-agent-webhook-tls | sed 's|^|helm/test: |' || fail "drift: default values vs manifests/base"
@@ -145,6 +159,12 @@ EOF
 	sed 's|^|helm/test: |' || fail "drift: cert-manager mode vs overlays/cert-manager"
 "$py" "$checks" drift "$out/kustomize-prometheus.yaml" "$out/helm-prometheus.yaml" \
 	--allow-extra Secret/node-agent-webhook-tls | sed 's|^|helm/test: |' || fail "drift: metrics vs components/prometheus"
+"$py" "$checks" drift "$out/kustomize-velero-b.yaml" "$out/helm-velero-b.yaml" |
+	sed 's|^|helm/test: |' || fail "drift: the release in velero-b vs overlays/cert-manager moved to velero-b"
+"$py" "$checks" coexist "$out/helm-cert-manager.yaml" "$out/helm-velero-b.yaml" |
+	sed 's|^|helm/test: |' || fail "the releases in velero and velero-b share objects or requests"
+"$py" "$root/hack/check-webhook-conditions.py" "$out/kustomize-velero-b.yaml" "$out/helm-velero-b.yaml" |
+	sed 's|^|helm/test: CEL: |' || fail "CEL conditions in velero-b"
 
 if [[ $failures -ne 0 ]]; then
 	echo "helm/test: FAILED ($failures)" >&2

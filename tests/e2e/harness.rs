@@ -20,6 +20,12 @@ pub const NODE_AGENT_POD: &str = "node-agent-e2e01";
 pub const WEBHOOK_BIND: &str = "127.0.0.1:443";
 pub const BINARY: &str = env!("CARGO_BIN_EXE_node-agent-webhook");
 
+/// The name of an install's cluster-scoped objects (both webhook configurations, the ClusterRole
+/// and its binding): `<name>.<Velero namespace>`, as manifests/base names them.
+pub fn cluster_scoped_name(namespace: &str) -> String {
+    format!("node-agent-webhook.{namespace}")
+}
+
 /// The config most mutating scenarios serve: every setting the webhook applies (the
 /// PriorityClass `e2e-backup` is one of the objects the install creates).
 pub const FULL_CONFIG: &str = r#"{
@@ -161,6 +167,48 @@ pub struct Webhook {
     pub metrics_port: u16,
 }
 
+impl Webhook {
+    /// Starts `serve` on `bind` with `identity`'s credentials, the serving certificate in
+    /// `cert_dir` and `env` (NAW_* variables) added, logging to `log` in the state directory, and
+    /// waits for /readyz.
+    pub fn start(bind: &str, identity: &Identity, cert_dir: &Path, env: &[(&str, &str)], log: &str) -> Self {
+        let metrics_port = free_port();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(e2e_dir().join(log)).expect("log file");
+        let child = Command::new(BINARY)
+            .args(["serve", "--log-format", "json", "--bind", bind])
+            .arg("--metrics-bind")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg("--tls-cert")
+            .arg(cert_dir.join("serving.pem"))
+            .arg("--tls-key")
+            .arg(cert_dir.join("serving.key"))
+            .env("KUBECONFIG", &identity.kubeconfig)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start node-agent-webhook");
+        record_pid(child.id());
+        let webhook = Webhook { child, metrics_port };
+        wait_until("node-agent-webhook /readyz", Duration::from_secs(30), || {
+            admin_get(metrics_port, "/readyz").map(|(status, _)| status == 200).unwrap_or(false)
+        });
+        webhook
+    }
+
+    /// Stops it (SIGKILL: an outage, not a drain).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its /metrics text.
+    pub fn metrics(&self) -> String {
+        admin_get(self.metrics_port, "/metrics").expect("our /metrics").1
+    }
+}
+
 static WEBHOOK: Mutex<Option<Webhook>> = Mutex::new(None);
 
 fn webhook_slot() -> MutexGuard<'static, Option<Webhook>> {
@@ -208,32 +256,9 @@ pub fn webhook_up() -> u16 {
          through the ExternalName Service; stop whatever listens on it"
     );
     let identity = Identity::service_account(NS, "node-agent-webhook", None);
-    let metrics_port = free_port();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(e2e_dir().join("node-agent-webhook.log"))
-        .expect("log file");
-    let child = Command::new(BINARY)
-        .args(["serve", "--log-format", "json", "--bind", WEBHOOK_BIND])
-        .arg("--metrics-bind")
-        .arg(format!("127.0.0.1:{metrics_port}"))
-        .arg("--tls-cert")
-        .arg(dir.join("serving.pem"))
-        .arg("--tls-key")
-        .arg(dir.join("serving.key"))
-        .env("KUBECONFIG", &identity.kubeconfig)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start node-agent-webhook");
-    record_pid(child.id());
-    std::fs::write(&pid_file, child.id().to_string()).expect("pid file");
-    let webhook = Webhook { child, metrics_port };
-    wait_until("node-agent-webhook /readyz", Duration::from_secs(30), || {
-        admin_get(metrics_port, "/readyz").map(|(status, _)| status == 200).unwrap_or(false)
-    });
+    let webhook = Webhook::start(WEBHOOK_BIND, &identity, &dir, &[], "node-agent-webhook.log");
+    std::fs::write(&pid_file, webhook.child.id().to_string()).expect("pid file");
+    let metrics_port = webhook.metrics_port;
     *slot = Some(webhook);
     metrics_port
 }
@@ -241,8 +266,7 @@ pub fn webhook_up() -> u16 {
 /// Stops the server (SIGKILL: an outage, not a drain).
 pub fn webhook_down() {
     if let Some(mut webhook) = webhook_slot().take() {
-        let _ = webhook.child.kill();
-        let _ = webhook.child.wait();
+        webhook.stop();
     }
 }
 
@@ -332,12 +356,18 @@ pub fn unique(prefix: &str) -> String {
 /// The ConfigMap as Velero's docs make it: `kubectl create cm --from-file`, piped through
 /// `--dry-run=client -o yaml` into `kubectl apply` so that it also works as an update.
 pub fn apply_config_as(kubectl_apply: impl Fn(&str) -> Run, value: &str) -> Run {
+    apply_config_in(NS, kubectl_apply, value)
+}
+
+/// The same in another Velero namespace.
+pub fn apply_config_in(namespace: &str, kubectl_apply: impl Fn(&str) -> Run, value: &str) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("node-agent-config.json");
     std::fs::write(&file, value).expect("write config");
     let from_file = format!("--from-file=node-agent-config.json={}", file.display());
-    let manifest =
-        kubectl(&["create", "cm", CONFIGMAP, "-n", NS, &from_file, "--dry-run=client", "-o", "yaml"]).must().stdout;
+    let manifest = kubectl(&["create", "cm", CONFIGMAP, "-n", namespace, &from_file, "--dry-run=client", "-o", "yaml"])
+        .must()
+        .stdout;
     kubectl_apply(&manifest)
 }
 

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// `kubectl kustomize DIR` as JSON objects.
-fn rendered(dir: &str) -> Vec<Value> {
+pub fn rendered(dir: &str) -> Vec<Value> {
     let yaml = std::process::Command::new("kubectl")
         .args(["kustomize", &repo_path(dir).display().to_string()])
         .output()
@@ -62,8 +62,8 @@ fn registered_webhook_configurations_are_the_shipped_ones() {
     let _serial = serial();
     let shipped = rendered("manifests/overlays/self-signed");
     for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
-        let want = find(&shipped, kind, "node-agent-webhook");
-        let stored = kubectl(&["get", kind, "node-agent-webhook", "-o", "json"]).json();
+        let want = find(&shipped, kind, &cluster_scoped_name(NS));
+        let stored = kubectl(&["get", kind, &cluster_scoped_name(NS), "-o", "json"]).json();
         // Rules, selectors, matchConditions, failure policies, timeouts and clientConfig
         // (service reference and caBundle) exactly as rendered; only defaults are added.
         assert_subset(&want["webhooks"], &stored["webhooks"], kind);

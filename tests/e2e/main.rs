@@ -12,6 +12,7 @@ mod install;
 mod live_config;
 mod mutating;
 mod other_configmaps;
+mod two_namespaces;
 mod validating;
 mod velero_releases;
 
@@ -36,8 +37,9 @@ pub fn pod_fixture(version: &str, kind: &str) -> (String, Value) {
 
 /// The validating webhook configuration as stored, to re-register it after a test removed it.
 pub fn unregister_validating_webhook() -> Value {
-    let mut stored = kubectl(&["get", "validatingwebhookconfiguration", "node-agent-webhook", "-o", "json"]).json();
-    kubectl(&["delete", "validatingwebhookconfiguration", "node-agent-webhook"]).must();
+    let name = cluster_scoped_name(NS);
+    let mut stored = kubectl(&["get", "validatingwebhookconfiguration", &name, "-o", "json"]).json();
+    kubectl(&["delete", "validatingwebhookconfiguration", &name]).must();
     if let Some(meta) = stored["metadata"].as_object_mut() {
         for field in ["resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"] {
             meta.remove(field);

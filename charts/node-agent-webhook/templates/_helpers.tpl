@@ -16,6 +16,15 @@
 {{- end }}
 {{- end }}
 
+{{/*
+The name of the cluster-scoped objects (ClusterRole, ClusterRoleBinding, both webhook
+configurations): <fullname>.<namespace>, so the same release name installs once per Velero
+namespace (as manifests/base names them; a namespace has no dots, so the name stays unambiguous).
+*/}}
+{{- define "naw.clusterScopedName" -}}
+{{- printf "%s.%s" (include "naw.fullname" .) .Release.Namespace }}
+{{- end }}
+
 {{/* Selector labels: immutable in a Deployment, so only these two, never the version. */}}
 {{- define "naw.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "naw.name" . }}
