@@ -42,7 +42,7 @@ impl Kind {
         }
     }
 
-    /// The ConfigMap's name in Velero's docs.
+    /// The name checked when no flag says otherwise (each kind's `DEFAULT_CONFIGMAP`).
     pub fn default_name(self) -> &'static str {
         match self {
             Kind::NodeAgent => "node-agent-config",
@@ -104,7 +104,7 @@ pub struct Names {
 }
 
 impl Default for Names {
-    /// The names in Velero's docs.
+    /// The default names ([`Kind::default_name`]).
     fn default() -> Self {
         Self {
             node_agent: Kind::NodeAgent.default_name().to_string(),
@@ -225,7 +225,7 @@ mod tests {
     fn names_tell_the_kinds_apart_and_a_kind_can_be_off() {
         let names = Names::default();
         assert_eq!(names.kind_of("node-agent-config"), Some(Kind::NodeAgent));
-        assert_eq!(names.kind_of("repo-maintenance-job-config"), Some(Kind::RepoMaintenance));
+        assert_eq!(names.kind_of("velero-repo-maintenance"), Some(Kind::RepoMaintenance));
         assert_eq!(names.kind_of("backup-repository-config"), Some(Kind::BackupRepository));
         assert_eq!(names.kind_of("other"), None);
         let off = Names { backup_repository: None, ..Names::default() };
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(
             rendered,
             vec![
-                r#"the repository maintenance job ConfigMap checked here is "repo-maintenance-job-config", but Velero's --repo-maintenance-job-configmap is "maint""#,
+                r#"the repository maintenance job ConfigMap checked here is "velero-repo-maintenance", but Velero's --repo-maintenance-job-configmap is "maint""#,
                 r#"the backup repository ConfigMap checked here is "backup-repository-config", but Velero's --backup-repository-configmap is (none)"#,
             ]
         );

@@ -20,8 +20,11 @@ use super::version::VeleroVersion;
 use super::{check_parsed, Checked};
 use crate::k8s::field::{self, go_quote, FieldError};
 
-/// The ConfigMap's name in Velero's docs, the default of `serve --repo-maintenance-configmap`.
-pub const DEFAULT_CONFIGMAP: &str = "repo-maintenance-job-config";
+/// The default of `serve --repo-maintenance-configmap`: the name Velero's Helm chart gives the
+/// ConfigMap and its server's `--repo-maintenance-job-configmap` (`velero-repo-maintenance`,
+/// whatever the release name: charts/velero 12.x, templates/repo-maintenance-configmap.yaml; its
+/// default values create it). `velero install` has no default: its users pass this flag's value.
+pub const DEFAULT_CONFIGMAP: &str = "velero-repo-maintenance";
 
 /// The data key whose settings apply to every repository.
 pub const GLOBAL_KEY: &str = "global";
