@@ -175,6 +175,12 @@ pub fn serving_cert_dir() -> PathBuf {
 
 /// Starts the server unless it runs, and waits for /readyz.
 pub fn webhook_up() -> u16 {
+    webhook_up_with(&[])
+}
+
+/// Starts the server with these environment variables (`NAW_*`, as a Deployment sets them) unless
+/// it runs, and waits for /readyz.
+pub fn webhook_up_with(env: &[(&str, &str)]) -> u16 {
     let mut slot = webhook_slot();
     if let Some(webhook) = slot.as_mut() {
         if webhook.child.try_wait().ok().flatten().is_none() {
@@ -224,6 +230,7 @@ pub fn webhook_up() -> u16 {
         .arg(dir.join("serving.key"))
         .env("KUBECONFIG", &identity.kubeconfig)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -13,6 +13,7 @@ mod live_config;
 mod mutating;
 mod other_configmaps;
 mod validating;
+mod velero_chart;
 
 use std::time::Duration;
 
