@@ -35,10 +35,12 @@ fn render(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("UTF-8 YAML")
 }
 
-/// Our chart with ours-values.yaml, as JSON objects (kubectl reads the YAML).
+/// Our chart with ours-values.yaml, as JSON objects (kubectl reads the YAML and prints one
+/// object after another).
 fn our_chart() -> Vec<Value> {
-    let list = kubectl_stdin(&["create", "--dry-run=client", "-o", "json", "-f", "-"], &render(&["ours"])).json();
-    list["items"].as_array().expect("a List").clone()
+    let run = kubectl_stdin(&["create", "--dry-run=client", "-o", "json", "-f", "-"], &render(&["ours"])).must();
+    let objects = serde_json::Deserializer::from_str(&run.stdout).into_iter::<Value>();
+    objects.collect::<Result<_, _>>().expect("kubectl prints JSON objects")
 }
 
 fn of_kind<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
@@ -211,7 +213,7 @@ fn mistakes_in_the_velero_charts_values_are_refused_with_line_and_column() {
         vec![
             vec![
                 "ConfigMap velero/velero-node-agent-config is not a valid node-agent config (1 error):".to_string(),
-                r#"data[node-agent-config.json]: podAnotations: Invalid value: "podAnotations": unknown field: did you mean "podAnnotations"? node-agent ignores it (line 8, column 3)"#.to_string(),
+                r#"data[node-agent-config.json]: podAnotations: Unknown field: did you mean "podAnnotations"? (node-agent ignores unknown fields silently) (line 8, column 3)"#.to_string(),
             ],
             vec![
                 "ConfigMap velero/velero-repo-maintenance is not a valid repository maintenance job config (1 error):".to_string(),
