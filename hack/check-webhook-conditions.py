@@ -171,7 +171,7 @@ def check_file(path):
     other_configmaps = [
         name
         for name in (
-            env.get("NAW_REPO_MAINTENANCE_CONFIGMAP", "repo-maintenance-job-config"),
+            env.get("NAW_REPO_MAINTENANCE_CONFIGMAP", "velero-repo-maintenance"),
             env.get("NAW_BACKUP_REPOSITORY_CONFIGMAP", "backup-repository-config"),
         )
         if name

@@ -53,7 +53,7 @@ struct MutateArgs {
     #[arg(long)]
     storage_class: Option<String>,
     /// In manifests, the ConfigMap's name.
-    #[arg(long, default_value = "node-agent-config")]
+    #[arg(long, default_value = Kind::NodeAgent.default_name())]
     configmap: String,
     /// Print the patched pod instead of the patch.
     #[arg(long)]
@@ -78,15 +78,15 @@ struct ServeArgs {
     #[arg(long, env = "NAW_VELERO_NAMESPACE", default_value = "velero")]
     velero_namespace: String,
     /// Name of node-agent's ConfigMap (its --node-agent-configmap).
-    #[arg(long, env = "NAW_CONFIGMAP", default_value = "node-agent-config")]
+    #[arg(long, env = "NAW_CONFIGMAP", default_value = Kind::NodeAgent.default_name())]
     configmap: String,
     /// Name of the repository maintenance job ConfigMap (the Velero server's
     /// --repo-maintenance-job-configmap) to validate; empty: not validated.
-    #[arg(long, env = "NAW_REPO_MAINTENANCE_CONFIGMAP", default_value = "repo-maintenance-job-config")]
+    #[arg(long, env = "NAW_REPO_MAINTENANCE_CONFIGMAP", default_value = Kind::RepoMaintenance.default_name())]
     repo_maintenance_configmap: String,
     /// Name of the backup repository ConfigMap (the Velero server's and node-agent's
     /// --backup-repository-configmap) to validate; empty: not validated.
-    #[arg(long, env = "NAW_BACKUP_REPOSITORY_CONFIGMAP", default_value = "backup-repository-config")]
+    #[arg(long, env = "NAW_BACKUP_REPOSITORY_CONFIGMAP", default_value = Kind::BackupRepository.default_name())]
     backup_repository_configmap: String,
     /// Read the live config from this file (the config value or a ConfigMap manifest) instead
     /// of watching the ConfigMap through the Kubernetes API.
@@ -143,15 +143,15 @@ struct CheckArgs {
     #[arg(required = true)]
     files: Vec<String>,
     /// In manifests, check the ConfigMap with this name as node-agent's.
-    #[arg(long, default_value = "node-agent-config")]
+    #[arg(long, default_value = Kind::NodeAgent.default_name())]
     configmap: String,
     /// In manifests, check the ConfigMap with this name as the repository maintenance job
     /// ConfigMap; an empty name checks none.
-    #[arg(long, default_value = "repo-maintenance-job-config")]
+    #[arg(long, default_value = Kind::RepoMaintenance.default_name())]
     repo_maintenance_configmap: String,
     /// In manifests, check the ConfigMap with this name as the backup repository ConfigMap; an
     /// empty name checks none.
-    #[arg(long, default_value = "backup-repository-config")]
+    #[arg(long, default_value = Kind::BackupRepository.default_name())]
     backup_repository_configmap: String,
     /// In manifests, check every ConfigMap.
     #[arg(long)]

@@ -745,31 +745,27 @@ fn corpus() -> Vec<Case> {
         post_json(
             "maintenance_configmap_with_a_number_as_data_value",
             "/validate",
-            |uid| other_cm(uid, "repo-maintenance-job-config", json!({"global": 5})),
+            |uid| other_cm(uid, "velero-repo-maintenance", json!({"global": 5})),
             denied("data[global]: Invalid value: must be a string"),
         ),
         post_json(
             "maintenance_value_nested_past_the_depth_limit",
             "/validate",
-            |uid| other_cm(uid, "repo-maintenance-job-config", json!({"global": nested(200, true)})),
+            |uid| other_cm(uid, "velero-repo-maintenance", json!({"global": nested(200, true)})),
             denied("data[global]: "),
         ),
         post_json(
             "maintenance_value_with_a_1_mib_key",
             "/validate",
             |uid| {
-                other_cm(
-                    uid,
-                    "repo-maintenance-job-config",
-                    json!({"global": format!("{{\"{}\": 1}}", "k".repeat(MIB))}),
-                )
+                other_cm(uid, "velero-repo-maintenance", json!({"global": format!("{{\"{}\": 1}}", "k".repeat(MIB))}))
             },
             denied("Unknown field"),
         ),
         post_json(
             "maintenance_configmap_without_data",
             "/validate",
-            |uid| other_cm(uid, "repo-maintenance-job-config", Value::Null),
+            |uid| other_cm(uid, "velero-repo-maintenance", Value::Null),
             denied("data: Required value: must hold \"global\""),
         ),
         post_json(

@@ -154,7 +154,7 @@ fn names_all_and_exit_codes() {
     assert_eq!(missing.code, 2);
     assert_eq!(
         missing.stderr.trim_end(),
-        r#"-: no ConfigMap named "node-agent-config", "repo-maintenance-job-config" or "backup-repository-config" (use --configmap NAME or --all)"#
+        r#"-: no ConfigMap named "node-agent-config", "velero-repo-maintenance" or "backup-repository-config" (use --configmap NAME or --all)"#
     );
     assert_eq!(check(&["--configmap", "other", "-"], Some(&renamed)).code, 1);
     assert_eq!(check(&["--all", "-"], Some(&renamed)).code, 1);

@@ -225,7 +225,7 @@ fn configmap_names(objs: &[YamlOwned]) -> String {
     let name = |var: &str, default: &str| format!("'{}'", env.get(var).map_or(default, String::as_str));
     [
         name("NAW_CONFIGMAP", "node-agent-config"),
-        name("NAW_REPO_MAINTENANCE_CONFIGMAP", "repo-maintenance-job-config"),
+        name("NAW_REPO_MAINTENANCE_CONFIGMAP", "velero-repo-maintenance"),
         name("NAW_BACKUP_REPOSITORY_CONFIGMAP", "backup-repository-config"),
     ]
     .join(", ")
@@ -1212,7 +1212,7 @@ fn openshift_adp_overlay_moves_every_namespace_bound_string() {
     for hook in webhooks(&objs, "ValidatingWebhookConfiguration") {
         assert!(
             conditions(hook).iter().any(|(_, x)| x
-                == "request.name in ['node-agent-dpa-sample', 'repo-maintenance-job-config', 'backup-repository-config']"),
+                == "request.name in ['node-agent-dpa-sample', 'velero-repo-maintenance', 'backup-repository-config']"),
             "{}",
             hook_name(hook)
         );

@@ -37,11 +37,14 @@ impl Kind {
         }
     }
 
-    /// The ConfigMap's name in Velero's docs, the default of the server's flag for it.
+    /// The name checked when no flag says otherwise: Velero's docs' name, but for repository
+    /// maintenance the name Velero's Helm chart gives it and passes to the server, whatever the
+    /// release name (charts/velero 12.x, templates/repo-maintenance-configmap.yaml);
+    /// `velero install` has no default for it.
     pub fn default_name(self) -> &'static str {
         match self {
             Kind::NodeAgent => "node-agent-config",
-            Kind::RepoMaintenance => "repo-maintenance-job-config",
+            Kind::RepoMaintenance => "velero-repo-maintenance",
             Kind::BackupRepository => "backup-repository-config",
         }
     }
@@ -99,7 +102,7 @@ pub struct Names {
 }
 
 impl Default for Names {
-    /// The names in Velero's docs.
+    /// The default names ([`Kind::default_name`]).
     fn default() -> Self {
         Self {
             node_agent: Kind::NodeAgent.default_name().to_string(),
@@ -196,7 +199,7 @@ mod tests {
     fn names_tell_the_kinds_apart_and_a_kind_can_be_off() {
         let names = Names::default();
         assert_eq!(names.kind_of("node-agent-config"), Some(Kind::NodeAgent));
-        assert_eq!(names.kind_of("repo-maintenance-job-config"), Some(Kind::RepoMaintenance));
+        assert_eq!(names.kind_of("velero-repo-maintenance"), Some(Kind::RepoMaintenance));
         assert_eq!(names.kind_of("backup-repository-config"), Some(Kind::BackupRepository));
         assert_eq!(names.kind_of("other"), None);
         let off = Names { backup_repository: None, ..Names::default() };
@@ -233,7 +236,7 @@ mod tests {
         assert_eq!(
             rendered,
             vec![
-                r#"the repository maintenance job ConfigMap checked here is "repo-maintenance-job-config", but Velero's --repo-maintenance-job-configmap is "maint""#,
+                r#"the repository maintenance job ConfigMap checked here is "velero-repo-maintenance", but Velero's --repo-maintenance-job-configmap is "maint""#,
                 r#"the backup repository ConfigMap checked here is "backup-repository-config", but Velero's --backup-repository-configmap is (none)"#,
             ]
         );

@@ -223,6 +223,12 @@ pub fn serving_cert_dir() -> PathBuf {
 
 /// Starts the server unless it runs, and waits for /readyz.
 pub fn webhook_up() -> u16 {
+    webhook_up_with(&[])
+}
+
+/// Starts the server with these environment variables (`NAW_*`, as a Deployment sets them) unless
+/// it runs, and waits for /readyz.
+pub fn webhook_up_with(env: &[(&str, &str)]) -> u16 {
     let mut slot = webhook_slot();
     if let Some(webhook) = slot.as_mut() {
         if webhook.child.try_wait().ok().flatten().is_none() {
@@ -256,7 +262,7 @@ pub fn webhook_up() -> u16 {
          through the ExternalName Service; stop whatever listens on it"
     );
     let identity = Identity::service_account(NS, "node-agent-webhook", None);
-    let webhook = Webhook::start(WEBHOOK_BIND, &identity, &dir, &[], "node-agent-webhook.log");
+    let webhook = Webhook::start(WEBHOOK_BIND, &identity, &dir, env, "node-agent-webhook.log");
     std::fs::write(&pid_file, webhook.child.id().to_string()).expect("pid file");
     let metrics_port = webhook.metrics_port;
     *slot = Some(webhook);

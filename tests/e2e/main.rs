@@ -14,6 +14,7 @@ mod mutating;
 mod other_configmaps;
 mod two_namespaces;
 mod validating;
+mod velero_chart;
 mod velero_releases;
 
 use std::time::Duration;

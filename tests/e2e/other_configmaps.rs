@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::denial_lines;
 use crate::harness::*;
 
-const MAINTENANCE: &str = "repo-maintenance-job-config";
+const MAINTENANCE: &str = "velero-repo-maintenance";
 const REPOSITORY: &str = "backup-repository-config";
 
 fn stored(name: &str) -> Option<Value> {
@@ -19,12 +19,12 @@ fn stored(name: &str) -> Option<Value> {
 fn a_bad_maintenance_configmap_is_denied_with_line_and_column() {
     let _serial = serial();
     kubectl(&["delete", "cm", MAINTENANCE, "-n", NS, "--ignore-not-found"]).must();
-    let file = repo_path("examples/other-configmaps/repo-maintenance-job-config.json");
+    let file = repo_path("examples/other-configmaps/velero-repo-maintenance.json");
     let run = kubectl(&["apply", "-f", file.to_str().expect("utf-8 path")]);
     assert_eq!(
         denial_lines(&run),
         vec![
-            "ConfigMap velero/repo-maintenance-job-config is not a valid repository maintenance job config (4 errors):",
+            "ConfigMap velero/velero-repo-maintenance is not a valid repository maintenance job config (4 errors):",
             r#"data[Global]: Invalid value: "Global": did you mean "global"? Velero looks data keys up exactly and never reads this value"#,
             r#"data[global]: podResources: Required value: cpuLimit, memoryLimit not set: Velero creates no maintenance Job for the repositories this key applies to unless cpuRequest, cpuLimit, memoryRequest and memoryLimit are all given, and fails again every 5 minutes; use "0" for no limit (line 2, column 19)"#,
             "data[global]: keepLatestMaintenanceJobs: Invalid value: -1: must be greater than or equal to 0: Velero deletes every maintenance Job and then panics, on every reconcile (line 6, column 32)",
@@ -43,7 +43,7 @@ fn a_bad_maintenance_configmap_is_denied_with_line_and_column() {
     let deleted = kubectl(&["delete", "cm", MAINTENANCE, "-n", NS]);
     for (run, warning) in [
         (created, "keepLatestMaintenanceJobs: 0 makes Velero delete every maintenance Job"),
-        (deleted, "fails to start without ConfigMap velero/repo-maintenance-job-config"),
+        (deleted, "fails to start without ConfigMap velero/velero-repo-maintenance"),
     ] {
         assert!(run.ok, "{}", run.stderr);
         assert!(run.warnings().iter().any(|w| w.contains(warning)), "{warning}: {:?}", run.warnings());
