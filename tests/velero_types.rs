@@ -19,7 +19,8 @@ use node_agent_webhook::config::version::VeleroVersion;
 use node_agent_webhook::config::{backup_repository, check_value, repo_maintenance};
 use serde_json::{json, Value};
 
-/// The node-agent settings the mutating webhook applies to data-mover pods itself.
+/// The node-agent settings the mutating webhook applies to data-mover pods itself: held here, not
+/// imported from `config::version`, so that the test checks the webhook's list, not itself.
 const APPLIED_BY_WEBHOOK: [&str; 8] = [
     "loadAffinity",
     "loadAffinity[].storageClass",

@@ -397,3 +397,12 @@ pub fn config_generation() -> f64 {
 pub fn applied_annotation(pod: &Value) -> Option<String> {
     pod["metadata"]["annotations"]["node-agent-webhook.io/applied"].as_str().map(str::to_string)
 }
+
+/// The objects of a stream of JSON documents, as `kubectl create --dry-run=client -o json` of a
+/// multi-object file prints them.
+pub fn json_stream(json: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(json)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("kubectl's JSON: {e}"))
+}

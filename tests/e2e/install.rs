@@ -19,10 +19,7 @@ pub fn rendered(dir: &str) -> Vec<Value> {
     )
     .must()
     .stdout;
-    serde_json::Deserializer::from_str(&json)
-        .into_iter::<Value>()
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("kubectl's JSON: {e}"))
+    json_stream(&json)
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {

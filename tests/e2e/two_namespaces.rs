@@ -26,10 +26,7 @@ fn objects_of_file(path: &str) -> Vec<Value> {
     let json = kubectl(&["create", "--dry-run=client", "-o", "json", "-f", &repo_path(path).display().to_string()])
         .must()
         .stdout;
-    serde_json::Deserializer::from_str(&json)
-        .into_iter::<Value>()
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("kubectl's JSON: {e}"))
+    json_stream(&json)
 }
 
 /// velero-b's Velero: the first stand-in's node-agent ServiceAccount, its binding, DaemonSet and
