@@ -412,7 +412,9 @@ def parse_log(text):
         try:
             entry = json.loads(line)
         except ValueError:
-            if line.startswith("An error occurred:"):
+            # The fatal error, as CheckError prints it (pkg/cmd/errors.go): "An error occurred: "
+            # up to 1.18.2, "velero: " from 1.18.3.
+            if line.startswith(("An error occurred:", "velero: ")):
                 notes.append(line.strip())
             continue
         if entry.get("level") not in ("warning", "error", "fatal"):
@@ -584,7 +586,9 @@ def needs_probe(case_id, config):
 def run(version, only):
     velero = os.environ["VELERO_BIN"]
     e2e_dir = os.environ["E2E_DIR"]
-    binary = os.environ.get("NAW_BIN", str(ROOT / "target/debug/node-agent-webhook"))
+    # What judge.sh's `cargo build` made: in CARGO_TARGET_DIR when that is set.
+    target = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
+    binary = os.environ.get("NAW_BIN", str(target / "debug/node-agent-webhook"))
     kubeconfig = token_kubeconfig(e2e_dir)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_path = RESULTS / f"{version}.json"
@@ -686,7 +690,8 @@ def report():
         "several data keys, YAML, `null`, ...) was stored as `velero/node-agent-config` and the real",
         "node-agent of that version (built from Velero's Go module) started with it against a real",
         "kube-apiserver. The run ends when node-agent exits or logs `Controllers starting...`; when it",
-        "starts and the config has settings that go into data-mover pods, a DataDownload is created and",
+        "starts and the config has settings that go into data-mover pods, or `restorePVC` (1.18.3 copies",
+        "its `secretNames` and `configMapNames` before the restore pod), a DataDownload is created and",
         "the judge records whether node-agent's pod was created or the DataDownload failed. Our verdict is",
         "`node-agent-webhook check --output json --velero-version <version>`.",
         "",
