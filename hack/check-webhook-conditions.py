@@ -97,7 +97,7 @@ def pod(name, labels=None):
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
-        "spec": {"containers": [{"name": "c", "image": "velero/velero:v1.18.1"}]},
+        "spec": {"containers": [{"name": "c", "image": "velero/velero:v1.18.3"}]},
     }
 
 

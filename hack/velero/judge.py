@@ -12,8 +12,9 @@ examples in examples/configmaps and the mutations of valid configs generated her
 node-agent is started with `--node-agent-configmap node-agent-config` and the case stored under
 that name; the run ends when node-agent exits (start-up failed) or logs "Controllers starting..."
 (every config section has been read by then). When it starts and the config holds settings that
-go into data-mover pods, a DataDownload is created and the judge records whether node-agent's pod
-was created or the DataDownload failed (what an operator `in` or a negative quantity does).
+go into data-mover pods, or restorePVC, a DataDownload is created and the judge records whether
+node-agent's pod was created or the DataDownload failed (what an operator `in`, a negative
+quantity or, on 1.18.3, a restorePVC.secretNames entry it cannot copy does).
 """
 
 import copy
@@ -59,8 +60,15 @@ BASE = {
     "podLabels": {"team": "platform"},
     "podAnnotations": {"iam.amazonaws.com/role": "velero-backup-role"},
 }
-# Settings node-agent copies into data-mover pods: a started node-agent is probed with a DataDownload.
-POD_SETTINGS = ("loadaffinity", "podresources", "priorityclassname", "podlabels", "podannotations")
+# Settings node-agent copies into data-mover pods, and restorePVC, which shapes how it exposes a
+# restore (1.18.3 copies its secretNames and configMapNames first): a started node-agent is probed
+# with a DataDownload.
+PROBED_SETTINGS = ("loadaffinity", "podresources", "priorityclassname", "podlabels", "podannotations", "restorepvc")
+# A Secret and a ConfigMap in the probe's namespace (hack/velero/cluster-objects.yaml).
+KMS_SECRET, KMS_CONFIGMAP = "e2e-kms-token", "e2e-kms-config"
+# The label node-agent 1.18.3 puts on what it copies, valued with the owner's UID
+# (BackupPVCSecretLabel, pkg/exposer/csi_snapshot.go at v1.18.3).
+COPIED_LABEL = "velero.io/backup-pvc-secret"
 
 
 def configmap(data=None, binary=None, description=""):
@@ -296,6 +304,24 @@ def generate():
     cases_missing["metadata"]["annotations"]["judge.node-agent-webhook.io/missing"] = "true"
     add("structure-configmap-missing", "no ConfigMap at all", cases_missing)
 
+    # Velero 1.18.3's keys: Secrets and ConfigMaps node-agent copies from the workload's namespace
+    # into its own before it creates the backup PVC of that class or the restore PVC
+    # (pkg/types/node_agent.go, pkg/exposer/csi_snapshot.go and generic_restore.go at v1.18.3).
+    # Appended, so that the cases before keep their numbers (and other versions' recordings).
+    # The names that exist are in hack/velero/cluster-objects.yaml (namespace e2e-app).
+    fast = ("backupPVC", "e2e-fast")
+    for slug, path, value, why in [
+        ("backuppvc-secretnames-valid", fast, {**BASE["backupPVC"]["e2e-fast"], "secretNames": [KMS_SECRET], "configMapNames": [KMS_CONFIGMAP]},
+         "backupPVC.e2e-fast.secretNames and configMapNames naming a Secret and a ConfigMap that exist"),
+        ("backuppvc-secretnames-empty-name", fast + ("secretNames",), [""], "backupPVC.e2e-fast.secretNames with an empty name"),
+        ("restorepvc-secretnames-valid", ("restorePVC",), {**BASE["restorePVC"], "secretNames": [KMS_SECRET], "configMapNames": [KMS_CONFIGMAP]},
+         "restorePVC.secretNames and configMapNames naming a Secret and a ConfigMap that exist"),
+        ("restorepvc-secretnames-empty-name", ("restorePVC", "secretNames"), [""], "restorePVC.secretNames with an empty name"),
+        ("restorepvc-secretnames-duplicate", ("restorePVC", "secretNames"), [KMS_SECRET, KMS_SECRET], "restorePVC.secretNames naming one Secret twice"),
+        ("restorepvc-configmapnames-empty-name", ("restorePVC", "configMapNames"), [""], "restorePVC.configMapNames with an empty name"),
+    ]:
+        add_doc(f"value-{slug}", why, with_value(path, value))
+
     CASES.mkdir(parents=True, exist_ok=True)
     for old in CASES.glob("*.json"):
         old.unlink()
@@ -386,7 +412,9 @@ def parse_log(text):
         try:
             entry = json.loads(line)
         except ValueError:
-            if line.startswith("An error occurred:"):
+            # The fatal error, as CheckError prints it (pkg/cmd/errors.go): "An error occurred: "
+            # up to 1.18.2, "velero: " from 1.18.3.
+            if line.startswith(("An error occurred:", "velero: ")):
                 notes.append(line.strip())
             continue
         if entry.get("level") not in ("warning", "error", "fatal"):
@@ -452,6 +480,8 @@ def clean_up_probe(name):
     keep the API server's pvc-protection finalizer (no controller-manager here removes it)."""
     unfinalize = '{"metadata":{"finalizers":null}}'
     kubectl("delete", f"datadownloads.velero.io/{name}", f"pod/{name}", f"pvc/{name}", "-n", NS, "--wait=false", "--ignore-not-found", check=False)
+    # What 1.18.3 copied for it: left behind, the next probe's copy would collide with it.
+    kubectl("delete", "secrets,configmaps", "-n", NS, "-l", COPIED_LABEL, "--ignore-not-found", check=False)
     kubectl("delete", "pvc", f"{name}-target", "-n", "e2e-app", "--wait=false", "--ignore-not-found", check=False)
     kubectl("patch", "datadownloads.velero.io", name, "-n", NS, "--type=merge", "-p", unfinalize, check=False)
     kubectl("patch", "pvc", name, "-n", NS, "--type=merge", "-p", unfinalize, check=False)
@@ -540,23 +570,25 @@ def config_of(cm):
 
 
 def needs_probe(case_id, config):
-    """A DataDownload for configs with pod settings: each example, and each generated case whose
-    pod settings differ from the base config's (the base itself is probed once)."""
+    """A DataDownload for configs with probed settings: each example, and each generated case
+    whose probed settings differ from the base config's (the base itself is probed once)."""
     lower = {k.lower(): v for k, v in config.items()}
-    if not any(k in POD_SETTINGS for k in lower):
+    if not any(k in PROBED_SETTINGS for k in lower):
         return False
     if case_id[:3].isdigit() and not case_id.startswith(("000-", "0000")):
         base = {k.lower(): v for k, v in BASE.items()}
-        keys = [k for k in config if k.lower() in POD_SETTINGS]
+        keys = [k for k in config if k.lower() in PROBED_SETTINGS]
         # A key written in another case (PodLabels) is the same setting to Go: probe it too.
-        return any(lower.get(s) != base.get(s) for s in POD_SETTINGS) or any(k not in BASE for k in keys)
+        return any(lower.get(s) != base.get(s) for s in PROBED_SETTINGS) or any(k not in BASE for k in keys)
     return True
 
 
 def run(version, only):
     velero = os.environ["VELERO_BIN"]
     e2e_dir = os.environ["E2E_DIR"]
-    binary = os.environ.get("NAW_BIN", str(ROOT / "target/debug/node-agent-webhook"))
+    # What judge.sh's `cargo build` made: in CARGO_TARGET_DIR when that is set.
+    target = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
+    binary = os.environ.get("NAW_BIN", str(target / "debug/node-agent-webhook"))
     kubeconfig = token_kubeconfig(e2e_dir)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_path = RESULTS / f"{version}.json"
@@ -658,7 +690,8 @@ def report():
         "several data keys, YAML, `null`, ...) was stored as `velero/node-agent-config` and the real",
         "node-agent of that version (built from Velero's Go module) started with it against a real",
         "kube-apiserver. The run ends when node-agent exits or logs `Controllers starting...`; when it",
-        "starts and the config has settings that go into data-mover pods, a DataDownload is created and",
+        "starts and the config has settings that go into data-mover pods, or `restorePVC` (1.18.3 copies",
+        "its `secretNames` and `configMapNames` before the restore pod), a DataDownload is created and",
         "the judge records whether node-agent's pod was created or the DataDownload failed. Our verdict is",
         "`node-agent-webhook check --output json --velero-version <version>`.",
         "",

@@ -14,11 +14,20 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 start=$(date +%s)
 cargo build --locked --bins >&2
+# Our verdicts come from a private copy: a shared CARGO_TARGET_DIR may get another checkout's
+# build while the judge runs.
+if [ -z "${NAW_BIN:-}" ]; then
+  target=$(cargo metadata --locked --format-version 1 --no-deps | jq -r .target_directory)
+  naw_dir=$(mktemp -d)
+  NAW_BIN=$naw_dir/node-agent-webhook
+  cp "$target/debug/node-agent-webhook" "$NAW_BIN"
+  export NAW_BIN
+fi
 versions=${VELERO_VERSION:-$(hack/velero/build.sh version)}
 for v in $versions; do hack/velero/build.sh "$v" >/dev/null; done
 export E2E_DIR=${E2E_DIR:-$root/_out/judge}
 hack/controlplane/cluster.sh up
-trap 'hack/controlplane/cluster.sh down' EXIT
+trap 'hack/controlplane/cluster.sh down; rm -rf "${naw_dir:-}"' EXIT
 eval "$(hack/controlplane/cluster.sh env)"
 for v in $versions; do
   NO_WEBHOOK=1 hack/velero/install.sh "$v"

@@ -79,7 +79,7 @@ fn configmap_names_velero_uses_are_compared_with_the_flags() {
         "metadata": {"name": "velero", "namespace": "velero"},
         "spec": {"replicas": 0, "selector": {"matchLabels": {"deploy": "velero"}},
                  "template": {"metadata": {"labels": {"deploy": "velero"}},
-                              "spec": {"containers": [{"name": "velero", "image": "velero/velero:v1.18.1",
+                              "spec": {"containers": [{"name": "velero", "image": "velero/velero:v1.18.3",
                                         "args": ["server", "--repo-maintenance-job-configmap=maintenance-custom"]}]}}}}"#;
     kubectl_stdin(&["apply", "-f", "-"], deployment).must();
     // The names are read once, at start.

@@ -77,7 +77,7 @@ const VERDICTS: &[Verdict] = &[
         ],
     },
     Verdict {
-        // The e2e cluster's node-agent DaemonSet runs 1.18.1, where the empty selector of
+        // The e2e cluster's node-agent DaemonSet runs 1.18.3, where the empty selector of
         // loadAffinity[3] restricts nothing: a warning there, not the sixth error.
         example: "05-loadaffinity-and-label-pitfalls",
         denial: Some("ConfigMap velero/node-agent-config is not a valid node-agent config (5 errors):"),
@@ -89,7 +89,7 @@ const VERDICTS: &[Verdict] = &[
     Verdict {
         example: "06-fatal-multikey-yaml-typeerror",
         denial: Some("ConfigMap velero/node-agent-config is not a valid node-agent config (3 errors):"),
-        lines: &[r#"data: Invalid value: ["backup-pvc.json", "node-agent-config.yaml"]: must hold exactly one key: node-agent 1.18.1 exits with "more than one keys are found"; keep one JSON value"#,
+        lines: &[r#"data: Invalid value: ["backup-pvc.json", "node-agent-config.yaml"]: must hold exactly one key: node-agent 1.18.3 exits with "more than one keys are found"; keep one JSON value"#,
             "data[node-agent-config.yaml]: invalid character 'l' looking for beginning of value: the value must be JSON, not YAML (node-agent reads JSON only); convert it, e.g. yq -o=json (line 1, column 1)"],
     },
 ];
@@ -270,7 +270,7 @@ fn version_warnings_follow_the_node_agent_daemonsets_image() {
               the mutating webhook applies it to new data-mover pods (line 1, column 15)"
             .to_string()],
     );
-    follow("v1.18.1", Vec::new());
+    follow("v1.18.3", Vec::new());
 }
 
 /// A config whose podLabels or podAnnotations would drop an in-tree third-party key of the

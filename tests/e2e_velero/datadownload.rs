@@ -323,6 +323,45 @@ fn datadownload_pod_bound_to_the_workload_node_gets_no_load_affinity() {
     drop(agent);
 }
 
+/// node-agent keeps one loadAffinity list for its whole life. Up to 1.18.2 the restore exposer
+/// appended its OS requirement to the shared entry itself, so each later pod carried one more
+/// copy (Velero issue 10341); 1.18.3 hands the exposer a copy (GetLoadAffinityByStorageClass,
+/// pkg/util/kube/pod.go at v1.18.3). Two DataDownloads in turn on one node-agent, our server
+/// down: the second pod's term holds the OS requirement once. 1.16/1.17 place the OS by
+/// nodeSelector and never touch the affinity.
+#[test]
+fn second_datadownload_pod_carries_node_agents_os_requirement_once() {
+    let _serial = serial();
+    webhook_up();
+    serve_config(FULL_CONFIG);
+    let agent = NodeAgent::start();
+    webhook_down();
+    let os = requirement(OS_NOT_WINDOWS);
+    for turn in ["first", "second"] {
+        let dd = DataDownload::create(Target::Unbound);
+        let pod = dd.wait_pod(&agent);
+        let what = format!("{turn} DataDownload pod from node-agent {}", version());
+        assert_node_agent_os_placement(&pod, &what);
+        let terms = node_affinity_terms(&pod);
+        let copies: Vec<usize> = terms
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["matchExpressions"].as_array().map_or(0, |m| m.iter().filter(|r| **r == os).count()))
+            .collect();
+        let want = if minor() >= 18 { 1 } else { 0 };
+        assert!(!copies.is_empty() || minor() < 17, "{what}: node-agent's loadAffinity in the pod:\n{}", json_of(&pod));
+        assert!(
+            copies.iter().all(|n| *n == want),
+            "{what}: OS requirement copies per term {copies:?}:\n{}",
+            json_of(&pod)
+        );
+        dd.assert_accepted(&agent);
+    }
+    drop(agent);
+    webhook_up();
+}
+
 /// The pod node-agent really submits, with no config and our server down, against our fixture
 /// testdata/pods/<v1.17|v1.18>/pod-datadownload.json (same scenario: a WaitForFirstConsumer
 /// target whose workload is on the node). Every field the fixture has must be in the stored pod
