@@ -314,7 +314,7 @@ fn json_text() -> impl Strategy<Value = String> {
 }
 
 fn environment() -> impl Strategy<Value = (Option<VeleroVersion>, Option<HashSet<String>>)> {
-    let version = prop::option::of(select(vec!["1.16.0", "1.17.0", "1.18.1"]))
+    let version = prop::option::of(select(vec!["1.16.0", "1.17.0", "1.18.1", "1.18.3", "1.19.0"]))
         .prop_map(|v| v.map(|v| v.parse::<VeleroVersion>().expect("a version")));
     let classes = prop::option::of(Just(HashSet::from(["velero-data-mover".to_string()])));
     (version, classes)
