@@ -244,21 +244,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             (None, None) => anyhow::bail!("no config source"),
         };
+        // The Velero version first: the live config is checked for it, and a version that
+        // changes later makes the source check the config again.
+        if let (Some(cluster), None) = (&cluster, args.velero_version) {
+            let version = cluster.node_agent_version(&target.namespace).await;
+            tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
+            state.set_velero_version(version);
+        }
         let (stop_background, drain) = server::drain::channel();
         let mut background = vec![tokio::spawn(drain.clone().run(source::run(source, state.clone())))];
         if let Some(cluster) = cluster {
-            if args.velero_version.is_none() {
-                let version = cluster.node_agent_version(&target.namespace).await;
-                tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
-                state.set_velero_version(version);
-            }
             let (names_cluster, names_target, names_state) = (cluster.clone(), target.clone(), state.clone());
             background.push(tokio::spawn(drain.clone().run(async move {
                 compare_configmap_names(&names_cluster, &names_target, &names_state).await;
             })));
-            background.push(tokio::spawn(drain.clone().run(source::watch_priority_classes(cluster.clone(), state.clone()))));
+            background
+                .push(tokio::spawn(drain.clone().run(source::watch_priority_classes(cluster.clone(), state.clone()))));
             let follow_version = args.velero_version.is_none();
-            let daemonset_watch = source::watch_node_agent(cluster.clone(), target.namespace.clone(), follow_version, state.clone());
+            let daemonset_watch =
+                source::watch_node_agent(cluster.clone(), target.namespace.clone(), follow_version, state.clone());
             background.push(tokio::spawn(drain.clone().run(daemonset_watch)));
             background.push(tokio::spawn(drain.run(source::watch_storage_classes(cluster, state.clone()))));
         }
