@@ -202,9 +202,10 @@ require (
 // imports kopia/snapshot/upload, which only the fork has.
 replace github.com/kopia/kopia => github.com/project-velero/kopia v0.0.0-20251230033609-d946b1e75197
 
-// Not served by this workplace's module proxy at Velero's pin (v0.33.11): the nearest lower patch
-// that is. Only Velero's CLI printers and the server's restore actions import them, never
-// node-agent; a lower version keeps every other k8s.io module at Velero's own pin.
+// Velero v1.18.3 pins both at v0.33.12; this workplace's module proxy refuses cli-runtime
+// v0.33.12 (and refused both at v1.18.1's v0.33.11), so both stay at the nearest lower patches
+// that were served. Only Velero's CLI printers and the server's restore actions import them,
+// never node-agent; a lower version keeps every other k8s.io module at Velero's own pin.
 replace (
 	k8s.io/cli-runtime => k8s.io/cli-runtime v0.33.4
 	k8s.io/kube-aggregator => k8s.io/kube-aggregator v0.33.7
