@@ -47,7 +47,7 @@ fn parse_timeout(query: &TimeoutQuery) -> Duration {
     query
         .timeout
         .as_deref()
-        .and_then(super::parse_duration)
+        .and_then(super::timeouts::parse_duration)
         .filter(|timeout| !timeout.is_zero())
         .map_or(DEFAULT_REQUEST_TIMEOUT, |timeout| timeout.min(MAX_REQUEST_TIMEOUT))
 }
