@@ -27,7 +27,7 @@ pub enum ReviewError {
     MissingRequest,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Operation {
     Create,
@@ -166,11 +166,6 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// An RFC 6902 JSON patch (a JSON array), for mutating webhooks only.
     pub patch: Option<Vec<u8>>,
-    /// The settings the patch applies, for the log line; not sent.
-    pub applied: Vec<&'static str>,
-    /// The identity of the config the patch comes from (as in the pod's `applied`
-    /// annotation), for the log line; empty without a patch; not sent.
-    pub config: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

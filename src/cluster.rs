@@ -23,8 +23,10 @@ use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::config::configmap::ConfigMapData;
 use crate::config::third_party::TemplateKeys;
 use crate::config::version::VeleroVersion;
+use crate::mutating::{LookupError, LookupFailure, Lookups};
 
 /// Bounds one storage-class lookup. It runs inside an admission review that the API server
 /// gives 10-30 s in all; a slow API must cost the pod its loadAffinity, never the review.
@@ -65,13 +67,13 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    /// A metric label with a fixed set of values: `timeout`, `not_found`, `forbidden`, `other`.
-    pub fn reason(&self) -> &'static str {
+    /// Why, as the mutating webhook's metrics count it.
+    pub fn failure(&self) -> LookupFailure {
         match self {
-            Self::Timeout(_) => "timeout",
-            Self::NotFound(_) => "not_found",
-            Self::Forbidden { .. } => "forbidden",
-            Self::Config(_) | Self::Incomplete { .. } | Self::Api { .. } => "other",
+            Self::Timeout(_) => LookupFailure::Timeout,
+            Self::NotFound(_) => LookupFailure::NotFound,
+            Self::Forbidden { .. } => LookupFailure::Forbidden,
+            Self::Config(_) | Self::Incomplete { .. } | Self::Api { .. } => LookupFailure::Other,
         }
     }
 
@@ -155,7 +157,7 @@ impl Cluster {
         K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
     {
         let api: Api<PartialObjectMeta<K>> = Api::all(self.client.clone());
-        let mut names = Names::default();
+        let mut names = NameSet::default();
         watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
             let change = match event {
                 Ok(event) => names.apply(event).cloned(),
@@ -312,12 +314,31 @@ impl Cluster {
     }
 }
 
+/// The mutating webhook's lookups, through the API with [`Cluster`]'s timeout and cache.
+impl Lookups for Cluster {
+    async fn storage_class_of_pvc(&self, namespace: &str, name: &str) -> Result<Option<String>, LookupError> {
+        Cluster::storage_class_of_pvc(self, namespace, name).await.map_err(lookup_error)
+    }
+
+    async fn data_download_target_class(&self, namespace: &str, name: &str) -> Result<Option<String>, LookupError> {
+        Cluster::data_download_target_class(self, namespace, name).await.map_err(lookup_error)
+    }
+
+    async fn priority_class_exists(&self, name: &str) -> Result<bool, LookupError> {
+        Cluster::priority_class_exists(self, name).await.map_err(lookup_error)
+    }
+}
+
+fn lookup_error(err: ClusterError) -> LookupError {
+    LookupError { failure: err.failure(), message: err.to_string() }
+}
+
 /// What node-agent reads from its ConfigMap (the data, and which keys hold binary data), and
 /// the version of the object it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     Missing,
-    Present { data: BTreeMap<String, String>, binary_keys: Vec<String>, resource_version: String },
+    Present { data: ConfigMapData, resource_version: String },
 }
 
 impl Observed {
@@ -325,8 +346,10 @@ impl Observed {
         match configmap {
             None => Self::Missing,
             Some(cm) => Self::Present {
-                data: cm.data.clone().unwrap_or_default(),
-                binary_keys: cm.binary_data.iter().flat_map(|binary| binary.keys().cloned()).collect(),
+                data: ConfigMapData {
+                    data: cm.data.clone().unwrap_or_default(),
+                    binary_keys: cm.binary_data.iter().flat_map(|binary| binary.keys().cloned()).collect(),
+                },
                 resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
             },
         }
@@ -343,7 +366,7 @@ pub struct WatchedNames {
 
 /// The names of a watched kind, folded from watcher events.
 #[derive(Debug, Default)]
-struct Names {
+struct NameSet {
     /// The last complete set; `None` until the first list completes.
     known: Option<HashSet<String>>,
     /// A list in progress; it replaces `known` when complete, so a relist never shows a partial set.
@@ -352,7 +375,7 @@ struct Names {
     interrupted: bool,
 }
 
-impl Names {
+impl NameSet {
     /// Applies one event; returns the set when it changed, or when the watch is back after an
     /// interruption (a completed list, or any event of a resumed watch).
     fn apply<K: ResourceExt>(&mut self, event: Event<K>) -> Option<&HashSet<String>> {
@@ -558,7 +581,7 @@ mod tests {
 
     #[test]
     fn names_are_unknown_until_the_first_list_completes_and_relists_swap_atomically() {
-        let mut names = Names::default();
+        let mut names = NameSet::default();
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
         assert_eq!(names.apply(Event::InitApply(class("high"))), None);
         assert_eq!(names.known, None, "a partial list is not the set");
@@ -579,7 +602,7 @@ mod tests {
 
     #[test]
     fn an_error_marks_the_set_interrupted_until_the_watch_shows_it_is_back() {
-        let mut names = Names::default();
+        let mut names = NameSet::default();
         assert_eq!(names.interrupt(), None, "nothing known, nothing stale");
         names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init);
         names.apply(Event::InitApply(class("high")));
@@ -601,7 +624,7 @@ mod tests {
 
     #[test]
     fn an_empty_first_list_is_known_to_be_empty() {
-        let mut names = Names::default();
+        let mut names = NameSet::default();
         names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init);
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&HashSet::new()));
     }
@@ -654,8 +677,10 @@ mod tests {
         assert_eq!(
             Observed::of(Some(&cm)),
             Observed::Present {
-                data: BTreeMap::from([("config".to_string(), "{}".to_string())]),
-                binary_keys: vec!["blob".to_string()],
+                data: ConfigMapData {
+                    data: BTreeMap::from([("config".to_string(), "{}".to_string())]),
+                    binary_keys: vec!["blob".to_string()],
+                },
                 resource_version: "7".to_string(),
             }
         );
@@ -667,18 +692,18 @@ mod tests {
         );
         assert_eq!(
             Observed::of(Some(&ConfigMap::default())),
-            Observed::Present { data: BTreeMap::new(), binary_keys: vec![], resource_version: String::new() }
+            Observed::Present { data: ConfigMapData::default(), resource_version: String::new() }
         );
     }
 
     #[test]
     fn api_errors_map_to_bounded_reasons() {
         let status = |code: u16| kube::Error::Api(kube::core::Status::failure("nope", "").with_code(code).boxed());
-        let reason = |code| ClusterError::from_api("pvc velero/x".to_string(), status(code)).reason();
-        assert_eq!(reason(404), "not_found");
-        assert_eq!(reason(403), "forbidden");
-        assert_eq!(reason(500), "other");
-        assert_eq!(ClusterError::Timeout(LOOKUP_TIMEOUT).reason(), "timeout");
-        assert_eq!(ClusterError::Incomplete { what: "dd".to_string(), field: "pvc" }.reason(), "other");
+        let reason = |code| ClusterError::from_api("pvc velero/x".to_string(), status(code)).failure();
+        assert_eq!(reason(404), LookupFailure::NotFound);
+        assert_eq!(reason(403), LookupFailure::Forbidden);
+        assert_eq!(reason(500), LookupFailure::Other);
+        assert_eq!(ClusterError::Timeout(LOOKUP_TIMEOUT).failure(), LookupFailure::Timeout);
+        assert_eq!(ClusterError::Incomplete { what: "dd".to_string(), field: "pvc" }.failure(), LookupFailure::Other);
     }
 }

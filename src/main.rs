@@ -15,7 +15,6 @@ use node_agent_webhook::cluster::Cluster;
 use node_agent_webhook::config::kind::{mismatches, Kind, Names};
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
-use node_agent_webhook::metrics::KindLabels;
 use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::server::{self, ServeOptions};
 use node_agent_webhook::source;
@@ -176,7 +175,7 @@ enum OutputFormat {
 
 /// Go-style durations as operators write them in manifests: `5s`, `500ms`, `1m`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    server::parse_duration(text).ok_or_else(|| format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m"))
+    server::timeouts::parse_duration(text).ok_or_else(|| format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m"))
 }
 
 fn main() -> ExitCode {
@@ -296,11 +295,7 @@ async fn compare_configmap_names(cluster: &Cluster, target: &Target, state: &App
         if let Some(mismatch) = mismatch {
             tracing::warn!(kind = kind.id(), "{mismatch}: set the matching serve flag");
         }
-        state
-            .metrics
-            .configmap_name_mismatch
-            .get_or_create(&KindLabels { kind: kind.id() })
-            .set(i64::from(mismatch.is_some()));
+        state.metrics.set_configmap_name_mismatch(kind, mismatch.is_some());
     }
 }
 

@@ -6,15 +6,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::StreamExt;
 
 use crate::cluster::{Cluster, Observed};
-use crate::config::load::{config_from_configmap, config_from_text, configmap_id, file_id, LoadError};
+use crate::config::load::{config_from_configmap, config_from_text, configmap_id, file_id, LiveConfig, LoadError};
 use crate::config::model::NodeAgentConfig;
-use crate::metrics::ResultLabels;
-use crate::server::state::{AppState, LiveConfig};
+use crate::metrics::LoadResult;
+use crate::server::state::AppState;
 
 /// How often a config file is re-read; well under the one second an edit may take to apply.
 pub const FILE_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -107,17 +107,15 @@ pub async fn watch_node_agent(cluster: Cluster, namespace: String, follow_versio
 /// Makes what was observed the live config, the same way the file source does.
 fn load(state: &AppState, observed: &Observed, namespace: &str, name: &str) {
     match observed {
-        Observed::Present { data, binary_keys, resource_version } => {
-            match config_from_configmap(data, binary_keys, state.velero_version()) {
-                Ok(config) => install(state, config, configmap_id(resource_version)),
-                Err(err) => reject(state, &err),
-            }
-        }
+        Observed::Present { data, resource_version } => match config_from_configmap(data, state.velero_version()) {
+            Ok(config) => install(state, config, configmap_id(resource_version)),
+            Err(err) => reject(state, &err),
+        },
         // Nothing to drop (start-up, or no settings already): like a missing file, count it
         // and become ready without a new generation.
         Observed::Missing if state.live_config().config == NodeAgentConfig::default() => {
             tracing::warn!(namespace, name, "the node-agent ConfigMap does not exist; serving no settings");
-            state.metrics.config_reloads.get_or_create(&ResultLabels { result: "missing" }).inc();
+            state.metrics.record_config_reload(LoadResult::Missing);
             state.readiness.mark_config_read();
         }
         // Deleted: the ConfigMap no longer asks for anything, so stop applying its settings.
@@ -133,14 +131,12 @@ fn install(state: &AppState, config: NodeAgentConfig, id: String) {
     let generation = state.live_config().generation + 1;
     tracing::info!(generation, config = %id, "config loaded");
     state.set_live_config(LiveConfig { generation, id, config });
-    state.metrics.config_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
-    state.metrics.config_last_success.set(now);
+    state.metrics.record_config_reload(LoadResult::Success);
 }
 
 /// Keeps the last good config and counts the failure.
 fn reject(state: &AppState, err: &LoadError) {
-    state.metrics.config_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+    state.metrics.record_config_reload(LoadResult::Error);
     state.readiness.mark_config_read();
     tracing::error!(error = %err, "config rejected; still serving the last valid one");
 }
@@ -157,10 +153,12 @@ async fn watch_file(path: PathBuf, state: Arc<AppState>) {
         match tokio::fs::read(&path).await {
             Ok(bytes) if version_changed || last.as_ref() != Some(&bytes) => {
                 match std::str::from_utf8(&bytes) {
-                    Ok(text) => match config_from_text(text, &state.target.names.node_agent, state.velero_version()) {
-                        Ok(config) => install(&state, config, file_id(&bytes)),
-                        Err(err) => reject(&state, &err),
-                    },
+                    Ok(text) => {
+                        match config_from_text(text, &state.target().names.node_agent, state.velero_version()) {
+                            Ok(config) => install(&state, config, file_id(&bytes)),
+                            Err(err) => reject(&state, &err),
+                        }
+                    }
                     Err(_) => reject(&state, &LoadError::Invalid("the file is not UTF-8".to_string())),
                 }
                 last = Some(bytes);
@@ -170,7 +168,7 @@ async fn watch_file(path: PathBuf, state: Arc<AppState>) {
                 // A missing file at start-up means no settings; readiness must not wait for it,
                 // or the validating webhook could never admit the fix.
                 tracing::warn!(path = %path.display(), error = %err, "config file not readable; serving no settings");
-                state.metrics.config_reloads.get_or_create(&ResultLabels { result: "missing" }).inc();
+                state.metrics.record_config_reload(LoadResult::Missing);
                 state.readiness.mark_config_read();
                 last = Some(Vec::new());
             }

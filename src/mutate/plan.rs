@@ -61,7 +61,15 @@ pub struct Plan {
     pub ops: Vec<Op>,
     pub applied: Vec<Setting>,
     pub warnings: Vec<String>,
+    pub notes: Notes,
+}
+
+/// What a plan noted besides its ops, which a server counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// The pod's own node affinity contradicts loadAffinity, which was left out.
     pub affinity_conflict: bool,
+    /// The configured PriorityClass does not exist, so none was set.
     pub priority_class_missing: bool,
     /// podAnnotations were left out: with them the pod's annotations would exceed Kubernetes' limit.
     pub annotations_over_limit: bool,
@@ -110,7 +118,7 @@ fn plan_annotations(input: &PlanInput, plan: &mut Plan) {
         if size <= TOTAL_ANNOTATION_SIZE_LIMIT_B {
             plan.applied.push(Setting::PodAnnotations);
         } else {
-            plan.annotations_over_limit = true;
+            plan.notes.annotations_over_limit = true;
             plan.warnings.push(format!(
                 "podAnnotations not applied: with them the pod's annotations would take {size} bytes, over Kubernetes' limit of {TOTAL_ANNOTATION_SIZE_LIMIT_B}, and the API server would refuse the pod"
             ));
@@ -194,7 +202,7 @@ fn plan_affinity(input: &PlanInput, plan: &mut Plan) {
         AffinityPlan::Unchanged => {}
         AffinityPlan::Ops(ops) => plan.record(Setting::LoadAffinity, ops),
         AffinityPlan::Conflict(contradictions) => {
-            plan.affinity_conflict = true;
+            plan.notes.affinity_conflict = true;
             // One warning per term: the API server passes on at most 256 characters of each.
             plan.warnings.extend(contradictions.iter().map(|contradiction| {
                 format!("loadAffinity not applied (no node fits it and the pod's placement): {contradiction}")
@@ -279,7 +287,7 @@ fn plan_priority(input: &PlanInput, plan: &mut Plan) {
     }
     if input.priority_classes.is_some_and(|classes| !classes.contains(wanted)) {
         // The API server would reject the pod ("no PriorityClass with name"); Velero drops it too.
-        plan.priority_class_missing = true;
+        plan.notes.priority_class_missing = true;
         plan.warnings.push(format!("priorityClassName {wanted:?} not applied: no such PriorityClass in the cluster"));
         return;
     }
@@ -593,8 +601,8 @@ mod tests {
                 || case.first_value.is_some() && first_value != case.first_value
                 || !paths_match
                 || !warnings_match
-                || plan.affinity_conflict != case.affinity_conflict
-                || plan.priority_class_missing != case.priority_class_missing
+                || plan.notes.affinity_conflict != case.affinity_conflict
+                || plan.notes.priority_class_missing != case.priority_class_missing
             {
                 failures.push(format!("{}: got {:?}, ops at {paths:?}", case.name, plan));
             }
@@ -663,7 +671,7 @@ mod tests {
             let planned = |pod: &Value| upload_plan(pod, &config, id);
             let first = planned(&pod);
             assert_eq!(first.applied.contains(&Setting::PodAnnotations), applied, "{name}: {:?}", first.applied);
-            assert_eq!(first.annotations_over_limit, over, "{name}");
+            assert_eq!(first.notes.annotations_over_limit, over, "{name}");
             assert_eq!(first.warnings.len(), usize::from(over), "{name}: {:?}", first.warnings);
             let mut patched = pod.clone();
             patch::apply_ops(&mut patched, first.ops).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::metrics::ResultLabels;
+use crate::metrics::LoadResult;
 use state::AppState;
 use tls::{CertificateFiles, LoadedCertificate, ReloadingResolver, TlsError};
 
@@ -231,7 +231,7 @@ async fn watch_certificate(
                 rejected = None;
             }
             Err(err) => {
-                state.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                state.metrics.record_certificate_reload(LoadResult::Error, None);
                 tracing::error!(error = %err, "new certificate rejected; still serving the previous one");
                 rejected = Some(source);
             }
@@ -240,6 +240,5 @@ async fn watch_certificate(
 }
 
 fn record_certificate(state: &AppState, loaded: &LoadedCertificate) {
-    state.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
-    state.metrics.certificate_expiry.set(loaded.not_after as f64);
+    state.metrics.record_certificate_reload(LoadResult::Success, Some(loaded.not_after));
 }
