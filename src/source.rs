@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::cluster::{Cluster, Observed};
+use crate::cluster::{Cluster, NodeAgentDaemonSet, Observed};
+use crate::config::kind::{mismatches, Kind, Mismatch};
 use crate::config::load::{config_from_configmap, config_from_text, configmap_id, file_id, LiveConfig, LoadError};
 use crate::config::model::NodeAgentConfig;
 use crate::metrics::LoadResult;
@@ -87,19 +88,73 @@ pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
     }
 }
 
-/// Keeps what the validating webhook knows of the node-agent DaemonSet current; runs until
-/// dropped: its template's third-party keys (the warning about a config that drops one) and,
-/// unless `--velero-version` pinned it, the Velero version of its image, so an upgrade changes
-/// the version-aware checks without a restart of this server.
-pub async fn watch_node_agent(cluster: Cluster, namespace: String, follow_version: bool, state: Arc<AppState>) {
-    let mut changes = std::pin::pin!(cluster.node_agent_changes(&namespace));
-    while let Some(seen) = changes.next().await {
-        let (keys, version) = seen.map_or((None, None), |seen| (Some(Arc::new(seen.template_keys)), seen.version));
+/// How long start-up waits for the first sight of node-agent's DaemonSet, so that the first
+/// reviews already know the Velero version; the watch goes on after it either way.
+const FIRST_SIGHT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Follows node-agent's DaemonSet, from one watch: its template's third-party keys (the warning
+/// about a config that drops one), unless `--velero-version` pinned it the Velero version of its
+/// image (so an upgrade changes the version-aware checks without a restart of this server), and
+/// the ConfigMap name in its args, compared with ours beside the Velero server's (read once).
+///
+/// Returns once the DaemonSet was first seen (or [`FIRST_SIGHT_TIMEOUT`] passed), with the task
+/// that follows it from then on, until dropped.
+pub async fn follow_node_agent(
+    cluster: Cluster,
+    follow_version: bool,
+    state: Arc<AppState>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let namespace = state.target().namespace.clone();
+    let server_args = cluster.velero_server_args(&namespace).await;
+    let mut follower = NodeAgentFollower { follow_version, server_args, mismatches: None, state };
+    let mut changes = Box::pin(cluster.node_agent_changes(&namespace));
+    match tokio::time::timeout(FIRST_SIGHT_TIMEOUT, changes.next()).await {
+        Ok(Some(seen)) => follower.apply(seen),
+        Ok(None) | Err(_) => tracing::warn!(
+            namespace = %namespace,
+            "node-agent's DaemonSet not read in time; version-aware checks wait for it"
+        ),
+    }
+    async move {
+        while let Some(seen) = changes.next().await {
+            follower.apply(seen);
+        }
+    }
+}
+
+/// What [`follow_node_agent`] keeps between two sights of the DaemonSet.
+struct NodeAgentFollower {
+    follow_version: bool,
+    /// The Velero server's args, read once at start-up.
+    server_args: Option<Vec<String>>,
+    /// The mismatches last reported, so each is logged when it appears.
+    mismatches: Option<Vec<Mismatch>>,
+    state: Arc<AppState>,
+}
+
+impl NodeAgentFollower {
+    fn apply(&mut self, seen: Option<NodeAgentDaemonSet>) {
+        let state = &self.state;
+        let (keys, version, args) = match seen {
+            Some(seen) => (Some(Arc::new(seen.template_keys)), seen.version, seen.args),
+            None => (None, None, None),
+        };
         state.set_node_agent_template(keys);
-        if follow_version && state.velero_version() != version {
+        if self.follow_version && state.velero_version() != version {
             let shown = version.map_or_else(|| "unknown (no version tag)".to_string(), |v| v.to_string());
-            tracing::info!(version = %shown, "Velero version from the node-agent DaemonSet changed");
+            tracing::info!(version = %shown, "Velero version from the node-agent DaemonSet");
             state.set_velero_version(version);
+        }
+        let found = mismatches(&state.target().names, self.server_args.as_deref(), args.as_deref());
+        if self.mismatches.as_ref() != Some(&found) {
+            for kind in Kind::ALL {
+                let mismatch = found.iter().find(|m| m.kind == kind);
+                if let Some(mismatch) = mismatch {
+                    tracing::warn!(kind = kind.id(), "{mismatch}: set the matching serve flag");
+                }
+                state.metrics.set_configmap_name_mismatch(kind, mismatch.is_some());
+            }
+            self.mismatches = Some(found);
         }
     }
 }

@@ -86,7 +86,7 @@ fn apply(
         priority_classes: classes,
     };
     let first = plan(&input(pod));
-    let ops: Vec<Value> = first.ops.iter().map(|op| op.to_json()).collect();
+    let ops: Vec<Value> = first.ops.iter().map(|op| serde_json::to_value(op).expect("an op as JSON")).collect();
     let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).expect("a JSON patch");
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).expect("the patch applies to the pod");
@@ -284,7 +284,7 @@ fn label_keys_with_slashes_and_tildes_are_escaped_and_velero_keys_never_touched(
     pod["metadata"]["annotations"] = json!({"existing": "kept"});
     let mover = identify(&pod);
     let result = plan_once(&pod, &mover, &config, "resourceVersion:3", None);
-    let ops: Vec<Value> = result.ops.iter().map(|op| op.to_json()).collect();
+    let ops: Vec<Value> = result.ops.iter().map(|op| serde_json::to_value(op).expect("an op as JSON")).collect();
     assert_eq!(
         ops,
         vec![

@@ -596,7 +596,7 @@ mod tests {
                 && paths.iter().zip(case.paths).all(|(got, want)| got == want || got.starts_with(&format!("{want}/")));
             let warnings_match = plan.warnings.len() == case.warnings.len()
                 && plan.warnings.iter().zip(case.warnings).all(|(got, want)| got.contains(want));
-            let first_value = plan.ops.first().map(|op| op.to_json()["value"].clone());
+            let first_value = plan.ops.first().map(|op| serde_json::to_value(op).unwrap_or_default()["value"].clone());
             if plan.applied != case.applied
                 || case.first_value.is_some() && first_value != case.first_value
                 || !paths_match
@@ -606,8 +606,10 @@ mod tests {
             {
                 failures.push(format!("{}: got {:?}, ops at {paths:?}", case.name, plan));
             }
-            if let Some(Op::Add { value, .. }) =
-                plan.ops.iter().find(|op| paths.len() > 1 && op.to_json()["path"] == ANNOTATIONS)
+            if let Some(Op::Add { value, .. }) = plan
+                .ops
+                .iter()
+                .find(|op| paths.len() > 1 && serde_json::to_value(op).unwrap_or_default()["path"] == ANNOTATIONS)
             {
                 let summary = value[APPLIED_ANNOTATION].as_str().unwrap_or_default();
                 if !summary.ends_with("(config resourceVersion:7)") {

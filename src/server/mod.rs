@@ -3,6 +3,7 @@
 pub mod drain;
 pub mod readiness;
 pub mod routes;
+pub mod shutdown;
 pub mod state;
 pub mod timeouts;
 pub mod tls;
@@ -22,6 +23,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::LoadResult;
+use drain::Drain;
 use state::AppState;
 use tls::{CertificateFiles, LoadedCertificate, ReloadingResolver, TlsError};
 
@@ -54,13 +56,10 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-/// Serves until `shutdown` resolves, then drains: `/readyz` fails at once, new connections are
-/// still accepted for `shutdown_delay`, then in-flight requests get `shutdown_grace` to finish.
-pub async fn run(
-    options: ServeOptions,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServerError> {
+/// Serves until `drain` is signalled, then drains: `/readyz` fails at once, new connections are
+/// still accepted for `shutdown_delay`, then in-flight requests get `shutdown_grace` to finish,
+/// and then the metrics listener and the certificate reloader stop.
+pub async fn run(options: ServeOptions, state: Arc<AppState>, drain: Drain) -> Result<(), ServerError> {
     let files = CertificateFiles { cert: options.tls_cert.clone(), key: options.tls_key.clone() };
     let loaded = files.load(files.read()?)?;
     record_certificate(&state, &loaded);
@@ -81,28 +80,24 @@ pub async fn run(
         "serving"
     );
 
-    let (stop_reloader, reloader_drain) = drain::channel();
-    let reloader = tokio::spawn(reloader_drain.run(watch_certificate(
+    let (stop_after_connections, after_connections) = drain::channel();
+    let reloader = tokio::spawn(after_connections.clone().run(watch_certificate(
         files,
         loaded.source,
         resolver,
         state.clone(),
         options.cert_poll_interval,
     )));
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_router = routes::admin_router(state.clone());
     let admin_task = tokio::spawn(async move {
-        let stopped = async {
-            let _ = admin_stopped.await;
-        };
-        if let Err(err) = axum::serve(admin, admin_router).with_graceful_shutdown(stopped).await {
+        if let Err(err) = axum::serve(admin, admin_router).with_graceful_shutdown(after_connections.signaled()).await {
             tracing::error!(error = %err, "metrics listener failed");
         }
     });
 
     let router = routes::webhook_router(state.clone());
     let stop_accepting = async {
-        shutdown.await;
+        drain.signaled().await;
         state.readiness.begin_shutdown();
         tracing::info!(delay = ?options.shutdown_delay, "shutdown requested: readiness off, still accepting");
         tokio::time::sleep(options.shutdown_delay).await;
@@ -112,9 +107,8 @@ pub async fn run(
     if tokio::time::timeout(options.shutdown_grace, connections.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
-    stop_reloader.drain();
+    stop_after_connections.drain();
     let _ = reloader.await;
-    let _ = stop_admin.send(());
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
