@@ -1,8 +1,10 @@
 //! The AdmissionReview wire format (admission.k8s.io/v1): request in, response out.
 //!
 //! This is the only module that knows the JSON shape kube-apiserver sends and demands
-//! (admission-contract.md §1): the uid, `apiVersion` and `kind` are echoed, a patch is
-//! base64 JSONPatch with its `patchType`, and a denial carries a 4xx status.
+//! (`k8s.io/api/admission/v1/types.go` and `VerifyAdmissionResponse` in
+//! `k8s.io/apiserver/pkg/admission/plugin/webhook/request/admissionreview.go`, v0.37.2): the uid,
+//! `apiVersion` and `kind` are echoed, a patch is base64 JSONPatch with its `patchType`, and a
+//! denial carries a 4xx status.
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};

@@ -163,7 +163,8 @@ impl Cluster {
     }
 
     /// The storage class of PVC `namespace/name`. For a DataUpload pod this is the PVC named
-    /// like the pod in the Velero namespace, which exists before the pod (velero-spec.md §9.3);
+    /// like the pod in the Velero namespace, which exists before the pod (`backupPVCName :=
+    /// ownerObject.Name` in Velero's `pkg/exposer/csi_snapshot.go`, v1.18.3);
     /// its class is the final backupPVC class loadAffinity is keyed by. An unset or empty
     /// `storageClassName` is `None`, which Velero matches against the global entry.
     pub async fn storage_class_of_pvc(&self, namespace: &str, name: &str) -> Result<Option<String>, ClusterError> {
@@ -175,7 +176,8 @@ impl Cluster {
         .await
     }
 
-    /// The storage class of the PVC a DataDownload restores into (velero-spec.md §9.3). The
+    /// The storage class of the PVC a DataDownload restores into (`dd.Spec.TargetVolume` in
+    /// Velero's `pkg/controller/data_download_controller.go`, v1.18.3). The
     /// pod's own PVC does not exist yet at admission, so this reads the DataDownload's
     /// `spec.targetVolume.{namespace,pvc}` (as a dynamic object: no CRD types to keep in step
     /// with Velero) and looks that PVC up.

@@ -265,15 +265,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (None, None) => anyhow::bail!("no config source"),
         };
         let (shutdown, drain) = server::shutdown::on_signals();
-        let mut background = vec![tokio::spawn(drain.clone().run(source::run(source, state.clone())))];
+        let mut background = Vec::new();
         if let Some(cluster) = cluster {
+            // node-agent's DaemonSet first, so that the config is loaded once, for the Velero
+            // version node-agent runs.
             let follow_version = args.velero_version.is_none();
             let node_agent = source::follow_node_agent(cluster.clone(), follow_version, state.clone()).await;
             background.push(tokio::spawn(drain.clone().run(node_agent)));
-            background
-                .push(tokio::spawn(drain.clone().run(source::watch_priority_classes(cluster.clone(), state.clone()))));
+            let priority_classes = source::watch_priority_classes(cluster.clone(), state.clone());
+            background.push(tokio::spawn(drain.clone().run(priority_classes)));
             background.push(tokio::spawn(drain.clone().run(source::watch_storage_classes(cluster, state.clone()))));
         }
+        background.push(tokio::spawn(drain.clone().run(source::run(source, state.clone()))));
         let options = ServeOptions {
             bind: args.bind,
             metrics_bind: args.metrics_bind,

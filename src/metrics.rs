@@ -54,87 +54,45 @@ enum CheckResult {
     Reused,
 }
 
-/// A label value: each enum's one text, as the metric's series say it.
-trait LabelText {
-    fn text(&self) -> &'static str;
-}
-
-/// `EncodeLabelValue` from [`LabelText`], for the label enums here and in the core.
+/// `EncodeLabelValue` for the label enums here and in the core: each value's one text, as the
+/// metric's series say it.
 macro_rules! label_values {
-    ($($type:ty),+ $(,)?) => {$(
+    ($($type:ty => |$value:ident| $text:expr;)+) => {$(
         impl EncodeLabelValue for $type {
             fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-                encoder.write_str(self.text())
+                let $value = *self;
+                encoder.write_str($text)
             }
         }
     )+};
 }
 
-label_values!(Webhook, Operation, LoadResult, CheckResult, Setting, Skipped, StorageClassLookup, Kind);
-
-impl LabelText for Webhook {
-    fn text(&self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl LabelText for Operation {
-    fn text(&self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl LabelText for LoadResult {
-    fn text(&self) -> &'static str {
-        match self {
-            LoadResult::Success => "success",
-            LoadResult::Error => "error",
-            LoadResult::Missing => "missing",
-        }
-    }
-}
-
-impl LabelText for CheckResult {
-    fn text(&self) -> &'static str {
-        match self {
-            CheckResult::Checked => "checked",
-            CheckResult::Reused => "reused",
-        }
-    }
-}
-
-impl LabelText for Setting {
-    fn text(&self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl LabelText for Skipped {
-    fn text(&self) -> &'static str {
-        match self {
-            Skipped::NotADataMover(reason) => reason.as_str(),
-            Skipped::NothingToChange => "nothing_to_change",
-        }
-    }
-}
-
-impl LabelText for StorageClassLookup {
-    fn text(&self) -> &'static str {
-        match self {
-            StorageClassLookup::Success => "success",
-            StorageClassLookup::NoCluster => "no_cluster",
-            StorageClassLookup::Failed(LookupFailure::Timeout) => "timeout",
-            StorageClassLookup::Failed(LookupFailure::NotFound) => "not_found",
-            StorageClassLookup::Failed(LookupFailure::Forbidden) => "forbidden",
-            StorageClassLookup::Failed(LookupFailure::Other) => "other",
-        }
-    }
-}
-
-impl LabelText for Kind {
-    fn text(&self) -> &'static str {
-        self.id()
-    }
+label_values! {
+    Webhook => |webhook| webhook.as_str();
+    Operation => |operation| operation.as_str();
+    Setting => |setting| setting.as_str();
+    Kind => |kind| kind.id();
+    LoadResult => |result| match result {
+        LoadResult::Success => "success",
+        LoadResult::Error => "error",
+        LoadResult::Missing => "missing",
+    };
+    CheckResult => |result| match result {
+        CheckResult::Checked => "checked",
+        CheckResult::Reused => "reused",
+    };
+    Skipped => |skipped| match skipped {
+        Skipped::NotADataMover(reason) => reason.as_str(),
+        Skipped::NothingToChange => "nothing_to_change",
+    };
+    StorageClassLookup => |lookup| match lookup {
+        StorageClassLookup::Success => "success",
+        StorageClassLookup::NoCluster => "no_cluster",
+        StorageClassLookup::Failed(LookupFailure::Timeout) => "timeout",
+        StorageClassLookup::Failed(LookupFailure::NotFound) => "not_found",
+        StorageClassLookup::Failed(LookupFailure::Forbidden) => "forbidden",
+        StorageClassLookup::Failed(LookupFailure::Other) => "other",
+    };
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -98,17 +98,19 @@ const FIRST_SIGHT_TIMEOUT: Duration = Duration::from_secs(5);
 /// the ConfigMap name in its args, compared with ours beside the Velero server's (read once).
 ///
 /// Returns once the DaemonSet was first seen (or [`FIRST_SIGHT_TIMEOUT`] passed), with the task
-/// that follows it from then on, until dropped.
+/// that follows it from then on, until dropped: a config source started after it loads the
+/// config once, for the version node-agent runs.
 pub async fn follow_node_agent(
     cluster: Cluster,
     follow_version: bool,
     state: Arc<AppState>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let namespace = state.target().namespace.clone();
+    let mut changes = Box::pin(cluster.node_agent_changes(&namespace));
+    let first = tokio::time::timeout(FIRST_SIGHT_TIMEOUT, changes.next()).await;
     let server_args = cluster.velero_server_args(&namespace).await;
     let mut follower = NodeAgentFollower { follow_version, server_args, mismatches: None, state };
-    let mut changes = Box::pin(cluster.node_agent_changes(&namespace));
-    match tokio::time::timeout(FIRST_SIGHT_TIMEOUT, changes.next()).await {
+    match first {
         Ok(Some(seen)) => follower.apply(seen),
         Ok(None) | Err(_) => tracing::warn!(
             namespace = %namespace,

@@ -1,4 +1,6 @@
-//! Which pods are data-mover pods (velero-spec.md §5): created in the Velero namespace by
+//! Which pods are data-mover pods (Velero's `pkg/exposer/csi_snapshot.go` `createBackupPod`,
+//! `generic_restore.go` and `pod_volume.go` at v1.18.3, with the labels of
+//! `pkg/apis/velero/v1/labels_annotations.go`): created in the Velero namespace by
 //! node-agent's ServiceAccount, labelled and owned by the Velero resource they serve.
 
 use std::borrow::Borrow;

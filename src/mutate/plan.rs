@@ -1,5 +1,7 @@
 //! Plans the patch that gives one data-mover pod the live config's settings
-//! (velero-spec.md §4, §9). Pure: pod, config and what is known of the cluster in, ops out.
+//! (what node-agent itself gives them: Velero's `pkg/exposer/csi_snapshot.go` `createBackupPod`
+//! and `pkg/util/kube/pod.go` `GetLoadAffinityByStorageClass`, v1.18.3). Pure: pod, config and
+//! what is known of the cluster in, ops out.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -99,11 +99,14 @@ pub async fn run(options: ServeOptions, state: Arc<AppState>, drain: Drain) -> R
     let stop_accepting = async {
         drain.signaled().await;
         state.readiness.begin_shutdown();
-        tracing::info!(delay = ?options.shutdown_delay, "shutdown requested: readiness off, still accepting");
+        tracing::info!(
+            delay_ms = options.shutdown_delay.as_millis() as u64,
+            "shutdown requested: readiness off, still accepting"
+        );
         tokio::time::sleep(options.shutdown_delay).await;
     };
     let connections = accept_until(listener, acceptor, router, &options, stop_accepting).await;
-    tracing::info!(grace = ?options.shutdown_grace, "stopped accepting; draining connections");
+    tracing::info!(grace_ms = options.shutdown_grace.as_millis() as u64, "stopped accepting; draining connections");
     if tokio::time::timeout(options.shutdown_grace, connections.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
