@@ -234,3 +234,50 @@ async fn watch_file(path: PathBuf, state: Arc<AppState>) {
         tokio::time::sleep(FILE_POLL_INTERVAL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::kind::Names;
+    use crate::config::third_party::TemplateKeys;
+    use crate::config::version::VeleroVersion;
+    use crate::server::state::Settings;
+    use crate::validating::Target;
+
+    /// What one sight of node-agent's DaemonSet changes: the followed version, and the name
+    /// mismatches with Velero's args, as metrics.
+    #[test]
+    fn a_sight_of_node_agent_sets_the_version_and_the_name_mismatches() {
+        let target = Target { namespace: "velero".into(), names: Names::default() };
+        let state = Arc::new(AppState::new(
+            Settings { target, velero_version: None, service_accounts: vec!["velero".into()] },
+            None,
+        ));
+        let server_args = Some(vec!["server".to_string(), "--repo-maintenance-job-configmap=custom".to_string()]);
+        let mut follower = NodeAgentFollower { follow_version: true, server_args, mismatches: None, state };
+        let seen = |version, configmap: &str| NodeAgentDaemonSet {
+            template_keys: TemplateKeys::default(),
+            version: Some(version),
+            args: Some(vec![format!("--node-agent-configmap={configmap}")]),
+        };
+        let mismatch = |state: &AppState, kind: &str| {
+            let text = crate::metrics::render(&state.registry);
+            let series = format!("node_agent_webhook_configmap_name_mismatch{{kind=\"{kind}\"}} ");
+            text.lines().find_map(|line| line.strip_prefix(series.as_str())?.parse::<u8>().ok())
+        };
+
+        follower.apply(Some(seen(VeleroVersion::new(1, 18, 1), "node-agent-config")));
+        assert_eq!(follower.state.velero_version(), Some(VeleroVersion::new(1, 18, 1)));
+        assert_eq!(mismatch(&follower.state, "repo-maintenance"), Some(1), "the server reads another name");
+        assert_eq!(mismatch(&follower.state, "node-agent"), Some(0));
+        assert_eq!(mismatch(&follower.state, "backup-repository"), Some(1), "without the flag Velero reads none");
+
+        follower.apply(Some(seen(VeleroVersion::new(1, 18, 3), "renamed")));
+        assert_eq!(follower.state.velero_version(), Some(VeleroVersion::new(1, 18, 3)), "an upgrade is followed");
+        assert_eq!(mismatch(&follower.state, "node-agent"), Some(1), "node-agent's flag changed");
+
+        follower.apply(None);
+        assert_eq!(follower.state.velero_version(), None, "no DaemonSet, no version");
+        assert_eq!(mismatch(&follower.state, "node-agent"), Some(0), "unreadable args are not compared");
+    }
+}
