@@ -20,12 +20,7 @@ pub fn channel() -> (Trigger, Drain) {
 }
 
 impl Trigger {
-    pub fn drain(self) {
-        self.drain_now();
-    }
-
-    /// Signals the drain, keeping the trigger.
-    pub fn drain_now(&self) {
+    pub fn drain(&self) {
         // No receiver left means every task is already gone.
         let _ = self.0.send(true);
     }

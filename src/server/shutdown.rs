@@ -49,7 +49,7 @@ impl Shutdown {
             Some(()) = self.signals.next() => {}
         }
         tracing::info!("shutdown signal: draining");
-        self.trigger.drain_now();
+        self.trigger.drain();
         tokio::select! {
             done = work => Ok(done),
             Some(()) = self.signals.next() => {
