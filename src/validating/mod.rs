@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
+use tokio::sync::{AcquireError, Semaphore};
 
 use crate::admission::{Decision, Operation, Request};
 use crate::config::by_kind;
@@ -73,11 +74,17 @@ pub struct Watched {
 /// The config check, as the server makes it ([`check_contents`]); a test hands in a slow one.
 pub type Check = fn(Kind, &ConfigMapData, &Environment) -> ContentsCheck;
 
-/// The validating webhook of one server: which ConfigMaps it checks, and its kept checks.
+/// The validating webhook of one server: which ConfigMaps it checks, its kept checks, and the
+/// slots for checks on the blocking pool.
 pub struct ValidatingWebhook {
     target: Target,
     kept: Mutex<KeptChecks>,
     check: Check,
+    /// One per CPU: more checks at once would not finish sooner, and each blocking thread costs
+    /// memory (its stack, and an allocator arena). A check waits for a slot asynchronously, so
+    /// the deadline cuts off the wait too; the slot is held until the check itself ends, even
+    /// when its review was cut off.
+    slots: Arc<Semaphore>,
 }
 
 /// How many contents a review checked, and how many it took from the kept checks: the
@@ -95,10 +102,14 @@ pub struct Reviewed {
     pub checks: Checks,
 }
 
-/// The check could not run to its end (it panicked: a bug of ours).
+/// The check could not run to its end: it panicked (a bug of ours), or its slots are gone.
 #[derive(Debug, thiserror::Error)]
-#[error("the config check failed: {0}")]
-struct CheckFailed(#[from] tokio::task::JoinError);
+enum CheckFailed {
+    #[error("the config check failed: {0}")]
+    Panicked(#[from] tokio::task::JoinError),
+    #[error("no slot for the config check: {0}")]
+    NoSlot(#[from] AcquireError),
+}
 
 impl ValidatingWebhook {
     pub fn new(target: Target) -> Self {
@@ -107,7 +118,8 @@ impl ValidatingWebhook {
 
     /// A webhook that checks contents with `check`.
     pub fn with_check(target: Target, check: Check) -> Self {
-        Self { target, kept: Mutex::new(KeptChecks::default()), check }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Self { target, kept: Mutex::new(KeptChecks::default()), check, slots: Arc::new(Semaphore::new(cpus)) }
     }
 
     pub fn target(&self) -> &Target {
@@ -162,8 +174,13 @@ impl ValidatingWebhook {
             checks.reused += 1;
             return Ok(check);
         }
+        let slot = self.slots.clone().acquire_owned().await?;
         let (check, owned_contents, owned_env) = (self.check, contents.clone(), env.clone());
-        let made = tokio::task::spawn_blocking(move || check(kind, &owned_contents, &owned_env.environment())).await?;
+        let made = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            check(kind, &owned_contents, &owned_env.environment())
+        })
+        .await?;
         let made = Arc::new(made);
         checks.checked += 1;
         self.kept().keep(env, hash, kind, contents, &made);
