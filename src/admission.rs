@@ -1,8 +1,10 @@
 //! The AdmissionReview wire format (admission.k8s.io/v1): request in, response out.
 //!
 //! This is the only module that knows the JSON shape kube-apiserver sends and demands
-//! (admission-contract.md §1): the uid, `apiVersion` and `kind` are echoed, a patch is
-//! base64 JSONPatch with its `patchType`, and a denial carries a 4xx status.
+//! (`k8s.io/api/admission/v1/types.go` and `VerifyAdmissionResponse` in
+//! `k8s.io/apiserver/pkg/admission/plugin/webhook/request/admissionreview.go`, v0.37.2): the uid,
+//! `apiVersion` and `kind` are echoed, a patch is base64 JSONPatch with its `patchType`, and a
+//! denial carries a 4xx status.
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -27,7 +29,7 @@ pub enum ReviewError {
     MissingRequest,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Operation {
     Create,
@@ -166,11 +168,6 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// An RFC 6902 JSON patch (a JSON array), for mutating webhooks only.
     pub patch: Option<Vec<u8>>,
-    /// The settings the patch applies, for the log line; not sent.
-    pub applied: Vec<&'static str>,
-    /// The identity of the config the patch comes from (as in the pod's `applied`
-    /// annotation), for the log line; empty without a patch; not sent.
-    pub config: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -112,8 +112,7 @@ pub fn findings_in_file(
 const START: Pos = Pos { line: 1, column: 1 };
 
 fn check_document(file: &str, cm: &ConfigMapDoc, kind: Kind, env: &Environment) -> Vec<Finding> {
-    let data = cm.data.iter().map(|d| (d.key.clone(), d.value.clone())).collect();
-    let result = by_kind::check_configmap(kind, &data, &cm.binary_data_keys, env);
+    let result = by_kind::check_configmap_of(kind, &cm.contents(), env);
     let mut findings: Vec<Finding> = result
         .structure
         .0

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
@@ -23,8 +23,10 @@ use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::config::configmap::ConfigMapData;
 use crate::config::third_party::TemplateKeys;
 use crate::config::version::VeleroVersion;
+use crate::mutating::{LookupError, LookupFailure, Lookups};
 
 /// Bounds one storage-class lookup. It runs inside an admission review that the API server
 /// gives 10-30 s in all; a slow API must cost the pod its loadAffinity, never the review.
@@ -34,9 +36,9 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 /// At most this many cached lookups, so a flood of distinct pods cannot grow memory.
 const CACHE_CAPACITY: usize = 512;
-/// Bounds the DaemonSet read behind [`Cluster::node_agent_version`]; it runs at start-up,
+/// Bounds the Deployment read behind [`Cluster::velero_server_args`]; it runs at start-up,
 /// when the API server may be slow and nothing is waiting on the answer.
-const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+const ARGS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Name of Velero's node-agent DaemonSet and of its container.
 const NODE_AGENT: &str = "node-agent";
 /// Name of the Velero server Deployment and of its container.
@@ -65,13 +67,13 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    /// A metric label with a fixed set of values: `timeout`, `not_found`, `forbidden`, `other`.
-    pub fn reason(&self) -> &'static str {
+    /// Why, as the mutating webhook's metrics count it.
+    pub fn failure(&self) -> LookupFailure {
         match self {
-            Self::Timeout(_) => "timeout",
-            Self::NotFound(_) => "not_found",
-            Self::Forbidden { .. } => "forbidden",
-            Self::Config(_) | Self::Incomplete { .. } | Self::Api { .. } => "other",
+            Self::Timeout(_) => LookupFailure::Timeout,
+            Self::NotFound(_) => LookupFailure::NotFound,
+            Self::Forbidden { .. } => LookupFailure::Forbidden,
+            Self::Config(_) | Self::Incomplete { .. } | Self::Api { .. } => LookupFailure::Other,
         }
     }
 
@@ -106,34 +108,12 @@ impl Cluster {
         kube::Client::try_default().await.map(Self::new).map_err(ClusterError::Config)
     }
 
-    /// What node-agent would read from ConfigMap `namespace/name`, each time that changes;
-    /// the stream never ends.
-    ///
-    /// The first item comes from the first successful list, whatever it finds (a missing
-    /// ConfigMap included). A relist after a watch expires repeats what was already sent and
-    /// is not sent again; an edit of labels only is sent, for its new resourceVersion, which
-    /// names the config the same way on every replica. API errors (RBAC included) are logged
-    /// and retried with backoff.
+    /// What node-agent would read from ConfigMap `namespace/name`, each time that changes
+    /// (see [`distinct_changes`]); an edit of labels only is sent, for its new resourceVersion,
+    /// which names the config the same way on every replica.
     pub fn configmap_changes(&self, namespace: &str, name: &str) -> impl Stream<Item = Observed> + Send + 'static {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        let (namespace, name_owned) = (namespace.to_string(), name.to_string());
-        let mut last: Option<Observed> = None;
-        watcher::watch_object(api, name).default_backoff().filter_map(move |event| {
-            let change = match event {
-                Ok(object) => {
-                    let observed = Observed::of(object.as_ref());
-                    (last.as_ref() != Some(&observed)).then(|| {
-                        last = Some(observed.clone());
-                        observed
-                    })
-                }
-                Err(err) => {
-                    tracing::warn!(namespace = %namespace, name = %name_owned, error = %err, "watching the node-agent ConfigMap; retrying");
-                    None
-                }
-            };
-            std::future::ready(change)
-        })
+        distinct_changes(api, name, format!("the node-agent ConfigMap {namespace}/{name}"), Observed::of)
     }
 
     /// The names of all PriorityClasses, each time the set changes (see [`Cluster::name_changes`]).
@@ -155,7 +135,7 @@ impl Cluster {
         K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
     {
         let api: Api<PartialObjectMeta<K>> = Api::all(self.client.clone());
-        let mut names = Names::default();
+        let mut names = NameSet::default();
         watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
             let change = match event {
                 Ok(event) => names.apply(event).cloned(),
@@ -183,7 +163,8 @@ impl Cluster {
     }
 
     /// The storage class of PVC `namespace/name`. For a DataUpload pod this is the PVC named
-    /// like the pod in the Velero namespace, which exists before the pod (velero-spec.md §9.3);
+    /// like the pod in the Velero namespace, which exists before the pod (`backupPVCName :=
+    /// ownerObject.Name` in Velero's `pkg/exposer/csi_snapshot.go`, v1.18.3);
     /// its class is the final backupPVC class loadAffinity is keyed by. An unset or empty
     /// `storageClassName` is `None`, which Velero matches against the global entry.
     pub async fn storage_class_of_pvc(&self, namespace: &str, name: &str) -> Result<Option<String>, ClusterError> {
@@ -195,7 +176,8 @@ impl Cluster {
         .await
     }
 
-    /// The storage class of the PVC a DataDownload restores into (velero-spec.md §9.3). The
+    /// The storage class of the PVC a DataDownload restores into (`dd.Spec.TargetVolume` in
+    /// Velero's `pkg/controller/data_download_controller.go`, v1.18.3). The
     /// pod's own PVC does not exist yet at admission, so this reads the DataDownload's
     /// `spec.targetVolume.{namespace,pvc}` (as a dynamic object: no CRD types to keep in step
     /// with Velero) and looks that PVC up.
@@ -218,82 +200,31 @@ impl Cluster {
         .await
     }
 
-    /// The Velero version node-agent runs, from the image tag of the `node-agent` DaemonSet's
-    /// container, for version-aware checks when the operator gave no version. `None` when the
-    /// DaemonSet cannot be read or the image carries no version tag (e.g. digest only).
-    pub async fn node_agent_version(&self, namespace: &str) -> Option<VeleroVersion> {
-        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
-        match within(VERSION_TIMEOUT, get(&api, "daemonset", namespace, NODE_AGENT)).await {
-            Ok(daemonset) => {
-                let image = node_agent_image(&daemonset);
-                let version = image.and_then(version_of_image);
-                match version {
-                    Some(version) => tracing::info!(%version, "Velero version from the node-agent image"),
-                    None => tracing::info!(
-                        image = image.unwrap_or_default(),
-                        "the node-agent image has no version tag; version-aware checks are off"
-                    ),
-                }
-                version
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read the node-agent DaemonSet; version-aware checks are off");
-                None
-            }
-        }
-    }
-
-    /// What the validating webhook reads from the `node-agent` DaemonSet, each time it changes;
-    /// `None` while the DaemonSet does not exist. A watch of the one object rather than a read
-    /// per review: a ConfigMap review then costs the API server nothing more, and an edit (a
-    /// template key added, Velero upgraded) still arrives within milliseconds. Errors (RBAC
-    /// included) are logged and retried with backoff; the last state stands meanwhile.
+    /// What the server reads from the `node-agent` DaemonSet, each time it changes (see
+    /// [`distinct_changes`]); `None` while the DaemonSet does not exist. A watch of the one
+    /// object rather than a read per review: a ConfigMap review then costs the API server
+    /// nothing more, and an edit (a template key added, Velero upgraded) arrives within
+    /// milliseconds.
     pub fn node_agent_changes(
         &self,
         namespace: &str,
     ) -> impl Stream<Item = Option<NodeAgentDaemonSet>> + Send + 'static {
         let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
-        let namespace = namespace.to_string();
-        let mut last: Option<Option<NodeAgentDaemonSet>> = None;
-        watcher::watch_object(api, NODE_AGENT).default_backoff().filter_map(move |event| {
-            let change = match event {
-                Ok(daemonset) => {
-                    let seen = daemonset.as_ref().map(NodeAgentDaemonSet::of);
-                    (last.as_ref() != Some(&seen)).then(|| {
-                        last = Some(seen.clone());
-                        seen
-                    })
-                }
-                Err(err) => {
-                    tracing::warn!(namespace = %namespace, error = %err, "watching the node-agent DaemonSet; retrying");
-                    None
-                }
-            };
-            std::future::ready(change)
+        distinct_changes(api, NODE_AGENT, format!("the node-agent DaemonSet in {namespace}"), |daemonset| {
+            daemonset.map(NodeAgentDaemonSet::of)
         })
     }
 
-    /// The args of the Velero server Deployment's container and of the node-agent DaemonSet's,
-    /// which name the ConfigMaps Velero reads; `None` for one that cannot be read.
-    pub async fn velero_args(&self, namespace: &str) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    /// The args of the Velero server Deployment's container, which name the ConfigMaps the
+    /// server reads; `None` when it cannot be read.
+    pub async fn velero_server_args(&self, namespace: &str) -> Option<Vec<String>> {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let daemonsets: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
-        let server = within(VERSION_TIMEOUT, get(&deployments, "deployment", namespace, VELERO)).await;
-        let node_agent = within(VERSION_TIMEOUT, get(&daemonsets, "daemonset", namespace, NODE_AGENT)).await;
-        let args = |containers: Option<&Vec<k8s_openapi::api::core::v1::Container>>, name: &str| {
-            let containers = containers?;
-            let container = containers.iter().find(|c| c.name == name).or_else(|| containers.first())?;
-            Some(container.args.clone().unwrap_or_default())
-        };
+        let server = within(ARGS_TIMEOUT, get(&deployments, "deployment", namespace, VELERO)).await;
         let server = server
             .inspect_err(|err| tracing::warn!(error = %err, "cannot read the Velero server Deployment; its ConfigMap names are not compared"))
-            .ok()
-            .and_then(|d| args(d.spec.and_then(|s| s.template.spec).map(|s| s.containers).as_ref(), VELERO));
-        let node_agent = node_agent
-            .inspect_err(|err| tracing::warn!(error = %err, "cannot read the node-agent DaemonSet; its ConfigMap name is not compared"))
-            .ok()
-            .and_then(|d| args(d.spec.and_then(|s| s.template.spec).map(|s| s.containers).as_ref(), NODE_AGENT));
-        (server, node_agent)
+            .ok()?;
+        let containers = server.spec?.template.spec?.containers;
+        Some(container(&containers, VELERO)?.args.clone().unwrap_or_default())
     }
 
     /// Answers from the cache, or runs `lookup` within [`LOOKUP_TIMEOUT`] and caches a success.
@@ -312,12 +243,31 @@ impl Cluster {
     }
 }
 
+/// The mutating webhook's lookups, through the API with [`Cluster`]'s timeout and cache.
+impl Lookups for Cluster {
+    async fn storage_class_of_pvc(&self, namespace: &str, name: &str) -> Result<Option<String>, LookupError> {
+        Cluster::storage_class_of_pvc(self, namespace, name).await.map_err(lookup_error)
+    }
+
+    async fn data_download_target_class(&self, namespace: &str, name: &str) -> Result<Option<String>, LookupError> {
+        Cluster::data_download_target_class(self, namespace, name).await.map_err(lookup_error)
+    }
+
+    async fn priority_class_exists(&self, name: &str) -> Result<bool, LookupError> {
+        Cluster::priority_class_exists(self, name).await.map_err(lookup_error)
+    }
+}
+
+fn lookup_error(err: ClusterError) -> LookupError {
+    LookupError { failure: err.failure(), message: err.to_string() }
+}
+
 /// What node-agent reads from its ConfigMap (the data, and which keys hold binary data), and
 /// the version of the object it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     Missing,
-    Present { data: BTreeMap<String, String>, binary_keys: Vec<String>, resource_version: String },
+    Present { data: ConfigMapData, resource_version: String },
 }
 
 impl Observed {
@@ -325,8 +275,10 @@ impl Observed {
         match configmap {
             None => Self::Missing,
             Some(cm) => Self::Present {
-                data: cm.data.clone().unwrap_or_default(),
-                binary_keys: cm.binary_data.iter().flat_map(|binary| binary.keys().cloned()).collect(),
+                data: ConfigMapData {
+                    data: cm.data.clone().unwrap_or_default(),
+                    binary_keys: cm.binary_data.iter().flat_map(|binary| binary.keys().cloned()).collect(),
+                },
                 resource_version: cm.metadata.resource_version.clone().unwrap_or_default(),
             },
         }
@@ -343,7 +295,7 @@ pub struct WatchedNames {
 
 /// The names of a watched kind, folded from watcher events.
 #[derive(Debug, Default)]
-struct Names {
+struct NameSet {
     /// The last complete set; `None` until the first list completes.
     known: Option<HashSet<String>>,
     /// A list in progress; it replaces `known` when complete, so a relist never shows a partial set.
@@ -352,7 +304,7 @@ struct Names {
     interrupted: bool,
 }
 
-impl Names {
+impl NameSet {
     /// Applies one event; returns the set when it changed, or when the watch is back after an
     /// interruption (a completed list, or any event of a resumed watch).
     fn apply<K: ResourceExt>(&mut self, event: Event<K>) -> Option<&HashSet<String>> {
@@ -431,6 +383,40 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What `seen` makes of object `name` of `api`, each time that changes; the stream never ends.
+/// The first item comes from the first successful list, whatever it finds (a missing object
+/// included). A relist after a watch expires repeats what was already sent and is not sent
+/// again. API errors (RBAC included) are logged, naming `what`, and retried with backoff; the
+/// last item stands meanwhile.
+fn distinct_changes<K, T>(
+    api: Api<K>,
+    name: &str,
+    what: String,
+    seen: impl Fn(Option<&K>) -> T + Send + 'static,
+) -> impl Stream<Item = T> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    T: Clone + PartialEq + Send + 'static,
+{
+    let mut last: Option<T> = None;
+    watcher::watch_object(api, name).default_backoff().filter_map(move |event| {
+        let change = match event {
+            Ok(object) => {
+                let now = seen(object.as_ref());
+                (last.as_ref() != Some(&now)).then(|| {
+                    last = Some(now.clone());
+                    now
+                })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "watching {what}; retrying");
+                None
+            }
+        };
+        std::future::ready(change)
+    })
+}
+
 /// Runs `work`, or gives up with [`ClusterError::Timeout`] after `limit`.
 async fn within<T>(limit: Duration, work: impl Future<Output = Result<T, ClusterError>>) -> Result<T, ClusterError> {
     tokio::time::timeout(limit, work).await.unwrap_or(Err(ClusterError::Timeout(limit)))
@@ -455,32 +441,39 @@ fn data_download_resource() -> ApiResource {
     }
 }
 
-/// The image of the DaemonSet's `node-agent` container, or of its first container.
-/// What the `node-agent` DaemonSet tells the validating webhook.
+/// What the `node-agent` DaemonSet tells the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAgentDaemonSet {
-    /// The in-tree third-party labels and annotations of its pod template (velero-spec.md §6),
-    /// for the warning that a config drops one.
+    /// The in-tree third-party labels and annotations of its pod template (Velero's
+    /// `pkg/install/daemonset.go`), for the warning that a config drops one.
     pub template_keys: TemplateKeys,
-    /// The Velero version of its image tag; `None` for an image without one (digest only).
+    /// The Velero version of its container's image tag; `None` for an image without one
+    /// (digest only), or without the container.
     pub version: Option<VeleroVersion>,
+    /// Its container's args, which name the ConfigMaps node-agent reads; `None` without the
+    /// container.
+    pub args: Option<Vec<String>>,
 }
 
 impl NodeAgentDaemonSet {
     fn of(daemonset: &DaemonSet) -> Self {
-        let meta = daemonset.spec.as_ref().and_then(|spec| spec.template.metadata.as_ref());
+        let template = daemonset.spec.as_ref().map(|spec| &spec.template);
+        let meta = template.and_then(|template| template.metadata.as_ref());
         let (labels, annotations) = meta.map_or((None, None), |meta| (meta.labels.as_ref(), meta.annotations.as_ref()));
         let empty = BTreeMap::new();
+        let containers = template.and_then(|template| template.spec.as_ref()).map(|spec| spec.containers.as_slice());
+        let node_agent = containers.and_then(|containers| container(containers, NODE_AGENT));
         Self {
             template_keys: TemplateKeys::of(labels.unwrap_or(&empty), annotations.unwrap_or(&empty)),
-            version: node_agent_image(daemonset).and_then(version_of_image),
+            version: node_agent.and_then(|c| c.image.as_deref()).and_then(version_of_image),
+            args: node_agent.map(|c| c.args.clone().unwrap_or_default()),
         }
     }
 }
 
-fn node_agent_image(daemonset: &DaemonSet) -> Option<&str> {
-    let containers = &daemonset.spec.as_ref()?.template.spec.as_ref()?.containers;
-    containers.iter().find(|c| c.name == NODE_AGENT).or_else(|| containers.first())?.image.as_deref()
+/// The container named `name`, or else the first (a renamed one, with sidecars after it).
+fn container<'a>(containers: &'a [Container], name: &str) -> Option<&'a Container> {
+    containers.iter().find(|c| c.name == name).or_else(|| containers.first())
 }
 
 /// The version in an image reference's tag: `velero/velero:v1.18.1@sha256:…` gives 1.18.1.
@@ -496,7 +489,7 @@ fn version_of_image(image: &str) -> Option<VeleroVersion> {
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::DaemonSetSpec;
-    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use k8s_openapi::ByteString;
     use kube::core::PartialObjectMetaExt;
@@ -525,6 +518,7 @@ mod tests {
             .map(|(name, image)| Container {
                 name: name.to_string(),
                 image: Some(image.to_string()),
+                args: (*name == NODE_AGENT).then(|| vec!["node-agent-args".to_string()]),
                 ..Default::default()
             })
             .collect();
@@ -539,13 +533,14 @@ mod tests {
 
     #[test]
     fn node_agent_container_is_found_by_name_else_first() {
-        assert_eq!(
-            node_agent_image(&daemonset(&[("sidecar", "proxy:1.0"), ("node-agent", "velero/velero:v1.17.0")])),
-            Some("velero/velero:v1.17.0")
-        );
-        assert_eq!(node_agent_image(&daemonset(&[("agent", "velero/velero:v1.18.0")])), Some("velero/velero:v1.18.0"));
-        assert_eq!(node_agent_image(&daemonset(&[])), None);
-        assert_eq!(node_agent_image(&DaemonSet::default()), None);
+        let version = |ds: &DaemonSet| NodeAgentDaemonSet::of(ds).version;
+        let with_sidecar = daemonset(&[("sidecar", "proxy:1.0"), ("node-agent", "velero/velero:v1.17.0")]);
+        assert_eq!(version(&with_sidecar), Some(VeleroVersion::new(1, 17, 0)));
+        assert_eq!(version(&daemonset(&[("agent", "velero/velero:v1.18.0")])), Some(VeleroVersion::new(1, 18, 0)));
+        assert_eq!(version(&daemonset(&[])), None);
+        assert_eq!(version(&DaemonSet::default()), None);
+        assert_eq!(NodeAgentDaemonSet::of(&with_sidecar).args, Some(vec!["node-agent-args".to_string()]));
+        assert_eq!(NodeAgentDaemonSet::of(&daemonset(&[])).args, None, "no container, no args");
     }
 
     fn class(name: &str) -> PartialObjectMeta<PriorityClass> {
@@ -558,7 +553,7 @@ mod tests {
 
     #[test]
     fn names_are_unknown_until_the_first_list_completes_and_relists_swap_atomically() {
-        let mut names = Names::default();
+        let mut names = NameSet::default();
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
         assert_eq!(names.apply(Event::InitApply(class("high"))), None);
         assert_eq!(names.known, None, "a partial list is not the set");
@@ -579,7 +574,7 @@ mod tests {
 
     #[test]
     fn an_error_marks_the_set_interrupted_until_the_watch_shows_it_is_back() {
-        let mut names = Names::default();
+        let mut names = NameSet::default();
         assert_eq!(names.interrupt(), None, "nothing known, nothing stale");
         names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init);
         names.apply(Event::InitApply(class("high")));
@@ -601,7 +596,7 @@ mod tests {
 
     #[test]
     fn an_empty_first_list_is_known_to_be_empty() {
-        let mut names = Names::default();
+        let mut names = NameSet::default();
         names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init);
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&HashSet::new()));
     }
@@ -654,8 +649,10 @@ mod tests {
         assert_eq!(
             Observed::of(Some(&cm)),
             Observed::Present {
-                data: BTreeMap::from([("config".to_string(), "{}".to_string())]),
-                binary_keys: vec!["blob".to_string()],
+                data: ConfigMapData {
+                    data: BTreeMap::from([("config".to_string(), "{}".to_string())]),
+                    binary_keys: vec!["blob".to_string()],
+                },
                 resource_version: "7".to_string(),
             }
         );
@@ -667,18 +664,18 @@ mod tests {
         );
         assert_eq!(
             Observed::of(Some(&ConfigMap::default())),
-            Observed::Present { data: BTreeMap::new(), binary_keys: vec![], resource_version: String::new() }
+            Observed::Present { data: ConfigMapData::default(), resource_version: String::new() }
         );
     }
 
     #[test]
     fn api_errors_map_to_bounded_reasons() {
         let status = |code: u16| kube::Error::Api(kube::core::Status::failure("nope", "").with_code(code).boxed());
-        let reason = |code| ClusterError::from_api("pvc velero/x".to_string(), status(code)).reason();
-        assert_eq!(reason(404), "not_found");
-        assert_eq!(reason(403), "forbidden");
-        assert_eq!(reason(500), "other");
-        assert_eq!(ClusterError::Timeout(LOOKUP_TIMEOUT).reason(), "timeout");
-        assert_eq!(ClusterError::Incomplete { what: "dd".to_string(), field: "pvc" }.reason(), "other");
+        let reason = |code| ClusterError::from_api("pvc velero/x".to_string(), status(code)).failure();
+        assert_eq!(reason(404), LookupFailure::NotFound);
+        assert_eq!(reason(403), LookupFailure::Forbidden);
+        assert_eq!(reason(500), LookupFailure::Other);
+        assert_eq!(ClusterError::Timeout(LOOKUP_TIMEOUT).failure(), LookupFailure::Timeout);
+        assert_eq!(ClusterError::Incomplete { what: "dd".to_string(), field: "pvc" }.failure(), LookupFailure::Other);
     }
 }

@@ -12,10 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use node_agent_webhook::check::{findings_in_file, Finding, Selection};
 use node_agent_webhook::cluster::Cluster;
-use node_agent_webhook::config::kind::{mismatches, Kind, Names};
+use node_agent_webhook::config::kind::{Kind, Names};
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
-use node_agent_webhook::metrics::KindLabels;
+use node_agent_webhook::mutate::identity::NodeAgentIdentity;
 use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::server::{self, ServeOptions};
 use node_agent_webhook::source;
@@ -46,9 +46,12 @@ struct MutateArgs {
     /// The pod as node-agent submits it (JSON).
     #[arg(long)]
     pod: PathBuf,
-    /// Who creates the pod (node-agent's ServiceAccount user name).
-    #[arg(long, default_value = "system:serviceaccount:velero:velero")]
-    user: String,
+    /// Who creates the pod; node-agent's first ServiceAccount by default
+    /// (`system:serviceaccount:<velero namespace>:<account>`).
+    #[arg(long)]
+    user: Option<String>,
+    #[command(flatten)]
+    node_agent: NodeAgentArgs,
     /// The storage class that selects the loadAffinity entry (the PVC's class in a cluster).
     #[arg(long)]
     storage_class: Option<String>,
@@ -74,9 +77,8 @@ struct ServeArgs {
     /// Address of the plain-HTTP listener for /metrics, /healthz and /readyz.
     #[arg(long, env = "NAW_METRICS_BIND", default_value = "0.0.0.0:9090")]
     metrics_bind: SocketAddr,
-    /// Namespace Velero (and its node-agent ConfigMap) is installed in.
-    #[arg(long, env = "NAW_VELERO_NAMESPACE", default_value = "velero")]
-    velero_namespace: String,
+    #[command(flatten)]
+    node_agent: NodeAgentArgs,
     /// Name of node-agent's ConfigMap (its --node-agent-configmap).
     #[arg(long, env = "NAW_CONFIGMAP", default_value = Kind::NodeAgent.default_name())]
     configmap: String,
@@ -97,14 +99,6 @@ struct ServeArgs {
     /// it changes. On a release newer than this build knows, unknown keys are warnings.
     #[arg(long, env = "NAW_VELERO_VERSION")]
     velero_version: Option<VeleroVersion>,
-    /// ServiceAccount node-agent creates data-mover pods as (repeatable).
-    #[arg(
-        long = "node-agent-service-account",
-        env = "NAW_NODE_AGENT_SERVICE_ACCOUNT",
-        value_delimiter = ',',
-        default_values_t = ["velero".to_string(), "velero-server".to_string()]
-    )]
-    node_agent_service_accounts: Vec<String>,
     /// Require client certificates signed by this CA (PEM).
     #[arg(long, env = "NAW_CLIENT_CA")]
     client_ca: Option<PathBuf>,
@@ -129,6 +123,31 @@ struct ServeArgs {
     /// Log format; json by default when stderr is not a terminal.
     #[arg(long, env = "NAW_LOG_FORMAT")]
     log_format: Option<LogFormat>,
+}
+
+/// Who node-agent is, for `serve` and `mutate` alike: whose pods are data-mover pods.
+#[derive(clap::Args)]
+struct NodeAgentArgs {
+    /// Namespace Velero (and its node-agent ConfigMap) is installed in.
+    #[arg(long, env = "NAW_VELERO_NAMESPACE", default_value = "velero")]
+    velero_namespace: String,
+    /// ServiceAccount node-agent creates data-mover pods as (repeatable).
+    #[arg(
+        long = "node-agent-service-account",
+        env = "NAW_NODE_AGENT_SERVICE_ACCOUNT",
+        value_delimiter = ',',
+        default_values_t = ["velero".to_string(), "velero-server".to_string()]
+    )]
+    node_agent_service_accounts: Vec<String>,
+}
+
+impl NodeAgentArgs {
+    fn identity(&self) -> NodeAgentIdentity {
+        NodeAgentIdentity {
+            namespace: self.velero_namespace.clone(),
+            service_accounts: self.node_agent_service_accounts.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -176,7 +195,7 @@ enum OutputFormat {
 
 /// Go-style durations as operators write them in manifests: `5s`, `500ms`, `1m`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    server::parse_duration(text).ok_or_else(|| format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m"))
+    server::timeouts::parse_duration(text).ok_or_else(|| format!("invalid duration {text:?}: use e.g. 5s, 500ms, 1m"))
 }
 
 fn main() -> ExitCode {
@@ -218,7 +237,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let names =
             Names::from_flags(&args.configmap, &args.repo_maintenance_configmap, &args.backup_repository_configmap);
-        let target = Target { namespace: args.velero_namespace.clone(), names };
+        let identity = args.node_agent.identity();
+        let target = Target { namespace: identity.namespace.clone(), names };
         let cluster = match Cluster::infer().await {
             Ok(cluster) => Some(cluster),
             Err(err) if args.config_file.is_some() => {
@@ -232,7 +252,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let settings = Settings {
             target: target.clone(),
             velero_version: args.velero_version,
-            service_accounts: args.node_agent_service_accounts.clone(),
+            service_accounts: identity.service_accounts,
         };
         let state = Arc::new(AppState::new(settings, cluster.clone()));
         let source = match (&args.config_file, &cluster) {
@@ -244,28 +264,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             (None, None) => anyhow::bail!("no config source"),
         };
-        // The Velero version first: the live config is checked for it, and a version that
-        // changes later makes the source check the config again.
-        if let (Some(cluster), None) = (&cluster, args.velero_version) {
-            let version = cluster.node_agent_version(&target.namespace).await;
-            tracing::info!(version = ?version.map(|v| v.to_string()), "Velero version from the node-agent DaemonSet");
-            state.set_velero_version(version);
-        }
-        let (stop_background, drain) = server::drain::channel();
-        let mut background = vec![tokio::spawn(drain.clone().run(source::run(source, state.clone())))];
+        let (shutdown, drain) = server::shutdown::on_signals();
+        let mut background = Vec::new();
         if let Some(cluster) = cluster {
-            let (names_cluster, names_target, names_state) = (cluster.clone(), target.clone(), state.clone());
-            background.push(tokio::spawn(drain.clone().run(async move {
-                compare_configmap_names(&names_cluster, &names_target, &names_state).await;
-            })));
-            background
-                .push(tokio::spawn(drain.clone().run(source::watch_priority_classes(cluster.clone(), state.clone()))));
+            // node-agent's DaemonSet first, so that the config is loaded once, for the Velero
+            // version node-agent runs.
             let follow_version = args.velero_version.is_none();
-            let daemonset_watch =
-                source::watch_node_agent(cluster.clone(), target.namespace.clone(), follow_version, state.clone());
-            background.push(tokio::spawn(drain.clone().run(daemonset_watch)));
-            background.push(tokio::spawn(drain.run(source::watch_storage_classes(cluster, state.clone()))));
+            let node_agent = source::follow_node_agent(cluster.clone(), follow_version, state.clone()).await;
+            background.push(tokio::spawn(drain.clone().run(node_agent)));
+            let priority_classes = source::watch_priority_classes(cluster.clone(), state.clone());
+            background.push(tokio::spawn(drain.clone().run(priority_classes)));
+            background.push(tokio::spawn(drain.clone().run(source::watch_storage_classes(cluster, state.clone()))));
         }
+        background.push(tokio::spawn(drain.clone().run(source::run(source, state.clone()))));
         let options = ServeOptions {
             bind: args.bind,
             metrics_bind: args.metrics_bind,
@@ -281,86 +292,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_concurrent_streams: 100,
             cert_poll_interval: Duration::from_millis(500),
         };
-        let result = server::run(options, state, shutdown_signal()).await;
-        stop_background.drain();
+        // The first signal drains the server and the background tasks; a second gives up on them.
+        let served = shutdown.run(server::run(options, state, drain)).await?;
         for task in background {
             let _ = task.await;
         }
-        result.context("webhook server")
+        served.context("webhook server")
     })
-}
-
-/// Warns, and sets the mismatch metric, for each ConfigMap whose name checked here differs from
-/// the one in Velero's args: a renamed ConfigMap would otherwise go unchecked without a sign.
-async fn compare_configmap_names(cluster: &Cluster, target: &Target, state: &AppState) {
-    let (server, node_agent) = cluster.velero_args(&target.namespace).await;
-    let found = mismatches(&target.names, server.as_deref(), node_agent.as_deref());
-    for kind in Kind::ALL {
-        let mismatch = found.iter().find(|m| m.kind == kind);
-        if let Some(mismatch) = mismatch {
-            tracing::warn!(kind = kind.id(), "{mismatch}: set the matching serve flag");
-        }
-        state
-            .metrics
-            .configmap_name_mismatch
-            .get_or_create(&KindLabels { kind: kind.id() })
-            .set(i64::from(mismatch.is_some()));
-    }
-}
-
-/// Resolves on the first SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C), which starts a
-/// graceful shutdown. A second one ends the process at once, as linkerd's kubert does: an
-/// operator pressing Ctrl-C again, or anyone who will not wait for the drain.
-async fn shutdown_signal() {
-    let mut signals = Signals::new();
-    signals.next().await;
-    tokio::spawn(async move {
-        signals.next().await;
-        tracing::warn!("second shutdown signal: exiting without draining");
-        std::process::exit(1);
-    });
-}
-
-/// SIGTERM and SIGINT, as many times as they come.
-struct Signals {
-    #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .inspect_err(
-                    |err| tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server"),
-                )
-                .ok();
-            Self { term }
-        }
-        #[cfg(not(unix))]
-        Self {}
-    }
-
-    async fn next(&mut self) {
-        #[cfg(unix)]
-        if let Some(term) = &mut self.term {
-            tokio::select! {
-                () = ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-            return;
-        }
-        ctrl_c().await;
-    }
-}
-
-/// Resolves on SIGINT; never, when it cannot be listened for (a failed listener is no signal).
-async fn ctrl_c() {
-    if let Err(err) = tokio::signal::ctrl_c().await {
-        tracing::warn!(error = %err, "cannot listen for Ctrl-C");
-        std::future::pending::<()>().await;
-    }
 }
 
 fn check(args: CheckArgs) -> ExitCode {
@@ -414,7 +352,12 @@ fn mutate(args: MutateArgs) -> anyhow::Result<()> {
     let pod_text = std::fs::read_to_string(&args.pod).with_context(|| format!("{}", args.pod.display()))?;
     let pod: serde_json::Value = serde_json::from_str(&pod_text).with_context(|| format!("{}", args.pod.display()))?;
     let config_id = node_agent_webhook::config::load::file_id(config_text.as_bytes());
-    let preview = node_agent_webhook::mutate::preview(&pod, &config, &config_id, &args.user, args.storage_class)?;
+    let identity = args.node_agent.identity();
+    let user = args.user.unwrap_or_else(|| {
+        let account = identity.service_accounts.first().map_or("velero", String::as_str);
+        format!("system:serviceaccount:{}:{account}", identity.namespace)
+    });
+    let preview = node_agent_webhook::mutate::preview(&pod, &config, &config_id, &identity, &user, args.storage_class)?;
     for warning in &preview.warnings {
         eprintln!("warning: {warning}");
     }

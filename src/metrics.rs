@@ -1,16 +1,26 @@
-//! Prometheus metrics (OpenMetrics text). Every label has a small fixed set of values:
-//! never a pod name, namespace or error text, so cardinality stays bounded.
+//! Prometheus metrics (OpenMetrics text). Every label has a small fixed set of values, each an
+//! enum here or in the core: never a pod name, namespace or error text, so cardinality stays
+//! bounded. Each family is written by one `record_*`/`set_*` method; the request path's
+//! counters are resolved once, at start-up (looking a label set up in a family hashes it and
+//! takes a lock).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
 
+use crate::admission::Operation;
+use crate::config::kind::Kind;
 use crate::config::velero_types::{self, Standing};
 use crate::config::version::VeleroVersion;
+use crate::mutate::plan::Setting;
+use crate::mutating::{LookupFailure, PodOutcome, Skipped, StorageClassLookup};
+use crate::validating::Checks;
 
 /// Which webhook served a request.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -28,47 +38,114 @@ impl Webhook {
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub webhook: &'static str,
-    pub operation: &'static str,
-    pub allowed: bool,
+/// How a load of the config or of the serving certificate went.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum LoadResult {
+    Success,
+    Error,
+    /// No config to load (no ConfigMap, no file): no settings.
+    Missing,
+}
+
+/// Whether a config check was made for a review or reused from the same contents.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum CheckResult {
+    Checked,
+    Reused,
+}
+
+/// `EncodeLabelValue` for the label enums here and in the core: each value's one text, as the
+/// metric's series say it.
+macro_rules! label_values {
+    ($($type:ty => |$value:ident| $text:expr;)+) => {$(
+        impl EncodeLabelValue for $type {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+                let $value = *self;
+                encoder.write_str($text)
+            }
+        }
+    )+};
+}
+
+label_values! {
+    Webhook => |webhook| webhook.as_str();
+    Operation => |operation| operation.as_str();
+    Setting => |setting| setting.as_str();
+    Kind => |kind| kind.id();
+    LoadResult => |result| match result {
+        LoadResult::Success => "success",
+        LoadResult::Error => "error",
+        LoadResult::Missing => "missing",
+    };
+    CheckResult => |result| match result {
+        CheckResult::Checked => "checked",
+        CheckResult::Reused => "reused",
+    };
+    Skipped => |skipped| match skipped {
+        Skipped::NotADataMover(reason) => reason.as_str(),
+        Skipped::NothingToChange => "nothing_to_change",
+    };
+    StorageClassLookup => |lookup| match lookup {
+        StorageClassLookup::Success => "success",
+        StorageClassLookup::NoCluster => "no_cluster",
+        StorageClassLookup::Failed(LookupFailure::Timeout) => "timeout",
+        StorageClassLookup::Failed(LookupFailure::NotFound) => "not_found",
+        StorageClassLookup::Failed(LookupFailure::Forbidden) => "forbidden",
+        StorageClassLookup::Failed(LookupFailure::Other) => "other",
+    };
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WebhookLabels {
-    pub webhook: &'static str,
+struct RequestLabels {
+    webhook: Webhook,
+    operation: Operation,
+    allowed: bool,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SettingLabels {
-    pub setting: &'static str,
+struct WebhookLabels {
+    webhook: Webhook,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub reason: &'static str,
+struct SettingLabels {
+    setting: Setting,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    pub result: &'static str,
+struct ReasonLabels {
+    reason: Skipped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    result: StorageClassLookup,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoadLabels {
+    result: LoadResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    result: CheckResult,
 }
 
 /// The served config's identity: one series at a time, so the label stays bounded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConfigLabels {
-    pub config: String,
+struct ConfigLabels {
+    config: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
-    pub kind: &'static str,
+struct KindLabels {
+    kind: Kind,
 }
 
 /// The Velero version the server checks configs for: one series at a time.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VeleroVersionLabels {
+struct VeleroVersionLabels {
     /// `1.18.3`, or `unknown` (no version tag, no `--velero-version`).
     version: String,
     /// The newest release whose keys this build knows (`make velero-types`).
@@ -78,8 +155,8 @@ pub struct VeleroVersionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BuildLabels {
-    pub version: &'static str,
+struct BuildLabels {
+    version: &'static str,
 }
 
 /// Request latencies from 100 µs to 10 s: the webhook's own cost is sub-millisecond,
@@ -87,41 +164,83 @@ pub struct BuildLabels {
 const DURATION_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// The admission operations, in the order of [`AdmissionHandles`]' rows.
-const OPERATIONS: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "CONNECT"];
+/// One handle per label set of a family, resolved once, found again by a `match`.
+#[derive(Clone)]
+struct ByWebhook<T> {
+    validate: T,
+    mutate: T,
+}
 
-/// The request counter and histogram of every label combination, resolved once: looking a
-/// label set up in a family hashes it and takes a lock, on every review.
+impl<T> ByWebhook<T> {
+    fn new(mut make: impl FnMut(Webhook) -> T) -> Self {
+        Self { validate: make(Webhook::Validate), mutate: make(Webhook::Mutate) }
+    }
+
+    fn get(&self, webhook: Webhook) -> &T {
+        match webhook {
+            Webhook::Validate => &self.validate,
+            Webhook::Mutate => &self.mutate,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ByOperation<T> {
+    create: T,
+    update: T,
+    delete: T,
+    connect: T,
+}
+
+impl<T> ByOperation<T> {
+    fn new(mut make: impl FnMut(Operation) -> T) -> Self {
+        Self {
+            create: make(Operation::Create),
+            update: make(Operation::Update),
+            delete: make(Operation::Delete),
+            connect: make(Operation::Connect),
+        }
+    }
+
+    fn get(&self, operation: Operation) -> &T {
+        match operation {
+            Operation::Create => &self.create,
+            Operation::Update => &self.update,
+            Operation::Delete => &self.delete,
+            Operation::Connect => &self.connect,
+        }
+    }
+}
+
+/// The request counter of every label set (`[allowed]` last) and each webhook's histogram.
 #[derive(Clone)]
 struct AdmissionHandles {
-    /// `[webhook][operation][allowed]`.
-    requests: [[[Counter; 2]; 4]; 2],
-    /// `[webhook]`.
-    duration: [Histogram; 2],
+    requests: ByWebhook<ByOperation<[Counter; 2]>>,
+    duration: ByWebhook<Histogram>,
 }
 
 /// All metric families; cheap to clone (each family is an `Arc` inside).
 #[derive(Clone)]
 pub struct Metrics {
     admission: AdmissionHandles,
-    pub settings_applied: Family<SettingLabels, Counter>,
-    pub pods_skipped: Family<ReasonLabels, Counter>,
-    pub patch_self_check_failures: Counter,
-    pub affinity_conflicts: Counter,
-    pub storage_class_lookups: Family<ResultLabels, Counter>,
-    pub config_reloads: Family<ResultLabels, Counter>,
-    /// `[checked, reused]`, resolved once: the validating webhook counts every check a review
-    /// needs (an UPDATE's old contents too).
+    settings_applied: Family<SettingLabels, Counter>,
+    pods_skipped: Family<ReasonLabels, Counter>,
+    patch_self_check_failures: Counter,
+    affinity_conflicts: Counter,
+    storage_class_lookups: Family<LookupLabels, Counter>,
+    config_reloads: Family<LoadLabels, Counter>,
+    /// Checked, then reused: the validating webhook counts every check a review needs (an
+    /// UPDATE's old contents too).
     config_checks: [Counter; 2],
-    pub config_generation: Gauge,
+    config_generation: Gauge,
     config_info: Family<ConfigLabels, Gauge>,
     velero_version_info: Family<VeleroVersionLabels, Gauge>,
-    pub config_last_success: Gauge<f64, AtomicU64>,
-    pub certificate_reloads: Family<ResultLabels, Counter>,
-    pub certificate_expiry: Gauge<f64, AtomicU64>,
-    pub priority_class_missing: Counter,
-    pub annotations_over_limit: Counter,
-    pub configmap_name_mismatch: Family<KindLabels, Gauge>,
+    config_last_success: Gauge<f64, AtomicU64>,
+    certificate_reloads: Family<LoadLabels, Counter>,
+    certificate_expiry: Gauge<f64, AtomicU64>,
+    priority_class_missing: Counter,
+    annotations_over_limit: Counter,
+    configmap_name_mismatch: Family<KindLabels, Gauge>,
 }
 
 impl Metrics {
@@ -130,19 +249,16 @@ impl Metrics {
         let requests: Family<RequestLabels, Counter> = Family::default();
         let duration: Family<WebhookLabels, Histogram> =
             Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
-        let webhooks = [Webhook::Validate, Webhook::Mutate];
         let admission = AdmissionHandles {
-            requests: webhooks.map(|webhook| {
-                OPERATIONS.map(|operation| {
-                    [false, true].map(|allowed| {
-                        requests.get_or_create(&RequestLabels { webhook: webhook.as_str(), operation, allowed }).clone()
-                    })
+            requests: ByWebhook::new(|webhook| {
+                ByOperation::new(|operation| {
+                    [false, true]
+                        .map(|allowed| requests.get_or_create(&RequestLabels { webhook, operation, allowed }).clone())
                 })
             }),
-            duration: webhooks
-                .map(|webhook| duration.get_or_create(&WebhookLabels { webhook: webhook.as_str() }).clone()),
+            duration: ByWebhook::new(|webhook| duration.get_or_create(&WebhookLabels { webhook }).clone()),
         };
-        let config_checks: Family<ResultLabels, Counter> = Family::default();
+        let config_checks: Family<CheckLabels, Counter> = Family::default();
         let metrics = Self {
             admission,
             settings_applied: Family::default(),
@@ -151,8 +267,8 @@ impl Metrics {
             affinity_conflicts: Counter::default(),
             storage_class_lookups: Family::default(),
             config_reloads: Family::default(),
-            config_checks: ["checked", "reused"]
-                .map(|result| config_checks.get_or_create(&ResultLabels { result }).clone()),
+            config_checks: [CheckResult::Checked, CheckResult::Reused]
+                .map(|result| config_checks.get_or_create(&CheckLabels { result }).clone()),
             config_generation: Gauge::default(),
             config_info: Family::default(),
             velero_version_info: Family::default(),
@@ -243,52 +359,71 @@ impl Metrics {
         r.register("build_info", "Build information", build);
         metrics
     }
-}
 
-/// What the mutating webhook did with one pod, for its metrics: gathered while the pod is
-/// reviewed and written in one call, [`Metrics::record_pod`].
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PodOutcome {
-    /// Why the pod was left alone, when it was.
-    pub skipped: Option<&'static str>,
-    /// The storage-class lookup's result, when one was needed.
-    pub storage_class_lookup: Option<&'static str>,
-    pub affinity_conflict: bool,
-    pub priority_class_missing: bool,
-    pub annotations_over_limit: bool,
-    /// The patch did not apply to its own pod and was dropped.
-    pub self_check_failed: bool,
-    pub settings_applied: Vec<&'static str>,
-}
+    /// Counts one answered review and its duration.
+    pub fn record_admission(&self, webhook: Webhook, operation: Operation, allowed: bool, seconds: f64) {
+        let [denied, admitted] = self.admission.requests.get(webhook).get(operation);
+        if allowed { admitted } else { denied }.inc();
+        self.admission.duration.get(webhook).observe(seconds);
+    }
 
-impl Metrics {
     /// Writes every metric about one pod.
     pub fn record_pod(&self, outcome: &PodOutcome) {
         if let Some(reason) = outcome.skipped {
             self.pods_skipped.get_or_create(&ReasonLabels { reason }).inc();
         }
         if let Some(result) = outcome.storage_class_lookup {
-            self.storage_class_lookups.get_or_create(&ResultLabels { result }).inc();
+            self.storage_class_lookups.get_or_create(&LookupLabels { result }).inc();
         }
-        if outcome.affinity_conflict {
-            self.affinity_conflicts.inc();
+        let counted = [
+            (outcome.notes.affinity_conflict, &self.affinity_conflicts),
+            (outcome.notes.priority_class_missing, &self.priority_class_missing),
+            (outcome.notes.annotations_over_limit, &self.annotations_over_limit),
+            (outcome.self_check_failed, &self.patch_self_check_failures),
+        ];
+        for (happened, counter) in counted {
+            if happened {
+                counter.inc();
+            }
         }
-        if outcome.priority_class_missing {
-            self.priority_class_missing.inc();
-        }
-        if outcome.annotations_over_limit {
-            self.annotations_over_limit.inc();
-        }
-        if outcome.self_check_failed {
-            self.patch_self_check_failures.inc();
-        }
-        for &setting in &outcome.settings_applied {
+        for &setting in &outcome.applied {
             self.settings_applied.get_or_create(&SettingLabels { setting }).inc();
         }
     }
 
-    /// Makes `id` the one `config_info` series ("none" when no config is served).
-    pub fn set_config_id(&self, id: &str) {
+    /// Counts the config checks of one review: made, or reused from the same contents.
+    pub fn record_config_checks(&self, checks: Checks) {
+        let [checked, reused] = &self.config_checks;
+        checked.inc_by(u64::from(checks.checked));
+        reused.inc_by(u64::from(checks.reused));
+    }
+
+    /// Counts one load of the node-agent config; a success also sets its timestamp.
+    pub fn record_config_reload(&self, result: LoadResult) {
+        self.config_reloads.get_or_create(&LoadLabels { result }).inc();
+        if result == LoadResult::Success {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            self.config_last_success.set(now.map(|d| d.as_secs_f64()).unwrap_or_default());
+        }
+    }
+
+    /// Counts one load of the serving certificate; a success also sets its expiry.
+    pub fn record_certificate_reload(&self, result: LoadResult, not_after: Option<i64>) {
+        self.certificate_reloads.get_or_create(&LoadLabels { result }).inc();
+        if let Some(not_after) = not_after {
+            self.certificate_expiry.set(not_after as f64);
+        }
+    }
+
+    /// Whether the name of `kind`'s ConfigMap checked here differs from the one in Velero's args.
+    pub fn set_configmap_name_mismatch(&self, kind: Kind, mismatch: bool) {
+        self.configmap_name_mismatch.get_or_create(&KindLabels { kind }).set(i64::from(mismatch));
+    }
+
+    /// The served config: its generation, and `id` as the one `config_info` series ("none"
+    /// when no config is served).
+    pub fn set_config(&self, generation: u64, id: &str) {
+        self.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
         self.config_info.clear();
         let config = if id.is_empty() { "none" } else { id };
         self.config_info.get_or_create(&ConfigLabels { config: config.to_string() }).set(1);
@@ -305,25 +440,6 @@ impl Metrics {
         };
         self.velero_version_info.get_or_create(&labels).set(1);
     }
-
-    /// Counts one check of ConfigMap contents: made, or `reused` from the same contents.
-    pub fn record_config_check(&self, reused: bool) {
-        self.config_checks[usize::from(reused)].inc();
-    }
-
-    /// Counts one answered review and its duration.
-    pub fn observe_admission(&self, webhook: Webhook, operation: &'static str, allowed: bool, seconds: f64) {
-        let row = webhook as usize;
-        let column = OPERATIONS.iter().position(|op| *op == operation).unwrap_or(0);
-        if let Some(counter) =
-            self.admission.requests.get(row).and_then(|r| r.get(column)).map(|c| &c[usize::from(allowed)])
-        {
-            counter.inc();
-        }
-        if let Some(histogram) = self.admission.duration.get(row) {
-            histogram.observe(seconds);
-        }
-    }
 }
 
 /// Renders the registry as OpenMetrics text.
@@ -333,4 +449,50 @@ pub fn render(registry: &Registry) -> String {
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mutate::identity::SkipReason;
+
+    /// Every label value of every family as its series says it, and each request's counter
+    /// found again under its own labels.
+    #[test]
+    fn label_values_are_the_series_texts() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        for (operation, allowed) in [(Operation::Create, true), (Operation::Update, false), (Operation::Connect, true)]
+        {
+            metrics.record_admission(Webhook::Mutate, operation, allowed, 0.001);
+        }
+        metrics.record_pod(&PodOutcome {
+            skipped: Some(Skipped::NotADataMover(SkipReason::OtherUser)),
+            storage_class_lookup: Some(StorageClassLookup::Failed(LookupFailure::NotFound)),
+            applied: vec![Setting::PodLabels],
+            ..PodOutcome::default()
+        });
+        metrics.record_pod(&PodOutcome { skipped: Some(Skipped::NothingToChange), ..PodOutcome::default() });
+        metrics.record_config_checks(Checks { checked: 2, reused: 1 });
+        metrics.record_config_reload(LoadResult::Missing);
+        metrics.set_configmap_name_mismatch(Kind::RepoMaintenance, true);
+        let text = render(&registry);
+        for line in [
+            r#"node_agent_webhook_admission_requests_total{webhook="mutate",operation="CREATE",allowed="true"} 1"#,
+            r#"node_agent_webhook_admission_requests_total{webhook="mutate",operation="UPDATE",allowed="false"} 1"#,
+            r#"node_agent_webhook_admission_requests_total{webhook="mutate",operation="CONNECT",allowed="true"} 1"#,
+            r#"node_agent_webhook_admission_requests_total{webhook="validate",operation="CREATE",allowed="true"} 0"#,
+            r#"node_agent_webhook_pods_skipped_total{reason="other_user"} 1"#,
+            r#"node_agent_webhook_pods_skipped_total{reason="nothing_to_change"} 1"#,
+            r#"node_agent_webhook_storage_class_lookups_total{result="not_found"} 1"#,
+            r#"node_agent_webhook_settings_applied_total{setting="podLabels"} 1"#,
+            r#"node_agent_webhook_config_checks_total{result="checked"} 2"#,
+            r#"node_agent_webhook_config_checks_total{result="reused"} 1"#,
+            r#"node_agent_webhook_config_reloads_total{result="missing"} 1"#,
+            r#"node_agent_webhook_configmap_name_mismatch{kind="repo-maintenance"} 1"#,
+            r#"node_agent_webhook_admission_duration_seconds_count{webhook="mutate"} 3"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 }

@@ -23,6 +23,7 @@ mod support;
 
 use node_agent_webhook::cluster::{Cluster, ClusterError, LOOKUP_TIMEOUT};
 use node_agent_webhook::config::kind::Names;
+use node_agent_webhook::mutating::LookupFailure;
 use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::source;
 use node_agent_webhook::validating::Target;
@@ -356,17 +357,20 @@ async fn storage_class_lookups_against_fake_api_server_report_bounded_failure_re
     fake.fail(&format!("{VELERO_PVCS}/secret"), 403);
     let cluster = fake.cluster();
 
-    let reason = |result: Result<Option<String>, ClusterError>| result.map_err(|err| err.reason());
-    assert_eq!(reason(cluster.storage_class_of_pvc("velero", "absent").await), Err("not_found"));
-    assert_eq!(reason(cluster.data_download_target_class("velero", "absent").await), Err("not_found"));
-    assert_eq!(reason(cluster.data_download_target_class("velero", "restore-missing-pvc").await), Err("not_found"));
+    let reason = |result: Result<Option<String>, ClusterError>| result.map_err(|err| err.failure());
+    assert_eq!(reason(cluster.storage_class_of_pvc("velero", "absent").await), Err(LookupFailure::NotFound));
+    assert_eq!(reason(cluster.data_download_target_class("velero", "absent").await), Err(LookupFailure::NotFound));
+    assert_eq!(
+        reason(cluster.data_download_target_class("velero", "restore-missing-pvc").await),
+        Err(LookupFailure::NotFound)
+    );
     let incomplete = cluster.data_download_target_class("velero", "restore-no-target").await;
     assert!(
         matches!(&incomplete, Err(ClusterError::Incomplete { field: "pvc", .. })),
         "{:?}",
         incomplete.map_err(|e| e.to_string())
     );
-    assert_eq!(reason(cluster.storage_class_of_pvc("velero", "secret").await), Err("forbidden"));
+    assert_eq!(reason(cluster.storage_class_of_pvc("velero", "secret").await), Err(LookupFailure::Forbidden));
 
     // Failures are not cached: once the PVC exists, the next lookup finds it.
     fake.put(VELERO_PVCS, pvc("velero", "absent", Some("standard")));
@@ -385,7 +389,7 @@ async fn storage_class_lookup_against_slow_fake_api_server_times_out_and_is_not_
     let started = Instant::now();
     let result = cluster.storage_class_of_pvc("velero", "backup-slow").await;
     assert!(matches!(result, Err(ClusterError::Timeout(_))), "{:?}", result.map_err(|e| e.to_string()));
-    assert_eq!(result.map_err(|e| e.reason()), Err("timeout"));
+    assert_eq!(result.map_err(|e| e.failure()), Err(LookupFailure::Timeout));
     let waited = started.elapsed();
     assert!(waited >= LOOKUP_TIMEOUT && waited < LOOKUP_TIMEOUT * 2, "{waited:?}");
 

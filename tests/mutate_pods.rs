@@ -86,7 +86,7 @@ fn apply(
         priority_classes: classes,
     };
     let first = plan(&input(pod));
-    let ops: Vec<Value> = first.ops.iter().map(|op| op.to_json()).collect();
+    let ops: Vec<Value> = first.ops.iter().map(|op| serde_json::to_value(op).expect("an op as JSON")).collect();
     let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).expect("a JSON patch");
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).expect("the patch applies to the pod");
@@ -219,7 +219,7 @@ fn a_contradicting_requirement_leaves_the_affinity_alone_with_a_warning() {
     let pod = as_admitted(repo_json("testdata/pods/v1.18/pod-dataupload.json"));
     let mover = identify(&pod);
     let result = plan_once(&pod, &mover, &config, "resourceVersion:1", None);
-    assert!(result.affinity_conflict);
+    assert!(result.notes.affinity_conflict);
     assert_eq!(result.applied, vec![Setting::PodLabels]);
     assert_eq!(
         result.warnings,
@@ -245,7 +245,7 @@ fn priority_is_left_alone_when_it_matches_or_the_class_is_missing() {
     let existing: HashSet<String> = ["system-cluster-critical".to_string()].into();
     let missing = plan_once(&pod, &mover, &config, "resourceVersion:1", Some(&existing));
     assert_eq!(missing.ops, vec![]);
-    assert!(missing.priority_class_missing);
+    assert!(missing.notes.priority_class_missing);
     assert_eq!(
         missing.warnings,
         vec![r#"priorityClassName "velero-data-mover" not applied: no such PriorityClass in the cluster"#]
@@ -284,7 +284,7 @@ fn label_keys_with_slashes_and_tildes_are_escaped_and_velero_keys_never_touched(
     pod["metadata"]["annotations"] = json!({"existing": "kept"});
     let mover = identify(&pod);
     let result = plan_once(&pod, &mover, &config, "resourceVersion:3", None);
-    let ops: Vec<Value> = result.ops.iter().map(|op| op.to_json()).collect();
+    let ops: Vec<Value> = result.ops.iter().map(|op| serde_json::to_value(op).expect("an op as JSON")).collect();
     assert_eq!(
         ops,
         vec![

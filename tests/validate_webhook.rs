@@ -318,7 +318,7 @@ fn updates_node_agent_keeps_undoing_are_warned_with_the_restart_command() {
     let (_certs, server, client) = start();
     let url = server.url("/validate");
     let restart =
-        "(the webhook only adds to what node-agent applies); run kubectl -n velero rollout restart ds/node-agent";
+        "(the webhook only adds to what node-agent applies); run kubectl -n velero rollout restart daemonset/node-agent";
     let before = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}}],
         "podResources": {"cpuRequest": "1", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
         "priorityClassName": "backup", "podLabels": {"team": "a", "cost": "x"}, "podAnnotations": {"note": "y"}}"#;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::configmap::{check_keyed, velero_server_on_missing_data, ConfigMapCheck, DataRules};
+use super::configmap::{check_keyed, velero_server_on_missing_data, ConfigMapCheck, ConfigMapData, DataRules};
 use super::decode::{closest, render, shortened};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Member, Node, Value};
@@ -47,12 +47,8 @@ const DATA: DataRules = DataRules {
 };
 
 /// Checks a whole backup repository ConfigMap: its data keys and each value.
-pub fn check_configmap(
-    data: &BTreeMap<String, String>,
-    binary_keys: &[String],
-    env: &Environment,
-) -> ConfigMapCheck<RepositoryConfig> {
-    check_keyed(data, binary_keys, env, &DATA, key_finding, |_, text| check_value(text, env))
+pub fn check_backup_repository(configmap: &ConfigMapData, env: &Environment) -> ConfigMapCheck<RepositoryConfig> {
+    check_keyed(configmap, env, &DATA, key_finding, |_, text| check_value(text, env))
 }
 
 /// A data key other than `kopia`: `restic` is ignored by its provider, the docs' `<kopia>` and

@@ -1,24 +1,17 @@
 //! Each ConfigMap kind's check behind one call, so the webhook and `check` treat the three alike.
 
-use std::collections::BTreeMap;
-
-use super::configmap::{self, Findings};
+use super::configmap::{self, ConfigMapData, Findings};
 use super::diagnostics::Diagnostics;
 use super::kind::Kind;
 use super::validate::Environment;
 use super::{backup_repository, repo_maintenance};
 
 /// Checks a whole ConfigMap of `kind`.
-pub fn check_configmap(
-    kind: Kind,
-    data: &BTreeMap<String, String>,
-    binary_keys: &[String],
-    env: &Environment,
-) -> Findings {
+pub fn check_configmap_of(kind: Kind, configmap: &ConfigMapData, env: &Environment) -> Findings {
     match kind {
-        Kind::NodeAgent => configmap::check_configmap(data, binary_keys, env).findings(),
-        Kind::RepoMaintenance => repo_maintenance::check_configmap(data, binary_keys, env).findings(),
-        Kind::BackupRepository => backup_repository::check_configmap(data, binary_keys, env).findings(),
+        Kind::NodeAgent => configmap::check_node_agent(configmap, env).findings(),
+        Kind::RepoMaintenance => repo_maintenance::check_repo_maintenance(configmap, env).findings(),
+        Kind::BackupRepository => backup_repository::check_backup_repository(configmap, env).findings(),
     }
 }
 

@@ -17,6 +17,23 @@ use crate::k8s::field::go_quote;
 /// `binaryData`), as paths of keys, so a caller may hand over the object pruned to them.
 pub const CONFIGMAP_FIELDS: &[&[&str]] = &[&["data"], &["binaryData"]];
 
+/// What Velero reads of a ConfigMap: its `data`, and which keys `binaryData` has (their values
+/// are never read). The one shape of a ConfigMap's contents, whichever of the three it is and
+/// wherever it comes from (a review, a watch, a manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ConfigMapData {
+    pub data: BTreeMap<String, String>,
+    pub binary_keys: Vec<String>,
+}
+
+impl ConfigMapData {
+    /// The bytes of its keys and values, which bound what a cache of checks holds.
+    pub fn bytes(&self) -> usize {
+        self.data.iter().map(|(key, value)| key.len() + value.len()).sum::<usize>()
+            + self.binary_keys.iter().map(String::len).sum::<usize>()
+    }
+}
+
 /// The findings for one ConfigMap: structural ones, and each data value's own. `C` is the
 /// config type of the ConfigMap's kind; `()` once only the findings matter ([`Self::findings`]).
 #[derive(Debug, Clone, Default)]
@@ -102,14 +119,13 @@ const NODE_AGENT_DATA: DataRules = DataRules {
 /// when the Velero version predates the first release that reads the ConfigMap, and each key's value as `check`
 /// finds it, headed by what `key_finding` says about the key itself.
 pub(crate) fn check_keyed<C>(
-    data: &BTreeMap<String, String>,
-    binary_keys: &[String],
+    configmap: &ConfigMapData,
     env: &Environment,
     rules: &DataRules,
     key_finding: fn(&str) -> Option<Diagnostic>,
     check: impl Fn(&str, &str) -> Checked<C>,
 ) -> ConfigMapCheck<C> {
-    let mut structure = data_structure(data, binary_keys, rules, env.velero_version);
+    let mut structure = data_structure(configmap, rules, env.velero_version);
     let first = velero_types::first_release(rules.kind);
     if let Some((version, first)) = env.velero_version.zip(first).filter(|(version, first)| version < first) {
         structure.push(Diagnostic::warning(
@@ -118,7 +134,8 @@ pub(crate) fn check_keyed<C>(
             None,
         ));
     }
-    let values = data
+    let values = configmap
+        .data
         .iter()
         .map(|(key, text)| {
             let mut checked = check(key, text);
@@ -132,20 +149,20 @@ pub(crate) fn check_keyed<C>(
 }
 
 /// Checks the `data` and `binaryData` of a node-agent ConfigMap.
-pub fn check_configmap(data: &BTreeMap<String, String>, binary_keys: &[String], env: &Environment) -> ConfigMapCheck {
-    let structure = data_structure(data, binary_keys, &NODE_AGENT_DATA, env.velero_version);
-    let values = data.iter().map(|(key, text)| (key.clone(), check_value(text, env))).collect();
+pub fn check_node_agent(configmap: &ConfigMapData, env: &Environment) -> ConfigMapCheck {
+    let structure = data_structure(configmap, &NODE_AGENT_DATA, env.velero_version);
+    let values = configmap.data.iter().map(|(key, text)| (key.clone(), check_value(text, env))).collect();
     ConfigMapCheck { structure, values }
 }
 
 /// The findings about `data` and `binaryData` as a whole: Velero reads only `data`, and fails
 /// to start (1.17+) when it is empty.
 pub(crate) fn data_structure(
-    data: &BTreeMap<String, String>,
-    binary_keys: &[String],
+    configmap: &ConfigMapData,
     rules: &DataRules,
     version: Option<VeleroVersion>,
 ) -> Diagnostics {
+    let ConfigMapData { data, binary_keys } = configmap;
     let reader = rules.reader;
     let mut structure = Diagnostics::default();
     match (data.len(), binary_keys.is_empty()) {
@@ -197,7 +214,7 @@ mod tests {
     fn check(data: &[(&str, &str)], binary: &[&str]) -> Vec<(Severity, String)> {
         let data = data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let binary: Vec<String> = binary.iter().map(|k| k.to_string()).collect();
-        check_configmap(&data, &binary, &Environment::default()).rendered()
+        check_node_agent(&ConfigMapData { data, binary_keys: binary }, &Environment::default()).rendered()
     }
 
     #[test]
@@ -210,7 +227,8 @@ mod tests {
             (VeleroVersion::new(1, 18, 1), "node-agent 1.18.1 exits with \"more than one keys are found\""),
         ];
         for (version, want) in cases {
-            let rendered = check_configmap(&data, &[], &env(version)).rendered();
+            let configmap = ConfigMapData { data: data.clone(), binary_keys: Vec::new() };
+            let rendered = check_node_agent(&configmap, &env(version)).rendered();
             assert_eq!(
                 rendered.first().map(|(_, text)| text.as_str()),
                 Some(
@@ -222,7 +240,7 @@ mod tests {
                 "{version}"
             );
         }
-        let rendered = check_configmap(&BTreeMap::new(), &[], &env(VeleroVersion::new(1, 16, 0))).rendered();
+        let rendered = check_node_agent(&ConfigMapData::default(), &env(VeleroVersion::new(1, 16, 0))).rendered();
         assert_eq!(
             rendered,
             [(

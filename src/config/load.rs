@@ -1,14 +1,26 @@
 //! The config a server may serve, from a config file's text or a ConfigMap's data: the
 //! validating webhook's own checker decides, so the config served is exactly one it would admit.
 
-use std::collections::BTreeMap;
-
-use super::configmap::check_configmap;
+use super::configmap::{check_node_agent, ConfigMapData};
 use super::manifest::{self, Input};
 use super::model::NodeAgentConfig;
 use super::validate::Environment;
 use super::version::VeleroVersion;
 use super::{check_value, Checked};
+
+/// The config the mutating webhook applies, and which load it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveConfig {
+    /// Counts this process's successful loads from 1; 0 means nothing was loaded (no
+    /// settings). Per process: it tells whether an edit reached this replica, not which
+    /// config a pod got.
+    pub generation: u64,
+    /// Names the config, the same on every replica and across restarts: `resourceVersion:N`
+    /// of the ConfigMap, or `sha256:…` of the config file ([`configmap_id`], [`file_id`]);
+    /// empty when none. Pods' `applied` annotation, the `config_info` metric and the log say it.
+    pub id: String,
+    pub config: NodeAgentConfig,
+}
 
 /// Why a config could not be used; the text goes to the log, never to a metric label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,8 +48,7 @@ pub fn config_from_text(
                 .iter()
                 .find(|cm| cm.name == configmap)
                 .ok_or_else(|| LoadError::NotFound(configmap.to_string()))?;
-            let data = cm.data.iter().map(|d| (d.key.clone(), d.value.clone())).collect();
-            config_from_configmap(&data, &cm.binary_data_keys, version)
+            config_from_configmap(&cm.contents(), version)
         }
     }
 }
@@ -45,12 +56,11 @@ pub fn config_from_text(
 /// Runs a ConfigMap's `data` and `binaryData` keys through the validating webhook's own
 /// checker, so the config served is exactly one the webhook would admit for `version`.
 pub fn config_from_configmap(
-    data: &BTreeMap<String, String>,
-    binary_keys: &[String],
+    configmap: &ConfigMapData,
     version: Option<VeleroVersion>,
 ) -> Result<NodeAgentConfig, LoadError> {
     let env = Environment { velero_version: version, ..Environment::default() };
-    let check = check_configmap(data, binary_keys, &env);
+    let check = check_node_agent(configmap, &env);
     match check.config() {
         Some(config) => Ok(config.clone()),
         None => Err(LoadError::Invalid(first_errors(check.rendered().into_iter().map(|(_, text)| text)))),

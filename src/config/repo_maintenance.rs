@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::configmap::{check_keyed, velero_server_on_missing_data, ConfigMapCheck, DataRules};
+use super::configmap::{check_keyed, velero_server_on_missing_data, ConfigMapCheck, ConfigMapData, DataRules};
 use super::decode::{closest, Decoded, Decoder};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::json::{Node, Value};
@@ -98,13 +98,9 @@ const DATA: DataRules = DataRules {
 
 /// Checks a whole repository maintenance job ConfigMap: its data keys, each value, and what a
 /// repository's key cannot do beside `global` (Velero merges the two field by field).
-pub fn check_configmap(
-    data: &BTreeMap<String, String>,
-    binary_keys: &[String],
-    env: &Environment,
-) -> ConfigMapCheck<JobConfig> {
-    let global = data.get(GLOBAL_KEY).map(|text| check_value(text, env));
-    check_keyed(data, binary_keys, env, &DATA, key_finding, |key, text| match (scope_of(key), &global) {
+pub fn check_repo_maintenance(configmap: &ConfigMapData, env: &Environment) -> ConfigMapCheck<JobConfig> {
+    let global = configmap.data.get(GLOBAL_KEY).map(|text| check_value(text, env));
+    check_keyed(configmap, env, &DATA, key_finding, |key, text| match (scope_of(key), &global) {
         (Scope::Global, Some(global)) => global.clone(),
         (Scope::Repository, Some(global)) => check_in_context(text, env, Some(&global.config)),
         _ => check_value(text, env),

@@ -1,4 +1,5 @@
-//! Velero's in-tree third-party labels and annotations (velero-spec.md §6): node-agent copies
+//! Velero's in-tree third-party labels and annotations (`ThirdPartyLabels` and
+//! `ThirdPartyAnnotations` in Velero's `pkg/util/third_party.go`, v1.18.3): node-agent copies
 //! them from its DaemonSet's pod template into data-mover pods only while `podLabels`
 //! (`podAnnotations`) is empty. Velero 1.18 reads those maps, so setting one supersedes the
 //! in-tree keys it does not list; older node-agents keep copying them. The webhook applies

@@ -11,9 +11,10 @@ const V1_17: VeleroVersion = VeleroVersion::new(1, 17, 0);
 const V1_18: VeleroVersion = VeleroVersion::new(1, 18, 0);
 const V1_18_1: VeleroVersion = VeleroVersion::new(1, 18, 1);
 
-/// What node-agent does with a config value Go cannot decode (invalid JSON, a type error),
-/// velero-spec.md §2: from 1.17 it exits, up to 1.16 it logs a warning and runs without the
-/// whole config. An unknown version is taken to be a current one.
+/// What node-agent does with a config value Go cannot decode (invalid JSON, a type error):
+/// from 1.17 it exits, up to 1.16 it logs a warning and runs without the whole config
+/// (Velero's `pkg/cmd/cli/nodeagent/server.go`, `getDataPathConfigs`: v1.16.2 logs the error of
+/// `nodeagent.GetConfigs` and goes on, v1.17.0 returns it from `newNodeAgentServer`). An unknown version is taken to be a current one.
 pub fn on_undecodable(version: Option<VeleroVersion>) -> String {
     match version {
         Some(v) if v < V1_17 => format!("node-agent {v} logs a warning and ignores the whole config"),
@@ -21,8 +22,9 @@ pub fn on_undecodable(version: Option<VeleroVersion>) -> String {
     }
 }
 
-/// What node-agent does when the ConfigMap has no data key (velero-spec.md §2): from 1.17 it
-/// exits, before it warns and runs without a config.
+/// What node-agent does when the ConfigMap has no data key (`GetConfigs` in Velero's
+/// `pkg/nodeagent/node_agent.go`: "data is not available"): from 1.17 it exits, before it warns
+/// and runs without a config (see [`on_undecodable`]).
 pub fn on_missing_data(version: Option<VeleroVersion>) -> String {
     match version {
         None => "node-agent 1.17+ fails to start with \"data is not available\"".to_string(),
@@ -31,8 +33,9 @@ pub fn on_missing_data(version: Option<VeleroVersion>) -> String {
     }
 }
 
-/// What node-agent does with more than one data key (velero-spec.md §2): from 1.18 it exits,
-/// before it reads one of them at random (Go's map order).
+/// What node-agent does with more than one data key: from 1.18 it exits (`GetConfigs` in
+/// Velero's `pkg/nodeagent/node_agent.go` at v1.18.0: "more than one keys are found"), before
+/// it reads one of them at random (v1.17.2 ranges over the data map: Go's map order).
 pub fn on_several_data_keys(version: Option<VeleroVersion>) -> String {
     match version {
         None => "node-agent 1.18+ exits with \"more than one keys are found\", 1.17 reads a random one".to_string(),
@@ -42,8 +45,9 @@ pub fn on_several_data_keys(version: Option<VeleroVersion>) -> String {
 }
 
 /// Whether this version's node-agent turns a `loadAffinity` entry with an empty selector into
-/// a node-selector term that matches no node (velero-spec.md §3): up to 1.18.0 it does; 1.18.1
-/// keeps only its own OS requirement. An unknown version may be one that does.
+/// a node-selector term that matches no node: up to 1.18.0 it does; 1.18.1 keeps only its own
+/// OS requirement (`ToSystemAffinity` in Velero's `pkg/util/kube/pod.go`, v1.18.0 against
+/// v1.18.1). An unknown version may be one that does.
 pub fn empty_selector_matches_no_node(version: Option<VeleroVersion>) -> bool {
     version.is_none_or(|v| v < V1_18_1)
 }

@@ -1,5 +1,9 @@
-//! Which pods are data-mover pods (velero-spec.md §5): created in the Velero namespace by
+//! Which pods are data-mover pods (Velero's `pkg/exposer/csi_snapshot.go` `createBackupPod`,
+//! `generic_restore.go` and `pod_volume.go` at v1.18.3, with the labels of
+//! `pkg/apis/velero/v1/labels_annotations.go`): created in the Velero namespace by
 //! node-agent's ServiceAccount, labelled and owned by the Velero resource they serve.
+
+use std::borrow::Borrow;
 
 use serde_json::Value;
 
@@ -62,7 +66,7 @@ pub struct DataMover {
 }
 
 /// Why a pod was left alone; bounded values, used as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SkipReason {
     NotAPodCreate,
     OtherNamespace,
@@ -97,9 +101,10 @@ pub struct NodeAgentIdentity {
 }
 
 /// What the mutating webhook knows of one submission to the API server, as plain values: who
-/// sent what, where. The wire format maps a review to this (`mutating::submission`).
+/// sent what, where. The wire format maps a review to this (`mutating::submission`). `P` is the
+/// pod: borrowed, or owned by a caller that wants it back from [`NodeAgentIdentity::identify_owning`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Submission<'a> {
+pub struct Submission<'a, P = &'a Value> {
     /// A CREATE of a core/v1 Pod; anything else is left alone.
     pub creates_a_pod: bool,
     pub namespace: &'a str,
@@ -108,18 +113,18 @@ pub struct Submission<'a> {
     pub username: &'a str,
     /// The pod a bound ServiceAccount token belongs to (`authentication.kubernetes.io/pod-name`).
     pub token_pod_name: Option<&'a str>,
-    pub pod: Option<&'a Value>,
+    pub pod: Option<P>,
 }
 
 impl NodeAgentIdentity {
-    fn is_node_agent_user(&self, submission: &Submission) -> Result<(), SkipReason> {
+    fn is_node_agent_user(&self, username: &str, token_pod_name: Option<&str>) -> Result<(), SkipReason> {
         let prefix = format!("system:serviceaccount:{}:", self.namespace);
-        let account = submission.username.strip_prefix(&prefix).ok_or(SkipReason::OtherUser)?;
+        let account = username.strip_prefix(&prefix).ok_or(SkipReason::OtherUser)?;
         if !self.service_accounts.iter().any(|sa| sa == account) {
             return Err(SkipReason::OtherUser);
         }
         // The Velero server shares the account and creates restored workload pods.
-        match submission.token_pod_name {
+        match token_pod_name {
             Some(pod) if !pod.starts_with("node-agent-") => Err(SkipReason::NotNodeAgent),
             _ => Ok(()),
         }
@@ -127,14 +132,23 @@ impl NodeAgentIdentity {
 
     /// Decides whether `submission` creates a data-mover pod, and which.
     pub fn identify(&self, submission: &Submission) -> Result<DataMover, SkipReason> {
+        self.identify_owning(*submission).map(|(mover, _)| mover)
+    }
+
+    /// [`Self::identify`], handing back the submission's pod with the data mover it is.
+    pub fn identify_owning<P: Borrow<Value>>(
+        &self,
+        submission: Submission<'_, P>,
+    ) -> Result<(DataMover, P), SkipReason> {
         if !submission.creates_a_pod {
             return Err(SkipReason::NotAPodCreate);
         }
         if submission.namespace != self.namespace {
             return Err(SkipReason::OtherNamespace);
         }
-        self.is_node_agent_user(submission)?;
-        let pod = submission.pod.ok_or(SkipReason::NoObject)?;
+        self.is_node_agent_user(submission.username, submission.token_pod_name)?;
+        let owned = submission.pod.ok_or(SkipReason::NoObject)?;
+        let pod: &Value = owned.borrow();
         let name = at(pod, &["metadata", "name"]).and_then(Value::as_str).unwrap_or(submission.name);
         let labels = at(pod, &["metadata", "labels"]).and_then(Value::as_object);
         let kind = MoverKind::ALL
@@ -158,7 +172,8 @@ impl NodeAgentIdentity {
         {
             return Err(SkipReason::OwnerMismatch);
         }
-        Ok(DataMover { kind, name: name.to_string(), owner_uid: field("uid").to_string() })
+        let mover = DataMover { kind, name: name.to_string(), owner_uid: field("uid").to_string() };
+        Ok((mover, owned))
     }
 }
 

@@ -76,23 +76,27 @@ pub enum PreviewError {
     #[error("the pod is not a Pod object: {0}")]
     NotAPod(String),
     #[error("the patch does not apply to the pod: {0}")]
-    SelfCheck(String),
+    SelfCheck(#[from] patch::PatchError),
+    #[error("cannot encode the patch: {0}")]
+    Encode(String),
 }
 
-/// Plans a pod's patch offline, exactly as the webhook would for a CREATE by `user` in the
-/// pod's namespace; `storage_class` stands in for the PVC lookup, and `config_id` names the
-/// config as a server reading the same file would (`config::load::file_id`).
+/// Plans a pod's patch offline, exactly as a webhook serving `node_agent` would for a
+/// CREATE by `user` in the pod's namespace (the Velero namespace when the pod names none);
+/// `storage_class` stands in for the PVC lookup, and `config_id` names the config as a server
+/// reading the same file would (`config::load::file_id`).
 pub fn preview(
     pod: &Value,
     config: &NodeAgentConfig,
     config_id: &str,
+    node_agent: &identity::NodeAgentIdentity,
     user: &str,
     storage_class: Option<String>,
 ) -> Result<Preview, PreviewError> {
     if !pod.is_object() {
         return Err(PreviewError::NotAPod(format!("expected a JSON object, got {pod}")));
     }
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("velero");
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(&node_agent.namespace);
     let submission = identity::Submission {
         creates_a_pod: true,
         namespace,
@@ -101,11 +105,7 @@ pub fn preview(
         token_pod_name: None,
         pod: Some(pod),
     };
-    let identity = identity::NodeAgentIdentity {
-        namespace: namespace.to_string(),
-        service_accounts: vec!["velero".to_string(), "velero-server".to_string()],
-    };
-    let mover = match identity.identify(&submission) {
+    let mover = match node_agent.identify(&submission) {
         Ok(mover) => mover,
         Err(reason) => {
             return Ok(Preview {
@@ -123,7 +123,8 @@ pub fn preview(
         storage_class: plan::StorageClass::Known(storage_class),
         priority_classes: None,
     });
-    let patched = patch::apply(pod.clone(), &patch::to_bytes(&plan.ops)).map_err(PreviewError::SelfCheck)?;
-    let patch = Value::Array(plan.ops.iter().map(patch::Op::to_json).collect());
+    let patch = serde_json::to_value(&plan.ops).map_err(|err| PreviewError::Encode(err.to_string()))?;
+    let mut patched = pod.clone();
+    patch::apply_ops(&mut patched, plan.ops)?;
     Ok(Preview { patch, patched, warnings: plan.warnings })
 }

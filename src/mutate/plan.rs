@@ -1,5 +1,7 @@
 //! Plans the patch that gives one data-mover pod the live config's settings
-//! (velero-spec.md §4, §9). Pure: pod, config and what is known of the cluster in, ops out.
+//! (what node-agent itself gives them: Velero's `pkg/exposer/csi_snapshot.go` `createBackupPod`
+//! and `pkg/util/kube/pod.go` `GetLoadAffinityByStorageClass`, v1.18.3). Pure: pod, config and
+//! what is known of the cluster in, ops out.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -61,7 +63,15 @@ pub struct Plan {
     pub ops: Vec<Op>,
     pub applied: Vec<Setting>,
     pub warnings: Vec<String>,
+    pub notes: Notes,
+}
+
+/// What a plan noted besides its ops, which a server counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// The pod's own node affinity contradicts loadAffinity, which was left out.
     pub affinity_conflict: bool,
+    /// The configured PriorityClass does not exist, so none was set.
     pub priority_class_missing: bool,
     /// podAnnotations were left out: with them the pod's annotations would exceed Kubernetes' limit.
     pub annotations_over_limit: bool,
@@ -110,7 +120,7 @@ fn plan_annotations(input: &PlanInput, plan: &mut Plan) {
         if size <= TOTAL_ANNOTATION_SIZE_LIMIT_B {
             plan.applied.push(Setting::PodAnnotations);
         } else {
-            plan.annotations_over_limit = true;
+            plan.notes.annotations_over_limit = true;
             plan.warnings.push(format!(
                 "podAnnotations not applied: with them the pod's annotations would take {size} bytes, over Kubernetes' limit of {TOTAL_ANNOTATION_SIZE_LIMIT_B}, and the API server would refuse the pod"
             ));
@@ -194,7 +204,7 @@ fn plan_affinity(input: &PlanInput, plan: &mut Plan) {
         AffinityPlan::Unchanged => {}
         AffinityPlan::Ops(ops) => plan.record(Setting::LoadAffinity, ops),
         AffinityPlan::Conflict(contradictions) => {
-            plan.affinity_conflict = true;
+            plan.notes.affinity_conflict = true;
             // One warning per term: the API server passes on at most 256 characters of each.
             plan.warnings.extend(contradictions.iter().map(|contradiction| {
                 format!("loadAffinity not applied (no node fits it and the pod's placement): {contradiction}")
@@ -279,7 +289,7 @@ fn plan_priority(input: &PlanInput, plan: &mut Plan) {
     }
     if input.priority_classes.is_some_and(|classes| !classes.contains(wanted)) {
         // The API server would reject the pod ("no PriorityClass with name"); Velero drops it too.
-        plan.priority_class_missing = true;
+        plan.notes.priority_class_missing = true;
         plan.warnings.push(format!("priorityClassName {wanted:?} not applied: no such PriorityClass in the cluster"));
         return;
     }
@@ -588,18 +598,20 @@ mod tests {
                 && paths.iter().zip(case.paths).all(|(got, want)| got == want || got.starts_with(&format!("{want}/")));
             let warnings_match = plan.warnings.len() == case.warnings.len()
                 && plan.warnings.iter().zip(case.warnings).all(|(got, want)| got.contains(want));
-            let first_value = plan.ops.first().map(|op| op.to_json()["value"].clone());
+            let first_value = plan.ops.first().map(|op| serde_json::to_value(op).unwrap_or_default()["value"].clone());
             if plan.applied != case.applied
                 || case.first_value.is_some() && first_value != case.first_value
                 || !paths_match
                 || !warnings_match
-                || plan.affinity_conflict != case.affinity_conflict
-                || plan.priority_class_missing != case.priority_class_missing
+                || plan.notes.affinity_conflict != case.affinity_conflict
+                || plan.notes.priority_class_missing != case.priority_class_missing
             {
                 failures.push(format!("{}: got {:?}, ops at {paths:?}", case.name, plan));
             }
-            if let Some(Op::Add { value, .. }) =
-                plan.ops.iter().find(|op| paths.len() > 1 && op.to_json()["path"] == ANNOTATIONS)
+            if let Some(Op::Add { value, .. }) = plan
+                .ops
+                .iter()
+                .find(|op| paths.len() > 1 && serde_json::to_value(op).unwrap_or_default()["path"] == ANNOTATIONS)
             {
                 let summary = value[APPLIED_ANNOTATION].as_str().unwrap_or_default();
                 if !summary.ends_with("(config resourceVersion:7)") {
@@ -663,7 +675,7 @@ mod tests {
             let planned = |pod: &Value| upload_plan(pod, &config, id);
             let first = planned(&pod);
             assert_eq!(first.applied.contains(&Setting::PodAnnotations), applied, "{name}: {:?}", first.applied);
-            assert_eq!(first.annotations_over_limit, over, "{name}");
+            assert_eq!(first.notes.annotations_over_limit, over, "{name}");
             assert_eq!(first.warnings.len(), usize::from(over), "{name}: {:?}", first.warnings);
             let mut patched = pod.clone();
             patch::apply_ops(&mut patched, first.ops).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -1,5 +1,6 @@
-//! A drain signal for the server's background tasks (config and certificate watches): when
-//! shutdown comes, each is told to stop and is awaited, rather than aborted from outside.
+//! The one drain signal of the server: its listeners and its background tasks (config and
+//! certificate watches) are told to stop when shutdown comes (`shutdown`), and are awaited,
+//! rather than aborted from outside.
 
 use std::future::Future;
 
@@ -19,20 +20,24 @@ pub fn channel() -> (Trigger, Drain) {
 }
 
 impl Trigger {
-    pub fn drain(self) {
+    pub fn drain(&self) {
         // No receiver left means every task is already gone.
         let _ = self.0.send(true);
     }
 }
 
 impl Drain {
+    /// Resolves once the drain is signalled; a dropped trigger is a drain too.
+    pub async fn signaled(mut self) {
+        let _ = self.0.wait_for(|drained| *drained).await;
+    }
+
     /// Runs `work` until it ends or the drain is signalled, whichever comes first; the work
     /// stops at an await point, between two steps of its loop.
-    pub async fn run<F: Future<Output = ()>>(mut self, work: F) {
+    pub async fn run<F: Future<Output = ()>>(self, work: F) {
         tokio::select! {
             () = work => {}
-            // An error means the trigger was dropped: that is a drain too.
-            _ = self.0.wait_for(|drained| *drained) => {}
+            () = self.signaled() => {}
         }
     }
 }

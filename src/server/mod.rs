@@ -3,6 +3,7 @@
 pub mod drain;
 pub mod readiness;
 pub mod routes;
+pub mod shutdown;
 pub mod state;
 pub mod timeouts;
 pub mod tls;
@@ -21,24 +22,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::metrics::ResultLabels;
+use crate::metrics::LoadResult;
+use drain::Drain;
 use state::AppState;
 use tls::{CertificateFiles, LoadedCertificate, ReloadingResolver, TlsError};
-
-/// Parses a Go-style duration as operators write them in manifests and as the API server
-/// sends `?timeout=`: `500ms`, `5s`, `1m`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds).ok()
-}
 
 /// How the listeners behave; see the `serve` flags for what each means to an operator.
 #[derive(Debug, Clone)]
@@ -69,13 +56,10 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-/// Serves until `shutdown` resolves, then drains: `/readyz` fails at once, new connections are
-/// still accepted for `shutdown_delay`, then in-flight requests get `shutdown_grace` to finish.
-pub async fn run(
-    options: ServeOptions,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServerError> {
+/// Serves until `drain` is signalled, then drains: `/readyz` fails at once, new connections are
+/// still accepted for `shutdown_delay`, then in-flight requests get `shutdown_grace` to finish,
+/// and then the metrics listener and the certificate reloader stop.
+pub async fn run(options: ServeOptions, state: Arc<AppState>, drain: Drain) -> Result<(), ServerError> {
     let files = CertificateFiles { cert: options.tls_cert.clone(), key: options.tls_key.clone() };
     let loaded = files.load(files.read()?)?;
     record_certificate(&state, &loaded);
@@ -96,40 +80,38 @@ pub async fn run(
         "serving"
     );
 
-    let (stop_reloader, reloader_drain) = drain::channel();
-    let reloader = tokio::spawn(reloader_drain.run(watch_certificate(
+    let (stop_after_connections, after_connections) = drain::channel();
+    let reloader = tokio::spawn(after_connections.clone().run(watch_certificate(
         files,
         loaded.source,
         resolver,
         state.clone(),
         options.cert_poll_interval,
     )));
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_router = routes::admin_router(state.clone());
     let admin_task = tokio::spawn(async move {
-        let stopped = async {
-            let _ = admin_stopped.await;
-        };
-        if let Err(err) = axum::serve(admin, admin_router).with_graceful_shutdown(stopped).await {
+        if let Err(err) = axum::serve(admin, admin_router).with_graceful_shutdown(after_connections.signaled()).await {
             tracing::error!(error = %err, "metrics listener failed");
         }
     });
 
     let router = routes::webhook_router(state.clone());
     let stop_accepting = async {
-        shutdown.await;
+        drain.signaled().await;
         state.readiness.begin_shutdown();
-        tracing::info!(delay = ?options.shutdown_delay, "shutdown requested: readiness off, still accepting");
+        tracing::info!(
+            delay_ms = options.shutdown_delay.as_millis() as u64,
+            "shutdown requested: readiness off, still accepting"
+        );
         tokio::time::sleep(options.shutdown_delay).await;
     };
     let connections = accept_until(listener, acceptor, router, &options, stop_accepting).await;
-    tracing::info!(grace = ?options.shutdown_grace, "stopped accepting; draining connections");
+    tracing::info!(grace_ms = options.shutdown_grace.as_millis() as u64, "stopped accepting; draining connections");
     if tokio::time::timeout(options.shutdown_grace, connections.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
-    stop_reloader.drain();
+    stop_after_connections.drain();
     let _ = reloader.await;
-    let _ = stop_admin.send(());
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
@@ -246,7 +228,7 @@ async fn watch_certificate(
                 rejected = None;
             }
             Err(err) => {
-                state.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                state.metrics.record_certificate_reload(LoadResult::Error, None);
                 tracing::error!(error = %err, "new certificate rejected; still serving the previous one");
                 rejected = Some(source);
             }
@@ -255,6 +237,5 @@ async fn watch_certificate(
 }
 
 fn record_certificate(state: &AppState, loaded: &LoadedCertificate) {
-    state.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
-    state.metrics.certificate_expiry.set(loaded.not_after as f64);
+    state.metrics.record_certificate_reload(LoadResult::Success, Some(loaded.not_after));
 }

@@ -14,6 +14,8 @@ use serde::Deserialize;
 use super::state::AppState;
 use crate::admission::{self, Decision, Request};
 use crate::metrics::Webhook;
+use crate::mutate::plan::Setting;
+use crate::mutating::PodOutcome;
 
 /// controller-runtime's cap: an UPDATE carries two objects of up to 3 MiB, plus 1 MiB.
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
@@ -47,18 +49,36 @@ fn parse_timeout(query: &TimeoutQuery) -> Duration {
     query
         .timeout
         .as_deref()
-        .and_then(super::parse_duration)
+        .and_then(super::timeouts::parse_duration)
         .filter(|timeout| !timeout.is_zero())
         .map_or(DEFAULT_REQUEST_TIMEOUT, |timeout| timeout.min(MAX_REQUEST_TIMEOUT))
 }
 
 async fn validate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(&state, Webhook::Validate, &query, body, |state, request| async move { state.review_configmap(&request) })
-        .await
+    answer(&state, Webhook::Validate, &query, body, |state, request| async move {
+        let reviewed = state.validating.review(&request, &state.watched()).await;
+        state.metrics.record_config_checks(reviewed.checks);
+        (reviewed.decision, LogFields::default())
+    })
+    .await
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(&state, Webhook::Mutate, &query, body, |state, request| async move { state.review_pod(request).await }).await
+    answer(&state, Webhook::Mutate, &query, body, |state, request| async move {
+        let reviewed = state.mutating.review(request, &state.pod_context(), state.cluster.as_ref()).await;
+        state.metrics.record_pod(&reviewed.outcome);
+        let PodOutcome { applied, config, .. } = reviewed.outcome;
+        (reviewed.decision, LogFields { applied, config })
+    })
+    .await
+}
+
+/// What a webhook adds to its review's log line: the settings a patch applies, and the
+/// config they come from.
+#[derive(Default)]
+struct LogFields {
+    applied: Vec<Setting>,
+    config: String,
 }
 
 /// Reads the body up to [`MAX_BODY_BYTES`]; past that, drains it and answers 413.
@@ -102,7 +122,7 @@ async fn answer<F, Fut>(
 ) -> Response
 where
     F: FnOnce(Arc<AppState>, Request) -> Fut,
-    Fut: std::future::Future<Output = Decision>,
+    Fut: std::future::Future<Output = (Decision, LogFields)>,
 {
     let timeout = parse_timeout(query);
     let started = Instant::now();
@@ -129,17 +149,17 @@ where
         request.name.clone(),
         request.operation,
     );
-    let decision = match tokio::time::timeout_at(deadline, decide(state.clone(), request)).await {
-        Ok(decision) => decision,
+    let (decision, fields) = match tokio::time::timeout_at(deadline, decide(state.clone(), request)).await {
+        Ok(decided) => decided,
         Err(_) => {
             tracing::error!(uid = %uid, webhook = webhook.as_str(), "no decision within the request timeout; admitting unchanged");
-            Decision::allow_with_warnings(vec![format!(
-                "node-agent-webhook did not decide within {timeout:?}; admitted unchanged"
-            )])
+            let warning = format!("node-agent-webhook did not decide within {timeout:?}; admitted unchanged");
+            (Decision::allow_with_warnings(vec![warning]), LogFields::default())
         }
     };
     let elapsed = started.elapsed();
-    state.metrics.observe_admission(webhook, operation.as_str(), decision.allowed, elapsed.as_secs_f64());
+    state.metrics.record_admission(webhook, operation, decision.allowed, elapsed.as_secs_f64());
+    let applied: Vec<&str> = fields.applied.iter().map(|setting| setting.as_str()).collect();
     tracing::info!(
         uid = uid.as_str(),
         webhook = webhook.as_str(),
@@ -149,8 +169,8 @@ where
         operation = operation.as_str(),
         allowed = decision.allowed,
         warnings = decision.warnings.len(),
-        applied = decision.applied.join(","),
-        config = decision.config.as_str(),
+        applied = applied.join(","),
+        config = fields.config.as_str(),
         duration_us = elapsed.as_micros() as u64,
         "admission"
     );
@@ -173,6 +193,62 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::configmap::ConfigMapData;
+    use crate::config::kind::{Kind, Names};
+    use crate::config::validate::Environment;
+    use crate::server::state::Settings;
+    use crate::validating::{self, ContentsCheck, Target, ValidatingWebhook};
+    use http_body_util::BodyExt;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    /// How long [`slow_check`] takes: far beyond the timeout the API server gives below.
+    const SLOW_CHECK: Duration = Duration::from_secs(1);
+
+    /// A test double: the config check of a ConfigMap that takes [`SLOW_CHECK`] to check.
+    fn slow_check(kind: Kind, contents: &ConfigMapData, env: &Environment) -> ContentsCheck {
+        std::thread::sleep(SLOW_CHECK);
+        validating::check_contents(kind, contents, env)
+    }
+
+    /// A check that misses the kept checks runs on the blocking pool, so the API server's
+    /// `?timeout=` cuts it off with the documented answer (admitted unchanged, with a warning),
+    /// even on a runtime with one thread: run on the async worker, the check would hold it, and
+    /// the timer could not fire before the check's own answer.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_check_is_cut_off_at_the_api_servers_timeout() {
+        let target = Target { namespace: "velero".into(), names: Names::default() };
+        let settings = Settings { target: target.clone(), velero_version: None, service_accounts: vec![] };
+        let mut state = AppState::new(settings, None);
+        state.validating = ValidatingWebhook::with_check(target, slow_check);
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "slow-1", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+                "namespace": "velero", "name": "node-agent-config", "operation": "CREATE",
+                "userInfo": {"username": "admin"},
+                "object": {"metadata": {"name": "node-agent-config"}, "data": {"config": "{}"}},
+            },
+        });
+        let request = axum::http::Request::post("/validate?timeout=100ms")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(review.to_string()))
+            .unwrap_or_else(|e| panic!("a test request: {e}"));
+        let started = Instant::now();
+        let response = webhook_router(Arc::new(state)).oneshot(request).await.unwrap_or_else(|e| match e {});
+        let elapsed = started.elapsed();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap_or_else(|e| panic!("the body: {e}")).to_bytes();
+        let answer: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("the answer: {e}"));
+        assert_eq!(
+            answer["response"],
+            json!({
+                "uid": "slow-1", "allowed": true,
+                "warnings": ["node-agent-webhook did not decide within 100ms; admitted unchanged"],
+            })
+        );
+        assert!(elapsed < SLOW_CHECK * 3 / 4, "answered after {elapsed:?}, not at the timeout");
+    }
 
     #[test]
     fn timeouts_follow_the_api_server_query() {

@@ -268,7 +268,8 @@ fn datadownload_proceeds_with_our_server_stopped_and_the_pod_has_only_node_agent
     );
     dd.assert_accepted(&agent);
 
-    // What node-agent applies itself, by version (velero-spec.md §1, and what this shows).
+    // What node-agent applies itself, by version (Velero's `pkg/exposer/generic_restore.go` at
+    // each tag, and what this shows).
     let resources = &pod["spec"]["containers"][0]["resources"];
     assert_eq!(resources["limits"]["cpu"], "2", "{what}: podResources (1.15+):\n{}", json_of(&pod));
     assert_eq!(resources["requests"]["memory"], "512Mi", "{what}");

@@ -5,11 +5,11 @@ use super::*;
 use crate::config::cases::{self, Case};
 
 fn configmap_findings(data: &[(&str, &str)], env: &Environment) -> Vec<String> {
-    cases::findings(check_configmap, data, env)
+    cases::findings(check_backup_repository, data, env)
 }
 
 fn assert_cases_with(env: &Environment, table: &[Case]) {
-    cases::assert_cases(check_configmap, env, table);
+    cases::assert_cases(check_backup_repository, env, table);
 }
 
 fn assert_cases(table: &[Case]) {

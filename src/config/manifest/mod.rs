@@ -14,6 +14,7 @@ mod json_manifest;
 mod yaml_manifest;
 mod yaml_scalar;
 
+use crate::config::configmap::ConfigMapData;
 use crate::config::json::{self, Pos};
 use json_manifest::json_manifests;
 use yaml_manifest::yaml_input;
@@ -74,6 +75,16 @@ struct Run {
     inner: Pos,
     file: Pos,
     len: u32,
+}
+
+impl ConfigMapDoc {
+    /// What Velero would read of this ConfigMap.
+    pub fn contents(&self) -> ConfigMapData {
+        ConfigMapData {
+            data: self.data.iter().map(|d| (d.key.clone(), d.value.clone())).collect(),
+            binary_keys: self.binary_data_keys.clone(),
+        }
+    }
 }
 
 impl DataValue {

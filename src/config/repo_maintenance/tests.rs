@@ -8,7 +8,7 @@ use crate::config::cases::{self, Case};
 use crate::config::diagnostics::Severity;
 
 fn assert_cases_with(env: &Environment, table: &[Case]) {
-    cases::assert_cases(check_configmap, env, table);
+    cases::assert_cases(check_repo_maintenance, env, table);
 }
 
 fn assert_cases(table: &[Case]) {
@@ -358,7 +358,8 @@ fn structure_and_versions() {
         )],
     );
     let data = [("global".to_string(), "{}".to_string())].into();
-    let check = check_configmap(&data, &["x".to_string()], &Environment::default());
+    let configmap = ConfigMapData { data, binary_keys: vec!["x".to_string()] };
+    let check = check_repo_maintenance(&configmap, &Environment::default());
     assert_eq!(
         check.rendered(),
         vec![(
