@@ -29,6 +29,43 @@ pub struct NodeFacts {
     pub ready: bool,
 }
 
+impl NodeFacts {
+    /// What the checks keep of a Node object (as the API server serves it in JSON): nothing
+    /// else is held, so a watch of thousands of nodes stays small.
+    pub fn of_node(node: &serde_json::Value) -> Self {
+        let text = |v: &serde_json::Value, key: &str| {
+            v.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_string()
+        };
+        let labels = node["metadata"]["labels"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+            .unwrap_or_default();
+        let taints = node["spec"]["taints"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|t| Taint { key: text(t, "key"), value: text(t, "value"), effect: text(t, "effect") })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let allocatable = ["cpu", "memory", "ephemeral-storage"]
+            .into_iter()
+            .filter_map(|r| Some((r.to_string(), node["status"]["allocatable"][r].as_str()?.parse::<Quantity>().ok()?)))
+            .collect();
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        NodeFacts {
+            name: text(&node["metadata"], "name"),
+            labels,
+            taints,
+            allocatable,
+            unschedulable: node["spec"]["unschedulable"] == true,
+            ready,
+        }
+    }
+}
+
 /// One required node-selector term: `matchExpressions` on labels, `matchFields` on the name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Term {
@@ -469,6 +506,26 @@ mod tests {
         for (name, config, ds, want) in cases {
             assert_eq!(warnings(config, *ds, None), *want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_node_object_keeps_only_what_the_checks_read() {
+        let node = serde_json::json!({
+            "metadata": {"name": "n1", "labels": {"zone": "a"}, "annotations": {"big": "x"}},
+            "spec": {"taints": [{"key": "dedicated", "value": "backup", "effect": "NoSchedule"}], "unschedulable": true},
+            "status": {"allocatable": {"cpu": "3500m", "memory": "8Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}], "images": [{"names": ["x"]}]}
+        });
+        let facts = NodeFacts::of_node(&node);
+        assert_eq!(facts.name, "n1");
+        assert_eq!(facts.labels.get("zone").map(String::as_str), Some("a"));
+        assert_eq!(
+            facts.taints,
+            [Taint { key: "dedicated".into(), value: "backup".into(), effect: "NoSchedule".into() }]
+        );
+        assert_eq!(facts.allocatable.keys().collect::<Vec<_>>(), ["cpu", "memory"]);
+        assert!(facts.unschedulable && facts.ready);
+        assert!(!NodeFacts::of_node(&serde_json::json!({})).ready);
     }
 
     #[test]

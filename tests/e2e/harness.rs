@@ -277,7 +277,7 @@ pub fn webhook_down() {
 }
 
 /// Lets `cluster.sh down` stop what the tests started, whatever happens to this process.
-fn record_pid(pid: u32) {
+pub fn record_pid(pid: u32) {
     let mut pids =
         std::fs::OpenOptions::new().create(true).append(true).open(e2e_dir().join("pids")).expect("pids file");
     writeln!(pids, "{pid}").expect("record pid");

@@ -12,6 +12,7 @@ mod install;
 mod live_config;
 mod mutating;
 mod other_configmaps;
+mod placement;
 mod two_namespaces;
 mod validating;
 mod velero_chart;
