@@ -9,6 +9,7 @@ mod harness;
 
 mod faults;
 mod install;
+mod judge;
 mod live_config;
 mod mutating;
 mod other_configmaps;
