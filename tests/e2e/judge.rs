@@ -76,6 +76,10 @@ impl Judge {
             // The status of a Node is the kubelet's to write: patch it as the kubelet does.
             let status = json!({"status": node["status"]}).to_string();
             kubectl(&["patch", "node", spec.name, "--subresource=status", "--type=merge", "-p", &status]).must();
+            // The TaintNodesByCondition admission plugin created it with the not-ready taint,
+            // which the node lifecycle controller lifts once the node is Ready: lift it as it does.
+            let taints = json!({"spec": {"taints": node["spec"]["taints"]}}).to_string();
+            kubectl(&["patch", "node", spec.name, "--type=merge", "-p", &taints]).must();
         }
         let port = free_port().to_string();
         let log = std::fs::File::create(e2e_dir().join("kube-scheduler.log")).expect("scheduler log");
