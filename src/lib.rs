@@ -9,6 +9,7 @@ pub mod admission;
 pub mod check;
 pub mod cluster;
 pub mod config;
+pub mod explain;
 pub mod k8s;
 pub mod logging;
 pub mod metrics;

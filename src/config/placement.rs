@@ -328,7 +328,8 @@ fn names(fits: &[NodeFit], pick: impl Fn(&NodeFit) -> String) -> String {
     format!("{}{more}", shown.join("; "))
 }
 
-fn taint_text(t: &Taint) -> String {
+/// A taint as kubectl writes one: `key=value:Effect`.
+pub fn taint_text(t: &Taint) -> String {
     match t.value.as_str() {
         "" => format!("{}:{}", t.key, t.effect),
         value => format!("{}={value}:{}", t.key, t.effect),
