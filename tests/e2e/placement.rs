@@ -182,8 +182,9 @@ fn placement_a_data_mover_pod_with_priority_preempts_lower_priority_pods() {
         "e2e-judge-high".into(),
         "--ignore-not-found".into(),
     ]);
-    // Two pods of priority 0 fill judge-b-backup's 4 cpu; with no kubelet, a victim's grace
-    // period never ends, so it stays Terminating and the preemptor stays nominated.
+    // Two pods of priority 0 fill judge-b-backup's 4 cpu, and the data-mover pod wants 3: both
+    // must go. With no kubelet a victim's grace period never ends, so it stays Terminating and
+    // the preemptor stays nominated, not bound.
     let victims: Vec<String> = (0..2).map(|i| unique(&format!("victim{i}"))).collect();
     for victim in &victims {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": victim, "namespace": "e2e-app"},
@@ -192,7 +193,7 @@ fn placement_a_data_mover_pod_with_priority_preempts_lower_priority_pods() {
         kubectl_stdin(&["create", "-f", "-"], &pod.to_string()).must();
     }
     let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
-        "podResources": {"cpuRequest": "1", "cpuLimit": "1", "memoryRequest": "128Mi", "memoryLimit": "128Mi"},
+        "podResources": {"cpuRequest": "3", "cpuLimit": "3", "memoryRequest": "128Mi", "memoryLimit": "128Mi"},
         "priorityClassName": "e2e-judge-high"}"#;
     wait_until("the webhook sees the PriorityClass", Duration::from_secs(10), || {
         apply_config_as(|m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m), config).warnings().is_empty()
@@ -204,13 +205,18 @@ fn placement_a_data_mover_pod_with_priority_preempts_lower_priority_pods() {
     wait_until("the scheduler nominates judge-b-backup for the data-mover pod", Duration::from_secs(30), || {
         pod(&name)["status"]["nominatedNodeName"] == "judge-b-backup"
     });
-    let stored_preemptor = pod(&name);
+    // The scheduler deletes the victims after it nominates the node (asynchronously).
+    let by = format!("Preempted by pod {} on node judge-b-backup", stored_uid(&pod(&name)));
     for victim in &victims {
-        let stored = kubectl(&["get", "pod", victim, "-n", "e2e-app", "-o", "json"]).must().json();
-        assert!(stored["metadata"]["deletionTimestamp"].is_string(), "{victim} not marked: {}", json_of(&stored));
-        let preempted = events("e2e-app", victim, "Preempted");
-        let by = format!("Preempted by pod {} on node judge-b-backup", stored_uid(&stored_preemptor));
-        assert!(preempted.iter().any(|m| m == &by), "{victim}: {preempted:?}, want {by:?}");
+        wait_until(
+            &format!("{victim} is marked for deletion, with a Preempted event"),
+            Duration::from_secs(30),
+            || {
+                let stored = kubectl(&["get", "pod", victim, "-n", "e2e-app", "-o", "json"]).must().json();
+                stored["metadata"]["deletionTimestamp"].is_string()
+                    && events("e2e-app", victim, "Preempted").iter().any(|m| m == &by)
+            },
+        );
     }
     assert_eq!(pod(&name)["spec"].get("nodeName"), None, "bound before its victims are gone");
     delete_pods(&[name], NS);
