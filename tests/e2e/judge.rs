@@ -40,6 +40,10 @@ pub const NODES: [NodeSpec; 4] = [
     },
 ];
 
+/// A config that sends data-mover pods to the tainted node and tolerates its taint.
+pub const TOLERATING_CONFIG: &str = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "dedicated-backup"}}}],
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"}]}"#;
+
 fn node_object(spec: &NodeSpec) -> Value {
     let now = "2026-01-01T00:00:00Z";
     let resources = json!({"cpu": spec.cpu, "memory": "8Gi", "ephemeral-storage": "100Gi", "pods": "110"});

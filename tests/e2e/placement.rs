@@ -11,7 +11,7 @@ use node_agent_webhook::config::placement::{placement_warnings, ClusterView, Nod
 use serde_json::{json, Value};
 
 use crate::harness::*;
-use crate::judge::{events, pod_in, zone_terms, Judge};
+use crate::judge::{events, pod_in, zone_terms, Judge, TOLERATING_CONFIG};
 use crate::{create_pod, delete_pods, json_of, pod_fixture};
 
 /// A data-mover pod created as node-agent, its required node affinity one term per zone and
@@ -89,62 +89,57 @@ fn placement_the_scheduler_binds_where_the_pv_topology_and_the_load_affinity_mee
     serve_config("{}");
 }
 
-#[test]
-fn placement_a_selector_that_selects_no_node_leaves_the_pod_pending() {
+/// A config the placement checks warn about leaves the data-mover pod Pending, with the
+/// scheduler's `FailedScheduling` message naming `reason`.
+fn pending_as_predicted(config: &str, zones: &[&str], warning: impl FnOnce() -> String, reason: &str) {
     let _serial = serial();
     webhook_up();
     let mut judge = Judge::start();
-    let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "gpu-backup"}}}]}"#;
     serve_config(config);
-    assert_eq!(
-        predicted(config),
-        [format!("loadAffinity[0].nodeSelector: selects none of the {} nodes (nodes have role with backup, dedicated-backup, worker, none In gpu-backup): data-mover pods for it stay Pending (FailedScheduling); change the selector or label the nodes", node_count())]
-    );
-    let (name, _) = data_mover(&mut judge, "v1.18", "e2e-fast", &["eu-west-1a"]);
+    assert_eq!(predicted(config), [warning()]);
+    let (name, _) = data_mover(&mut judge, "v1.18", "e2e-fast", zones);
     let message = judge.failed_scheduling(NS, &name);
-    assert!(message.contains("didn't match Pod's node affinity/selector"), "{message}");
+    assert!(message.contains(reason), "{message}");
     delete_pods(&[name], NS);
     drop(judge);
     serve_config("{}");
+}
+
+#[test]
+fn placement_a_selector_that_selects_no_node_leaves_the_pod_pending() {
+    pending_as_predicted(
+        r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "gpu-backup"}}}]}"#,
+        &["eu-west-1a"],
+        || {
+            format!("loadAffinity[0].nodeSelector: selects none of the {} nodes (nodes have role with backup, dedicated-backup, worker, none In gpu-backup): data-mover pods for it stay Pending (FailedScheduling); change the selector or label the nodes", node_count())
+        },
+        "didn't match Pod's node affinity/selector",
+    );
 }
 
 #[test]
 fn placement_an_untolerated_taint_leaves_the_pod_pending() {
-    let _serial = serial();
-    webhook_up();
-    let mut judge = Judge::start();
-    let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "dedicated-backup"}}}]}"#;
-    serve_config(config);
-    assert_eq!(
-        predicted(config),
-        ["loadAffinity[0].nodeSelector: every one of the 1 selected node(s) has a taint data-mover pods do not tolerate (judge-a-tainted: dedicated=backup:NoSchedule): data-mover pods for it stay Pending (FailedScheduling); add a toleration for it to tolerations, or select other nodes"]
+    pending_as_predicted(
+        r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "dedicated-backup"}}}]}"#,
+        &["eu-west-1a"],
+        || {
+            "loadAffinity[0].nodeSelector: every one of the 1 selected node(s) has a taint data-mover pods do not tolerate (judge-a-tainted: dedicated=backup:NoSchedule): data-mover pods for it stay Pending (FailedScheduling); add a toleration for it to tolerations, or select other nodes".to_string()
+        },
+        "untolerated taint(s)",
     );
-    let (name, _) = data_mover(&mut judge, "v1.18", "e2e-fast", &["eu-west-1a"]);
-    let message = judge.failed_scheduling(NS, &name);
-    assert!(message.contains("untolerated taint(s)"), "{message}");
-    delete_pods(&[name], NS);
-    drop(judge);
-    serve_config("{}");
 }
 
 #[test]
 fn placement_requests_over_every_selected_node_s_allocatable_leave_the_pod_pending() {
-    let _serial = serial();
-    webhook_up();
-    let mut judge = Judge::start();
-    let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
-        "podResources": {"cpuRequest": "6", "cpuLimit": "6", "memoryRequest": "1Gi", "memoryLimit": "1Gi"}}"#;
-    serve_config(config);
-    assert_eq!(
-        predicted(config),
-        ["loadAffinity[0].nodeSelector: podResources requests exceed the allocatable of every one of the 2 selected node(s) (judge-b-backup: cpu 6 > 4; judge-c-backup: cpu 6 > 4): data-mover pods for it stay Pending (FailedScheduling) (Insufficient resources); lower the requests or select larger nodes"]
+    pending_as_predicted(
+        r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}],
+        "podResources": {"cpuRequest": "6", "cpuLimit": "6", "memoryRequest": "1Gi", "memoryLimit": "1Gi"}}"#,
+        &["eu-west-1b", "eu-west-1c"],
+        || {
+            "loadAffinity[0].nodeSelector: podResources requests exceed the allocatable of every one of the 2 selected node(s) (judge-b-backup: cpu 6 > 4; judge-c-backup: cpu 6 > 4): data-mover pods for it stay Pending (FailedScheduling) (Insufficient resources); lower the requests or select larger nodes".to_string()
+        },
+        "Insufficient cpu",
     );
-    let (name, _) = data_mover(&mut judge, "v1.18", "e2e-fast", &["eu-west-1b", "eu-west-1c"]);
-    let message = judge.failed_scheduling(NS, &name);
-    assert!(message.contains("Insufficient cpu"), "{message}");
-    delete_pods(&[name], NS);
-    drop(judge);
-    serve_config("{}");
 }
 
 #[test]
@@ -152,10 +147,8 @@ fn placement_configured_tolerations_land_the_pod_on_the_tainted_node() {
     let _serial = serial();
     webhook_up();
     let mut judge = Judge::start();
-    let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "dedicated-backup"}}}],
-        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"}]}"#;
-    serve_config(config);
-    assert_eq!(predicted(config), Vec::<String>::new());
+    serve_config(TOLERATING_CONFIG);
+    assert_eq!(predicted(TOLERATING_CONFIG), Vec::<String>::new());
     for version in ["v1.17", "v1.18"] {
         let (name, stored) = data_mover(&mut judge, version, "e2e-fast", &["eu-west-1a"]);
         let toleration = json!({"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"});

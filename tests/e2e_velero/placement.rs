@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::datadownload::{DataDownload, Target};
 use crate::harness::*;
-use crate::judge::Judge;
+use crate::judge::{Judge, TOLERATING_CONFIG};
 use crate::node_agent::{version, NodeAgent};
 use crate::*;
 
@@ -15,9 +15,7 @@ fn datadownload_pod_with_configured_tolerations_lands_on_the_tainted_node() {
     let _serial = serial();
     webhook_up();
     let mut judge = Judge::start();
-    let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "dedicated-backup"}}}],
-        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"}]}"#;
-    let applied = apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), config);
+    let applied = apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), TOLERATING_CONFIG);
     assert!(applied.ok, "{}", applied.stderr);
     let running = version();
     assert!(
@@ -28,7 +26,7 @@ fn datadownload_pod_with_configured_tolerations_lands_on_the_tainted_node() {
         "{:?}",
         applied.warnings()
     );
-    serve_config(config);
+    serve_config(TOLERATING_CONFIG);
     let agent = NodeAgent::start();
 
     let dd = DataDownload::create(Target::Unbound);
