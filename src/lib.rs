@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mutate;
 pub mod mutating;
+pub mod nodes;
 pub mod server;
 pub mod source;
 pub mod validating;

@@ -83,6 +83,62 @@ pub struct DaemonSetPlacement {
     pub host_network: bool,
 }
 
+impl DaemonSetPlacement {
+    /// What the DaemonSet controller reads of a pod template's `spec` (JSON as the API server
+    /// serves it): nodeSelector, required node affinity, tolerations, hostNetwork.
+    pub fn of_pod_spec(spec: &serde_json::Value) -> Self {
+        let text = |v: &serde_json::Value, key: &str| {
+            v.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_string()
+        };
+        let requirements = |list: &serde_json::Value| -> Vec<SelectorRequirement> {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| SelectorRequirement {
+                    key: text(r, "key"),
+                    operator: text(r, "operator"),
+                    values: r["values"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect(),
+                })
+                .collect()
+        };
+        let terms =
+            &spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+        DaemonSetPlacement {
+            node_selector: spec["nodeSelector"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                .unwrap_or_default(),
+            required_terms: terms
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| Term {
+                    match_expressions: requirements(&t["matchExpressions"]),
+                    match_fields: requirements(&t["matchFields"]),
+                })
+                .collect(),
+            tolerations: spec["tolerations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| Toleration {
+                    key: text(t, "key"),
+                    operator: text(t, "operator"),
+                    value: text(t, "value"),
+                    effect: text(t, "effect"),
+                    toleration_seconds: t["tolerationSeconds"].as_i64(),
+                })
+                .collect(),
+            host_network: spec["hostNetwork"] == true,
+        }
+    }
+}
+
 /// The cluster as the server's watches (or `explain`'s lists) see it.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterView<'a> {
@@ -527,6 +583,26 @@ mod tests {
         assert_eq!(facts.allocatable.keys().collect::<Vec<_>>(), ["cpu", "memory"]);
         assert!(facts.unschedulable && facts.ready);
         assert!(!NodeFacts::of_node(&serde_json::json!({})).ready);
+    }
+
+    #[test]
+    fn a_pod_template_gives_what_the_daemonset_controller_reads() {
+        let spec = serde_json::json!({
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]}}},
+            "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
+            "hostNetwork": true,
+            "containers": [{"name": "node-agent"}]
+        });
+        let ds = DaemonSetPlacement::of_pod_spec(&spec);
+        assert_eq!(ds.node_selector.get("kubernetes.io/os").map(String::as_str), Some("linux"));
+        assert_eq!(ds.required_terms.len(), 2);
+        assert_eq!(ds.required_terms[1].match_fields[0].values, ["n1"]);
+        assert_eq!(ds.tolerations[0].key, "spot");
+        assert!(ds.host_network);
+        assert_eq!(DaemonSetPlacement::of_pod_spec(&serde_json::json!({})), DaemonSetPlacement::default());
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! The cluster's Nodes for the placement warnings: a watch that keeps only what the checks read
+//! of each Node (`NodeFacts`: labels, taints, allocatable, unschedulable, Ready), and one read of
+//! everything the checks need for `explain` and `check --kubeconfig`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, ListParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::ResourceExt;
+
+use crate::config::placement::{DaemonSetPlacement, NodeFacts};
+
+/// The Nodes as last seen, folded from watcher events; a relist replaces the set whole.
+#[derive(Debug, Default)]
+struct Folded {
+    /// The last complete set; `None` until the first list completes.
+    known: Option<BTreeMap<String, NodeFacts>>,
+    listing: Option<BTreeMap<String, NodeFacts>>,
+}
+
+fn facts(node: &Node) -> NodeFacts {
+    NodeFacts::of_node(&serde_json::to_value(node).unwrap_or_default())
+}
+
+impl Folded {
+    /// Applies one event; returns the snapshot when what the checks read changed (a kubelet's
+    /// heartbeat alone changes nothing kept, so it sends nothing).
+    fn apply(&mut self, event: Event<Node>) -> Option<Arc<Vec<NodeFacts>>> {
+        let changed = match event {
+            Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(node) => {
+                self.listing.get_or_insert_with(BTreeMap::new).insert(node.name_any(), facts(&node));
+                false
+            }
+            Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                let changed = self.known.as_ref() != Some(&listed);
+                self.known = Some(listed);
+                changed
+            }
+            Event::Apply(node) => {
+                let fresh = facts(&node);
+                self.known.as_mut().is_some_and(|known| known.insert(node.name_any(), fresh.clone()) != Some(fresh))
+            }
+            Event::Delete(node) => self.known.as_mut().is_some_and(|known| known.remove(&node.name_any()).is_some()),
+        };
+        changed.then(|| Arc::new(self.known.iter().flat_map(|known| known.values().cloned()).collect()))
+    }
+}
+
+/// Every Node, as the checks read them, each time that changes; the stream never ends. The
+/// first item comes when the first list completes. Errors (RBAC included) are logged and
+/// retried with backoff; the last snapshot stands meanwhile.
+pub fn node_changes(client: kube::Client) -> impl Stream<Item = Arc<Vec<NodeFacts>>> + Send + 'static {
+    let api: Api<Node> = Api::all(client);
+    let mut folded = Folded::default();
+    watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
+        let change = match event {
+            Ok(event) => folded.apply(event),
+            Err(err) => {
+                tracing::warn!(error = %err, "watching Nodes; retrying");
+                None
+            }
+        };
+        std::future::ready(change)
+    })
+}
+
+/// What `explain` and `check --kubeconfig` read once: the Nodes, node-agent's DaemonSet (when
+/// found) and each StorageClass's reclaimPolicy.
+pub struct ClusterRead {
+    pub nodes: Vec<NodeFacts>,
+    pub node_agent: Option<DaemonSetPlacement>,
+    pub reclaim_policies: BTreeMap<String, String>,
+}
+
+/// Reads [`ClusterRead`] for Velero's namespace.
+pub async fn read_cluster(client: kube::Client, namespace: &str) -> Result<ClusterRead, kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let nodes = nodes.list(&ListParams::default()).await?.items.iter().map(facts).collect();
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
+    let node_agent = daemonsets.get_opt("node-agent").await?.and_then(|ds| {
+        let spec = ds.spec?.template.spec?;
+        Some(DaemonSetPlacement::of_pod_spec(&serde_json::to_value(spec).unwrap_or_default()))
+    });
+    let classes: Api<StorageClass> = Api::all(client);
+    let reclaim_policies = classes
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|class| {
+            let policy = class.reclaim_policy.clone().unwrap_or_else(|| "Delete".to_string());
+            (class.name_any(), policy)
+        })
+        .collect();
+    Ok(ClusterRead { nodes, node_agent, reclaim_policies })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, zone: &str, heartbeat: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"zone": zone}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat}]}
+        }))
+        .expect("a Node")
+    }
+
+    #[test]
+    fn only_changes_the_checks_read_send_a_snapshot() {
+        let mut folded = Folded::default();
+        assert_eq!(folded.apply(Event::Init), None);
+        assert_eq!(folded.apply(Event::InitApply(node("a", "z1", "2026-01-01T00:00:00Z"))), None);
+        let listed = folded.apply(Event::InitDone).expect("the first list");
+        assert_eq!(listed.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(folded.apply(Event::Apply(node("a", "z1", "2026-01-01T00:00:10Z"))), None, "a heartbeat");
+        let moved = folded.apply(Event::Apply(node("a", "z2", "2026-01-01T00:00:20Z"))).expect("a label change");
+        assert_eq!(moved[0].labels["zone"], "z2");
+        assert_eq!(folded.apply(Event::Delete(node("a", "z2", "2026-01-01T00:00:30Z"))).map(|n| n.len()), Some(0));
+    }
+}
