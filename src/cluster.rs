@@ -23,6 +23,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::config::placement::DaemonSetPlacement;
 use crate::config::third_party::TemplateKeys;
 use crate::config::version::VeleroVersion;
 
@@ -98,6 +99,11 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(client: kube::Client) -> Self {
         Self { client, recent: Arc::default() }
+    }
+
+    /// The client, for the watches of other modules (`nodes`).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     /// Connects the way kubectl would: the kubeconfig if there is one, else the in-cluster
@@ -464,6 +470,8 @@ pub struct NodeAgentDaemonSet {
     pub template_keys: TemplateKeys,
     /// The Velero version of its image tag; `None` for an image without one (digest only).
     pub version: Option<VeleroVersion>,
+    /// Where the DaemonSet controller places its pods, for the placement warnings.
+    pub placement: DaemonSetPlacement,
 }
 
 impl NodeAgentDaemonSet {
@@ -474,6 +482,13 @@ impl NodeAgentDaemonSet {
         Self {
             template_keys: TemplateKeys::of(labels.unwrap_or(&empty), annotations.unwrap_or(&empty)),
             version: node_agent_image(daemonset).and_then(version_of_image),
+            placement: DaemonSetPlacement::of_pod_spec(
+                &daemonset
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| serde_json::to_value(&spec.template.spec).ok())
+                    .unwrap_or_default(),
+            ),
         }
     }
 }

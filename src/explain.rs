@@ -1,12 +1,12 @@
 //! `node-agent-webhook explain`: for the live node-agent config, each `loadAffinity` entry and
 //! `perNodeConfig` selector with the nodes it selects, which of them run node-agent, the taints
-//! data-mover pods do not tolerate and the allocatable headroom, then the placement warnings.
+//! data-mover pods do not tolerate and the allocatable headroom, then the validating webhook's
+//! findings there (the placement warnings among them).
 //! Pure: the report is built from `config::placement`'s selections; plain text or JSON.
 
 use serde::Serialize;
 
-use crate::config::decode::Decoded;
-use crate::config::diagnostics::Severity;
+use crate::config::model::NodeAgentConfig;
 use crate::config::placement::{self, ClusterView, Selection};
 use crate::config::release::VeleroVersion;
 
@@ -55,13 +55,17 @@ fn entry(selection: &Selection) -> Entry {
     Entry { path: selection.path.clone(), storage_class: selection.storage_class.map(str::to_string), nodes }
 }
 
-/// The report of `decoded` (the ConfigMap `configmap`'s config) against the cluster.
-pub fn report(configmap: &str, decoded: &Decoded, view: &ClusterView, version: Option<VeleroVersion>) -> Report {
-    let entries = placement::selections(&decoded.config, view, version).iter().map(entry).collect();
-    let mut warnings: Vec<String> =
-        decoded.diagnostics.0.iter().filter(|d| d.severity == Severity::Warning).map(|d| d.render()).collect();
-    warnings.extend(placement::placement_warnings(decoded, view, version).iter().map(|d| d.render()));
-    Report { configmap: configmap.to_string(), nodes_in_cluster: view.nodes.len(), entries, warnings }
+/// The report of the ConfigMap `configmap`'s config against the cluster, with the findings the
+/// validating webhook gives it there (`findings`, placement warnings included).
+pub fn report(
+    configmap: &str,
+    config: &NodeAgentConfig,
+    findings: Vec<String>,
+    view: &ClusterView,
+    version: Option<VeleroVersion>,
+) -> Report {
+    let entries = placement::selections(config, view, version).iter().map(entry).collect();
+    Report { configmap: configmap.to_string(), nodes_in_cluster: view.nodes.len(), entries, warnings: findings }
 }
 
 fn yes_no(value: Option<bool>) -> &'static str {
@@ -113,7 +117,7 @@ pub fn render_text(report: &Report) -> String {
             out.push('\n');
         }
     }
-    out.push_str(&format!("\nwarnings: {}\n", report.warnings.len()));
+    out.push_str(&format!("\nfindings: {}\n", report.warnings.len()));
     for warning in &report.warnings {
         out.push_str(&format!("  {warning}\n"));
     }
@@ -146,7 +150,8 @@ mod tests {
             {"nodeSelector": {"matchLabels": {"zone": "z"}}}]}"#;
         let decoded = decode(&parse(config).expect("JSON"), None);
         let view = ClusterView { nodes: &nodes, node_agent: None, reclaim_policies: None };
-        let report = report("velero/node-agent-config", &decoded, &view, None);
+        let findings = placement::placement_warnings(&decoded, &view, None).iter().map(|d| d.render()).collect();
+        let report = report("velero/node-agent-config", &decoded.config, findings, &view, None);
         assert_eq!(
             render_text(&report),
             "ConfigMap velero/node-agent-config: 3 nodes in the cluster
@@ -159,7 +164,7 @@ a2    yes    ?           dedicated=backup:NoSchedule  cpu 4        -
 loadAffinity[1].nodeSelector: 0 node(s)
 NODE  READY  NODE-AGENT  UNTOLERATED TAINTS  ALLOCATABLE  REQUESTS OVER
 
-warnings: 1
+findings: 1
   loadAffinity[1].nodeSelector: selects none of the 3 nodes (nodes have zone with a, b, none In z): data-mover pods for it stay Pending (FailedScheduling); change the selector or label the nodes (line 2, column 30)
 "
         );

@@ -114,6 +114,8 @@ pub struct Metrics {
     /// needs (an UPDATE's old contents too).
     config_checks: [Counter; 2],
     pub config_generation: Gauge,
+    /// Nodes the placement warnings know of (the Node watch's last snapshot).
+    pub nodes: Gauge,
     config_info: Family<ConfigLabels, Gauge>,
     velero_version_info: Family<VeleroVersionLabels, Gauge>,
     pub config_last_success: Gauge<f64, AtomicU64>,
@@ -154,6 +156,7 @@ impl Metrics {
             config_checks: ["checked", "reused"]
                 .map(|result| config_checks.get_or_create(&ResultLabels { result }).clone()),
             config_generation: Gauge::default(),
+            nodes: Gauge::default(),
             config_info: Family::default(),
             velero_version_info: Family::default(),
             config_last_success: Gauge::default(),
@@ -203,6 +206,7 @@ impl Metrics {
             metrics.configmap_name_mismatch.clone(),
         );
         r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
+        r.register("nodes", "Nodes the placement warnings know of, from the Node watch", metrics.nodes.clone());
         r.register(
             "config_checks",
             "Checks of ConfigMap contents for the validating webhook: checked, or reused from the same contents in the same cluster state",

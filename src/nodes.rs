@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
-use crate::config::placement::{DaemonSetPlacement, NodeFacts};
+use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeFacts};
 
 /// The Nodes as last seen, folded from watcher events; a relist replaces the set whole.
 #[derive(Debug, Default)]
@@ -75,6 +75,42 @@ pub fn node_changes(client: kube::Client) -> impl Stream<Item = Arc<Vec<NodeFact
     })
 }
 
+/// Why the cluster could not be read for `explain` or `check --kubeconfig`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading the kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    #[error("ConfigMap {0} not found")]
+    NoConfigMap(String),
+}
+
+/// A client from `kubeconfig`, or found the way kubectl finds one (KUBECONFIG, ~/.kube/config,
+/// in-cluster).
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, ReadError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await.map_err(kube::Error::InferConfig)?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The `data` and `binaryData` keys of ConfigMap `namespace/name`.
+pub async fn configmap(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(BTreeMap<String, String>, Vec<String>), ReadError> {
+    let api: Api<ConfigMap> = Api::namespaced(client, namespace);
+    let cm = api.get_opt(name).await?.ok_or_else(|| ReadError::NoConfigMap(format!("{namespace}/{name}")))?;
+    let binary_keys = cm.binary_data.iter().flat_map(|b| b.keys().cloned()).collect();
+    Ok((cm.data.unwrap_or_default(), binary_keys))
+}
+
 /// What `explain` and `check --kubeconfig` read once: the Nodes, node-agent's DaemonSet (when
 /// found) and each StorageClass's reclaimPolicy.
 pub struct ClusterRead {
@@ -83,8 +119,18 @@ pub struct ClusterRead {
     pub reclaim_policies: BTreeMap<String, String>,
 }
 
+impl ClusterRead {
+    pub fn view(&self) -> ClusterView<'_> {
+        ClusterView {
+            nodes: &self.nodes,
+            node_agent: self.node_agent.as_ref(),
+            reclaim_policies: Some(&self.reclaim_policies),
+        }
+    }
+}
+
 /// Reads [`ClusterRead`] for Velero's namespace.
-pub async fn read_cluster(client: kube::Client, namespace: &str) -> Result<ClusterRead, kube::Error> {
+pub async fn read_cluster(client: kube::Client, namespace: &str) -> Result<ClusterRead, ReadError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let nodes = nodes.list(&ListParams::default()).await?.items.iter().map(facts).collect();
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);

@@ -87,6 +87,14 @@ pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
     }
 }
 
+/// Keeps the Nodes the placement warnings read in `state` current; runs until dropped.
+pub async fn watch_nodes(cluster: Cluster, state: Arc<AppState>) {
+    let mut changes = std::pin::pin!(crate::nodes::node_changes(cluster.client()));
+    while let Some(nodes) = changes.next().await {
+        state.set_nodes(nodes);
+    }
+}
+
 /// Keeps what the validating webhook knows of the node-agent DaemonSet current; runs until
 /// dropped: its template's third-party keys (the warning about a config that drops one) and,
 /// unless `--velero-version` pinned it, the Velero version of its image, so an upgrade changes
@@ -94,8 +102,11 @@ pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
 pub async fn watch_node_agent(cluster: Cluster, namespace: String, follow_version: bool, state: Arc<AppState>) {
     let mut changes = std::pin::pin!(cluster.node_agent_changes(&namespace));
     while let Some(seen) = changes.next().await {
-        let (keys, version) = seen.map_or((None, None), |seen| (Some(Arc::new(seen.template_keys)), seen.version));
+        let (keys, version, placement) = seen.map_or((None, None, None), |seen| {
+            (Some(Arc::new(seen.template_keys)), seen.version, Some(Arc::new(seen.placement)))
+        });
         state.set_node_agent_template(keys);
+        state.set_node_agent_placement(placement);
         if follow_version && state.velero_version() != version {
             let shown = version.map_or_else(|| "unknown (no version tag)".to_string(), |v| v.to_string());
             tracing::info!(version = %shown, "Velero version from the node-agent DaemonSet changed");

@@ -9,6 +9,7 @@ use super::model::{
     is_velero_key, BackupPvc, CopiedObjects, LabelSelector, NodeAgentConfig, PodResources, SelectorRequirement,
     APPLIED_ANNOTATION, APPLIED_ANNOTATION_MAX_BYTES,
 };
+use super::placement::{self, ClusterView};
 use super::version::{self, VeleroVersion};
 use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind};
 use crate::k8s::names;
@@ -29,6 +30,9 @@ pub struct Environment<'a> {
     pub priority_classes: Option<&'a HashSet<String>>,
     /// The StorageClasses that exist, when the server can see them.
     pub storage_classes: Option<&'a HashSet<String>>,
+    /// The Nodes (and node-agent's DaemonSet, the classes' reclaim policies) for the placement
+    /// warnings (`placement`), when the server's watches or `check --kubeconfig` see them.
+    pub cluster: Option<ClusterView<'a>>,
 }
 
 /// Adds every semantic finding about `decoded.config` to `decoded.diagnostics`.
@@ -55,7 +59,10 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
         // The API server would refuse every data-mover pod the webhook gives these to.
         v.error(err);
     }
-    let found = v.found;
+    let mut found = v.found;
+    if let Some(view) = &env.cluster {
+        found.0.extend(placement::placement_warnings(decoded, view, env.velero_version));
+    }
     decoded.diagnostics.0.extend(found.0);
 }
 

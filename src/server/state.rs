@@ -16,6 +16,7 @@ use crate::admission::{Decision, Request};
 use crate::cluster::Cluster;
 use crate::config::kind::Kind;
 use crate::config::model::NodeAgentConfig;
+use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeFacts};
 use crate::config::third_party::TemplateKeys;
 use crate::config::validate::Environment;
 use crate::config::version::VeleroVersion;
@@ -74,6 +75,9 @@ struct CheckEnv {
     /// The PriorityClass and StorageClass names the watches have seen (`None`: not listed yet).
     priority_classes: Option<Arc<HashSet<String>>>,
     storage_classes: Option<Arc<HashSet<String>>>,
+    /// The Nodes and node-agent's pod template's placement, for the placement warnings.
+    nodes: Option<Arc<Vec<NodeFacts>>>,
+    node_agent_placement: Option<Arc<DaemonSetPlacement>>,
 }
 
 fn contents_bytes((data, binary_keys): &Contents) -> usize {
@@ -140,6 +144,9 @@ pub struct AppState {
     storage_classes: RwLock<Option<Arc<HashSet<String>>>>,
     /// The node-agent DaemonSet's in-tree template keys; `None` until watched, or without one.
     node_agent_template: RwLock<Option<Arc<TemplateKeys>>>,
+    node_agent_placement: RwLock<Option<Arc<DaemonSetPlacement>>>,
+    /// The Node watch's last snapshot; `None` until its first list (or without cluster access).
+    nodes: RwLock<Option<Arc<Vec<NodeFacts>>>>,
     live: RwLock<Arc<LiveConfig>>,
     kept_checks: Mutex<KeptChecks>,
     pub readiness: Readiness,
@@ -178,6 +185,8 @@ impl AppState {
             priority_watch_interrupted: AtomicBool::new(false),
             storage_classes: RwLock::new(None),
             node_agent_template: RwLock::new(None),
+            node_agent_placement: RwLock::new(None),
+            nodes: RwLock::new(None),
             live: RwLock::new(Arc::new(LiveConfig::default())),
             kept_checks: Mutex::new(KeptChecks::default()),
             readiness: Readiness::default(),
@@ -195,11 +204,18 @@ impl AppState {
             velero_version: *self.velero_version.borrow(),
             priority_classes: read(&self.priority_classes),
             storage_classes: read(&self.storage_classes),
+            nodes: read(&self.nodes),
+            node_agent_placement: read(&self.node_agent_placement),
         };
         let env = Environment {
             velero_version: check_env.velero_version,
             priority_classes: check_env.priority_classes.as_deref(),
             storage_classes: check_env.storage_classes.as_deref(),
+            cluster: check_env.nodes.as_deref().map(|nodes| ClusterView {
+                nodes,
+                node_agent: check_env.node_agent_placement.as_deref(),
+                reclaim_policies: None,
+            }),
         };
         let check = |kind: Kind, contents: &Contents| {
             let hash = contents_hash(kind, contents);
@@ -338,6 +354,17 @@ impl AppState {
 
     pub fn set_node_agent_template(&self, keys: Option<Arc<TemplateKeys>>) {
         write(&self.node_agent_template, keys);
+    }
+
+    /// Where node-agent's DaemonSet places its pods, for the placement warnings.
+    pub fn set_node_agent_placement(&self, placement: Option<Arc<DaemonSetPlacement>>) {
+        write(&self.node_agent_placement, placement);
+    }
+
+    /// The Node watch's snapshot, for the placement warnings.
+    pub fn set_nodes(&self, nodes: Arc<Vec<NodeFacts>>) {
+        self.metrics.nodes.set(i64::try_from(nodes.len()).unwrap_or(i64::MAX));
+        write(&self.nodes, Some(nodes));
     }
 
     /// The PriorityClasses the mutating webhook may set. The watched set answers when it holds
@@ -484,6 +511,7 @@ mod tests {
                     velero_version: state.velero_version(),
                     priority_classes: state.priority_classes().as_deref(),
                     storage_classes: None,
+                    cluster: None,
                 },
             );
             assert_eq!(decision, fresh, "{step}: the verdict differs from a fresh check's");
