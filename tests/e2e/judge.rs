@@ -65,9 +65,17 @@ pub fn zone_terms(zones: &[&str]) -> Value {
     zones.iter().map(|zone| json!({"matchExpressions": [{"key": ZONE, "operator": "In", "values": [zone]}]})).collect()
 }
 
+/// What the judge gives node-agent's DaemonSet (where one exists): it runs on the `pool=fast`
+/// nodes, the tainted one included, and not on `judge-a-worker`.
+fn daemonset_placement() -> Value {
+    json!({"nodeSelector": {"pool": "fast"}, "tolerations": [{"key": "dedicated", "operator": "Exists"}]})
+}
+
 /// kube-scheduler and the judge's nodes, for one test.
 pub struct Judge {
     scheduler: Child,
+    /// node-agent's DaemonSet's nodeSelector and tolerations before the judge set its own.
+    daemonset: Option<Value>,
     /// kubectl argument lists run when dropped (objects the test made for the judge).
     pub cleanup: Vec<Vec<String>>,
 }
@@ -85,6 +93,13 @@ impl Judge {
             let taints = json!({"spec": {"taints": node["spec"]["taints"]}}).to_string();
             kubectl(&["patch", "node", spec.name, "--type=merge", "-p", &taints]).must();
         }
+        let stored = kubectl(&["get", "daemonset", "node-agent", "-n", NS, "-o", "json", "--ignore-not-found"]);
+        let daemonset = (stored.ok && !stored.stdout.trim().is_empty()).then(|| {
+            let spec = &stored.json()["spec"]["template"]["spec"];
+            let before = json!({"nodeSelector": spec["nodeSelector"], "tolerations": spec["tolerations"]});
+            set_daemonset_placement(&daemonset_placement());
+            before
+        });
         let port = free_port().to_string();
         let log = std::fs::File::create(e2e_dir().join("kube-scheduler.log")).expect("scheduler log");
         let scheduler = Command::new("kube-scheduler")
@@ -96,7 +111,7 @@ impl Judge {
             .spawn()
             .expect("kube-scheduler on PATH (hack/controlplane/build.sh builds it, cluster.sh env puts it there)");
         record_pid(scheduler.id());
-        let judge = Judge { scheduler, cleanup: Vec::new() };
+        let judge = Judge { scheduler, daemonset, cleanup: Vec::new() };
         let healthz = format!("https://127.0.0.1:{port}/healthz");
         wait_until("kube-scheduler is healthy", Duration::from_secs(30), || {
             Command::new("curl").args(["-fsk", &healthz]).output().is_ok_and(|o| o.status.success())
@@ -177,9 +192,28 @@ impl Drop for Judge {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             kubectl(&args);
         }
+        if let Some(before) = &self.daemonset {
+            set_daemonset_placement(before);
+        }
         let mut args = vec!["delete", "node", "--ignore-not-found", "--wait=false"];
         args.extend(names);
         kubectl(&args);
+    }
+}
+
+/// Sets (or, for a null, removes) node-agent's DaemonSet's pod template nodeSelector and
+/// tolerations.
+fn set_daemonset_placement(placement: &Value) {
+    let ops: Vec<Value> = ["nodeSelector", "tolerations"]
+        .iter()
+        .map(|field| match &placement[field] {
+            Value::Null => json!({"op": "remove", "path": format!("/spec/template/spec/{field}")}),
+            value => json!({"op": "add", "path": format!("/spec/template/spec/{field}"), "value": value}),
+        })
+        .collect();
+    for op in ops {
+        // A remove of a field that is not there fails; each op stands alone.
+        kubectl(&["patch", "daemonset", "node-agent", "-n", NS, "--type=json", "-p", &json!([op]).to_string()]);
     }
 }
 

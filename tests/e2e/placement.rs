@@ -5,9 +5,6 @@
 
 use std::time::Duration;
 
-use node_agent_webhook::config::decode::decode;
-use node_agent_webhook::config::json::parse;
-use node_agent_webhook::config::placement::{placement_warnings, ClusterView, NodeFacts};
 use serde_json::{json, Value};
 
 use crate::harness::*;
@@ -33,13 +30,30 @@ fn pod(name: &str) -> Value {
     pod_in(NS, name)
 }
 
-/// What the placement checks say of `config` against the cluster's Node objects as they are.
-fn predicted(config: &str) -> Vec<String> {
-    let nodes = kubectl(&["get", "nodes", "-o", "json"]).must().json();
-    let facts: Vec<NodeFacts> = nodes["items"].as_array().into_iter().flatten().map(NodeFacts::of_node).collect();
-    let decoded = decode(&parse(config).expect("a JSON config"), None);
-    let view = ClusterView { nodes: &facts, node_agent: None, reclaim_policies: None };
-    placement_warnings(&decoded, &view, None).iter().map(|d| format!("{}: {}", d.path, d.message)).collect()
+/// The placement warnings `kubectl apply` shows for `config` (path and message, without the
+/// data key and position), once our server's watches see the judge's Nodes and node-agent's
+/// DaemonSet as the judge set them; the config is then the live one.
+fn admitted_with(config: &str, expected: &[String]) {
+    let nodes = node_count() as f64;
+    wait_until("our server's Node watch counts every node", Duration::from_secs(10), || {
+        metric_sum(&our_metrics(), "node_agent_webhook_nodes", &[]) == nodes
+    });
+    let dry_run = || {
+        let run = apply_config_as(|m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m), config);
+        assert!(run.ok, "{}", run.stderr);
+        placement_warnings_of(&run.warnings())
+    };
+    eventually_eq("the validating webhook's placement warnings", Duration::from_secs(10), dry_run, expected.to_vec());
+    serve_config(config);
+}
+
+fn placement_warnings_of(warnings: &[String]) -> Vec<String> {
+    warnings
+        .iter()
+        .filter_map(|w| w.split_once("]: ").map(|(_, rest)| rest))
+        .filter(|w| w.starts_with("loadAffinity") || w.starts_with("loadConcurrency") || w.starts_with("cachePVC"))
+        .map(|w| w.rsplit_once(" (line ").map_or(w, |(body, _)| body).to_string())
+        .collect()
 }
 
 fn stored_uid(pod: &Value) -> String {
@@ -58,8 +72,7 @@ fn placement_the_scheduler_binds_where_the_pv_topology_and_the_load_affinity_mee
 
     // OR of ANDs: the PV's zones (1a or 1b), each ANDed with role=backup: only 1b's backup node.
     let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}]}"#;
-    serve_config(config);
-    assert_eq!(predicted(config), Vec::<String>::new());
+    admitted_with(config, &[]);
     let (name, stored) = data_mover(&mut judge, "v1.18", "e2e-fast", &["eu-west-1a", "eu-west-1b"]);
     assert_eq!(
         stored["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -78,8 +91,7 @@ fn placement_the_scheduler_binds_where_the_pv_topology_and_the_load_affinity_mee
     let config = r#"{"loadAffinity": [
         {"storageClass": "e2e-fast", "nodeSelector": {"matchLabels": {"pool": "fast"}, "matchExpressions": [{"key": "role", "operator": "In", "values": ["backup"]}]}},
         {"nodeSelector": {"matchLabels": {"pool": "general"}}}]}"#;
-    serve_config(config);
-    assert_eq!(predicted(config), Vec::<String>::new());
+    admitted_with(config, &[NO_NODE_AGENT_ON_THE_WORKER.replace("[0]", "[1]")]);
     let (fast, _) = data_mover(&mut judge, "v1.18", "e2e-fast", &["eu-west-1a", "eu-west-1c"]);
     assert_eq!(judge.bound_node(NS, &fast), "judge-c-backup");
     let (slow, _) = data_mover(&mut judge, "v1.17", "e2e-slow", &["eu-west-1a", "eu-west-1b"]);
@@ -95,8 +107,7 @@ fn pending_as_predicted(config: &str, zones: &[&str], warning: impl FnOnce() -> 
     let _serial = serial();
     webhook_up();
     let mut judge = Judge::start();
-    serve_config(config);
-    assert_eq!(predicted(config), [warning()]);
+    admitted_with(config, &[warning()]);
     let (name, _) = data_mover(&mut judge, "v1.18", "e2e-fast", zones);
     let message = judge.failed_scheduling(NS, &name);
     assert!(message.contains(reason), "{message}");
@@ -142,13 +153,55 @@ fn placement_requests_over_every_selected_node_s_allocatable_leave_the_pod_pendi
     );
 }
 
+/// The judge's node-agent DaemonSet runs on `pool=fast` nodes only.
+const NO_NODE_AGENT_ON_THE_WORKER: &str = "loadAffinity[0].nodeSelector: selects 1 node(s) (judge-a-worker), and node-agent runs on none of them, so no node-agent takes the DataUpload/DataDownload and it waits until it is cancelled; select nodes node-agent's DaemonSet runs on (its nodeSelector, affinity and tolerations decide)";
+
+/// The scheduler binds the pod where node-agent does not run (its DaemonSet's nodeSelector
+/// leaves the node out): the pod is placed, and no node-agent would ever take the job.
+#[test]
+fn placement_nodes_without_node_agent_are_warned_and_the_scheduler_binds_there_anyway() {
+    let _serial = serial();
+    webhook_up();
+    let mut judge = Judge::start();
+    let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "worker"}}}]}"#;
+    admitted_with(config, &[NO_NODE_AGENT_ON_THE_WORKER.to_string()]);
+    let (name, _) = data_mover(&mut judge, "v1.18", "e2e-fast", &["eu-west-1a"]);
+    let node = judge.bound_node(NS, &name);
+    assert_eq!(node, "judge-a-worker");
+    let daemonset = kubectl(&["get", "daemonset", "node-agent", "-n", NS, "-o", "json"]).must().json();
+    let labels = kubectl(&["get", "node", &node, "-o", "json"]).must().json()["metadata"]["labels"].clone();
+    let selector = daemonset["spec"]["template"]["spec"]["nodeSelector"].as_object().cloned().unwrap_or_default();
+    assert!(selector.iter().any(|(k, v)| labels[k] != *v), "the DaemonSet's nodeSelector {selector:?} takes {labels}");
+
+    // explain on the same cluster: the table and the same warning, kept for the docs.
+    let explain = std::process::Command::new(BINARY)
+        .args(["explain", "--kubeconfig"])
+        .arg(e2e_dir().join("kubeconfig"))
+        .output()
+        .expect("run explain");
+    let text = String::from_utf8_lossy(&explain.stdout).to_string();
+    assert!(explain.status.success(), "{text}{}", String::from_utf8_lossy(&explain.stderr));
+    std::fs::write(e2e_dir().join("explain.txt"), &text).expect("explain.txt");
+    assert!(text.contains("judge-a-worker  yes    no"), "{text}");
+    assert!(text.contains("and node-agent runs on none of them"), "{text}");
+    let json = std::process::Command::new(BINARY)
+        .args(["explain", "--output", "json", "--kubeconfig"])
+        .arg(e2e_dir().join("kubeconfig"))
+        .output()
+        .expect("run explain");
+    let report: Value = serde_json::from_slice(&json.stdout).expect("explain --output json");
+    assert_eq!(report["entries"][0]["nodes"][0]["runs_node_agent"], false, "{report}");
+    delete_pods(&[name], NS);
+    drop(judge);
+    serve_config("{}");
+}
+
 #[test]
 fn placement_configured_tolerations_land_the_pod_on_the_tainted_node() {
     let _serial = serial();
     webhook_up();
     let mut judge = Judge::start();
-    serve_config(TOLERATING_CONFIG);
-    assert_eq!(predicted(TOLERATING_CONFIG), Vec::<String>::new());
+    admitted_with(TOLERATING_CONFIG, &[]);
     for version in ["v1.17", "v1.18"] {
         let (name, stored) = data_mover(&mut judge, version, "e2e-fast", &["eu-west-1a"]);
         let toleration = json!({"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"});
@@ -191,7 +244,7 @@ fn placement_a_data_mover_pod_with_priority_preempts_lower_priority_pods() {
     wait_until("the webhook sees the PriorityClass", Duration::from_secs(10), || {
         apply_config_as(|m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m), config).warnings().is_empty()
     });
-    serve_config(config);
+    admitted_with(config, &[]);
     let (name, stored) = data_mover(&mut judge, "v1.18", "e2e-fast", &["eu-west-1b"]);
     assert_eq!(stored["spec"]["priorityClassName"], "e2e-judge-high", "{}", json_of(&stored));
     assert_eq!(stored["spec"]["priority"], 100000);
