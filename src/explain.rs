@@ -165,7 +165,7 @@ loadAffinity[1].nodeSelector: 0 node(s)
 NODE  READY  NODE-AGENT  UNTOLERATED TAINTS  ALLOCATABLE  REQUESTS OVER
 
 findings: 1
-  loadAffinity[1].nodeSelector: selects none of the 3 nodes (nodes have zone with a, b, none In z): data-mover pods for it stay Pending (FailedScheduling); change the selector or label the nodes (line 2, column 30)
+  loadAffinity[1].nodeSelector: selects none of the 3 nodes (zone is a,b on nodes): its pods stay Pending (line 2, column 30)
 "
         );
         let json = serde_json::to_value(&report).expect("serializable");

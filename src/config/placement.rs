@@ -317,22 +317,12 @@ fn near_miss(wanted: &[SelectorRequirement], nodes: &[NodeFacts]) -> Option<Stri
     for r in failing {
         let values: BTreeSet<&str> = nodes.iter().filter_map(|n| n.labels.get(&r.key)).map(String::as_str).collect();
         if values.is_empty() {
-            absent.get_or_insert_with(|| format!("no node has the label {}", r.key));
+            absent.get_or_insert_with(|| format!("no node has label {}", r.key));
             continue;
         }
-        let shown: Vec<&str> = values.iter().take(5).copied().collect();
-        let more = if values.len() > shown.len() {
-            format!(" and {} more", values.len() - shown.len())
-        } else {
-            String::new()
-        };
-        return Some(format!(
-            "nodes have {} with {}{more}, none {} {}",
-            r.key,
-            shown.join(", "),
-            r.operator,
-            r.values.join(", ")
-        ));
+        let shown: Vec<&str> = values.iter().take(3).copied().collect();
+        let more = if values.len() > shown.len() { format!(" +{}", values.len() - shown.len()) } else { String::new() };
+        return Some(format!("{} is {}{more} on nodes", r.key, shown.join(",")));
     }
     absent
 }
@@ -378,7 +368,7 @@ pub fn selections<'a>(
 }
 
 fn names(fits: &[NodeFit], pick: impl Fn(&NodeFit) -> String) -> String {
-    let shown: Vec<String> = fits.iter().take(3).map(pick).collect();
+    let shown: Vec<String> = fits.iter().take(2).map(pick).collect();
     let more =
         if fits.len() > shown.len() { format!(", and {} more", fits.len() - shown.len()) } else { String::new() };
     format!("{}{more}", shown.join("; "))
@@ -392,29 +382,20 @@ pub fn taint_text(t: &Taint) -> String {
     }
 }
 
-/// The warnings of one selection: the first of "no node", "no node-agent", "taints",
-/// "resources" that holds (each makes the next moot).
+/// The warning of one selection: the first of "no node", "no node-agent", "taints",
+/// "resources" that holds (each makes the next moot). Short: the API server passes on at most
+/// 256 characters of a warning, data key and position included.
 fn selection_warning(s: &Selection, nodes: usize) -> Option<String> {
-    let whom = if s.places_pods {
-        "data-mover pods for it stay Pending (FailedScheduling)"
-    } else {
-        "the rule applies to no node-agent"
-    };
+    let whom = if s.places_pods { "its pods stay Pending" } else { "the rule sets nothing" };
     if s.selected.is_empty() {
         let miss = s.near_miss.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
-        return Some(format!(
-            "selects none of the {nodes} nodes{miss}: {whom}; change the selector or label the nodes"
-        ));
+        return Some(format!("selects none of the {nodes} nodes{miss}: {whom}"));
     }
     let count = s.selected.len();
     if s.selected.iter().all(|f| f.runs_node_agent == Some(false)) {
-        let consequence = if s.places_pods {
-            "node-agent runs on none of them, so no node-agent takes the DataUpload/DataDownload and it waits until it is cancelled"
-        } else {
-            "node-agent runs on none of them, so the rule sets nothing"
-        };
+        let consequence = if s.places_pods { "no node-agent takes its DataUploads/DataDownloads" } else { whom };
         return Some(format!(
-            "selects {count} node(s) ({}), and {consequence}; select nodes node-agent's DaemonSet runs on (its nodeSelector, affinity and tolerations decide)",
+            "selects {count} node(s) ({}), none running node-agent: {consequence}",
             names(&s.selected, |f| f.node.name.clone())
         ));
     }
@@ -423,14 +404,18 @@ fn selection_warning(s: &Selection, nodes: usize) -> Option<String> {
     }
     if s.selected.iter().all(|f| !f.untolerated.is_empty()) {
         return Some(format!(
-            "every one of the {count} selected node(s) has a taint data-mover pods do not tolerate ({}): {whom}; add a toleration for it to tolerations, or select other nodes",
-            names(&s.selected, |f| format!("{}: {}", f.node.name, f.untolerated.iter().map(taint_text).collect::<Vec<_>>().join(", ")))
+            "all {count} selected node(s) have a taint data-mover pods do not tolerate ({}): {whom}; see tolerations",
+            names(&s.selected, |f| format!(
+                "{} {}",
+                f.node.name,
+                f.untolerated.iter().map(taint_text).collect::<Vec<_>>().join(",")
+            ))
         ));
     }
     if s.selected.iter().all(|f| !f.short.is_empty()) {
         return Some(format!(
-            "podResources requests exceed the allocatable of every one of the {count} selected node(s) ({}): {whom} (Insufficient resources); lower the requests or select larger nodes",
-            names(&s.selected, |f| format!("{}: {}", f.node.name, f.short.join(", ")))
+            "podResources requests exceed the allocatable of all {count} selected node(s) ({}): {whom}",
+            names(&s.selected, |f| format!("{} {}", f.node.name, f.short.join(",")))
         ));
     }
     None
@@ -450,11 +435,13 @@ pub fn placement_warnings(decoded: &Decoded, view: &ClusterView, version: Option
     if let (Some(cache), Some(policies)) = (&config.cache_pvc, view.reclaim_policies) {
         let policy = policies.get(&cache.storage_class).map(String::as_str);
         let reads = version::reads(super::kind::Kind::NodeAgent, version, "cachePVC");
+        // validateCachePVCConfig (Velero v1.18.1 pkg/cmd/cli/nodeagent/server.go): a class whose
+        // reclaimPolicy is set and not Delete fails it, and node-agent drops the section.
         if let Some(policy) = policy.filter(|p| *p != "Delete" && reads) {
             let path = "cachePVC.storageClass";
             out.push(Diagnostic::warning(
                 path,
-                format!("StorageClass {:?} has reclaimPolicy {policy}: node-agent drops the whole cachePVC section at start-up (validateCachePVCConfig, Velero v1.18.1 pkg/cmd/cli/nodeagent/server.go); use a class whose reclaimPolicy is Delete", cache.storage_class),
+                format!("StorageClass {:?} has reclaimPolicy {policy}: node-agent drops cachePVC at start-up; use a Delete class", cache.storage_class),
                 decoded.positions.lookup(path),
             ));
         }
@@ -521,25 +508,25 @@ mod tests {
                 "no node: the key exists with other values",
                 r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "d"}}}]}"#,
                 Some(&everywhere),
-                &["loadAffinity[0].nodeSelector: selects none of the 4 nodes (nodes have zone with a, b, c, none In d): data-mover pods for it stay Pending (FailedScheduling); change the selector or label the nodes"],
+                &["loadAffinity[0].nodeSelector: selects none of the 4 nodes (zone is a,b,c on nodes): its pods stay Pending"],
             ),
             (
                 "no node: the key is nowhere",
                 r#"{"loadConcurrency": {"perNodeConfig": [{"nodeSelector": {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}, "number": 2}]}}"#,
                 None,
-                &["loadConcurrency.perNodeConfig[0].nodeSelector: selects none of the 4 nodes (no node has the label gpu): the rule applies to no node-agent; change the selector or label the nodes"],
+                &["loadConcurrency.perNodeConfig[0].nodeSelector: selects none of the 4 nodes (no node has label gpu): the rule sets nothing"],
             ),
             (
                 "only nodes node-agent does not run on",
                 r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}]}"#,
                 Some(&workers_only()),
-                &["loadAffinity[0].nodeSelector: selects 1 node(s) (backup1), and node-agent runs on none of them, so no node-agent takes the DataUpload/DataDownload and it waits until it is cancelled; select nodes node-agent's DaemonSet runs on (its nodeSelector, affinity and tolerations decide)"],
+                &["loadAffinity[0].nodeSelector: selects 1 node(s) (backup1), none running node-agent: no node-agent takes its DataUploads/DataDownloads"],
             ),
             (
                 "a taint the DaemonSet tolerates but data-mover pods do not",
                 r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "backup"}}}]}"#,
                 Some(&everywhere),
-                &["loadAffinity[0].nodeSelector: every one of the 1 selected node(s) has a taint data-mover pods do not tolerate (backup1: dedicated:NoSchedule): data-mover pods for it stay Pending (FailedScheduling); add a toleration for it to tolerations, or select other nodes"],
+                &["loadAffinity[0].nodeSelector: all 1 selected node(s) have a taint data-mover pods do not tolerate (backup1 dedicated:NoSchedule): its pods stay Pending; see tolerations"],
             ),
             (
                 "the configured toleration lets them on",
@@ -551,7 +538,7 @@ mod tests {
                 "requests no selected node can hold; the storage-class entry is checked too",
                 r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"role": "worker"}}, "storageClass": "gp3"}], "podResources": {"cpuRequest": "8", "cpuLimit": "8", "memoryRequest": "1Gi", "memoryLimit": "1Gi"}}"#,
                 Some(&everywhere),
-                &["loadAffinity[0].nodeSelector: podResources requests exceed the allocatable of every one of the 2 selected node(s) (a1: cpu 8 > 4; b1: cpu 8 > 4): data-mover pods for it stay Pending (FailedScheduling) (Insufficient resources); lower the requests or select larger nodes"],
+                &["loadAffinity[0].nodeSelector: podResources requests exceed the allocatable of all 2 selected node(s) (a1 cpu 8 > 4; b1 cpu 8 > 4): its pods stay Pending"],
             ),
             (
                 "one selected node that fits is enough",
@@ -650,7 +637,7 @@ mod tests {
         assert_eq!(warnings(r#"{"cachePVC": {"storageClass": "gone"}}"#, None, Some(&classes)), Vec::<String>::new());
         assert_eq!(
             warnings(r#"{"cachePVC": {"storageClass": "retain"}}"#, None, Some(&classes)),
-            ["cachePVC.storageClass: StorageClass \"retain\" has reclaimPolicy Retain: node-agent drops the whole cachePVC section at start-up (validateCachePVCConfig, Velero v1.18.1 pkg/cmd/cli/nodeagent/server.go); use a class whose reclaimPolicy is Delete"]
+            ["cachePVC.storageClass: StorageClass \"retain\" has reclaimPolicy Retain: node-agent drops cachePVC at start-up; use a Delete class"]
         );
     }
 }
