@@ -16,6 +16,9 @@ use kube::ResourceExt;
 
 use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeFacts};
 
+/// The most watcher events folded into one snapshot.
+const EVENTS_PER_SNAPSHOT: usize = 1024;
+
 /// The Nodes as last seen, folded from watcher events; a relist replaces the set whole.
 #[derive(Debug, Default)]
 struct Folded {
@@ -29,9 +32,13 @@ fn facts(node: &Node) -> NodeFacts {
 }
 
 impl Folded {
-    /// Applies one event; returns the snapshot when what the checks read changed (a kubelet's
-    /// heartbeat alone changes nothing kept, so it sends nothing).
-    fn apply(&mut self, event: Event<Node>) -> Option<Arc<Vec<NodeFacts>>> {
+    fn snapshot(&self) -> Arc<Vec<NodeFacts>> {
+        Arc::new(self.known.iter().flat_map(|known| known.values().cloned()).collect())
+    }
+
+    /// Applies one event; whether what the checks read changed (a kubelet's heartbeat alone
+    /// changes nothing kept).
+    fn changed_by(&mut self, event: Event<Node>) -> bool {
         let changed = match event {
             Event::Init => {
                 self.listing = Some(BTreeMap::new());
@@ -53,7 +60,7 @@ impl Folded {
             }
             Event::Delete(node) => self.known.as_mut().is_some_and(|known| known.remove(&node.name_any()).is_some()),
         };
-        changed.then(|| Arc::new(self.known.iter().flat_map(|known| known.values().cloned()).collect()))
+        changed
     }
 }
 
@@ -63,15 +70,18 @@ impl Folded {
 pub fn node_changes(client: kube::Client) -> impl Stream<Item = Arc<Vec<NodeFacts>>> + Send + 'static {
     let api: Api<Node> = Api::all(client);
     let mut folded = Folded::default();
-    watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
-        let change = match event {
-            Ok(event) => folded.apply(event),
-            Err(err) => {
-                tracing::warn!(error = %err, "watching Nodes; retrying");
-                None
+    // The events already arrived are folded together into one snapshot: a burst (a list, a
+    // scale-up of thousands of nodes) then copies the set once, not once per node.
+    let events = watcher::watcher(api, watcher::Config::default()).default_backoff().ready_chunks(EVENTS_PER_SNAPSHOT);
+    events.filter_map(move |events| {
+        let mut changed = false;
+        for event in events {
+            match event {
+                Ok(event) => changed |= folded.changed_by(event),
+                Err(err) => tracing::warn!(error = %err, "watching Nodes; retrying"),
             }
-        };
-        std::future::ready(change)
+        }
+        std::future::ready(changed.then(|| folded.snapshot()))
     })
 }
 
@@ -162,6 +172,12 @@ mod tests {
             "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat}]}
         }))
         .expect("a Node")
+    }
+
+    impl Folded {
+        fn apply(&mut self, event: Event<Node>) -> Option<Arc<Vec<NodeFacts>>> {
+            self.changed_by(event).then(|| self.snapshot())
+        }
     }
 
     #[test]
