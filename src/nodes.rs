@@ -14,18 +14,15 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
+use crate::cluster::Relisted;
 use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeFacts};
 
 /// The most watcher events folded into one snapshot.
 const EVENTS_PER_SNAPSHOT: usize = 1024;
 
-/// The Nodes as last seen, folded from watcher events; a relist replaces the set whole.
+/// The Nodes as last seen, by name.
 #[derive(Debug, Default)]
-struct Folded {
-    /// The last complete set; `None` until the first list completes.
-    known: Option<BTreeMap<String, NodeFacts>>,
-    listing: Option<BTreeMap<String, NodeFacts>>,
-}
+struct Folded(Relisted<BTreeMap<String, NodeFacts>>);
 
 fn facts(node: &Node) -> NodeFacts {
     NodeFacts::of_node(&serde_json::to_value(node).unwrap_or_default())
@@ -33,34 +30,20 @@ fn facts(node: &Node) -> NodeFacts {
 
 impl Folded {
     fn snapshot(&self) -> Arc<Vec<NodeFacts>> {
-        Arc::new(self.known.iter().flat_map(|known| known.values().cloned()).collect())
+        Arc::new(self.0.known.iter().flat_map(|known| known.values().cloned()).collect())
     }
 
     /// Applies one event; whether what the checks read changed (a kubelet's heartbeat alone
     /// changes nothing kept).
     fn changed_by(&mut self, event: Event<Node>) -> bool {
-        let changed = match event {
-            Event::Init => {
-                self.listing = Some(BTreeMap::new());
-                false
-            }
-            Event::InitApply(node) => {
-                self.listing.get_or_insert_with(BTreeMap::new).insert(node.name_any(), facts(&node));
-                false
-            }
-            Event::InitDone => {
-                let listed = self.listing.take().unwrap_or_default();
-                let changed = self.known.as_ref() != Some(&listed);
-                self.known = Some(listed);
-                changed
-            }
-            Event::Apply(node) => {
+        self.0.apply(
+            event,
+            |known, node| {
                 let fresh = facts(&node);
-                self.known.as_mut().is_some_and(|known| known.insert(node.name_any(), fresh.clone()) != Some(fresh))
-            }
-            Event::Delete(node) => self.known.as_mut().is_some_and(|known| known.remove(&node.name_any()).is_some()),
-        };
-        changed
+                known.insert(node.name_any(), fresh.clone()) != Some(fresh)
+            },
+            |known, node| known.remove(&node.name_any()).is_some(),
+        )
     }
 }
 
