@@ -24,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::config::configmap::ConfigMapData;
+use crate::config::placement::DaemonSetPlacement;
 use crate::config::third_party::TemplateKeys;
 use crate::config::version::VeleroVersion;
 use crate::mutating::{LookupError, LookupFailure, Lookups};
@@ -100,6 +101,11 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(client: kube::Client) -> Self {
         Self { client, recent: Arc::default() }
+    }
+
+    /// The client, for the watches of other modules (`nodes`).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     /// Connects the way kubectl would: the kubeconfig if there is one, else the in-cluster
@@ -293,29 +299,38 @@ pub struct WatchedNames {
     pub interrupted: bool,
 }
 
-/// The names of a watched kind, folded from watcher events.
-#[derive(Debug, Default)]
-struct NameSet {
+/// A set folded from watcher events: a relist replaces it whole, so it never shows a partial
+/// set. `C` is the set (names, or what the placement checks keep of each Node).
+#[derive(Debug)]
+pub(crate) struct Relisted<C> {
     /// The last complete set; `None` until the first list completes.
-    known: Option<HashSet<String>>,
-    /// A list in progress; it replaces `known` when complete, so a relist never shows a partial set.
-    listing: Option<HashSet<String>>,
-    /// The watch failed after `known` was complete, and no event has shown it back since.
-    interrupted: bool,
+    pub(crate) known: Option<C>,
+    /// A list in progress; it replaces `known` when complete.
+    listing: Option<C>,
 }
 
-impl NameSet {
-    /// Applies one event; returns the set when it changed, or when the watch is back after an
-    /// interruption (a completed list, or any event of a resumed watch).
-    fn apply<K: ResourceExt>(&mut self, event: Event<K>) -> Option<&HashSet<String>> {
-        let resumed = !matches!(event, Event::Init | Event::InitApply(_)) && std::mem::take(&mut self.interrupted);
-        let changed = match event {
+impl<C> Default for Relisted<C> {
+    fn default() -> Self {
+        Self { known: None, listing: None }
+    }
+}
+
+impl<C: Default + PartialEq> Relisted<C> {
+    /// Applies one event, with `insert` and `remove` saying whether they changed the set;
+    /// whether the complete set changed.
+    pub(crate) fn apply<K>(
+        &mut self,
+        event: Event<K>,
+        insert: impl Fn(&mut C, K) -> bool,
+        remove: impl Fn(&mut C, K) -> bool,
+    ) -> bool {
+        match event {
             Event::Init => {
-                self.listing = Some(HashSet::new());
+                self.listing = Some(C::default());
                 false
             }
             Event::InitApply(object) => {
-                self.listing.get_or_insert_with(HashSet::new).insert(object.name_any());
+                insert(self.listing.get_or_insert_with(C::default), object);
                 false
             }
             Event::InitDone => {
@@ -324,11 +339,32 @@ impl NameSet {
                 self.known = Some(listed);
                 changed
             }
-            Event::Apply(object) => self.known.as_mut().is_some_and(|known| known.insert(object.name_any())),
-            Event::Delete(object) => self.known.as_mut().is_some_and(|known| known.remove(&object.name_any())),
-        };
+            Event::Apply(object) => self.known.as_mut().is_some_and(|known| insert(known, object)),
+            Event::Delete(object) => self.known.as_mut().is_some_and(|known| remove(known, object)),
+        }
+    }
+}
+
+/// The names of a watched kind, folded from watcher events.
+#[derive(Debug, Default)]
+struct NameSet {
+    set: Relisted<HashSet<String>>,
+    /// The watch failed after the set was complete, and no event has shown it back since.
+    interrupted: bool,
+}
+
+impl NameSet {
+    /// Applies one event; returns the set when it changed, or when the watch is back after an
+    /// interruption (a completed list, or any event of a resumed watch).
+    fn apply<K: ResourceExt>(&mut self, event: Event<K>) -> Option<&HashSet<String>> {
+        let resumed = !matches!(event, Event::Init | Event::InitApply(_)) && std::mem::take(&mut self.interrupted);
+        let changed = self.set.apply(
+            event,
+            |names, object| names.insert(object.name_any()),
+            |names, object| names.remove(&object.name_any()),
+        );
         if changed || resumed {
-            self.known.as_ref()
+            self.set.known.as_ref()
         } else {
             None
         }
@@ -336,11 +372,11 @@ impl NameSet {
 
     /// Marks the set as possibly stale after a watch error; returns it the first time.
     fn interrupt(&mut self) -> Option<&HashSet<String>> {
-        if self.interrupted || self.known.is_none() {
+        if self.interrupted || self.set.known.is_none() {
             return None;
         }
         self.interrupted = true;
-        self.known.as_ref()
+        self.set.known.as_ref()
     }
 }
 
@@ -453,6 +489,8 @@ pub struct NodeAgentDaemonSet {
     /// Its container's args, which name the ConfigMaps node-agent reads; `None` without the
     /// container.
     pub args: Option<Vec<String>>,
+    /// Where the DaemonSet controller places its pods, for the placement warnings.
+    pub placement: DaemonSetPlacement,
 }
 
 impl NodeAgentDaemonSet {
@@ -467,6 +505,13 @@ impl NodeAgentDaemonSet {
             template_keys: TemplateKeys::of(labels.unwrap_or(&empty), annotations.unwrap_or(&empty)),
             version: node_agent.and_then(|c| c.image.as_deref()).and_then(version_of_image),
             args: node_agent.map(|c| c.args.clone().unwrap_or_default()),
+            placement: DaemonSetPlacement::of_pod_spec(
+                &daemonset
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| serde_json::to_value(&spec.template.spec).ok())
+                    .unwrap_or_default(),
+            ),
         }
     }
 }
@@ -556,7 +601,7 @@ mod tests {
         let mut names = NameSet::default();
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
         assert_eq!(names.apply(Event::InitApply(class("high"))), None);
-        assert_eq!(names.known, None, "a partial list is not the set");
+        assert_eq!(names.set.known, None, "a partial list is not the set");
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["high"])));
         assert_eq!(names.apply(Event::Apply(class("low"))), Some(&set(&["high", "low"])));
         assert_eq!(names.apply(Event::Apply(class("low"))), None, "an update of a known class changes nothing");
@@ -564,7 +609,7 @@ mod tests {
         // A relist keeps serving the old set until it completes, then replaces it.
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
         assert_eq!(names.apply(Event::InitApply(class("other"))), None);
-        assert_eq!(names.known, Some(set(&["low"])));
+        assert_eq!(names.set.known, Some(set(&["low"])));
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["other"])));
         // An identical relist is not a change.
         assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);

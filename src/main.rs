@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
 
 use node_agent_webhook::check::{findings_in_file, Finding, Selection};
 use node_agent_webhook::cluster::Cluster;
+use node_agent_webhook::config::configmap::{check_node_agent, ConfigMapData};
 use node_agent_webhook::config::kind::{Kind, Names};
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
@@ -20,6 +22,7 @@ use node_agent_webhook::server::state::{AppState, Settings};
 use node_agent_webhook::server::{self, ServeOptions};
 use node_agent_webhook::source;
 use node_agent_webhook::validating::Target;
+use node_agent_webhook::{explain, nodes};
 
 #[derive(Parser)]
 #[command(version, about = "Validates Velero's node-agent ConfigMap and applies it to data-mover pods")]
@@ -36,6 +39,28 @@ enum Command {
     Check(CheckArgs),
     /// Print the JSON patch the mutating webhook would give a pod under a config.
     Mutate(MutateArgs),
+    /// For the live node-agent ConfigMap: the nodes each loadAffinity entry and perNodeConfig
+    /// selector selects, which run node-agent, the taints data-mover pods do not tolerate, the
+    /// allocatable headroom, and the validating webhook's findings against the cluster.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The kubeconfig (default: as kubectl finds one).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace Velero is installed in.
+    #[arg(long, default_value = "velero")]
+    velero_namespace: String,
+    /// Name of node-agent's ConfigMap.
+    #[arg(long, default_value = Kind::NodeAgent.default_name())]
+    configmap: String,
+    /// Velero version (default: node-agent's DaemonSet's image tag).
+    #[arg(long)]
+    velero_version: Option<VeleroVersion>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: OutputFormat,
 }
 
 #[derive(clap::Args)]
@@ -185,6 +210,13 @@ struct CheckArgs {
     velero_version: Option<VeleroVersion>,
     #[arg(long, value_enum, default_value = "text")]
     output: OutputFormat,
+    /// Also check against this cluster: its Nodes, node-agent's DaemonSet (in
+    /// --velero-namespace) and StorageClasses, for the placement warnings.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// With --kubeconfig: the namespace Velero is installed in.
+    #[arg(long, default_value = "velero")]
+    velero_namespace: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,6 +242,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Check(args) => check(args),
+        Command::Explain(args) => match explain(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Mutate(args) => match mutate(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -269,6 +308,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(cluster) = cluster {
             // node-agent's DaemonSet first, so that the config is loaded once, for the Velero
             // version node-agent runs.
+            background.push(tokio::spawn(drain.clone().run(source::watch_nodes(cluster.clone(), state.clone()))));
             let follow_version = args.velero_version.is_none();
             let node_agent = source::follow_node_agent(cluster.clone(), follow_version, state.clone()).await;
             background.push(tokio::spawn(drain.clone().run(node_agent)));
@@ -301,10 +341,61 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Reads what the placement checks need of the cluster, on a runtime of its own.
+fn read_cluster(kubeconfig: Option<&std::path::Path>, namespace: &str) -> anyhow::Result<nodes::ClusterRead> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let client = nodes::client(kubeconfig).await?;
+        Ok(nodes::read_cluster(client, namespace).await?)
+    })
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let (read, (data, binary_keys), version) = runtime.block_on(async {
+        let client = nodes::client(args.kubeconfig.as_deref()).await?;
+        let read = nodes::read_cluster(client.clone(), &args.velero_namespace).await?;
+        let configmap = nodes::configmap(client.clone(), &args.velero_namespace, &args.configmap).await?;
+        let version = match args.velero_version {
+            Some(version) => Some(version),
+            None => {
+                let mut daemonset = Box::pin(Cluster::new(client).node_agent_changes(&args.velero_namespace));
+                daemonset.next().await.flatten().and_then(|seen| seen.version)
+            }
+        };
+        anyhow::Ok((read, configmap, version))
+    })?;
+    let view = read.view();
+    let env = Environment { velero_version: version, cluster: Some(view), ..Environment::default() };
+    let check = check_node_agent(&ConfigMapData { data, binary_keys }, &env);
+    let findings = check.rendered().into_iter().map(|(severity, text)| format!("{severity}: {text}")).collect();
+    let config = check.config().cloned().unwrap_or_default();
+    let name = format!("{}/{}", args.velero_namespace, args.configmap);
+    let report = explain::report(&name, &config, findings, &view, version);
+    let text = match args.output {
+        OutputFormat::Text => explain::render_text(&report),
+        OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    write_stdout(&text)?;
+    Ok(())
+}
+
 fn check(args: CheckArgs) -> ExitCode {
     let names = Names::from_flags(&args.configmap, &args.repo_maintenance_configmap, &args.backup_repository_configmap);
     let selection = Selection { names, all: args.all, kind: args.kind };
-    let env = Environment { velero_version: args.velero_version, ..Environment::default() };
+    let read = match args.kubeconfig.as_deref().map(|path| read_cluster(Some(path), &args.velero_namespace)).transpose()
+    {
+        Ok(read) => read,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let env = Environment {
+        velero_version: args.velero_version,
+        cluster: read.as_ref().map(nodes::ClusterRead::view),
+        ..Environment::default()
+    };
     let mut findings: Vec<Finding> = Vec::new();
     for file in &args.files {
         let text = match read_input(file) {

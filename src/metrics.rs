@@ -233,6 +233,8 @@ pub struct Metrics {
     /// UPDATE's old contents too).
     config_checks: [Counter; 2],
     config_generation: Gauge,
+    /// Nodes the placement warnings know of (the Node watch's last snapshot).
+    nodes: Gauge,
     config_info: Family<ConfigLabels, Gauge>,
     velero_version_info: Family<VeleroVersionLabels, Gauge>,
     config_last_success: Gauge<f64, AtomicU64>,
@@ -270,6 +272,7 @@ impl Metrics {
             config_checks: [CheckResult::Checked, CheckResult::Reused]
                 .map(|result| config_checks.get_or_create(&CheckLabels { result }).clone()),
             config_generation: Gauge::default(),
+            nodes: Gauge::default(),
             config_info: Family::default(),
             velero_version_info: Family::default(),
             config_last_success: Gauge::default(),
@@ -319,6 +322,7 @@ impl Metrics {
             metrics.configmap_name_mismatch.clone(),
         );
         r.register("config_reloads", "Loads of the node-agent config, by result", metrics.config_reloads.clone());
+        r.register("nodes", "Nodes the placement warnings know of, from the Node watch", metrics.nodes.clone());
         r.register(
             "config_checks",
             "Checks of ConfigMap contents for the validating webhook: checked, or reused from the same contents in the same cluster state",
@@ -418,6 +422,11 @@ impl Metrics {
     /// Whether the name of `kind`'s ConfigMap checked here differs from the one in Velero's args.
     pub fn set_configmap_name_mismatch(&self, kind: Kind, mismatch: bool) {
         self.configmap_name_mismatch.get_or_create(&KindLabels { kind }).set(i64::from(mismatch));
+    }
+
+    /// How many Nodes the placement warnings know of.
+    pub fn set_nodes(&self, count: usize) {
+        self.nodes.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// The served config: its generation, and `id` as the one `config_info` series ("none"

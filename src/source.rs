@@ -88,6 +88,14 @@ pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
     }
 }
 
+/// Keeps the Nodes the placement warnings read in `state` current; runs until dropped.
+pub async fn watch_nodes(cluster: Cluster, state: Arc<AppState>) {
+    let mut changes = std::pin::pin!(crate::nodes::node_changes(cluster.client()));
+    while let Some(nodes) = changes.next().await {
+        state.set_nodes(nodes);
+    }
+}
+
 /// How long start-up waits for the first sight of node-agent's DaemonSet, so that the first
 /// reviews already know the Velero version; the watch goes on after it either way.
 const FIRST_SIGHT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,11 +145,12 @@ struct NodeAgentFollower {
 impl NodeAgentFollower {
     fn apply(&mut self, seen: Option<NodeAgentDaemonSet>) {
         let state = &self.state;
-        let (keys, version, args) = match seen {
-            Some(seen) => (Some(Arc::new(seen.template_keys)), seen.version, seen.args),
-            None => (None, None, None),
+        let (keys, version, args, placement) = match seen {
+            Some(seen) => (Some(Arc::new(seen.template_keys)), seen.version, seen.args, Some(Arc::new(seen.placement))),
+            None => (None, None, None, None),
         };
         state.set_node_agent_template(keys);
+        state.set_node_agent_placement(placement);
         if self.follow_version && state.velero_version() != version {
             let shown = version.map_or_else(|| "unknown (no version tag)".to_string(), |v| v.to_string());
             tracing::info!(version = %shown, "Velero version from the node-agent DaemonSet");
@@ -239,6 +248,7 @@ async fn watch_file(path: PathBuf, state: Arc<AppState>) {
 mod tests {
     use super::*;
     use crate::config::kind::Names;
+    use crate::config::placement::DaemonSetPlacement;
     use crate::config::third_party::TemplateKeys;
     use crate::config::version::VeleroVersion;
     use crate::server::state::Settings;
@@ -259,6 +269,7 @@ mod tests {
             template_keys: TemplateKeys::default(),
             version: Some(version),
             args: Some(vec![format!("--node-agent-configmap={configmap}")]),
+            placement: DaemonSetPlacement::default(),
         };
         let mismatch = |state: &AppState, kind: &str| {
             let text = crate::metrics::render(&state.registry);

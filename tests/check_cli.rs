@@ -297,7 +297,7 @@ fn the_keys_of_velero_1_18_3_are_checked_for_the_release_that_reads_them() {
 fn a_velero_newer_than_known_gets_unknown_keys_as_warnings() {
     let newest = node_agent_webhook::config::velero_types::newest();
     let newer = format!("{}.{}.0", newest.major, newest.minor + 1);
-    let config = r#"{"tolerations": [{"key": "backup", "operator": "Exists"}], "podLabels": {"team": "-bad"}}"#;
+    let config = r#"{"podSecurityContext": {"runAsUser": 1000}, "podLabels": {"team": "-bad"}}"#;
 
     let run = check(&["--velero-version", &newer, "-"], Some(config));
     assert_eq!(run.code, 1, "the known key's error still counts: {}", run.stdout);
@@ -305,11 +305,11 @@ fn a_velero_newer_than_known_gets_unknown_keys_as_warnings() {
     assert_eq!(lines.len(), 2, "{}", run.stdout);
     assert_eq!(
         lines[0],
-        format!("-:1:2: warning: tolerations: Unknown field: this webhook knows Velero up to {newest}: if Velero {newer} reads it, it is not checked here; if not, node-agent ignores it")
+        format!("-:1:2: warning: podSecurityContext: Unknown field: this webhook knows Velero up to {newest}: if Velero {newer} reads it, it is not checked here; if not, node-agent ignores it")
     );
     assert!(lines[1].contains("error: podLabels[team]: Invalid value: \"-bad\""), "{}", lines[1]);
 
-    let unknown_version = check(&["-"], Some(r#"{"tolerations": []}"#));
+    let unknown_version = check(&["-"], Some(r#"{"podSecurityContext": {}}"#));
     assert_eq!(unknown_version.code, 1);
     assert!(
         unknown_version.stdout.contains(&format!(

@@ -471,6 +471,8 @@ fn rbac_grants_exactly_the_documented_read_only_permissions() {
         ("storage.k8s.io", "storageclasses", "get", ""),
         ("storage.k8s.io", "storageclasses", "list", ""),
         ("storage.k8s.io", "storageclasses", "watch", ""),
+        ("", "nodes", "list", ""),
+        ("", "nodes", "watch", ""),
         ("", "persistentvolumeclaims", "get", ""),
     ]);
     for overlay in all_overlays() {

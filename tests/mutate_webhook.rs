@@ -379,7 +379,7 @@ fn configured_pod_labels_and_annotations_supersede_the_in_tree_third_party_keys(
 fn a_config_for_a_newer_velero_is_served_for_its_known_settings() {
     let newest = node_agent_webhook::config::velero_types::newest();
     let newer = format!("{}.{}.0", newest.major, newest.minor + 1);
-    let mounted = MountedConfig::new(r#"{"podLabels": {"team": "newer"}, "tolerations": [{"operator": "Exists"}]}"#);
+    let mounted = MountedConfig::new(r#"{"podLabels": {"team": "newer"}, "podSecurityContext": {"runAsUser": 1000}}"#);
     let pod = as_admitted(repo_json("testdata/pods/v1.17/pod-podvolumebackup.json"));
     let certs = Certs::new();
     let config = mounted.path();

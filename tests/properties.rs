@@ -322,7 +322,12 @@ fn environment() -> impl Strategy<Value = (Option<VeleroVersion>, Option<HashSet
 
 /// Checks a config value and renders every finding: none of it may panic.
 fn check_everything(text: &str, (version, classes): &(Option<VeleroVersion>, Option<HashSet<String>>)) {
-    let env = Environment { velero_version: *version, priority_classes: classes.as_ref(), storage_classes: None };
+    let env = Environment {
+        velero_version: *version,
+        priority_classes: classes.as_ref(),
+        storage_classes: None,
+        cluster: None,
+    };
     let checked = check_value(text, &env);
     for diagnostic in &checked.diagnostics.0 {
         let _ = diagnostic.render();

@@ -230,6 +230,23 @@ fn a_key_a_release_lacks_is_warned_as_ignored_on_that_release() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `tolerations` is the webhook's own key (no Velero release has it, so no release file lists
+/// it): every release accepts it, warned as ignored by node-agent and applied by the webhook.
+#[test]
+fn the_webhook_s_own_tolerations_key_is_accepted_on_every_release() {
+    let config = json!({"tolerations": [{"key": "backup", "operator": "Exists", "effect": "NoSchedule"}]});
+    for release in releases() {
+        assert!(!release.roots["node-agent"].to_string().contains("\"tolerations\""), "{}", release.version);
+        let findings = check("node-agent", &config, release.version);
+        let rendered: Vec<String> =
+            findings.iter().map(|f| format!("{}: {}: {}", f.severity, f.path, f.message)).collect();
+        assert_eq!(findings.len(), 1, "{}: {rendered:?}", release.version);
+        let finding = &findings[0];
+        assert!(is_unread(finding) && finding.path == "tolerations", "{}: {rendered:?}", release.version);
+        assert!(finding.message.contains("the mutating webhook applies it"), "{}: {rendered:?}", release.version);
+    }
+}
+
 #[test]
 fn a_value_of_another_json_kind_is_refused_as_go_refuses_it() {
     let mut failures = Vec::new();

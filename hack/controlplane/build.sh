@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the real control plane the end-to-end tests run: kube-apiserver, etcd and a matching
-# kubectl, from their Go modules, into _out/controlplane/<version>/bin (git-ignored).
+# Builds the real control plane the end-to-end tests run: kube-apiserver, etcd, kube-scheduler
+# and a matching kubectl, from their Go modules, into _out/controlplane/<version>/bin (git-ignored).
 #
 #   hack/controlplane/build.sh              # the version pinned in hack/controlplane/go.mod
 #   KUBE_VERSION=v1.34.4 hack/controlplane/build.sh   # another release, in a generated module
@@ -60,25 +60,36 @@ else
 fi
 
 stamp=$(module_stamp "$module")
-if built_from "$out/stamp" "$stamp" "$bin/kube-apiserver" "$bin/etcd" "$bin/kubectl"; then
-  echo "control plane $version is up to date in ${bin#"$root"/}" >&2
-  echo "$bin"
-  exit 0
-fi
-
-echo "building kube-apiserver, etcd and kubectl $version (a cold build takes several minutes)" >&2
-start=$(date +%s)
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version"
 ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$version"
 ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-(
-  cd "$module"
-  go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-  go build -trimpath -ldflags "$ldflags" -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl
-  # The root of go.etcd.io/etcd/server/v3 is etcd's main package.
-  go build -trimpath -o "$bin/etcd" go.etcd.io/etcd/server/v3
-) >&2
-echo "$stamp" >"$out/stamp"
-echo "built control plane $version in $(($(date +%s) - start)) s into ${bin#"$root"/}" >&2
+
+if built_from "$out/stamp" "$stamp" "$bin/kube-apiserver" "$bin/etcd" "$bin/kubectl"; then
+  echo "control plane $version is up to date in ${bin#"$root"/}" >&2
+else
+  echo "building kube-apiserver, etcd and kubectl $version (a cold build takes several minutes)" >&2
+  start=$(date +%s)
+  (
+    cd "$module"
+    go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+    go build -trimpath -ldflags "$ldflags" -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl
+    # The root of go.etcd.io/etcd/server/v3 is etcd's main package.
+    go build -trimpath -o "$bin/etcd" go.etcd.io/etcd/server/v3
+  ) >&2
+  echo "$stamp" >"$out/stamp"
+  echo "built control plane $version in $(($(date +%s) - start)) s into ${bin#"$root"/}" >&2
+fi
+
+# kube-scheduler, for the e2e tests where the real scheduler judges placement: from the same
+# k8s.io/kubernetes module, with a stamp of its own so that adding it rebuilds nothing else.
+if built_from "$out/stamp.kube-scheduler" "$stamp" "$bin/kube-scheduler"; then
+  echo "kube-scheduler $version is up to date" >&2
+else
+  echo "building kube-scheduler $version" >&2
+  start=$(date +%s)
+  (cd "$module" && go build -trimpath -ldflags "$ldflags" -o "$bin/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler) >&2
+  echo "$stamp" >"$out/stamp.kube-scheduler"
+  echo "built kube-scheduler $version in $(($(date +%s) - start)) s" >&2
+fi
 echo "$bin"

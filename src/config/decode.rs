@@ -13,7 +13,7 @@ use super::json::{Member, Node, Pos, Value};
 use super::kind::Kind;
 use super::model::*;
 use super::velero_types::{self, Standing, Support};
-use super::version::{on_undecodable, unread_by, VeleroVersion};
+use super::version::{on_undecodable, unread_by, webhook_only, VeleroVersion};
 use crate::k8s::field::{child, go_quote, index, key};
 
 /// Where every decoded value starts, by field path (`loadAffinity[0].storageClass`,
@@ -60,7 +60,7 @@ impl<C> Decoded<C> {
     }
 }
 
-const TOP_FIELDS: [&str; 10] = [
+const TOP_FIELDS: [&str; 11] = [
     "loadConcurrency",
     "loadAffinity",
     "backupPVC",
@@ -71,6 +71,7 @@ const TOP_FIELDS: [&str; 10] = [
     "cachePVC",
     "podLabels",
     "podAnnotations",
+    "tolerations",
 ];
 
 /// Fields that people put at the wrong level, and where they belong.
@@ -190,11 +191,15 @@ impl Decoder {
 
     fn type_error(&mut self, node: &Node, path: &str, want: &str) {
         self.unusable.insert(path.to_string());
+        // Go skips a key its struct lacks without looking at the value: only the webhook fails.
+        let effect = match webhook_only(self.kind, path) {
+            Some(_) => "node-agent ignores the key; the webhook cannot apply it",
+            None => &self.on_undecodable,
+        };
         let message = format!(
-            "Invalid value: {}: must be {want}, not {} ({} on this)",
+            "Invalid value: {}: must be {want}, not {} ({effect} on this)",
             render(node),
             article(node.value.type_name()),
-            self.on_undecodable
         );
         self.error(path, message, node.pos);
     }
@@ -292,12 +297,16 @@ impl Decoder {
         if zero || below_unread {
             return;
         }
-        let Some(key) = velero_types::key_path(self.kind, path).and_then(|p| velero_types::key(self.kind, &p)) else {
-            return;
-        };
-        let support = velero_types::support(key, version);
+        let (key_path, support) =
+            match velero_types::key_path(self.kind, path).and_then(|p| velero_types::key(self.kind, &p)) {
+                Some(key) => (key.path, velero_types::support(key, version)),
+                None => match webhook_only(self.kind, path) {
+                    Some(key_path) => (key_path, Support::Dropped { last: None }),
+                    None => return,
+                },
+            };
         if support != Support::Reads {
-            self.warn(path, unread_by(self.kind, version, key.path, support), value.pos);
+            self.warn(path, unread_by(self.kind, version, key_path, support), value.pos);
             self.unread.push(path.to_string());
         }
     }
@@ -473,8 +482,9 @@ impl Decoder {
     }
 
     fn config(&mut self, root: &Node) -> NodeAgentConfig {
-        let Some([concurrency, affinity, backup, restore, priority, resources, privileged, cache, labels, annotations]) =
-            self.object(root, "", TOP_FIELDS)
+        let Some(
+            [concurrency, affinity, backup, restore, priority, resources, privileged, cache, labels, annotations, tolerations],
+        ) = self.object(root, "", TOP_FIELDS)
         else {
             return NodeAgentConfig::default();
         };
@@ -489,7 +499,33 @@ impl Decoder {
             cache_pvc: cache.map(|n| self.cache_pvc(n, "cachePVC")),
             pod_labels: self.string_map(labels, "podLabels"),
             pod_annotations: self.string_map(annotations, "podAnnotations"),
+            tolerations: self.tolerations(tolerations, "tolerations"),
         }
+    }
+
+    /// `[]corev1.Toleration`: a null entry is Go's zero toleration, which the rules then refuse
+    /// (an empty key wants `Exists`).
+    fn tolerations(&mut self, node: Option<&Node>, path: &str) -> Vec<Toleration> {
+        let items = self.array(node, path);
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_path = index(path, i);
+            let fields = ["key", "operator", "value", "effect", "tolerationSeconds"];
+            if let Some([key, operator, value, effect, seconds]) = self.object(item, &item_path, fields) {
+                out.push(Toleration {
+                    key: self.string(key, &child(&item_path, "key")),
+                    operator: self.string(operator, &child(&item_path, "operator")),
+                    value: self.string(value, &child(&item_path, "value")),
+                    effect: self.string(effect, &child(&item_path, "effect")),
+                    toleration_seconds: seconds.and_then(|n| {
+                        let seconds_path = child(&item_path, "tolerationSeconds");
+                        let seconds = self.int(Some(n), &seconds_path, "an int64");
+                        (!self.unusable.contains(&seconds_path)).then_some(seconds)
+                    }),
+                });
+            }
+        }
+        out
     }
 
     fn load_concurrency(&mut self, node: &Node, path: &str) -> LoadConcurrency {
@@ -882,7 +918,7 @@ mod tests {
             ),
             (
                 r#"{"zzz": 1}"#,
-                r#"error: zzz: Unknown field: supported fields: "backupPVC", "cachePVC", "loadAffinity", "loadConcurrency", "podAnnotations", "podLabels", "podResources", "priorityClassName", "privilegedFsBackup", "restorePVC" (node-agent ignores unknown fields silently; if it is a key of a Velero release newer than 1.18.3, give this webhook the Velero version: --velero-version) (line 1, column 2)"#,
+                r#"error: zzz: Unknown field: supported fields: "backupPVC", "cachePVC", "loadAffinity", "loadConcurrency", "podAnnotations", "podLabels", "podResources", "priorityClassName", "privilegedFsBackup", "restorePVC", "tolerations" (node-agent ignores unknown fields silently; if it is a key of a Velero release newer than 1.18.3, give this webhook the Velero version: --velero-version) (line 1, column 2)"#,
             ),
         ];
         for (input, want) in cases {

@@ -17,6 +17,7 @@ pub mod kind;
 pub mod load;
 pub mod manifest;
 pub mod model;
+pub mod placement;
 pub mod release;
 pub mod repo_maintenance;
 pub mod third_party;

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::k8s::toleration::Toleration;
+
 /// Annotation on every pod the mutating webhook patched, saying what was applied from which
 /// config generation. The config checker refuses it in `podAnnotations`: the two would fight.
 pub const APPLIED_ANNOTATION: &str = "node-agent-webhook.io/applied";
@@ -13,7 +15,7 @@ pub const APPLIED_ANNOTATION: &str = "node-agent-webhook.io/applied";
 /// and the longest config identity, a resourceVersion (etcd's: a 64-bit decimal). The
 /// checker warns when `podAnnotations` leave less room than this.
 pub const APPLIED_ANNOTATION_MAX_BYTES: usize = APPLIED_ANNOTATION.len()
-    + "loadAffinity,podResources,priorityClassName,podLabels,podAnnotations (config resourceVersion:18446744073709551615)"
+    + "loadAffinity,podResources,priorityClassName,podLabels,tolerations,podAnnotations (config resourceVersion:18446744073709551615)"
         .len();
 
 /// Velero tracks its pods by `velero.io/` labels; `x.velero.io/` is someone else's. The
@@ -37,6 +39,9 @@ pub struct NodeAgentConfig {
     pub cache_pvc: Option<CachePvc>,
     pub pod_labels: BTreeMap<String, String>,
     pub pod_annotations: BTreeMap<String, String>,
+    /// `tolerations` for data-mover pods: a key of this webhook, which it applies itself on
+    /// every version (`config::version::WEBHOOK_ONLY`).
+    pub tolerations: Vec<Toleration>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 pub const IN_TREE_LABELS: [&str; 1] = ["azure.workload.identity/use"];
 /// The annotations node-agent copies (kube2iam's role).
 pub const IN_TREE_ANNOTATIONS: [&str; 1] = ["iam.amazonaws.com/role"];
+/// The keys of the DaemonSet's tolerations node-agent copies into data-mover pods, from 1.17.0
+/// (`ThirdPartyTolerations`; Velero 1.16 copies none).
+pub const IN_TREE_TOLERATIONS: [&str; 2] = ["kubernetes.azure.com/scalesetpriority", "CriticalAddonsOnly"];
 
 /// The in-tree keys that `configured` supersedes: all those it does not list, once it is set
 /// (Velero tests `len(map) > 0`).

@@ -9,6 +9,7 @@ use super::model::{
     is_velero_key, BackupPvc, CopiedObjects, LabelSelector, NodeAgentConfig, PodResources, SelectorRequirement,
     APPLIED_ANNOTATION, APPLIED_ANNOTATION_MAX_BYTES,
 };
+use super::placement::{self, ClusterView};
 use super::version::{self, VeleroVersion};
 use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind};
 use crate::k8s::names;
@@ -18,6 +19,7 @@ use crate::k8s::selector::{
     self, EntryPaths, LabelSelectorOptions, NodeSelectorTerm, Requirement, LABEL_SELECTOR_OPERATORS,
     NODE_SELECTOR_OPERATORS, TOTAL_ANNOTATION_SIZE_LIMIT_B,
 };
+use crate::k8s::toleration;
 
 /// What is known about the cluster the config is for. Everything is optional: the
 /// offline checker knows nothing, the server knows what its watches have seen.
@@ -28,6 +30,9 @@ pub struct Environment<'a> {
     pub priority_classes: Option<&'a HashSet<String>>,
     /// The StorageClasses that exist, when the server can see them.
     pub storage_classes: Option<&'a HashSet<String>>,
+    /// The Nodes (and node-agent's DaemonSet, the classes' reclaim policies) for the placement
+    /// warnings (`placement`), when the server's watches or `check --kubeconfig` see them.
+    pub cluster: Option<ClusterView<'a>>,
 }
 
 /// Adds every semantic finding about `decoded.config` to `decoded.diagnostics`.
@@ -50,7 +55,14 @@ pub fn add_rule_findings(decoded: &mut Decoded, env: &Environment) {
     v.backup_pvcs(&config.backup_pvc, env);
     v.restore_pvc(config);
     v.cache_pvc(config, env);
-    let found = v.found;
+    for err in toleration::validate_tolerations(&config.tolerations, "tolerations") {
+        // The API server would refuse every data-mover pod the webhook gives these to.
+        v.error(err);
+    }
+    let mut found = v.found;
+    if let Some(view) = &env.cluster {
+        found.0.extend(placement::placement_warnings(decoded, view, env.velero_version));
+    }
     decoded.diagnostics.0.extend(found.0);
 }
 
@@ -885,5 +897,36 @@ mod tests {
             findings_with(r#"{"podLabels": {"a": "b"}, "cachePVC": {"storageClass": "c"}}"#, &current),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn tolerations_are_validated_as_a_pod_s_and_worded_for_every_version() {
+        assert_cases(&[
+            (r#"{"tolerations": [{"key": "backup", "operator": "Exists", "effect": "NoSchedule"}]}"#, &[]),
+            (
+                r#"{"tolerations": [{"key": "backup", "operator": "Exists", "value": "x", "effect": "NoSchedule", "tolerationSeconds": 5}]}"#,
+                &[
+                    "error: tolerations[0].operator: Invalid value: \"x\": value must be empty when `operator` is 'Exists' (line 1, column 48)",
+                    "error: tolerations[0].effect: Invalid value: \"NoSchedule\": effect must be 'NoExecute' when `tolerationSeconds` is set (line 1, column 82)",
+                ],
+            ),
+            (
+                r#"{"tolerations": [{"key": "k", "operator": "In"}]}"#,
+                &["error: tolerations[0].operator: Unsupported value: \"In\": supported values: \"Equal\", \"Exists\" (line 1, column 43)"],
+            ),
+            (
+                r#"{"tolerations": [{"key": "k", "tolerationSeconds": "5"}]}"#,
+                &["error: tolerations[0].tolerationSeconds: Invalid value: \"5\": must be an int64, not a string (node-agent ignores the key; the webhook cannot apply it on this) (line 1, column 52)"],
+            ),
+        ]);
+        let tolerations = r#"{"tolerations": [{"key": "backup", "operator": "Exists"}]}"#;
+        for (major, minor, patch) in [(1, 16, 2), (1, 17, 2), (1, 18, 3), (1, 19, 0)] {
+            let version = VeleroVersion::new(major, minor, patch);
+            let env = Environment { velero_version: Some(version), ..Environment::default() };
+            assert_eq!(
+                findings_with(tolerations, &env),
+                vec![format!("warning: tolerations: node-agent of Velero {version} ignores this (no Velero release reads it); the mutating webhook applies it to new data-mover pods (line 1, column 17)")]
+            );
+        }
     }
 }

@@ -61,7 +61,7 @@ pub fn chooses_affinity_by_storage_class(version: Option<VeleroVersion>) -> bool
 
 /// The node-agent settings the mutating webhook applies to data-mover pods itself, on any
 /// version (`mutate::plan`), as key paths: a release that does not read one still gets it.
-const APPLIED_BY_WEBHOOK: [&str; 8] = [
+const APPLIED_BY_WEBHOOK: [&str; 9] = [
     "loadAffinity",
     "loadAffinity[].storageClass",
     "podResources",
@@ -70,7 +70,21 @@ const APPLIED_BY_WEBHOOK: [&str; 8] = [
     "priorityClassName",
     "podLabels",
     "podAnnotations",
+    "tolerations",
 ];
+
+/// node-agent keys of this webhook's own that no Velero release reads, so Velero's types do not
+/// list them; node-agent ignores them (as every unknown key) and the webhook applies them.
+/// `tolerations`: velero#9575 (unmerged at Velero's main of 2026-05-20) makes data-mover pods
+/// inherit every toleration of node-agent's DaemonSet, de-duplicated, but adds no config key.
+const WEBHOOK_ONLY: [&str; 1] = ["tolerations"];
+
+/// The key path of a node-agent field path under one of [`WEBHOOK_ONLY`]'s keys, which only
+/// the top-level key needs: below it, nothing is said again.
+pub fn webhook_only(kind: Kind, field_path: &str) -> Option<&'static str> {
+    let top = field_path.split(['.', '[']).next()?;
+    WEBHOOK_ONLY.iter().copied().find(|key| kind == Kind::NodeAgent && *key == top)
+}
 
 /// Whether the mutating webhook applies the node-agent setting at `key_path` itself.
 pub fn applied_by_webhook(key_path: &str) -> bool {
@@ -87,6 +101,7 @@ pub fn reads(kind: Kind, version: Option<VeleroVersion>, key_path: &str) -> bool
 /// What Velero `version` does with a `kind` value's key (at `key_path`) that it does not read.
 pub fn unread_by(kind: Kind, version: VeleroVersion, key_path: &str, support: Support) -> String {
     let when = match support {
+        _ if webhook_only(kind, key_path).is_some() => "no Velero release reads it".to_string(),
         Support::Since(since) => format!("supported since {since}"),
         Support::Dropped { last: Some(last) } => format!("last read by {last}"),
         Support::Reads | Support::Dropped { last: None } => "read by no release this webhook knows".to_string(),
@@ -123,8 +138,20 @@ mod tests {
     #[test]
     fn every_setting_the_webhook_applies_is_a_node_agent_key() {
         for path in APPLIED_BY_WEBHOOK {
-            assert!(velero_types::key(Kind::NodeAgent, path).is_some(), "{path}");
+            let known = velero_types::key(Kind::NodeAgent, path).is_some();
+            assert!(known != webhook_only(Kind::NodeAgent, path).is_some(), "{path}");
         }
+    }
+
+    #[test]
+    fn a_key_of_the_webhook_s_own_is_worded_as_applied_by_it() {
+        let v = VeleroVersion::new(1, 18, 3);
+        assert_eq!(webhook_only(Kind::NodeAgent, "tolerations[0].key"), Some("tolerations"));
+        assert_eq!(webhook_only(Kind::RepoMaintenance, "tolerations"), None);
+        assert_eq!(
+            unread_by(Kind::NodeAgent, v, "tolerations", Support::Dropped { last: None }),
+            "node-agent of Velero 1.18.3 ignores this (no Velero release reads it); the mutating webhook applies it to new data-mover pods"
+        );
     }
 
     #[test]

@@ -53,6 +53,13 @@ impl FieldError {
         Self { path: path.into(), kind: FieldErrorKind::NotSupported { value: go_quote(value), supported } }
     }
 
+    /// `Unsupported value` listing `supported` in the order given, as Go's `field.NotSupported`
+    /// does when its caller passes a fixed list (taint effects, toleration operators).
+    pub fn not_supported_in_order(path: impl Into<String>, value: &str, supported: &[&str]) -> Self {
+        let supported = supported.iter().map(|s| s.to_string()).collect();
+        Self { path: path.into(), kind: FieldErrorKind::NotSupported { value: go_quote(value), supported } }
+    }
+
     pub fn duplicate(path: impl Into<String>, value: &str) -> Self {
         Self { path: path.into(), kind: FieldErrorKind::Duplicate { value: go_quote(value) } }
     }

@@ -1,8 +1,9 @@
 //! Kubernetes value rules, as apimachinery implements them: field errors, names,
-//! labels, annotations, selectors, quantities and container resources.
+//! labels, annotations, selectors, quantities, container resources, tolerations and taints.
 
 pub mod field;
 pub mod names;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
+pub mod toleration;

@@ -38,6 +38,26 @@ const NODE_FIELD_SELECTOR_OPERATORS: [&str; 2] = [OP_IN, OP_NOT_IN];
 /// The only field a node field selector may name (Go's `metav1.ObjectNameField`).
 pub const NODE_FIELD_SELECTOR_KEY: &str = "metadata.name";
 
+/// Whether a node's labels (or, for `matchFields`, its `metadata.name`) satisfy one node
+/// selector requirement: apimachinery's `labels.Requirement.Matches`, which node affinity
+/// builds from the requirement (`NodeSelectorRequirementsAsSelector`). `Gt`/`Lt` compare the
+/// label and the one value as 64-bit integers; an unknown operator matches nothing.
+pub fn requirement_matches(requirement: &Requirement, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    let value = labels.get(requirement.key);
+    let listed = || value.is_some_and(|v| requirement.values.iter().any(|w| w == v));
+    let integer = |s: &str| s.parse::<i64>().ok();
+    let bound = || requirement.values.first().and_then(|v| integer(v));
+    match requirement.operator {
+        "In" => listed(),
+        "NotIn" => !listed(),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => value.and_then(|v| integer(v)).zip(bound()).is_some_and(|(v, b)| v > b),
+        "Lt" => value.and_then(|v| integer(v)).zip(bound()).is_some_and(|(v, b)| v < b),
+        _ => false,
+    }
+}
+
 /// Go's `TotalAnnotationSizeLimitB`: the most bytes all annotation keys and values may take.
 pub const TOTAL_ANNOTATION_SIZE_LIMIT_B: usize = 256 * (1 << 10);
 
@@ -473,6 +493,33 @@ fn some_integer_left(low: i128, high: i128, excluded: &BTreeSet<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn requirements_match_node_labels_as_apimachinery_does() {
+        let labels: std::collections::BTreeMap<String, String> = [("zone", "a"), ("cores", "8"), ("sla", "high")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let cases: &[(&str, &str, &[&str], bool)] = &[
+            ("zone", "In", &["a", "b"], true),
+            ("zone", "In", &["b"], false),
+            ("zone", "NotIn", &["b"], true),
+            ("gpu", "NotIn", &["x"], true),
+            ("gpu", "Exists", &[], false),
+            ("gpu", "DoesNotExist", &[], true),
+            ("cores", "Gt", &["4"], true),
+            ("cores", "Lt", &["4"], false),
+            ("sla", "Gt", &["4"], false),
+            ("cores", "Gt", &["four"], false),
+            ("zone", "in", &["a"], false),
+        ];
+        for (key, operator, values, want) in cases {
+            let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            let requirement = Requirement { key, operator, values: &values };
+            assert_eq!(requirement_matches(&requirement, &labels), *want, "{key} {operator} {values:?}");
+        }
+    }
+
     use super::*;
     use serde_json::{Map, Value};
     use std::collections::BTreeMap;

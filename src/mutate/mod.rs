@@ -29,6 +29,7 @@ pub const POD_FIELDS: &[&[&str]] = &[
     &["spec", "priorityClassName"],
     &["spec", "priority"],
     &["spec", "preemptionPolicy"],
+    &["spec", "tolerations"],
 ];
 
 /// What the mutating webhook does to one data-mover pod.

@@ -10,10 +10,13 @@ use serde_json::Value;
 use super::affinity::{self, AffinityPlan};
 use super::identity::DataMover;
 use super::patch::{self, at, Op};
-use crate::config::model::{is_velero_key, NodeAgentConfig, PodResources, ResourcePair, APPLIED_ANNOTATION};
+use crate::config::model::{
+    is_velero_key, NodeAgentConfig, PodResources, ResourcePair, Toleration, APPLIED_ANNOTATION,
+};
 use crate::config::third_party::{self, IN_TREE_ANNOTATIONS, IN_TREE_LABELS};
 use crate::k8s::quantity::Quantity;
 use crate::k8s::selector::TOTAL_ANNOTATION_SIZE_LIMIT_B;
+use crate::k8s::toleration;
 
 /// A pod setting the webhook applies; bounded values, used as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,6 +26,7 @@ pub enum Setting {
     PriorityClassName,
     PodLabels,
     PodAnnotations,
+    Tolerations,
 }
 
 impl Setting {
@@ -33,6 +37,7 @@ impl Setting {
             Setting::PriorityClassName => "priorityClassName",
             Setting::PodLabels => "podLabels",
             Setting::PodAnnotations => "podAnnotations",
+            Setting::Tolerations => "tolerations",
         }
     }
 }
@@ -101,6 +106,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     let mut label_ops = patch::merge_map(current_labels, "/metadata/labels", &labels);
     label_ops.extend(superseded_ops(current_labels, "/metadata/labels", &IN_TREE_LABELS, &input.config.pod_labels));
     plan.record(Setting::PodLabels, label_ops);
+    plan_tolerations(input, &mut plan);
     plan_annotations(input, &mut plan);
     plan
 }
@@ -281,6 +287,51 @@ fn plan_resources(input: &PlanInput, plan: &mut Plan) {
     }
 }
 
+/// The configured tolerations the pod lacks, appended after its own (node-agent's copies from
+/// its DaemonSet), without duplicates as Velero de-duplicates them (velero#9575).
+fn plan_tolerations(input: &PlanInput, plan: &mut Plan) {
+    let current_value = at(input.pod, &["spec", "tolerations"]).and_then(Value::as_array);
+    let current: Vec<Toleration> = current_value.into_iter().flatten().map(toleration_of).collect();
+    let missing = toleration::missing(&current, &input.config.tolerations);
+    let ops = match current_value {
+        _ if missing.is_empty() => Vec::new(),
+        Some(_) => {
+            missing.into_iter().map(|t| Op::Add { path: "/spec/tolerations/-".into(), value: json_of(t) }).collect()
+        }
+        None => vec![Op::Add {
+            path: "/spec/tolerations".into(),
+            value: Value::Array(missing.into_iter().map(json_of).collect()),
+        }],
+    };
+    plan.record(Setting::Tolerations, ops);
+}
+
+/// A pod's toleration as the matching reads it (absent fields are Go's zero values).
+fn toleration_of(value: &Value) -> Toleration {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    Toleration {
+        key: text("key"),
+        operator: text("operator"),
+        value: text("value"),
+        effect: text("effect"),
+        toleration_seconds: value.get("tolerationSeconds").and_then(Value::as_i64),
+    }
+}
+
+/// A toleration as the API server stores it: empty fields left out.
+fn json_of(t: &Toleration) -> Value {
+    let mut out = serde_json::Map::new();
+    for (key, text) in [("key", &t.key), ("operator", &t.operator), ("value", &t.value), ("effect", &t.effect)] {
+        if !text.is_empty() {
+            out.insert(key.into(), Value::String(text.clone()));
+        }
+    }
+    if let Some(seconds) = t.toleration_seconds {
+        out.insert("tolerationSeconds".into(), Value::from(seconds));
+    }
+    Value::Object(out)
+}
+
 fn plan_priority(input: &PlanInput, plan: &mut Plan) {
     let wanted = input.config.priority_class_name.as_str();
     let current = at(input.pod, &["spec", "priorityClassName"]).and_then(Value::as_str).unwrap_or_default();
@@ -379,6 +430,33 @@ mod tests {
     fn cases() -> Vec<Case> {
         vec![
             Case { name: "no settings, no change", ..Case::default() },
+            Case {
+                name: "tolerations make the pod's list when it has none",
+                config: r#"{"tolerations": [{"key": "backup", "operator": "Exists", "effect": "NoSchedule"}]}"#,
+                applied: &[Setting::Tolerations],
+                paths: &["/spec/tolerations", ANNOTATIONS],
+                first_value: Some(json!([{"key": "backup", "operator": "Exists", "effect": "NoSchedule"}])),
+                ..Case::default()
+            },
+            Case {
+                name: "tolerations are appended once each, after the ones node-agent copied",
+                config: r#"{"tolerations": [{"key": "a", "operator": "Exists"}, {"key": "b", "value": "1", "effect": "NoExecute", "tolerationSeconds": 60}, {"key": "b", "value": "1", "effect": "NoExecute"}]}"#,
+                pod: with(pod(), "/spec/tolerations", json!([{"key": "a", "operator": "Exists"}])),
+                applied: &[Setting::Tolerations],
+                paths: &["/spec/tolerations/-", ANNOTATIONS],
+                first_value: Some(json!({"key": "b", "value": "1", "effect": "NoExecute", "tolerationSeconds": 60})),
+                ..Case::default()
+            },
+            Case {
+                name: "tolerations the pod has already change nothing",
+                config: r#"{"tolerations": [{"key": "a", "operator": "Exists"}]}"#,
+                pod: with(
+                    pod(),
+                    "/spec/tolerations",
+                    json!([{"key": "a", "operator": "Exists", "tolerationSeconds": 3}]),
+                ),
+                ..Case::default()
+            },
             Case {
                 name: "labels are merged and the pod says what was applied",
                 config: r#"{"podLabels": {"team": "platform"}}"#,
@@ -694,6 +772,7 @@ mod tests {
             Setting::PodResources,
             Setting::PriorityClassName,
             Setting::PodLabels,
+            Setting::Tolerations,
             Setting::PodAnnotations,
         ];
         let names: Vec<&str> = all.iter().map(|s| s.as_str()).collect();

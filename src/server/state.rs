@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 use super::readiness::Readiness;
 use crate::cluster::Cluster;
 use crate::config::load::LiveConfig;
+use crate::config::placement::{DaemonSetPlacement, NodeFacts};
 use crate::config::third_party::TemplateKeys;
 use crate::config::version::VeleroVersion;
 use crate::metrics::Metrics;
@@ -44,6 +45,9 @@ pub struct AppState {
     storage_classes: RwLock<Option<Arc<HashSet<String>>>>,
     /// The node-agent DaemonSet's in-tree template keys; `None` until watched, or without one.
     node_agent_template: RwLock<Option<Arc<TemplateKeys>>>,
+    node_agent_placement: RwLock<Option<Arc<DaemonSetPlacement>>>,
+    /// The Node watch's last snapshot; `None` until its first list (or without cluster access).
+    nodes: RwLock<Option<Arc<Vec<NodeFacts>>>>,
     live: RwLock<Arc<LiveConfig>>,
     pub readiness: Readiness,
 }
@@ -82,6 +86,8 @@ impl AppState {
             priority_watch_interrupted: AtomicBool::new(false),
             storage_classes: RwLock::new(None),
             node_agent_template: RwLock::new(None),
+            node_agent_placement: RwLock::new(None),
+            nodes: RwLock::new(None),
             live: RwLock::new(Arc::new(LiveConfig::default())),
             readiness: Readiness::default(),
         }
@@ -99,6 +105,8 @@ impl AppState {
                 velero_version: self.velero_version(),
                 priority_classes: read(&self.priority_classes),
                 storage_classes: read(&self.storage_classes),
+                nodes: read(&self.nodes),
+                node_agent_placement: read(&self.node_agent_placement),
             },
             node_agent_template: read(&self.node_agent_template),
         }
@@ -155,6 +163,17 @@ impl AppState {
 
     pub fn set_node_agent_template(&self, keys: Option<Arc<TemplateKeys>>) {
         write(&self.node_agent_template, keys);
+    }
+
+    /// Where node-agent's DaemonSet places its pods, for the placement warnings.
+    pub fn set_node_agent_placement(&self, placement: Option<Arc<DaemonSetPlacement>>) {
+        write(&self.node_agent_placement, placement);
+    }
+
+    /// The Node watch's snapshot, for the placement warnings.
+    pub fn set_nodes(&self, nodes: Arc<Vec<NodeFacts>>) {
+        self.metrics.set_nodes(nodes.len());
+        write(&self.nodes, Some(nodes));
     }
 }
 
@@ -271,6 +290,7 @@ mod tests {
                     velero_version: state.velero_version(),
                     priority_classes: state.priority_classes().as_deref(),
                     storage_classes: None,
+                    cluster: None,
                 },
             );
             assert_eq!(decision, fresh, "{step}: the verdict differs from a fresh check's");

@@ -23,6 +23,7 @@ use crate::config::configmap::{check_node_agent, ConfigMapData};
 use crate::config::diagnostics::Severity;
 use crate::config::kind::{Kind, Names};
 use crate::config::model::NodeAgentConfig;
+use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeFacts};
 use crate::config::third_party::{dropped_template_keys, TemplateKeys};
 use crate::config::validate::Environment;
 use crate::config::version::VeleroVersion;
@@ -50,6 +51,9 @@ pub struct CheckEnv {
     /// The PriorityClass and StorageClass names the watches have seen (`None`: not listed yet).
     pub priority_classes: Option<Arc<HashSet<String>>>,
     pub storage_classes: Option<Arc<HashSet<String>>>,
+    /// The Nodes and node-agent's pod template's placement, for the placement warnings.
+    pub nodes: Option<Arc<Vec<NodeFacts>>>,
+    pub node_agent_placement: Option<Arc<DaemonSetPlacement>>,
 }
 
 impl CheckEnv {
@@ -58,6 +62,11 @@ impl CheckEnv {
             velero_version: self.velero_version,
             priority_classes: self.priority_classes.as_deref(),
             storage_classes: self.storage_classes.as_deref(),
+            cluster: self.nodes.as_deref().map(|nodes| ClusterView {
+                nodes,
+                node_agent: self.node_agent_placement.as_deref(),
+                reclaim_policies: None,
+            }),
         }
     }
 }

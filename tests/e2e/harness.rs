@@ -277,7 +277,7 @@ pub fn webhook_down() {
 }
 
 /// Lets `cluster.sh down` stop what the tests started, whatever happens to this process.
-fn record_pid(pid: u32) {
+pub fn record_pid(pid: u32) {
     let mut pids =
         std::fs::OpenOptions::new().create(true).append(true).open(e2e_dir().join("pids")).expect("pids file");
     writeln!(pids, "{pid}").expect("record pid");
@@ -400,6 +400,20 @@ pub fn applied_annotation(pod: &Value) -> Option<String> {
 
 /// The objects of a stream of JSON documents, as `kubectl create --dry-run=client -o json` of a
 /// multi-object file prints them.
+/// Warnings without the placement ones (`config::placement`: a selection no node, no node-agent,
+/// no toleration or no allocatable can serve), which follow the cluster's Nodes and have tests of
+/// their own (tests/e2e/placement.rs).
+pub fn without_placement(warnings: Vec<String>) -> Vec<String> {
+    const PLACEMENT: [&str; 5] = [
+        "nodeSelector: selects none of the ",
+        ", none running node-agent: ",
+        " have a taint data-mover pods do not tolerate ",
+        "podResources requests exceed the allocatable of all ",
+        " has reclaimPolicy ",
+    ];
+    warnings.into_iter().filter(|w| !PLACEMENT.iter().any(|p| w.contains(p))).collect()
+}
+
 pub fn json_stream(json: &str) -> Vec<Value> {
     serde_json::Deserializer::from_str(json)
         .into_iter::<Value>()

@@ -106,6 +106,8 @@ fn the_server_account_may_do_what_the_server_does_and_no_more() {
         &["watch", "daemonsets/node-agent", "-n", "velero"],
         &["watch", "priorityclasses"],
         &["watch", "storageclasses"],
+        &["watch", "nodes"],
+        &["list", "nodes"],
         &["get", "persistentvolumeclaims", "-n", "some-app"],
     ] {
         assert!(can(allowed), "{account} should be allowed: {allowed:?}");
@@ -118,6 +120,8 @@ fn the_server_account_may_do_what_the_server_does_and_no_more() {
         &["watch", "daemonsets", "-n", "velero"],
         &["create", "pods", "-n", "velero"],
         &["list", "persistentvolumeclaims", "-n", "some-app"],
+        &["patch", "nodes"],
+        &["get", "nodes/proxy"],
     ] {
         assert!(!can(denied), "{account} should not be allowed: {denied:?}");
     }

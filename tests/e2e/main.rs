@@ -9,9 +9,11 @@ mod harness;
 
 mod faults;
 mod install;
+mod judge;
 mod live_config;
 mod mutating;
 mod other_configmaps;
+mod placement;
 mod two_namespaces;
 mod validating;
 mod velero_chart;

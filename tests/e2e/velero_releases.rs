@@ -105,7 +105,7 @@ fn a_velero_newer_than_known_gets_unknown_keys_as_warnings_and_its_known_setting
         "{version_info}"
     );
 
-    let config = r#"{"podLabels": {"team": "newer-velero"}, "tolerations": [{"key": "backup", "operator": "Exists", "effect": "NoSchedule"}]}"#;
+    let config = r#"{"podLabels": {"team": "newer-velero"}, "podSecurityContext": {"runAsUser": 1000}}"#;
     delete_node_agent_configmap();
     let run = apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), config);
     assert!(run.ok, "a key of a newer Velero is not refused: {}", run.stderr);
@@ -114,14 +114,14 @@ fn a_velero_newer_than_known_gets_unknown_keys_as_warnings_and_its_known_setting
     assert_eq!(
         warnings,
         [format!(
-            "data[node-agent-config.json]: tolerations: Unknown field: this webhook knows Velero up to {newest}: if Velero {} reads it, it is not checked here; if not, node-agent ignores it (line 1, column 41)",
+            "data[node-agent-config.json]: podSecurityContext: Unknown field: this webhook knows Velero up to {newest}: if Velero {} reads it, it is not checked here; if not, node-agent ignores it (line 1, column 41)",
             &newer[1..]
         )]
     );
 
     let denied = apply_config_as(
         |m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m),
-        r#"{"podLabels": {"team": "-bad"}, "tolerations": []}"#,
+        r#"{"podLabels": {"team": "-bad"}, "podSecurityContext": {}}"#,
     );
     assert!(
         denial_lines(&denied).iter().any(|l| l.contains("podLabels[team]: Invalid value: \"-bad\"")),
@@ -151,7 +151,7 @@ fn a_stored_config_is_checked_again_when_the_velero_version_changes() {
     let before = errors();
 
     let webhook = unregister_validating_webhook();
-    let config = r#"{"podLabels": {"team": "after-upgrade"}, "tolerations": [{"operator": "Exists"}]}"#;
+    let config = r#"{"podLabels": {"team": "after-upgrade"}, "podSecurityContext": {"runAsUser": 1000}}"#;
     let stored = apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), config);
     register_validating_webhook(&webhook);
     assert!(stored.ok, "with the webhook unregistered the API server stores it: {}", stored.stderr);

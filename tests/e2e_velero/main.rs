@@ -12,9 +12,14 @@
 #[path = "../e2e/harness.rs"]
 mod harness;
 
+#[allow(dead_code)]
+#[path = "../e2e/judge.rs"]
+mod judge;
+
 mod datadownload;
 mod dataupload;
 mod node_agent;
+mod placement;
 
 use harness::*;
 use serde_json::Value;
