@@ -41,7 +41,8 @@ const CACHE_CAPACITY: usize = 512;
 /// when the API server may be slow and nothing is waiting on the answer.
 const ARGS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Name of Velero's node-agent DaemonSet and of its container.
-const NODE_AGENT: &str = "node-agent";
+/// node-agent's DaemonSet, and its container, as `velero install` and Velero's chart name them.
+pub(crate) const NODE_AGENT: &str = "node-agent";
 /// Name of the Velero server Deployment and of its container.
 const VELERO: &str = "velero";
 
@@ -494,7 +495,7 @@ pub struct NodeAgentDaemonSet {
 }
 
 impl NodeAgentDaemonSet {
-    fn of(daemonset: &DaemonSet) -> Self {
+    pub(crate) fn of(daemonset: &DaemonSet) -> Self {
         let template = daemonset.spec.as_ref().map(|spec| &spec.template);
         let meta = template.and_then(|template| template.metadata.as_ref());
         let (labels, annotations) = meta.map_or((None, None), |meta| (meta.labels.as_ref(), meta.annotations.as_ref()));

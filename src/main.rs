@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use futures::StreamExt;
 
 use node_agent_webhook::check::{findings_in_file, Finding, Selection};
 use node_agent_webhook::cluster::Cluster;
@@ -356,13 +355,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         let client = nodes::client(args.kubeconfig.as_deref()).await?;
         let read = nodes::read_cluster(client.clone(), &args.velero_namespace).await?;
         let configmap = nodes::configmap(client.clone(), &args.velero_namespace, &args.configmap).await?;
-        let version = match args.velero_version {
-            Some(version) => Some(version),
-            None => {
-                let mut daemonset = Box::pin(Cluster::new(client).node_agent_changes(&args.velero_namespace));
-                daemonset.next().await.flatten().and_then(|seen| seen.version)
-            }
-        };
+        let version = args.velero_version.or(read.node_agent_version);
         anyhow::Ok((read, configmap, version))
     })?;
     let view = read.view();

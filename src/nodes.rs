@@ -14,8 +14,9 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
-use crate::cluster::Relisted;
+use crate::cluster::{NodeAgentDaemonSet, Relisted, NODE_AGENT};
 use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeFacts};
+use crate::config::version::VeleroVersion;
 
 /// The most watcher events folded into one snapshot.
 const EVENTS_PER_SNAPSHOT: usize = 1024;
@@ -109,6 +110,8 @@ pub async fn configmap(
 pub struct ClusterRead {
     pub nodes: Vec<NodeFacts>,
     pub node_agent: Option<DaemonSetPlacement>,
+    /// The Velero version of node-agent's image tag, when the DaemonSet has one.
+    pub node_agent_version: Option<VeleroVersion>,
     pub reclaim_policies: BTreeMap<String, String>,
 }
 
@@ -127,10 +130,9 @@ pub async fn read_cluster(client: kube::Client, namespace: &str) -> Result<Clust
     let nodes: Api<Node> = Api::all(client.clone());
     let nodes = nodes.list(&ListParams::default()).await?.items.iter().map(facts).collect();
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
-    let node_agent = daemonsets.get_opt("node-agent").await?.and_then(|ds| {
-        let spec = ds.spec?.template.spec?;
-        Some(DaemonSetPlacement::of_pod_spec(&serde_json::to_value(spec).unwrap_or_default()))
-    });
+    let daemonset = daemonsets.get_opt(NODE_AGENT).await?.map(|ds| NodeAgentDaemonSet::of(&ds));
+    let node_agent_version = daemonset.as_ref().and_then(|seen| seen.version);
+    let node_agent = daemonset.map(|seen| seen.placement);
     let classes: Api<StorageClass> = Api::all(client);
     let reclaim_policies = classes
         .list(&ListParams::default())
@@ -142,7 +144,7 @@ pub async fn read_cluster(client: kube::Client, namespace: &str) -> Result<Clust
             (class.name_any(), policy)
         })
         .collect();
-    Ok(ClusterRead { nodes, node_agent, reclaim_policies })
+    Ok(ClusterRead { nodes, node_agent, node_agent_version, reclaim_policies })
 }
 
 #[cfg(test)]

@@ -101,10 +101,10 @@ pub fn reads(kind: Kind, version: Option<VeleroVersion>, key_path: &str) -> bool
 /// What Velero `version` does with a `kind` value's key (at `key_path`) that it does not read.
 pub fn unread_by(kind: Kind, version: VeleroVersion, key_path: &str, support: Support) -> String {
     let when = match support {
-        _ if webhook_only(kind, key_path).is_some() => "no Velero release reads it".to_string(),
         Support::Since(since) => format!("supported since {since}"),
         Support::Dropped { last: Some(last) } => format!("last read by {last}"),
-        Support::Reads | Support::Dropped { last: None } => "read by no release this webhook knows".to_string(),
+        // The webhook's own keys (`WEBHOOK_ONLY`): no release file lists them.
+        Support::Reads | Support::Dropped { last: None } => "no Velero release reads it".to_string(),
     };
     match kind {
         Kind::NodeAgent if applied_by_webhook(key_path) => format!(
