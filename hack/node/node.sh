@@ -38,13 +38,17 @@ HIERARCHIES=("${CONTROLLERS[@]}" unified)
 die() { echo "node.sh: $*" >&2; exit 1; }
 
 # in_node CMD...: CMD in the node's mount and network namespaces.
-in_node() { nsenter --mount="$NODE_DIR/ns/mnt" --net="$NODE_DIR/ns/net" -- "$@"; }
+in_node() { nsenter --mount="$NODE_DIR/ns/mnt" --net="$NODE_DIR/ns/net" --wd="$PWD" -- "$@"; }
 
 # start NAME CMD...: a daemon in the node's namespaces and its tracking cgroup, logging to log/NAME.log.
 start() {
   local name=$1
   shift
-  setsid bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec nsenter --mount="$1" --net="$2" -- "${@:3}"' \
+  # Inherited descriptors are closed: a daemon must not hold, say, the flock of the run that
+  # started it (/tmp/naw-e2e.lock) past that run.
+  # shellcheck disable=SC2016
+  setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -le 2 ] || eval "exec $fd>&-"; done
+    echo $$ >"$1/cgroup.procs" && shift && exec nsenter --mount="$1" --net="$2" -- "${@:3}"' \
     start "/sys/fs/cgroup/pids/$CGROUP/daemons" "$NODE_DIR/ns/mnt" "$NODE_DIR/ns/net" "$@" \
     >>"$NODE_DIR/log/$name.log" 2>&1 </dev/null &
 }
@@ -166,6 +170,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.opt"]
 
 [plugins."io.containerd.cri.v1.runtime"]
   cdi_spec_dirs = []
+  # The machine withholds CAP_SYS_RESOURCE, so an oom_score_adj below containerd's own (the
+  # kubelet asks -998 for sandboxes) cannot be set: keep containers at containerd's or above.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
     BinaryName = "$bin/runc"
     SystemdCgroup = false
@@ -264,7 +271,7 @@ up() {
   start kube-apiserver "$cp_bin/kube-apiserver" --etcd-servers http://127.0.0.1:2379 \
     --bind-address 0.0.0.0 --advertise-address "$NODE_IP" --secure-port 6443 \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" --client-ca-file "$pki/ca.crt" \
-    --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
+    --kubelet-preferred-address-types InternalIP --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC --allow-privileged=true \
