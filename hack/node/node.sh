@@ -5,7 +5,8 @@
 # mount namespace that the node owns. See docs/real-node.md for the design.
 #
 #   hack/node/node.sh up           # build if needed, start everything, wait for the Node to be Ready
-#   hack/node/node.sh exec CMD...  # run CMD in the node's namespaces (kubectl, ctr, crictl-like use)
+#   hack/node/node.sh exec CMD...  # CMD in the node's namespaces, with the node's and control plane's
+#                                  # binaries on PATH and the admin KUBECONFIG (e.g. exec kubectl get pods)
 #   hack/node/node.sh env          # eval "$(… env)": NODE_DIR, KUBECONFIG, PATH
 #   hack/node/node.sh down         # kill every process, remove cgroups, namespaces and state
 #   hack/node/node.sh check-clean  # exit 1 (saying what is left) unless down left nothing behind
@@ -292,6 +293,10 @@ up() {
     --node-ip "$NODE_IP" --hostname-override "$NODE_NAME" --v=2
   start kube-proxy "$bin/kube-proxy" --config "$NODE_DIR/etc/kube-proxy.yaml" --v=2
   wait_for "node $NODE_NAME" 120 node_ready
+  # Pods need their namespace's ServiceAccount and the CA ConfigMap their token volume projects,
+  # both made by kube-controller-manager.
+  wait_for "the default ServiceAccount" 60 in_node "$cp_bin/kubectl" --kubeconfig "$NODE_DIR/admin.kubeconfig" \
+    get serviceaccount/default configmap/kube-root-ca.crt
   echo "node $NODE_NAME ready in $(($(date +%s%N) / 1000000 - start_ms)) ms: hack/node/node.sh exec kubectl ..." >&2
 }
 
@@ -355,7 +360,8 @@ case "${1:-}" in
   exec)
     shift
     [ -e "$NODE_DIR/ns/net" ] || die "no node in $NODE_DIR: run '$0 up' first"
-    in_node "$@"
+    PATH="$root/_out/node/bin:$("$root/hack/controlplane/build.sh" 2>/dev/null):$PATH" \
+      KUBECONFIG=${KUBECONFIG:-$NODE_DIR/admin.kubeconfig} in_node "$@"
     ;;
   env)
     [ -e "$NODE_DIR/ns/net" ] || die "no node in $NODE_DIR: run '$0 up' first"

@@ -25,8 +25,8 @@ func main() {
 	}
 }
 
-// check returns "probe: ok <status> <body>" when GET /version through the
-// kubernetes Service answers, "probe: error <reason>" otherwise.
+// check returns "probe: ok <host:port> <status> <body>" when GET /version
+// through the kubernetes Service answers, "probe: error <reason>" otherwise.
 func check() string {
 	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
 	if host == "" || port == "" {
@@ -48,7 +48,8 @@ func check() string {
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 	}
-	req, err := http.NewRequest(http.MethodGet, "https://"+net.JoinHostPort(host, port)+"/version", nil)
+	address := net.JoinHostPort(host, port)
+	req, err := http.NewRequest(http.MethodGet, "https://"+address+"/version", nil)
 	if err != nil {
 		return "probe: error " + err.Error()
 	}
@@ -59,5 +60,5 @@ func check() string {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return fmt.Sprintf("probe: ok %d %s", resp.StatusCode, strings.Join(strings.Fields(string(body)), ""))
+	return fmt.Sprintf("probe: ok %s %d %s", address, resp.StatusCode, strings.Join(strings.Fields(string(body)), ""))
 }

@@ -1,0 +1,295 @@
+//! End to end on a real node: hack/node/node.sh starts etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler, containerd (runc, the CNI bridge), kubelet and
+//! kube-proxy (nftables) in a network and a mount namespace of the node's own, all built from their
+//! Go modules, every image made locally. These tests drive that cluster with kubectl inside the
+//! node's namespaces and assert what the programs did, and that the machine's settings, processes,
+//! mounts and cgroups are as they were before.
+//!
+//! Run with `make e2e-node` (hack/node/e2e.sh) under the machine-wide lock: each test brings the
+//! node up and tears it down itself, so one runs at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const NODE_NAME: &str = "naw-node-0";
+/// The node's cgroups, in every hierarchy (hack/node/node.sh CGROUP).
+const CGROUP: &str = "naw-node";
+/// The machine-wide settings a kubelet rewrites on start-up by default (setupKernelTunables,
+/// k8s.io/kubernetes v1.37.2 pkg/kubelet/cm/container_manager_linux.go:478-485), and the one the
+/// CNI bridge plugin sets (in the node's network namespace only): none may change.
+const MACHINE_SETTINGS: [&str; 7] = [
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+    "net/ipv4/ip_forward",
+];
+
+fn repo_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn node_dir() -> PathBuf {
+    std::env::var_os("NODE_DIR").map_or_else(|| repo_path("_out/node/run"), PathBuf::from)
+}
+
+fn node_sh(args: &[&str]) -> Output {
+    Command::new(repo_path("hack/node/node.sh"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("hack/node/node.sh {args:?}: {e}"))
+}
+
+/// CMD in the node's namespaces (`node.sh exec`); its stdout, or a panic with its stderr.
+#[track_caller]
+fn in_node(args: &[&str]) -> String {
+    let out = node_sh(&[&["exec"], args].concat());
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+fn kubectl_json(args: &[&str]) -> Value {
+    let stdout = in_node(&[&["kubectl"], args, &["-o", "json"]].concat());
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("kubectl {args:?} is not JSON ({e}): {stdout}"))
+}
+
+/// The running node; dropping it tears everything down, also when a test fails.
+struct Node;
+
+impl Node {
+    fn up() -> Node {
+        let started = Instant::now();
+        let out = node_sh(&["up"]);
+        let node = Node;
+        assert!(out.status.success(), "node.sh up failed: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("node up in {} ms", started.elapsed().as_millis());
+        node
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let out = node_sh(&["down"]);
+        if !out.status.success() {
+            eprintln!("node.sh down failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+fn machine_settings() -> Vec<(String, String)> {
+    MACHINE_SETTINGS
+        .iter()
+        .map(|key| {
+            let value = std::fs::read_to_string(Path::new("/proc/sys").join(key))
+                .unwrap_or_else(|e| panic!("/proc/sys/{key}: {e}"));
+            (key.to_string(), value.trim().to_string())
+        })
+        .collect()
+}
+
+/// What the node left on the machine: processes started from its directory, mounts under it, its
+/// cgroups, the directory itself.
+fn leftovers() -> Vec<String> {
+    let dir = node_dir();
+    let dir = dir.to_string_lossy();
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(dir.as_ref()) {
+            left.push(format!(
+                "process {}: {}",
+                entry.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmdline)
+            ));
+        }
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    left.extend(
+        mountinfo
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|mount| mount.starts_with(dir.as_ref()))
+            .map(|mount| format!("mount {mount}")),
+    );
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let cgroup = hierarchy.path().join(CGROUP);
+        if cgroup.exists() {
+            left.push(format!("cgroup {}", cgroup.display()));
+        }
+    }
+    if Path::new(dir.as_ref()).exists() {
+        left.push(format!("directory {dir}"));
+    }
+    left
+}
+
+/// The processes in the node's pod cgroups (the kubelet's cgroupRoot), containers and sandboxes.
+fn pod_processes() -> Vec<u32> {
+    fn walk(dir: &Path, pids: &mut Vec<u32>) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                walk(&entry.path(), pids);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    walk(&Path::new("/sys/fs/cgroup/pids").join(CGROUP).join("kubepods"), &mut pids);
+    pids
+}
+
+/// The line of /proc/PID/status named `field`, without the name.
+fn proc_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
+}
+
+fn condition(object: &Value, kind: &str) -> String {
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("absent")
+        .to_string()
+}
+
+/// The pod range of the node's CNI configuration (bridge, host-local), "a.b.c.0/24".
+fn pod_subnet() -> String {
+    let conflist = std::fs::read_to_string(node_dir().join("cni/10-naw-node.conflist")).expect("the node's CNI config");
+    let conflist: Value = serde_json::from_str(&conflist).expect("CNI config is JSON");
+    conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"].as_str().expect("a subnet").to_string()
+}
+
+fn in_subnet(ip: &str, subnet: &str) -> bool {
+    let parse = |s: &str| s.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
+    let (base, bits) = subnet.split_once('/').expect("a CIDR");
+    let (Some(ip), Some(base), Ok(bits)) = (parse(ip), parse(base), bits.parse::<u32>()) else {
+        return false;
+    };
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    ip & mask == base & mask
+}
+
+/// k8s.io/kubernetes's version in hack/controlplane/go.mod: the node's must be the same.
+fn control_plane_version() -> String {
+    let go_mod = std::fs::read_to_string(repo_path("hack/controlplane/go.mod")).expect("hack/controlplane/go.mod");
+    go_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("require k8s.io/kubernetes "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("k8s.io/kubernetes in hack/controlplane/go.mod")
+        .to_string()
+}
+
+const PROBE_POD: &str = r#"{
+  "apiVersion": "v1", "kind": "Pod",
+  "metadata": {"name": "probe", "namespace": "default"},
+  "spec": {
+    "containers": [{
+      "name": "probe", "image": "naw.local/probe:1", "imagePullPolicy": "Never",
+      "securityContext": {
+        "runAsNonRoot": true, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
+      }
+    }]
+  }
+}"#;
+
+#[test]
+fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() {
+    let before = machine_settings();
+    let stale = leftovers();
+    assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
+
+    let node = Node::up();
+    let version = control_plane_version();
+
+    // The kubelet registered a Ready Node, of the control plane's release, on containerd 2.
+    let node_object = kubectl_json(&["get", "node", NODE_NAME]);
+    assert_eq!(condition(&node_object, "Ready"), "True", "{node_object:#}");
+    let info = &node_object["status"]["nodeInfo"];
+    assert_eq!(info["kubeletVersion"], version.as_str(), "{info:#}");
+    assert!(info["containerRuntimeVersion"].as_str().is_some_and(|v| v.starts_with("containerd://2.")), "{info:#}");
+
+    // In its mount namespace the kubelet reads the values it wants (it would refuse to start
+    // otherwise: protectKernelDefaults); the machine keeps its own.
+    let wanted = Command::new(repo_path("_out/node/bin/kubelet-tunables")).output().expect("kubelet-tunables");
+    for line in String::from_utf8_lossy(&wanted.stdout).lines() {
+        let (key, value) = line.split_once(' ').expect("'path value'");
+        let seen = in_node(&["cat", &format!("/proc/sys/{key}")]);
+        assert_eq!(seen.trim(), value, "{key} as the kubelet reads it");
+    }
+    assert_eq!(machine_settings(), before, "the machine's settings changed while the node ran");
+
+    // A pod from a locally made image: scheduled on the node, Running with an address of the pod
+    // range, as the image's non-root user.
+    let apply = Command::new(repo_path("hack/node/node.sh"))
+        .args(["exec", "kubectl", "apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(PROBE_POD.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("kubectl apply");
+    assert!(apply.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&apply.stderr));
+    in_node(&["kubectl", "wait", "--for=condition=Ready", "pod/probe", "--timeout=120s"]);
+    let pod = kubectl_json(&["get", "pod", "probe"]);
+    assert_eq!(pod["spec"]["nodeName"], NODE_NAME, "{pod:#}");
+    assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
+    let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default().to_string();
+    assert!(in_subnet(&pod_ip, &pod_subnet()), "pod IP {pod_ip} outside the pod range {}", pod_subnet());
+
+    // The probe's process, as the kernel sees it: the image's user, no capabilities, and the
+    // RuntimeDefault seccomp filter in force (runc is built with libseccomp).
+    let processes = pod_processes();
+    let statuses: Vec<[Option<String>; 3]> =
+        processes.iter().map(|pid| ["Uid:", "CapEff:", "Seccomp:"].map(|field| proc_status(*pid, field))).collect();
+    let confined = |[uid, caps, seccomp]: &[Option<String>; 3]| {
+        uid.as_deref().is_some_and(|uid| uid.split_whitespace().all(|u| u == "65535"))
+            && caps.as_deref() == Some("0000000000000000")
+            && seccomp.as_deref() == Some("2")
+    };
+    assert!(
+        statuses.iter().any(confined),
+        "no process of the pod's cgroups runs as 65535 without capabilities under a seccomp filter: \
+         pids {processes:?}, [uid, capabilities, seccomp mode] {statuses:?}"
+    );
+
+    // The pod called the API server as in-cluster clients do: through the `kubernetes` Service's
+    // address (translated by kube-proxy's nftables rules), with its projected token.
+    let service = kubectl_json(&["get", "service", "kubernetes", "-n", "default"]);
+    let service_address = format!("{}:443", service["spec"]["clusterIP"].as_str().expect("clusterIP"));
+    let wanted_line = format!("probe: ok {service_address} 200 ");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = in_node(&["kubectl", "logs", "probe"]);
+        if log.lines().any(|l| l.starts_with(&wanted_line)) || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let line = log.lines().find(|l| l.starts_with(&wanted_line));
+    assert!(
+        line.is_some_and(|l| l.contains(&format!(r#""gitVersion":"{version}""#))),
+        "the pod did not reach the API server at {service_address}: {log}"
+    );
+    let tables = in_node(&["nft", "list", "tables"]);
+    assert!(tables.contains("table ip kube-proxy"), "kube-proxy's nftables table: {tables}");
+
+    // Teardown leaves nothing behind, and the machine's settings are what they were.
+    drop(node);
+    let left = leftovers();
+    assert!(left.is_empty(), "the node's teardown left: {left:#?}");
+    assert_eq!(machine_settings(), before, "the machine's settings changed");
+}
