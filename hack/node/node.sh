@@ -136,8 +136,12 @@ make_namespaces() {
   nsenter --net="$NODE_DIR/ns/net" -- bash -euc '
     ip link set lo up
     ip addr add "$1/32" dev lo
+    # The Service range must be routable for the node'"'"'s own processes (the API server calling a
+    # webhook Service) to reach the output hook, where kube-proxy translates it to an endpoint; via
+    # lo, an address nothing translates goes nowhere. The namespace has no route out.
+    ip route add "$2" dev lo
     # Routing between the pods and the node: per network namespace, the machine keeps its own.
-    echo 1 >/proc/sys/net/ipv4/ip_forward' node-net "$NODE_IP"
+    echo 1 >/proc/sys/net/ipv4/ip_forward' node-net "$NODE_IP" "$SERVICE_CIDR"
 }
 
 make_cgroups() {

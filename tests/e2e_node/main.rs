@@ -82,6 +82,20 @@ impl Drop for Node {
     }
 }
 
+/// The machine's own network state: its interfaces and its nftables ruleset (the node's bridge,
+/// veths and kube-proxy's tables must stay in the node's namespace).
+fn machine_network() -> (Vec<String>, String) {
+    let mut interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("/sys/class/net")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    interfaces.sort();
+    let ruleset = Command::new("nft").args(["list", "ruleset"]).output().expect("nft list ruleset");
+    assert!(ruleset.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&ruleset.stderr));
+    (interfaces, String::from_utf8_lossy(&ruleset.stdout).into_owned())
+}
+
 fn machine_settings() -> Vec<(String, String)> {
     MACHINE_SETTINGS
         .iter()
@@ -205,6 +219,7 @@ const PROBE_POD: &str = r#"{
 #[test]
 fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() {
     let before = machine_settings();
+    let network_before = machine_network();
     let stale = leftovers();
     assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
 
@@ -287,9 +302,19 @@ fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() 
     let tables = in_node(&["nft", "list", "tables"]);
     assert!(tables.contains("table ip kube-proxy"), "kube-proxy's nftables table: {tables}");
 
+    // The node's own processes (the API server calling a webhook Service among them) reach a
+    // ClusterIP the same way, and the API server's certificate covers the Service address (curl
+    // checks it against the node's CA).
+    let ca = node_dir().join("pki/ca.crt");
+    let version_json =
+        in_node(&["curl", "-fsS", "--cacert", &ca.to_string_lossy(), &format!("https://{service_address}/version")]);
+    assert!(version_json.contains(&format!(r#""gitVersion": "{version}""#)), "{version_json}");
+    assert_eq!(machine_network(), network_before, "the machine's interfaces or nftables ruleset changed");
+
     // Teardown leaves nothing behind, and the machine's settings are what they were.
     drop(node);
     let left = leftovers();
     assert!(left.is_empty(), "the node's teardown left: {left:#?}");
     assert_eq!(machine_settings(), before, "the machine's settings changed");
+    assert_eq!(machine_network(), network_before, "the machine's interfaces or nftables ruleset changed");
 }
