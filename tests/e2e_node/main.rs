@@ -165,6 +165,12 @@ fn proc_status(pid: u32, field: &str) -> Option<String> {
     status.lines().find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
 }
 
+/// When a process started (field 22 of /proc/PID/stat, after the parenthesised command name).
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19).map(str::to_string)
+}
+
 fn condition(object: &Value, kind: &str) -> String {
     object["status"]["conditions"]
         .as_array()
@@ -216,6 +222,24 @@ const PROBE_POD: &str = r#"{
   }
 }"#;
 
+/// Creates the probe pod and waits until it is Ready.
+fn start_probe_pod() {
+    let apply = Command::new(repo_path("hack/node/node.sh"))
+        .args(["exec", "kubectl", "apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(PROBE_POD.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("kubectl apply");
+    assert!(apply.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&apply.stderr));
+    in_node(&["kubectl", "wait", "--for=condition=Ready", "pod/probe", "--timeout=120s"]);
+}
+
 #[test]
 fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() {
     let before = machine_settings();
@@ -245,20 +269,7 @@ fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() 
 
     // A pod from a locally made image: scheduled on the node, Running with an address of the pod
     // range, as the image's non-root user.
-    let apply = Command::new(repo_path("hack/node/node.sh"))
-        .args(["exec", "kubectl", "apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(PROBE_POD.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("kubectl apply");
-    assert!(apply.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&apply.stderr));
-    in_node(&["kubectl", "wait", "--for=condition=Ready", "pod/probe", "--timeout=120s"]);
+    start_probe_pod();
     let pod = kubectl_json(&["get", "pod", "probe"]);
     assert_eq!(pod["spec"]["nodeName"], NODE_NAME, "{pod:#}");
     assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
@@ -317,4 +328,39 @@ fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() 
     assert!(left.is_empty(), "the node's teardown left: {left:#?}");
     assert_eq!(machine_settings(), before, "the machine's settings changed");
     assert_eq!(machine_network(), network_before, "the machine's interfaces or nftables ruleset changed");
+}
+
+/// A run that ended without its teardown (a killed test, a crashed runner) leaves a whole node
+/// running, containers included; the next `up` starts from a clean machine all the same, and its
+/// teardown leaves nothing of either.
+#[test]
+fn a_node_left_running_is_replaced_by_the_next_run_and_leaves_nothing() {
+    let before = machine_settings();
+    let stale = leftovers();
+    assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
+
+    let first = Node::up();
+    start_probe_pod();
+    let first_uid = kubectl_json(&["get", "pod", "probe"])["metadata"]["uid"].clone();
+    // A pid with its start time, so that a pid reused since does not count as the same process.
+    let first_containers: Vec<(u32, Option<String>)> =
+        pod_processes().into_iter().map(|pid| (pid, start_time(pid))).collect();
+    assert!(!first_containers.is_empty(), "the probe pod has no process in the node's cgroups");
+    // Forget the node as a killed run would: no teardown.
+    std::mem::forget(first);
+
+    let second = Node::up();
+    for (pid, started) in &first_containers {
+        assert!(start_time(*pid) != *started, "process {pid} of the first node survived");
+    }
+    let pods = kubectl_json(&["get", "pods", "-A"]);
+    assert_eq!(pods["items"].as_array().map(Vec::len), Some(0), "the second node starts empty: {pods:#}");
+    start_probe_pod();
+    let second_uid = kubectl_json(&["get", "pod", "probe"])["metadata"]["uid"].clone();
+    assert_ne!(first_uid, second_uid, "the second node's pod is a new one");
+
+    drop(second);
+    let left = leftovers();
+    assert!(left.is_empty(), "the teardown left: {left:#?}");
+    assert_eq!(machine_settings(), before, "the machine's settings changed");
 }
