@@ -2,8 +2,9 @@
 # Builds the real node of tests/e2e_node into _out/node/bin (git-ignored), nothing pulled:
 #   - from hack/node/runtime: containerd, containerd-shim-runc-v2, ctr (containerd v2), runc (cgo,
 #     with libseccomp so that RuntimeDefault seccomp profiles apply), the CNI plugins bridge,
-#     host-local, loopback and portmap, and two static programs for the locally made images:
-#     pause (the sandbox) and probe (a pod that calls the API server through its Service);
+#     host-local, loopback and portmap, and static programs for the locally made images: pause (the
+#     sandbox), probe (a pod that calls the API server through its Service) and webhook-double (a
+#     test double of an admission webhook, which the API server calls through its Service);
 #   - from hack/node/kube: kubelet, kube-proxy and kube-controller-manager, of the same
 #     k8s.io/kubernetes release as hack/controlplane's kube-apiserver (checked here), and
 #     kubelet-tunables, which prints the kernel settings that kubelet wants (see node.sh).
@@ -36,7 +37,7 @@ timed() {
 }
 
 runtime_stamp=$( (module_stamp "$here/runtime"; cat "$here"/runtime/*/*.go) | sha256sum | cut -d' ' -f1)
-if built_from "$bin/stamp.runtime" "$runtime_stamp" "$bin"/{containerd,containerd-shim-runc-v2,ctr,runc,pause,probe} \
+if built_from "$bin/stamp.runtime" "$runtime_stamp" "$bin"/{containerd,containerd-shim-runc-v2,ctr,runc,pause,probe,webhook-double} \
   "$cni"/{bridge,host-local,loopback,portmap}; then
   echo "node runtime is up to date in ${bin#"$root"/}" >&2
 else
@@ -53,6 +54,7 @@ else
     done
     timed pause go build -trimpath -ldflags "-s -w" -o "$bin/pause" ./pause
     timed probe go build -trimpath -ldflags "-s -w" -o "$bin/probe" ./probe
+    timed webhook-double go build -trimpath -ldflags "-s -w" -o "$bin/webhook-double" ./webhook-double
     # runc's nsenter is C (cgo), and seccomp needs libseccomp (Debian: libseccomp-dev).
     CGO_ENABLED=1 timed runc go build -trimpath -tags seccomp -ldflags "-s -w" -o "$bin/runc" github.com/opencontainers/runc
   )

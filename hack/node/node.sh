@@ -7,6 +7,7 @@
 #   hack/node/node.sh up           # build if needed, start everything, wait for the Node to be Ready
 #   hack/node/node.sh exec CMD...  # CMD in the node's namespaces, with the node's and control plane's
 #                                  # binaries on PATH and the admin KUBECONFIG (e.g. exec kubectl get pods)
+#   hack/node/node.sh import TAR.. # import OCI image archives for the node's pods (imagePullPolicy: Never)
 #   hack/node/node.sh env          # eval "$(… env)": NODE_DIR, KUBECONFIG, PATH
 #   hack/node/node.sh down         # kill every process, remove cgroups, namespaces and state
 #   hack/node/node.sh check-clean  # exit 1 (saying what is left) unless down left nothing behind
@@ -244,7 +245,7 @@ EOF
 
 import_images() {
   local image
-  for image in pause probe; do
+  for image in pause probe webhook-double; do
     "$here/image.sh" "naw.local/$image:1" "$bin/$image" "$NODE_DIR/$image.tar"
     in_node "$bin/ctr" --address /run/containerd/containerd.sock -n k8s.io images import --no-unpack=false \
       "$NODE_DIR/$image.tar" >/dev/null
@@ -367,6 +368,16 @@ case "${1:-}" in
     PATH="$root/_out/node/bin:$("$root/hack/controlplane/build.sh" 2>/dev/null):$PATH" \
       KUBECONFIG=${KUBECONFIG:-$NODE_DIR/admin.kubeconfig} in_node "$@"
     ;;
+  import)
+    # OCI archives made elsewhere (the webhook's image): into the namespace the kubelet's pods use.
+    shift
+    [ $# -gt 0 ] || die "usage: $0 import ARCHIVE..."
+    [ -e "$NODE_DIR/ns/net" ] || die "no node in $NODE_DIR: run '$0 up' first"
+    for archive in "$@"; do
+      in_node "$root/_out/node/bin/ctr" --address /run/containerd/containerd.sock -n k8s.io images import \
+        "$(realpath "$archive")"
+    done
+    ;;
   env)
     [ -e "$NODE_DIR/ns/net" ] || die "no node in $NODE_DIR: run '$0 up' first"
     printf 'export NODE_DIR=%q KUBECONFIG=%q NODE_NAME=%q PATH=%q\n' "$NODE_DIR" "$NODE_DIR/admin.kubeconfig" \
@@ -375,7 +386,7 @@ case "${1:-}" in
   down) down ;;
   check-clean) check_clean ;;
   *)
-    echo "usage: $0 up|exec CMD...|env|down|check-clean" >&2
+    echo "usage: $0 up|exec CMD...|import ARCHIVE...|env|down|check-clean" >&2
     exit 2
     ;;
 esac

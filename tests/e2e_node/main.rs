@@ -222,21 +222,31 @@ const PROBE_POD: &str = r#"{
   }
 }"#;
 
-/// Creates the probe pod and waits until it is Ready.
-fn start_probe_pod() {
-    let apply = Command::new(repo_path("hack/node/node.sh"))
-        .args(["exec", "kubectl", "apply", "-f", "-"])
+/// `kubectl VERB -f -` of `manifest` in the node's namespaces.
+fn kubectl_stdin(verb: &str, manifest: &str) -> Output {
+    Command::new(repo_path("hack/node/node.sh"))
+        .args(["exec", "kubectl", verb, "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(PROBE_POD.as_bytes())?;
+            child.stdin.take().expect("stdin").write_all(manifest.as_bytes())?;
             child.wait_with_output()
         })
-        .expect("kubectl apply");
-    assert!(apply.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&apply.stderr));
+        .unwrap_or_else(|e| panic!("kubectl {verb}: {e}"))
+}
+
+#[track_caller]
+fn apply(manifest: &str) {
+    let out = kubectl_stdin("apply", manifest);
+    assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Creates the probe pod and waits until it is Ready.
+fn start_probe_pod() {
+    apply(PROBE_POD);
     in_node(&["kubectl", "wait", "--for=condition=Ready", "pod/probe", "--timeout=120s"]);
 }
 
@@ -360,6 +370,155 @@ fn a_node_left_running_is_replaced_by_the_next_run_and_leaves_nothing() {
     assert_ne!(first_uid, second_uid, "the second node's pod is a new one");
 
     drop(second);
+    let left = leftovers();
+    assert!(left.is_empty(), "the teardown left: {left:#?}");
+    assert_eq!(machine_settings(), before, "the machine's settings changed");
+}
+
+/// The webhook-double's objects: its pod (the locally made image, the serving certificate from
+/// a Secret volume), the Service in front of it, and a ValidatingWebhookConfiguration with
+/// `clientConfig.service`, as the shipped manifests have, for ConfigMaps labelled
+/// `naw-node-e2e: deny`.
+fn webhook_double_objects(ca_bundle: &str) -> String {
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "webhook-double", "namespace": "default", "labels": {"app": "webhook-double"}},
+         "spec": {
+            "containers": [{
+                "name": "webhook-double", "image": "naw.local/webhook-double:1", "imagePullPolicy": "Never",
+                "ports": [{"containerPort": 8443}],
+                "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": true}]
+            }],
+            "volumes": [{"name": "tls", "secret": {"secretName": "webhook-double-tls"}}]
+         }},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "webhook-double", "namespace": "default"},
+         "spec": {"selector": {"app": "webhook-double"}, "ports": [{"port": 443, "targetPort": 8443}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": {"name": "webhook-double"},
+         "webhooks": [{
+            "name": "webhook-double.naw-node.e2e",
+            "clientConfig": {
+                "service": {"namespace": "default", "name": "webhook-double", "path": "/validate", "port": 443},
+                "caBundle": ca_bundle
+            },
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}],
+            "objectSelector": {"matchLabels": {"naw-node-e2e": "deny"}},
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 5
+         }]}
+    ]})
+    .to_string()
+}
+
+/// A CA and a serving certificate for `name`, made with openssl in `dir`: (ca.crt, tls.crt, tls.key).
+fn issue_serving_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ca_args = "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=webhook-double-ca -keyout ca.key -out ca.crt";
+    openssl(&ca_args.split(' ').collect::<Vec<_>>());
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ]);
+    std::fs::write(dir.join("tls.ext"), format!("subjectAltName=DNS:{name}\nextendedKeyUsage=serverAuth\n"))
+        .expect("tls.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "tls.ext",
+        "-out",
+        "tls.crt",
+    ]);
+    (dir.join("ca.crt"), dir.join("tls.crt"), dir.join("tls.key"))
+}
+
+/// The path the shipped webhook configurations rely on: the API server (in the node's network
+/// namespace) calls a webhook pod through its Service's ClusterIP, which kube-proxy translates to
+/// the pod, over TLS with the certificate the kubelet mounted from a Secret.
+#[test]
+fn the_api_server_calls_a_webhook_pod_through_its_service() {
+    let before = machine_settings();
+    let stale = leftovers();
+    assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
+    let node = Node::up();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = issue_serving_cert(dir.path(), "webhook-double.default.svc");
+    in_node(&[
+        "kubectl",
+        "create",
+        "secret",
+        "tls",
+        "webhook-double-tls",
+        "-n",
+        "default",
+        &format!("--cert={}", cert.display()),
+        &format!("--key={}", key.display()),
+    ]);
+    let ca_bundle = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&ca).expect("ca.crt"))
+    };
+    apply(&webhook_double_objects(&ca_bundle));
+    in_node(&["kubectl", "wait", "--for=condition=Ready", "pod/webhook-double", "--timeout=120s"]);
+
+    // kube-proxy programs the Service once its EndpointSlice lists the ready pod: until then the
+    // call fails (failurePolicy Fail) with another message, so retry for a while.
+    let denied = |name: &str| {
+        kubectl_stdin(
+            "create",
+            &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default", "labels": {"naw-node-e2e": "deny"}},
+                "data": {"k": "v"}})
+            .to_string(),
+        )
+    };
+    let wanted = "denied by webhook-double pod webhook-double";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let out = denied("must-be-denied");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if stderr.contains(wanted) || out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(wanted), "the API server did not reach the webhook pod: {stderr}");
+    // The API server dialled the Service's address: without --enable-aggregator-routing its
+    // admission webhooks resolve a service reference to the ClusterIP (k8s.io/kubernetes v1.37.2
+    // cmd/kube-apiserver/app/server.go:235,303-312; pkg/controlplane/apiserver/config.go:382).
+    let service = kubectl_json(&["get", "service", "webhook-double", "-n", "default"]);
+    assert!(service["spec"]["clusterIP"].as_str().is_some_and(|ip| !ip.is_empty() && ip != "None"), "{service:#}");
+    // A ConfigMap the webhook does not select is created as usual.
+    let allowed = kubectl_stdin(
+        "create",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "not-selected", "namespace": "default"}}"#,
+    );
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+
+    drop(node);
     let left = leftovers();
     assert!(left.is_empty(), "the teardown left: {left:#?}");
     assert_eq!(machine_settings(), before, "the machine's settings changed");
