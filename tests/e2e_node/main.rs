@@ -208,6 +208,36 @@ fn control_plane_version() -> String {
         .to_string()
 }
 
+/// The machine as a test found it: checked for an earlier node's remains, compared during the
+/// run and after the teardown.
+struct Machine {
+    settings: Vec<(String, String)>,
+    network: (Vec<String>, String),
+}
+
+impl Machine {
+    #[track_caller]
+    fn record() -> Self {
+        let stale = leftovers();
+        assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
+        Machine { settings: machine_settings(), network: machine_network() }
+    }
+
+    #[track_caller]
+    fn assert_unchanged(&self) {
+        assert_eq!(machine_settings(), self.settings, "the machine's settings changed");
+        assert_eq!(machine_network(), self.network, "the machine's interfaces or nftables ruleset changed");
+    }
+
+    /// After the teardown: nothing of the node is left, and the machine is as it was.
+    #[track_caller]
+    fn assert_restored(&self) {
+        let left = leftovers();
+        assert!(left.is_empty(), "the node's teardown left: {left:#?}");
+        self.assert_unchanged();
+    }
+}
+
 const PROBE_POD: &str = r#"{
   "apiVersion": "v1", "kind": "Pod",
   "metadata": {"name": "probe", "namespace": "default"},
@@ -252,11 +282,7 @@ fn start_probe_pod() {
 
 #[test]
 fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() {
-    let before = machine_settings();
-    let network_before = machine_network();
-    let stale = leftovers();
-    assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
-
+    let machine = Machine::record();
     let node = Node::up();
     let version = control_plane_version();
 
@@ -275,7 +301,7 @@ fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() 
         let seen = in_node(&["cat", &format!("/proc/sys/{key}")]);
         assert_eq!(seen.trim(), value, "{key} as the kubelet reads it");
     }
-    assert_eq!(machine_settings(), before, "the machine's settings changed while the node ran");
+    machine.assert_unchanged();
 
     // A pod from a locally made image: scheduled on the node, Running with an address of the pod
     // range, as the image's non-root user.
@@ -330,14 +356,10 @@ fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() 
     let version_json =
         in_node(&["curl", "-fsS", "--cacert", &ca.to_string_lossy(), &format!("https://{service_address}/version")]);
     assert!(version_json.contains(&format!(r#""gitVersion": "{version}""#)), "{version_json}");
-    assert_eq!(machine_network(), network_before, "the machine's interfaces or nftables ruleset changed");
+    machine.assert_unchanged();
 
-    // Teardown leaves nothing behind, and the machine's settings are what they were.
     drop(node);
-    let left = leftovers();
-    assert!(left.is_empty(), "the node's teardown left: {left:#?}");
-    assert_eq!(machine_settings(), before, "the machine's settings changed");
-    assert_eq!(machine_network(), network_before, "the machine's interfaces or nftables ruleset changed");
+    machine.assert_restored();
 }
 
 /// A run that ended without its teardown (a killed test, a crashed runner) leaves a whole node
@@ -345,9 +367,7 @@ fn a_pod_runs_on_the_real_node_and_reaches_the_api_server_through_its_service() 
 /// teardown leaves nothing of either.
 #[test]
 fn a_node_left_running_is_replaced_by_the_next_run_and_leaves_nothing() {
-    let before = machine_settings();
-    let stale = leftovers();
-    assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
+    let machine = Machine::record();
 
     let first = Node::up();
     start_probe_pod();
@@ -370,9 +390,7 @@ fn a_node_left_running_is_replaced_by_the_next_run_and_leaves_nothing() {
     assert_ne!(first_uid, second_uid, "the second node's pod is a new one");
 
     drop(second);
-    let left = leftovers();
-    assert!(left.is_empty(), "the teardown left: {left:#?}");
-    assert_eq!(machine_settings(), before, "the machine's settings changed");
+    machine.assert_restored();
 }
 
 /// The webhook-double's objects: its pod (the locally made image, the serving certificate from
@@ -458,9 +476,7 @@ fn issue_serving_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 /// the pod, over TLS with the certificate the kubelet mounted from a Secret.
 #[test]
 fn the_api_server_calls_a_webhook_pod_through_its_service() {
-    let before = machine_settings();
-    let stale = leftovers();
-    assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
+    let machine = Machine::record();
     let node = Node::up();
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -519,7 +535,5 @@ fn the_api_server_calls_a_webhook_pod_through_its_service() {
     assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
 
     drop(node);
-    let left = leftovers();
-    assert!(left.is_empty(), "the teardown left: {left:#?}");
-    assert_eq!(machine_settings(), before, "the machine's settings changed");
+    machine.assert_restored();
 }
