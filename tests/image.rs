@@ -12,13 +12,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use object::read::elf::{ElfFile64, ProgramHeader};
 use serde_json::Value;
-use support::BINARY;
+use support::{run, BINARY};
 /// 2023-11-14T22:13:20Z: the build's SOURCE_DATE_EPOCH, so BUILD_DATE and every mtime are known.
 const EPOCH: u64 = 1_700_000_000;
 const EPOCH_RFC3339: &str = "2023-11-14T22:13:20Z";
@@ -26,19 +26,6 @@ const ARCHIVE: &str = "node-agent-webhook.oci.tar";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -62,7 +49,7 @@ fn instructions(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut current = String::new();
     for line in text.lines().map(str::trim) {
-        if line.starts_with('#') || (line.is_empty() && current.is_empty()) {
+        if line.starts_with('#') || line.is_empty() {
             continue;
         }
         match line.strip_suffix('\\') {
@@ -188,7 +175,8 @@ fn drift(declared: &Declared, config: &Value) -> Vec<String> {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()
     };
-    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default() };
+    let keys =
+        |v: &Value| -> BTreeSet<String> { v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default() };
     let labels: BTreeMap<String, String> = c["Labels"]
         .as_object()
         .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("<not a string>").to_owned())).collect())
@@ -206,7 +194,11 @@ fn drift(declared: &Declared, config: &Value) -> Vec<String> {
     for key in labels.keys().chain(declared.labels.keys()).collect::<BTreeSet<_>>() {
         differ(&format!("Labels[{key}]"), format!("{:?}", labels.get(key)), format!("{:?}", declared.labels.get(key)));
     }
-    differ("Entrypoint[0] (COPY's destination)", format!("{:?}", strings(&c["Entrypoint"]).first()), format!("{:?}", Some(&declared.binary)));
+    differ(
+        "Entrypoint[0] (COPY's destination)",
+        format!("{:?}", strings(&c["Entrypoint"]).first()),
+        format!("{:?}", Some(&declared.binary)),
+    );
     out
 }
 
@@ -408,7 +400,7 @@ struct Built {
 }
 
 /// One build for all the tests: the debug binary stripped of symbols, as the Dockerfile's
-/// release build strips its own (a third of the size to pack and gzip).
+/// release build strips its own (35 of 214 MB to pack and gzip).
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -445,7 +437,10 @@ fn the_image_config_is_the_dockerfiles_final_stage() {
     let path = c["Env"].as_array().expect("Env").iter().filter_map(Value::as_str).find_map(|e| e.strip_prefix("PATH="));
     assert!(path.is_some_and(|p| p.split(':').any(|d| d == "/usr/local/bin")), "PATH holds the binary's dir: {path:?}");
     assert_eq!(b.image.config["created"], EPOCH_RFC3339);
-    assert_eq!((b.image.config["os"].as_str(), b.image.config["architecture"].as_str()), (Some("linux"), Some("amd64")));
+    assert_eq!(
+        (b.image.config["os"].as_str(), b.image.config["architecture"].as_str()),
+        (Some("linux"), Some("amd64"))
+    );
 }
 
 #[test]
@@ -498,10 +493,14 @@ fn the_layers_hold_the_binary_the_nonroot_user_and_the_libraries_the_binary_need
         .find(|f| f.len() == 7 && f[2] == uid)
         .unwrap_or_else(|| panic!("no passwd entry for {uid}:\n{passwd}"));
     assert_eq!((user[0], user[3], user[5]), ("nonroot", gid, "/home/nonroot"), "{user:?}");
+    assert_eq!(b.image.config["config"]["WorkingDir"], user[5], "the working directory is the user's home");
     let group = String::from_utf8(resolve(&b.files, "/etc/group").expect("/etc/group").data.clone()).expect("UTF-8");
     assert!(group.lines().any(|l| l.split(':').nth(2) == Some(gid)), "no group {gid}:\n{group}");
     let home = resolve(&b.files, user[5]).expect("the home directory");
-    assert_eq!((home.kind, home.mode, home.uid.to_string(), home.gid.to_string()), (b'5', 0o700, uid.into(), gid.into()));
+    assert_eq!(
+        (home.kind, home.mode, home.uid.to_string(), home.gid.to_string()),
+        (b'5', 0o700, uid.into(), gid.into())
+    );
     let tmp = resolve(&b.files, "/tmp").expect("/tmp");
     assert_eq!((tmp.kind, tmp.mode), (b'5', 0o1777));
     let certs = resolve(&b.files, "/etc/ssl/certs/ca-certificates.crt").expect("the CA bundle");
@@ -520,7 +519,7 @@ fn the_layers_hold_the_binary_the_nonroot_user_and_the_libraries_the_binary_need
     let dynamic = elf.elf_dynamic_table().expect("dynamic table");
     let needed: Vec<String> = dynamic
         .iter()
-        .filter(|d| d.tag == i64::from(object::elf::DT_NEEDED))
+        .filter(|d| d.tag == object::elf::DT_NEEDED)
         .map(|d| String::from_utf8_lossy(dynamic.string(d).expect("DT_NEEDED name")).into_owned())
         .collect();
     assert!(needed.iter().any(|n| n == "libc.so.6"), "read the dynamic section: {needed:?}");
@@ -590,8 +589,11 @@ fn the_image_answers_an_admission_review_over_tls_from_its_layers_alone() {
     }
     let configmap = support::repo_json("examples/configmaps/03-docs-complete-example-thresholdInGB.json");
     let client = support::client(&certs.ca_pem);
-    let answer =
-        support::review(&client, &server.url("/validate"), &support::configmap_review("CREATE", Some(&configmap), None));
+    let answer = support::review(
+        &client,
+        &server.url("/validate"),
+        &support::configmap_review("CREATE", Some(&configmap), None),
+    );
     assert_eq!((&answer["allowed"], &answer["status"]["code"]), (&Value::Bool(false), &Value::from(422)), "{answer}");
     assert!(answer["status"]["message"].as_str().is_some_and(|m| m.contains("thresholdInGB")), "{answer}");
 }
@@ -630,11 +632,8 @@ fn the_script_builds_the_binary_as_the_dockerfiles_build_stage() {
     };
     let ours: Vec<String> =
         script.lines().filter_map(|l| command(&l.replace("\"$CARGO\"", "cargo").replace("nice -n 10 ", ""))).collect();
-    let theirs: Vec<String> = instructions(&dockerfile)
-        .iter()
-        .filter(|(k, _)| k == "RUN")
-        .filter_map(|(_, rest)| command(rest))
-        .collect();
+    let theirs: Vec<String> =
+        instructions(&dockerfile).iter().filter(|(k, _)| k == "RUN").filter_map(|(_, rest)| command(rest)).collect();
     assert_eq!(ours.len(), 1, "one release build in build.sh: {ours:?}");
     assert_eq!(ours, theirs);
 }

@@ -78,7 +78,7 @@ def instructions(text):
     out, parts, start = [], [], None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
-        if stripped.startswith("#") or (not stripped and not parts):
+        if stripped.startswith("#") or not stripped:
             continue
         if start is None:
             start = number
