@@ -2,7 +2,8 @@
 # The container image without Docker: builds the release binary as the Dockerfile's build stage
 # does, assembles the image its final stage describes as an OCI image layout archive
 # (hack/image/oci.py), and checks the archive with go-containerregistry's layout reader
-# (hack/image/validate). Prints the archive's path and the image's manifest digest.
+# (hack/image/validate) and containerd's importer (hack/image/containerd, no daemon). Prints the
+# archive's path and the image's manifest digest.
 #
 #   hack/image/build.sh                          # make image
 #   ctr -n k8s.io images import _out/image/node-agent-webhook.oci.tar
@@ -20,7 +21,8 @@
 #                      crate's version, `git rev-parse HEAD`, SOURCE_DATE_EPOCH; SOURCE_URL unset
 #                      keeps the Dockerfile's default)
 #   SOURCE_DATE_EPOCH  every mtime and the created time (default: the last commit's time)
-#   VALIDATE=0         skip the go-containerregistry check (it needs Go; the tests set it)
+#   VALIDATE=0         skip the checks with go-containerregistry and containerd (they need Go;
+#                      the tests set it)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -60,13 +62,14 @@ digest="$(python3 "$here/oci.py" --dockerfile Dockerfile --binary "$BINARY" --ou
 	--name "$IMG" --source-date-epoch "$SOURCE_DATE_EPOCH" "${build_args[@]}")"
 
 if [[ "${VALIDATE:-1}" != 0 ]]; then
-	# Go's build cache makes this a no-op when nothing changed.
-	validate="$root/_out/tools/image/bin/validate"
-	(cd "$here" && GOFLAGS=-mod=readonly nice -n 10 "${GO:-go}" build -trimpath -o "$validate" ./validate)
+	# Go's build cache makes these a no-op when nothing changed.
+	bin="$root/_out/tools/image/bin"
+	(cd "$here" && GOFLAGS=-mod=readonly nice -n 10 "${GO:-go}" build -trimpath -o "$bin/" ./validate ./containerd)
 	layout="$(mktemp -d)"
 	trap 'rm -rf "$layout"' EXIT
 	tar -xf "$archive" -C "$layout"
-	echo "image/build: go-containerregistry reads it: $("$validate" "$layout" "$IMG")" >&2
+	echo "image/build: go-containerregistry reads it: $("$bin/validate" "$layout" "$IMG")" >&2
+	echo "image/build: containerd imports it: $("$bin/containerd" "$archive" "$IMG")" >&2
 fi
 
 echo "image/build: $IMG $(stat -c %s "$archive") bytes" >&2
