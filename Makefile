@@ -49,7 +49,7 @@ docker-build: ## Build the container image (needs Docker with BuildKit)
 	DOCKER_BUILDKIT=1 docker build --build-arg VERSION=$$(cargo pkgid | sed 's/.*[#@]//') \
 	  --build-arg VCS_REF=$$(git rev-parse HEAD) --build-arg BUILD_DATE=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMG) .
 
-image: ## The same image without Docker: release build, OCI archive in _out/image/ (IMG names it), checked by go-containerregistry
+image: ## The Dockerfile's image without Docker: release build, OCI archive in _out/image/ (IMG names it), read back by go-containerregistry and containerd
 	IMG=$(IMG) hack/image/build.sh
 
 deploy: ## kubectl apply -k manifests/overlays/$(OVERLAY)

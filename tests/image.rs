@@ -1,12 +1,13 @@
 //! The image without Docker (`hack/image/build.sh`, `make image`) against the Dockerfile.
 //!
 //! The script packages a prebuilt binary here (the debug one, stripped as the Dockerfile's
-//! release build is: no release build in a test) into a temporary directory, and this file reads
+//! release build is: no release build in a test) into `target/tmp/image`, and this file reads
 //! the OCI archive it writes with its own tar reader: the config field by field against the
 //! Dockerfile's final stage (parsed here, independently of the script's Python parser), the
 //! layers for the binary, the `nonroot` user and every library the binary's dynamic section
-//! names, and the binary run in a chroot of the layers alone. A second build must give the same
-//! bytes.
+//! names, and the binary run from the layers alone: in a chroot, as the image's user (a user
+//! namespace maps it), answering an admission review over TLS. A second build must give the
+//! same bytes. `make image` adds what needs Go: go-containerregistry's and containerd's readers.
 
 mod support;
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use object::read::elf::{ElfFile64, ProgramHeader};
 use serde_json::Value;
 use support::{run, BINARY};
+
 /// 2023-11-14T22:13:20Z: the build's SOURCE_DATE_EPOCH, so BUILD_DATE and every mtime are known.
 const EPOCH: u64 = 1_700_000_000;
 const EPOCH_RFC3339: &str = "2023-11-14T22:13:20Z";

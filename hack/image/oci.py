@@ -40,6 +40,7 @@ BASE_ENV = [
 ]
 BASE_WORKDIR = "/home/nonroot"
 NONROOT = 65532
+BASE_USER = str(NONROOT)
 NOBODY = 65534
 # distroless common/BUILD.bazel: its passwd and group entries, in its order.
 PASSWD = (
@@ -139,7 +140,8 @@ def final_stage(text, build_args):
     builders = [s["from"].split()[-1] for s in stages[:-1] if " AS " in s["from"].upper()]
 
     args, labels, ports, copies = {}, {}, [], []
-    out = {"labels": labels, "ports": ports, "user": None, "entrypoint": None, "cmd": None}
+    # Without USER, ENTRYPOINT or CMD the base's stand: its user, and no command (distroless).
+    out = {"labels": labels, "ports": ports, "user": BASE_USER, "entrypoint": None, "cmd": None}
     for number, keyword, rest in stage["body"]:
         where = f"line {number}"
         if keyword == "ARG":
