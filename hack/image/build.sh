@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The container image without Docker: builds the release binary as the Dockerfile's build stage
 # does, assembles the image its final stage describes as an OCI image layout archive
-# (hack/image/oci.py), and checks the archive with go-containerregistry's layout reader
-# (hack/image/validate) and containerd's importer (hack/image/containerd, no daemon). Prints the
-# archive's path and the image's manifest digest.
+# (hack/image/oci.py), and reads it back with go-containerregistry's layout reader and
+# containerd's importer (hack/image/check; no daemon). Prints the archive's path and the image's
+# manifest digest.
 #
 #   hack/image/build.sh                          # make image
 #   ctr -n k8s.io images import _out/image/node-agent-webhook.oci.tar
@@ -62,14 +62,13 @@ digest="$(python3 "$here/oci.py" --dockerfile Dockerfile --binary "$BINARY" --ou
 	--name "$IMG" --source-date-epoch "$SOURCE_DATE_EPOCH" "${build_args[@]}")"
 
 if [[ "${VALIDATE:-1}" != 0 ]]; then
-	# Go's build cache makes these a no-op when nothing changed.
-	bin="$root/_out/tools/image/bin"
-	(cd "$here" && GOFLAGS=-mod=readonly nice -n 10 "${GO:-go}" build -trimpath -o "$bin/" ./validate ./containerd)
+	# Go's build cache makes this a no-op when nothing changed.
+	check="$root/_out/tools/image/bin/check"
+	(cd "$here" && GOFLAGS=-mod=readonly nice -n 10 "${GO:-go}" build -trimpath -o "$check" ./check)
 	layout="$(mktemp -d)"
 	trap 'rm -rf "$layout"' EXIT
 	tar -xf "$archive" -C "$layout"
-	echo "image/build: go-containerregistry reads it: $("$bin/validate" "$layout" "$IMG")" >&2
-	echo "image/build: containerd imports it: $("$bin/containerd" "$archive" "$IMG")" >&2
+	echo "image/build: read back: $("$check" "$archive" "$layout" "$IMG")" >&2
 fi
 
 echo "image/build: $IMG $(stat -c %s "$archive") bytes" >&2

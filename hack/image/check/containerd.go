@@ -1,17 +1,3 @@
-// Command containerd imports an image archive with containerd's own import code, as
-// `ctr images import` runs it inside containerd (core/transfer/local: the archive importer,
-// the walk that marks the index's manifests, the image store that names them), into a content
-// store in a temporary directory; no daemon runs. It fails unless the import succeeds, the
-// image is named as given, its content is complete, and containerd resolves a linux/amd64
-// manifest and config from it.
-//
-//	containerd <archive> <image reference>
-//
-// The names come from the image store of the transfer service with the prefix ctr gives when
-// --base-name is not set. The name must be the reference as containerd's CRI resolves a pod's
-// image (distribution/reference's ParseDockerRef: node-agent-webhook:latest is
-// docker.io/library/node-agent-webhook:latest); under any other name the kubelet would not
-// find the imported image and would try to pull it.
 package main
 
 import (
@@ -34,91 +20,84 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: containerd <archive> <image reference>")
-		os.Exit(2)
-	}
-	if err := run(os.Args[1], os.Args[2]); err != nil {
-		fmt.Fprintln(os.Stderr, "containerd:", err)
-		os.Exit(1)
-	}
-}
-
-func run(archive, ref string) error {
+// imported imports the archive with containerd's own import code, as `ctr images import` runs
+// it inside containerd (core/transfer/local: the archive importer, the walk that marks the
+// index's manifests, the image store that names them), into a content store in a temporary
+// directory; no daemon runs. It fails unless the import succeeds, the image is named as
+// containerd's CRI resolves ref (distribution/reference's ParseDockerRef: node-agent-webhook:latest
+// is docker.io/library/node-agent-webhook:latest; under any other name the kubelet would not
+// find it and would try to pull it), its content is complete, and containerd resolves a
+// linux/amd64 manifest and config from it. The names come from the transfer service's image
+// store with the prefix ctr gives when --base-name is not set.
+func imported(archive, ref string) (map[string]any, error) {
 	normalized, err := reference.ParseDockerRef(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	want := normalized.String()
 	ctx := context.Background()
 	// The local store warns that this file system has no fs-verity; that is no finding here.
 	if err := log.SetLevel("error"); err != nil {
-		return err
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "containerd-content-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	store, err := local.NewStore(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f, err := os.Open(archive)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	index, err := tarchive.NewImageImportStream(f, "").Import(ctx, store)
 	if err != nil {
-		return fmt.Errorf("import: %w", err)
+		return nil, fmt.Errorf("import: %w", err)
 	}
 	manifests, err := marked(ctx, store, index)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// ctr images import without --base-name: prefix import-<date>, which a full name overrides.
 	is := image.NewStore("", image.WithNamedPrefix("import-"+time.Now().Format("2006-01-02"), true))
 	named := &memoryImages{}
 	for _, desc := range manifests {
 		if _, err := is.Store(ctx, desc, named); err != nil && !errdefs.IsNotFound(err) {
-			return err
+			return nil, err
 		}
 	}
 	if len(named.images) != 1 || named.images[0].Name != want {
-		return fmt.Errorf("containerd names %v, want [%s]", names(named.images), want)
+		return nil, fmt.Errorf("containerd names %v, want [%s]", names(named.images), want)
 	}
 	img := named.images[0]
 	linux := platforms.Only(ocispec.Platform{OS: "linux", Architecture: "amd64"})
 	available, _, _, missing, err := images.Check(ctx, store, img.Target, linux)
 	if err != nil || !available {
-		return fmt.Errorf("content incomplete (missing %v): %v", missing, err)
+		return nil, fmt.Errorf("content incomplete (missing %v): %v", missing, err)
 	}
 	manifest, err := images.Manifest(ctx, store, img.Target, linux)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	raw, err := content.ReadBlob(ctx, store, manifest.Config)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var config ocispec.Image
 	if err := json.Unmarshal(raw, &config); err != nil {
-		return err
+		return nil, err
 	}
-	out, err := json.Marshal(map[string]any{
+	return map[string]any{
 		"name":       img.Name,
 		"target":     img.Target.Digest.String(),
 		"layers":     len(manifest.Layers),
 		"user":       config.Config.User,
 		"entrypoint": config.Config.Entrypoint,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Println(string(out))
-	return nil
+	}, nil
 }
 
 // marked walks the imported index as containerd's import does: each manifest the index lists,

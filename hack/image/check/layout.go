@@ -1,20 +1,10 @@
-// Command validate reads an OCI image layout the way go-containerregistry's clients (crane,
-// ko) read one, and fails unless every blob matches its descriptor: the index, the manifest,
-// the config, and each layer's digest, size and uncompressed diff ID against the config.
-//
-//	validate <layout dir> <ref name>
-//
-// It then flattens the layers as a runtime does and prints what the image runs, so the
-// summary comes from the reader, not from the script that wrote the archive.
 package main
 
 import (
 	"archive/tar"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,53 +13,47 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: validate <layout dir> <ref name>")
-		os.Exit(2)
-	}
-	if err := run(os.Args[1], os.Args[2]); err != nil {
-		fmt.Fprintln(os.Stderr, "validate:", err)
-		os.Exit(1)
-	}
-}
-
-func run(dir, ref string) error {
+// readLayout reads the OCI image layout in dir the way go-containerregistry's clients (crane, ko)
+// read one, and fails unless every blob matches its descriptor: the index, the manifest, the
+// config, and each layer's digest, size and uncompressed diff ID against the config. It then
+// flattens the layers as a runtime does and describes what the image runs, so the summary
+// comes from the reader, not from the script that wrote the archive.
+func readLayout(dir, ref string) (map[string]any, error) {
 	index, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := validate.Index(index); err != nil {
-		return err
+		return nil, err
 	}
 	manifest, err := index.IndexManifest()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(manifest.Manifests) != 1 {
-		return fmt.Errorf("%d manifests in index.json, want 1", len(manifest.Manifests))
+		return nil, fmt.Errorf("%d manifests in index.json, want 1", len(manifest.Manifests))
 	}
 	desc := manifest.Manifests[0]
 	if got := desc.Annotations["org.opencontainers.image.ref.name"]; got != ref {
-		return fmt.Errorf("ref name %q, want %q", got, ref)
+		return nil, fmt.Errorf("ref name %q, want %q", got, ref)
 	}
 	image, err := index.Image(desc.Digest)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	config, err := image.ConfigFile()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	entrypoint, err := flattened(image, config.Config.Entrypoint)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	layers, err := image.Layers()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	summary := map[string]any{
+	return map[string]any{
 		"digest":     desc.Digest.String(),
 		"ref":        ref,
 		"layers":     len(layers),
@@ -78,13 +62,7 @@ func run(dir, ref string) error {
 		"cmd":        config.Config.Cmd,
 		"ports":      config.Config.ExposedPorts,
 		"binary":     entrypoint,
-	}
-	out, err := json.Marshal(summary)
-	if err != nil {
-		return err
-	}
-	fmt.Println(string(out))
-	return nil
+	}, nil
 }
 
 // flattened finds the entrypoint in the image's flattened filesystem (later layers over
