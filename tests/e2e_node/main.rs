@@ -537,3 +537,115 @@ fn the_api_server_calls_a_webhook_pod_through_its_service() {
     drop(node);
     machine.assert_restored();
 }
+
+/// `cmd`'s output; a panic with its stderr when it fails.
+#[track_caller]
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The shipped Deployment on the node, installed as users do: the image `make image` assembles
+/// (hack/image/build.sh, from the debug binary stripped as the Dockerfile's release build strips
+/// its own) imported into the node, the certificates of `make certs`, and
+/// `kubectl apply -k manifests/overlays/self-signed` through an overlay that only names the image.
+/// Both replicas become Ready through the shipped probes, run as the Deployment says, and the API
+/// server calls them through the Service.
+#[test]
+fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
+    const IMAGE: &str = "naw.local/node-agent-webhook:e2e";
+    let machine = Machine::record();
+
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).expect("remove the last run's files");
+    }
+    std::fs::create_dir_all(work.join("overlay")).expect("mkdir");
+    let binary = work.join("node-agent-webhook");
+    run(Command::new("strip").arg("--strip-all").arg("-o").arg(&binary).arg(env!("CARGO_BIN_EXE_node-agent-webhook")));
+    let built = run(Command::new("bash")
+        .arg(repo_path("hack/image/build.sh"))
+        .env("BINARY", &binary)
+        .env("OUT_DIR", work.join("image"))
+        .env("IMG", IMAGE)
+        .env("VALIDATE", "0"));
+    let archive = repo_path(String::from_utf8_lossy(&built.stdout).lines().next().expect("the archive's path").trim());
+    run(Command::new("bash").arg("certs/generate.sh").current_dir(repo_path("")).env("OUT_DIR", "certs"));
+    let (name, tag) = IMAGE.rsplit_once(':').expect("name:tag");
+    std::fs::write(
+        work.join("overlay/kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources: [../../../../manifests/overlays/self-signed]\n\
+             images: [{{name: node-agent-webhook, newName: {name}, newTag: {tag}}}]\n"
+        ),
+    )
+    .expect("overlay");
+
+    let node = Node::up();
+    run(Command::new(repo_path("hack/node/node.sh")).arg("import").arg(&archive));
+    in_node(&["kubectl", "create", "namespace", "velero"]);
+    in_node(&["kubectl", "apply", "-k", &work.join("overlay").to_string_lossy()]);
+    in_node(&["kubectl", "-n", "velero", "rollout", "status", "deployment/node-agent-webhook", "--timeout=120s"]);
+
+    let deployment = kubectl_json(&["-n", "velero", "get", "deployment", "node-agent-webhook"]);
+    let replicas = deployment["spec"]["replicas"].as_u64().expect("replicas");
+    let selector = deployment["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = kubectl_json(&["-n", "velero", "get", "pods", "-l", &selector]);
+    let pods = pods["items"].as_array().expect("items");
+    assert_eq!(pods.len() as u64, replicas, "{pods:#?}");
+    for pod in pods {
+        assert_eq!(condition(pod, "Ready"), "True", "{pod:#}");
+        assert_eq!(pod["spec"]["nodeName"], NODE_NAME);
+        assert_eq!(pod["spec"]["containers"][0]["image"], IMAGE);
+    }
+
+    // The servers' processes as the kernel sees them: the Deployment's user, no capabilities, no
+    // new privileges, the RuntimeDefault seccomp filter, a read-only root.
+    let user = deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"].as_u64().expect("runAsUser");
+    let servers: Vec<u32> = pod_processes()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("node-agent-webhook"))
+        })
+        .collect();
+    assert_eq!(servers.len() as u64, replicas, "the servers' processes: {servers:?}");
+    for pid in &servers {
+        let status: Vec<Option<String>> =
+            ["Uid:", "CapEff:", "NoNewPrivs:", "Seccomp:"].iter().map(|f| proc_status(*pid, f)).collect();
+        let uid = status[0].as_deref().unwrap_or_default();
+        assert!(uid.split_whitespace().all(|u| u == user.to_string()), "uid {uid} of {pid}, want {user}");
+        assert_eq!(status[1..], [Some("0000000000000000".into()), Some("1".into()), Some("2".into())], "{pid}");
+        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+        let root = mountinfo.lines().find(|l| l.split(' ').nth(4) == Some("/")).expect("a root mount");
+        let options = root.split(' ').nth(5).unwrap_or_default();
+        assert!(options.split(',').any(|o| o == "ro"), "root of {pid} mounted {options}");
+    }
+
+    // The API server calls the pods through the Service: an invalid node-agent ConfigMap is
+    // denied by one of the shipped validating webhooks.
+    let configuration = kubectl_json(&["get", "validatingwebhookconfiguration", "node-agent-webhook.velero"]);
+    let names: Vec<&str> =
+        configuration["webhooks"].as_array().expect("webhooks").iter().filter_map(|w| w["name"].as_str()).collect();
+    let invalid = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "node-agent-config", "namespace": "velero"},
+        "data": {"config.json": r#"{"loadConcurrency": {"globalConfig": "x"}}"#}});
+    let out = kubectl_stdin("create", &invalid.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && names.iter().any(|n| stderr.contains(&format!(r#"admission webhook "{n}" denied the request"#))),
+        "the invalid ConfigMap was not denied by {names:?}: {stderr}"
+    );
+
+    drop(node);
+    machine.assert_restored();
+}
