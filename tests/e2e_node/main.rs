@@ -538,6 +538,15 @@ fn the_api_server_calls_a_webhook_pod_through_its_service() {
     machine.assert_restored();
 }
 
+/// `to` as a path relative to the directory `from` (kustomize refuses absolute resource paths).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    std::iter::repeat_n(std::path::Component::ParentDir, from.len() - common)
+        .chain(to[common..].iter().copied())
+        .collect()
+}
+
 /// `cmd`'s output; a panic with its stderr when it fails.
 #[track_caller]
 fn run(cmd: &mut Command) -> Output {
@@ -577,8 +586,9 @@ fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
         work.join("overlay/kustomization.yaml"),
         format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-             resources: [../../../../manifests/overlays/self-signed]\n\
-             images: [{{name: node-agent-webhook, newName: {name}, newTag: {tag}}}]\n"
+             resources: [{}]\n\
+             images: [{{name: node-agent-webhook, newName: {name}, newTag: {tag}}}]\n",
+            relative(&work.join("overlay"), &repo_path("manifests/overlays/self-signed")).display()
         ),
     )
     .expect("overlay");
