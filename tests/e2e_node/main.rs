@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod faults;
+
 const NODE_NAME: &str = "naw-node-0";
 /// The node's cgroups, in every hierarchy (hack/node/node.sh CGROUP).
 const CGROUP: &str = "naw-node";
@@ -555,17 +557,16 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// The shipped Deployment on the node, installed as users do: the image `make image` assembles
-/// (hack/image/build.sh, from the debug binary stripped as the Dockerfile's release build strips
-/// its own) imported into the node, the certificates of `make certs`, and
-/// `kubectl apply -k manifests/overlays/self-signed` through an overlay that only names the image.
-/// Both replicas become Ready through the shipped probes, run as the Deployment says, and the API
-/// server calls them through the Service.
-#[test]
-fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
-    const IMAGE: &str = "naw.local/node-agent-webhook:e2e";
-    let machine = Machine::record();
+/// The image of the shipped Deployment, as `make image` names it here.
+const SHIPPED_IMAGE: &str = "naw.local/node-agent-webhook:e2e";
 
+/// The shipped Deployment on a node just brought up, installed as users do: the image `make image`
+/// assembles (hack/image/build.sh, from the debug binary stripped as the Dockerfile's release build
+/// strips its own) imported into the node, the certificates of `make certs` (in the repository's
+/// `certs/`), and `kubectl apply -k manifests/overlays/self-signed` through an overlay that only
+/// names the image; returns once the rollout is complete.
+fn install_the_shipped_deployment() -> Node {
+    const IMAGE: &str = SHIPPED_IMAGE;
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node");
     if work.exists() {
         std::fs::remove_dir_all(&work).expect("remove the last run's files");
@@ -598,6 +599,18 @@ fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
     in_node(&["kubectl", "create", "namespace", "velero"]);
     in_node(&["kubectl", "apply", "-k", &work.join("overlay").to_string_lossy()]);
     in_node(&["kubectl", "-n", "velero", "rollout", "status", "deployment/node-agent-webhook", "--timeout=120s"]);
+
+    node
+}
+
+/// The shipped Deployment on the node (install_the_shipped_deployment).
+/// Both replicas become Ready through the shipped probes, run as the Deployment says, and the API
+/// server calls them through the Service.
+#[test]
+fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
+    const IMAGE: &str = SHIPPED_IMAGE;
+    let machine = Machine::record();
+    let node = install_the_shipped_deployment();
 
     let deployment = kubectl_json(&["-n", "velero", "get", "deployment", "node-agent-webhook"]);
     let replicas = deployment["spec"]["replicas"].as_u64().expect("replicas");
