@@ -281,8 +281,7 @@ fn node_agent_config(value: &str) -> String {
 }
 
 fn load_command(mode: &str, dir: &Path) -> Command {
-    let kubeconfig = std::fs::read_to_string(node_dir().join("admin.kubeconfig")).expect("admin kubeconfig");
-    let api = kubeconfig.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server").to_string();
+    let api = in_node(&["kubectl", "config", "view", "-o", "jsonpath={.clusters[0].cluster.server}"]);
     let mut command = Command::new(repo_path("hack/node/node.sh"));
     command
         .args(["exec", "bash", "-c", LOAD_SH, "load", mode])
