@@ -41,7 +41,7 @@ create_pod() { # OUT: prints "CODE MUTATED"
   code=$(curl -sS -m 30 -o "$1" -w '%{http_code}' --cacert "$ca" \
     -H "Authorization: Bearer $(cat "$dir/token")" -H 'Content-Type: application/json' \
     --data-binary @"$dir/pod.json" "$api/api/v1/namespaces/velero/pods?dryRun=All" 2>>"$dir/pod.err")
-  if grep -q "\"$label\":\"" "$1"; then echo "$code 1"; else echo "$code 0"; fi
+  if grep -Eq "\"$label\": ?\"" "$1"; then echo "$code 1"; else echo "$code 0"; fi
 }
 pods() {
   while [ ! -e "$dir/stop" ]; do
