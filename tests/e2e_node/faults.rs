@@ -306,12 +306,13 @@ struct Outcome {
 impl Outcome {
     fn report(&self) -> String {
         let count = |rs: &[Request], pred: &dyn Fn(&Request) -> bool| rs.iter().filter(|r| pred(r)).count();
-        let fail_open_metric: f64 =
-            self.apiserver.iter().filter(|(k, _)| k.contains("fail_open_count")).map(|(_, v)| v).sum();
+        let sum = |family: &str| -> u64 {
+            self.apiserver.iter().filter(|(k, _)| k.starts_with(family)).map(|(_, v)| *v as u64).sum()
+        };
         format!(
             "fault {}: lasted {} ms; requests started during it {} ({} pod creates, {} ConfigMap writes), \
              failed {} (pods {}, ConfigMaps {}), fail-open pods {} (client) / {} (API server); whole load {} \
-             requests, {} failed, {} fail-open; test run {} s; API server series that grew: {:?}",
+             requests ({} reviews counted by the API server), {} failed, {} fail-open; test run {} s; API server series that grew: {:?}",
             self.name,
             self.lasted.as_millis(),
             self.during.len(),
@@ -321,8 +322,9 @@ impl Outcome {
             count(&self.during, &|r| r.pod && !r.ok),
             count(&self.during, &|r| !r.pod && !r.ok),
             count(&self.during, &|r| r.fail_open),
-            fail_open_metric,
+            sum("apiserver_admission_webhook_fail_open_count"),
             self.all.len(),
+            sum("apiserver_admission_webhook_request_total"),
             count(&self.all, &|r| !r.ok),
             count(&self.all, &|r| r.fail_open),
             self.run.as_secs(),
