@@ -305,6 +305,51 @@ fn a_second_sigterm_exits_at_once_without_draining() {
     assert!(server.log_text().contains("second shutdown signal"), "logs:\n{}", server.log_text());
 }
 
+/// After SIGTERM, answers on a keep-alive connection opened before it say `Connection: close`
+/// and the server closes the connection after the answer: the client never sends a request on
+/// an idle connection the server is about to close (the API server does not retry a webhook POST
+/// that fails with EOF).
+#[test]
+fn after_sigterm_keep_alive_connections_are_closed_after_their_next_answer() {
+    let certs = Certs::new();
+    let server = Server::start(
+        &certs.path("tls.crt"),
+        &certs.path("tls.key"),
+        &["--config-file", &config_flag(&certs), "--shutdown-delay", "60s", "--shutdown-grace", "1s"],
+    );
+    let mut stream = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
+    let body = valid_review();
+    let exchange = |stream: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>| {
+        let head = format!(
+            "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).expect("write");
+        stream.write_all(&body).expect("write");
+        stream.flush().expect("flush");
+        let mut response = vec![0u8; 8192];
+        let n = stream.read(&mut response).expect("response");
+        String::from_utf8_lossy(&response[..n]).to_lowercase()
+    };
+    let before = exchange(&mut stream);
+    assert!(before.starts_with("http/1.1 200") && !before.contains("connection: close"), "{before}");
+
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.get_admin("/readyz").map(|(status, _)| status) != Ok(503) {
+        assert!(Instant::now() < deadline, "still ready after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = exchange(&mut stream);
+    assert!(after.starts_with("http/1.1 200") && after.contains("connection: close"), "{after}");
+    let mut rest = [0u8; 64];
+    assert_eq!(stream.read(&mut rest).unwrap_or(0), 0, "the server closes the connection after the answer");
+    // New connections during the delay get the same treatment.
+    let mut fresh = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS during the delay");
+    assert!(exchange(&mut fresh).contains("connection: close"));
+}
+
 fn wait_exit(server: &mut Server, limit: Duration) -> Option<i32> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
