@@ -298,6 +298,8 @@ struct Outcome {
     during: Vec<Request>,
     all: Vec<Request>,
     apiserver: BTreeMap<String, f64>,
+    /// When the fault began (ms since the epoch), for the failures' offsets.
+    from: u64,
     lasted: Duration,
     run: Duration,
     errors: String,
@@ -339,8 +341,13 @@ impl Outcome {
         let report = self.report();
         eprintln!("{report}");
         assert!(self.during.len() >= MIN_STARTED, "too few requests during the fault: {report}");
-        let failed: Vec<&Request> = self.all.iter().filter(|r| !r.ok || r.fail_open).collect();
-        assert!(failed.is_empty(), "{report}\nfailed or fail-open: {failed:?}\nclient errors:\n{}", self.errors);
+        let failed: Vec<String> = self
+            .all
+            .iter()
+            .filter(|r| !r.ok || r.fail_open)
+            .map(|r| format!("{r:?} at {} ms from the fault's start", r.start as i64 - self.from as i64))
+            .collect();
+        assert!(failed.is_empty(), "{report}\nfailed or fail-open: {failed:#?}\nclient errors:\n{}", self.errors);
         let bad: Vec<_> = self
             .apiserver
             .iter()
@@ -407,7 +414,7 @@ fn under_load(name: &'static str, fault: impl FnOnce(&Faulted)) -> Outcome {
     let during = all.iter().filter(|r| (from..=to).contains(&r.start)).copied().collect();
     drop(node);
     machine.assert_restored();
-    Outcome { name, during, all, apiserver: grown(&before, &after), lasted, run: started.elapsed(), errors }
+    Outcome { name, during, all, apiserver: grown(&before, &after), from, lasted, run: started.elapsed(), errors }
 }
 
 #[test]
