@@ -247,10 +247,7 @@ fn sigterm_turns_unready_completes_in_flight_requests_and_exits_zero() {
     // An in-flight request: headers and half the body sent.
     let body = valid_review();
     let mut stream = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
-    let head = format!(
-        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = validate_head(body.len());
     stream.write_all(head.as_bytes()).expect("write");
     stream.write_all(&body[..body.len() / 2]).expect("write");
     stream.flush().expect("flush");
@@ -320,10 +317,7 @@ fn after_sigterm_keep_alive_connections_are_closed_after_their_next_answer() {
     let mut stream = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
     let body = valid_review();
     let exchange = |stream: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>| {
-        let head = format!(
-            "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
+        let head = validate_head(body.len());
         stream.write_all(head.as_bytes()).expect("write");
         stream.write_all(&body).expect("write");
         stream.flush().expect("flush");
@@ -348,6 +342,13 @@ fn after_sigterm_keep_alive_connections_are_closed_after_their_next_answer() {
     // New connections during the delay get the same treatment.
     let mut fresh = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS during the delay");
     assert!(exchange(&mut fresh).contains("connection: close"));
+}
+
+/// The head of an HTTP/1.1 POST /validate of `len` bytes.
+fn validate_head(len: usize) -> String {
+    format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+    )
 }
 
 fn wait_exit(server: &mut Server, limit: Duration) -> Option<i32> {
@@ -399,10 +400,7 @@ fn keep_alive_connections_idle_for_the_idle_timeout_and_slow_headers_are_cut_at_
     );
     let mut stream = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
     let body = valid_review();
-    let head = format!(
-        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = validate_head(body.len());
     let mut response = vec![0u8; 4096];
     for round in 0..2 {
         stream.write_all(head.as_bytes()).expect("write");
