@@ -492,6 +492,27 @@ fn a_ca_rotation_by_the_documented_procedure_fails_no_write() {
     .assert_survived();
 }
 
+/// What docs/deploy.md warns against, measured: the new CA alone in the caBundle and its
+/// certificate in the Secret at once (what `FORCE_CA=1 make certs && kubectl apply -k` does). The
+/// API server trusts only the new CA at once, the pods serve the old certificate until the kubelet
+/// updates their volume: writes fail (failurePolicy Fail) and pods fail open meanwhile.
+#[test]
+fn changing_the_ca_and_the_certificate_at_once_fails_writes_until_the_pods_catch_up() {
+    let outcome = under_load("CA and certificate changed at once", |f| {
+        let dir = f.dir.path();
+        let (new_pem, new_key) = new_ca(dir, "new-ca");
+        let new_ca = read(&new_pem);
+        let serial = issue(dir, "new-ca", &new_pem, &new_key);
+        set_ca_bundle(&new_ca);
+        replace_tls_secret(dir, "new-ca", &new_ca);
+        wait_until_served(&serial);
+    });
+    eprintln!("{}", outcome.report());
+    let failed_writes = outcome.during.iter().filter(|r| !r.pod && !r.ok).count();
+    let failed_open = outcome.during.iter().filter(|r| r.fail_open).count();
+    assert!(failed_writes > 0 && failed_open > 0, "{}", outcome.report());
+}
+
 /// One kubelet node per machine (hack/node/node.sh: a fixed cgroup name and state directory), so
 /// `kubectl drain` of the node holding one replica cannot be run: draining the only node would ask
 /// to evict both. What drain does per pod is an Eviction, which is tested here against the PDB:
