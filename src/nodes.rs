@@ -24,6 +24,10 @@ use crate::k8s::toleration::Taint;
 /// The most watcher events folded into one snapshot.
 const EVENTS_PER_SNAPSHOT: usize = 1024;
 
+/// The Nodes one list request asks for (bench/RESULTS.md: 2 MiB less at a start-up list of
+/// 5,000 than kube's 500).
+const LIST_PAGE: u32 = 100;
+
 /// A Node as the watch and `explain` read it: what the checks need, and the name and
 /// resourceVersion the watcher needs. serde skips the rest of each object (managedFields,
 /// images, nodeInfo, annotations...) without building it, where a typed `Node` would hold it all.
@@ -209,8 +213,10 @@ pub fn node_changes(client: kube::Client) -> impl Stream<Item = NodeSnapshot> + 
     let api: Api<SlimNode> = Api::all(client);
     let mut folded = Folded::default();
     // The events already arrived are folded together into one snapshot: a burst (a list, a
-    // scale-up of thousands of nodes) then makes one snapshot, not one per node.
-    let events = watcher::watcher(api, watcher::Config::default()).default_backoff().ready_chunks(EVENTS_PER_SNAPSHOT);
+    // scale-up of thousands of nodes) then makes one snapshot, not one per node. List pages of
+    // LIST_PAGE nodes: the page's body and objects are what a (re)list holds at its peak.
+    let config = watcher::Config::default().page_size(LIST_PAGE);
+    let events = watcher::watcher(api, config).default_backoff().ready_chunks(EVENTS_PER_SNAPSHOT);
     events.filter_map(move |events| std::future::ready(folded.fold(events)))
 }
 

@@ -62,7 +62,7 @@ pub const ALLOCATABLE: [&str; 3] = ["cpu", "ephemeral-storage", "memory"];
 
 /// `status.allocatable` of each of [`ALLOCATABLE`] (absent: none to give).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Allocatable(pub [Option<Quantity>; 3]);
+pub struct Allocatable([Option<Quantity>; 3]);
 
 impl Allocatable {
     /// Each resource's quantity, read by name from `status.allocatable` (`of("cpu")`).
