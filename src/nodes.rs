@@ -61,6 +61,7 @@ struct Status {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 struct Condition {
     #[serde(rename = "type")]
     kind: String,
