@@ -31,30 +31,28 @@ const LIST_PAGE: u32 = 100;
 /// A Node as the watch and `explain` read it: what the checks need, and the name and
 /// resourceVersion the watcher needs. serde skips the rest of each object (managedFields,
 /// images, nodeInfo, annotations...) without building it, where a typed `Node` would hold it all.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SlimNode {
     #[serde(default, deserialize_with = "slim_metadata")]
     metadata: ObjectMeta,
-    #[serde(default)]
     spec: Option<Spec>,
-    #[serde(default)]
     status: Option<Status>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Spec {
     taints: Option<Vec<WireTaint>>,
     unschedulable: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct WireTaint {
     key: Option<String>,
     value: Option<String>,
     effect: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Status {
     allocatable: Option<BTreeMap<String, String>>,
     conditions: Option<Vec<Condition>>,
