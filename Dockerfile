@@ -34,6 +34,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && install -D -m 0755 target/release/node-agent-webhook /out/node-agent-webhook
 
 # ---- runtime ----------------------------------------------------------------------------------
+# `make image` builds this stage without Docker: hack/image/oci.py reads its instructions (and
+# refuses one it does not reproduce), and tests/image.rs compares the result with them.
 # Pin by digest for production builds: gcr.io/distroless/cc-debian12:nonroot@sha256:...
 FROM gcr.io/distroless/cc-debian12:nonroot
 

@@ -16,7 +16,7 @@ use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 use serde::{Deserialize, Deserializer};
 
-use crate::cluster::{NodeAgentDaemonSet, Relisted, NODE_AGENT};
+use crate::cluster::{reclaim_policy, NodeAgentDaemonSet, Relisted, NODE_AGENT};
 use crate::config::placement::{Allocatable, ClusterView, DaemonSetPlacement, NodeFacts, NodeSnapshot};
 use crate::config::version::VeleroVersion;
 use crate::k8s::toleration::Taint;
@@ -291,10 +291,7 @@ pub async fn read_cluster(client: kube::Client, namespace: &str) -> Result<Clust
         .await?
         .items
         .into_iter()
-        .map(|class| {
-            let policy = class.reclaim_policy.clone().unwrap_or_else(|| "Delete".to_string());
-            (class.name_any(), policy)
-        })
+        .map(|class| (class.name_any(), reclaim_policy(&class)))
         .collect();
     Ok(ClusterRead { nodes, node_agent, node_agent_version, reclaim_policies })
 }

@@ -11,12 +11,15 @@
 //! manifests encode (failure policies, narrowing, RBAC, security context, namespaces) and the
 //! required fields of the custom resources that no published schema covers.
 
+mod support;
+
 use base64::Engine as _;
 use saphyr::{LoadableYamlNode, YamlOwned};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
+use support::run;
 
 const CERT_MANAGER: &str = "cert-manager";
 const SELF_SIGNED: &str = "self-signed";
@@ -42,19 +45,6 @@ fn repo() -> PathBuf {
 
 fn kubectl() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Copies a directory tree, leaving out generated keys and certificates (`*.key`, `*.pem`).

@@ -213,6 +213,20 @@ pub fn configmap_review(operation: &str, object: Option<&Value>, old_object: Opt
     })
 }
 
+/// Runs a command to its end and returns its output; panics with both streams if it failed.
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Reads a file of the repository (`testdata/...`, `examples/...`), by its path from the root.
 pub fn repo_file(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
