@@ -12,8 +12,12 @@ N=${BENCH_NODES:-5000}
 export E2E_DIR=${E2E_DIR:-$root/_out/e2e-nodes}
 log() { echo "bench-nodes: $(date -u +%H:%M:%S) $*" >&2; }
 
-nice -n 10 cargo build --locked --release --bin node-agent-webhook >&2
-bin=${CARGO_TARGET_DIR:-$root/target}/release/node-agent-webhook
+# BENCH_BIN: a server binary built before (to compare builds); else this tree's release build.
+bin=${BENCH_BIN:-}
+if [ -z "$bin" ]; then
+  nice -n 10 cargo build --locked --release --bin node-agent-webhook >&2
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/node-agent-webhook
+fi
 hack/controlplane/cluster.sh up
 trap 'hack/controlplane/cluster.sh down' EXIT
 eval "$(hack/controlplane/cluster.sh env)"
