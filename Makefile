@@ -76,7 +76,7 @@ bench-e2e: ## Pod creation, ConfigMap writes and dry-run creates through the rea
 	bench/e2e/run.sh
 
 .PHONY: bench-growth
-bench-growth: ## What grows with the cluster: RSS, watch CPU and /mutate p99 at 100 nodes, 2,000 StorageClasses and PriorityClasses, a 500-pod burst, 5,000 nodes (~5 min; see bench/RESULTS.md)
+bench-growth: ## What grows with the cluster: RSS, watch CPU and /mutate p99 at 100 nodes, 2,000 StorageClasses and PriorityClasses, a 500-pod burst, 5,000 nodes (~2 min; see bench/RESULTS.md)
 	bench/growth.sh
 
 fuzz: ## cargo-fuzz every target for FUZZ_SECONDS (default 60) each

@@ -151,11 +151,11 @@ def burst_rows(out, step):
     return rows
 
 
-def step_row(s, previous_rss):
+def step_row(s, previous_rss, versus=""):
     added = s.get("added", 0)
     delta = s["rss_kib"] - previous_rss if previous_rss is not None else None
     cells = [s["step"], f"{added:,}" if added else "", f"{s['total']:,}" if "total" in s else "", f"{s['rss_kib']:,} KiB",
-             "" if delta is None else f"{delta:+,} KiB",
+             "" if delta is None else f"{delta:+,} KiB{versus}",
              f"{delta / added:.2f} KiB" if delta is not None and added else "", f"{s['hwm_kib']:,} KiB"]
     if "create_s" in s:
         cells += [f"{s['create_s']:.2f} s", f"{s['lag_s'] * 1000:.0f} ms ({s['polls']} polls)",
@@ -191,7 +191,9 @@ def report(out):
               "Seen after kubectl returned | Server CPU | CPU per object |", "|" + "---|" * 11]
     previous = None
     for s in steps:
-        lines.append(step_row(s, previous))
+        # A restarted server is compared with the one that started into the bare cluster.
+        restart = s["step"] == "restart"
+        lines.append(step_row(s, steps[0]["rss_kib"] if restart else previous, " (vs start)" if restart else ""))
         previous = s["rss_kib"]
     for s in steps:
         if "load" in s:

@@ -11,18 +11,21 @@
 #                GROWTH_CLIENTS (16) concurrent clients through the API server (bench/e2e's load
 #                client), deleted as they come; our /mutate histogram and the API server's
 #                admission webhook histogram scraped before and after
-#   nodes-big    Nodes up to GROWTH_BIG_NODES (5000; 0 skips it and burst-2)
+#   nodes-big-1, nodes-big-2   Nodes up to GROWTH_BIG_NODES (5000; 0 skips them and burst-2), in
+#                two halves
 #   burst-2      the burst again, with the big cluster
+#   restart      the server restarted: everything listed at start-up
 # Each step creates its objects with one `kubectl create -f` of a generated list
 # (bench/objects.py) and waits until the server has seen the last of them: the node gauge for
 # Nodes, the validating check itself for classes (bench/growth.py: its "does not exist" warning
-# goes away). "Seen after" is from kubectl's return to then, at 50 ms polls; "Server CPU" is the
-# server's user+system time (/proc/PID/stat) from just before kubectl to then: the watch events'
-# folding, plus the polls (one fresh check each, about 0.1 ms).
+# goes away), polled every 50 ms from before the create. "Seen after" is from kubectl's return to
+# then (negative: seen before kubectl had exited); "Server CPU" is the server's user+system time
+# (/proc/PID/stat) from just before kubectl to then: the watch events' folding, plus the polls
+# (for classes one fresh check each, about 0.1 ms).
 #
 # Run it alone: it starts a control plane and binds 127.0.0.1:443 (as make e2e and bench-e2e do).
 # Knobs: GROWTH_NODES, GROWTH_CLASSES (2000), GROWTH_PODS, GROWTH_CLIENTS, GROWTH_BIG_NODES,
-# BENCH_NICE (5), BENCH_PORT_WAIT (120), BENCH_NO_BUILD=1, E2E_KEEP=1. About 4 minutes with the
+# BENCH_NICE (5), BENCH_PORT_WAIT (120), BENCH_NO_BUILD=1, E2E_KEEP=1. About 2 minutes with the
 # builds warm. Output: bench/out/growth-<time>/ (report.md, steps.jsonl, raw/), linked from
 # bench/out/latest-growth.
 set -euo pipefail
@@ -110,7 +113,7 @@ record() {
 # grow STEP KIND COUNT: COUNT more objects of KIND (nodes, storageclasses, priorityclasses) in one
 # kubectl create; waits until the server has seen the last of them.
 grow() {
-  local step=$1 kind=$2 count=$3 first total last cpu0 t0 t1 seen
+  local step=$1 kind=$2 count=$3 first total last target poller cpu0 t0 t1 seen
   [ "$count" -gt 0 ] || return 0
   first=$(kubectl get "$kind" -o name | grep -c "/bench-" || true)
   total=$(($(count_of "$kind") + count))
@@ -119,14 +122,16 @@ grow() {
   if [ "$kind" != nodes ]; then
     python3 bench/growth.py missing "$kind" "$last" || die "the check does not warn of the missing $last: it would prove nothing"
   fi
+  # The poller runs from before the create, so that its start-up is not counted as lag.
+  if [ "$kind" = nodes ]; then target=$total; else target=$last; fi
+  python3 bench/growth.py seen "$kind" "$target" >"$out/raw/$step-seen.json" &
+  poller=$!
+  sleep 0.5
   cpu0=$(cpu_ms) t0=$(now)
   kubectl create -f "$out/raw/$step.json" >/dev/null
   t1=$(now)
-  if [ "$kind" = nodes ]; then
-    seen=$(python3 bench/growth.py seen nodes "$total")
-  else
-    seen=$(python3 bench/growth.py seen "$kind" "$last")
-  fi
+  wait "$poller" || die "$step: the server did not see $target"
+  seen=$(cat "$out/raw/$step-seen.json")
   record "$step" "$(jq -c --argjson added "$count" --argjson total "$total" --argjson t0 "$t0" --argjson t1 "$t1" \
     --argjson cpu "$(($(cpu_ms) - cpu0))" \
     '{added: $added, total: $total, create_s: ($t1 - $t0), lag_s: (.seen_at - $t1), polls, cpu_ms: $cpu}' <<<"$seen")"
@@ -160,9 +165,18 @@ grow pc-1 priorityclasses $((GROWTH_CLASSES / 2))
 grow pc-2 priorityclasses $((GROWTH_CLASSES - GROWTH_CLASSES / 2))
 burst burst-1
 if [ "$GROWTH_BIG_NODES" -gt 0 ]; then
-  grow nodes-big nodes $((GROWTH_BIG_NODES - $(count_of nodes)))
+  # In two halves, as the classes: does the cost per node grow with the nodes already known?
+  half=$(((GROWTH_BIG_NODES - $(count_of nodes)) / 2))
+  grow nodes-big-1 nodes "$half"
+  grow nodes-big-2 nodes $((GROWTH_BIG_NODES - $(count_of nodes)))
   burst burst-2
 fi
+# A server that starts into the cluster as it now is (lists everything at start-up), as a
+# rollout or a rescheduled pod would.
+stop_server
+start_ours
+python3 bench/growth.py seen nodes "$(count_of nodes)" >/dev/null
+record restart "$(jq -nc --argjson total "$(count_of nodes)" '{total: $total}')"
 
 echo "run time: $(($(date +%s) - start_s)) s" >>"$out/machine.txt"
 python3 bench/growth.py report "$out" >"$out/report.md"
