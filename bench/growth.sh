@@ -37,11 +37,7 @@ GROWTH_CLASSES=${GROWTH_CLASSES:-2000}
 GROWTH_PODS=${GROWTH_PODS:-500}
 GROWTH_CLIENTS=${GROWTH_CLIENTS:-16}
 GROWTH_BIG_NODES=${GROWTH_BIG_NODES:-5000}
-BENCH_NICE=${BENCH_NICE:-5}
-BENCH_PORT_WAIT=${BENCH_PORT_WAIT:-120}
 export E2E_DIR=${E2E_DIR:-$root/_out/e2e-growth}
-WEBHOOK_PORT=443
-client_target=$root/_out/e2e-bench-build/target
 
 die() { echo "bench-growth: $*" >&2; exit 1; }
 log() { echo "bench-growth: $(date -u +%H:%M:%S) $*" >&2; }
@@ -63,24 +59,13 @@ fi
 cp target/release/node-agent-webhook "$client_target/release/e2e-load" "$out/bin/"
 server_bin=$out/bin/node-agent-webhook load_bin=$out/bin/e2e-load
 
-require_port_free
-hack/controlplane/build.sh >/dev/null
-hack/controlplane/cluster.sh up
+control_plane_up
 cleanup() {
   stop_server
   if [ "${E2E_KEEP:-0}" != 1 ]; then hack/controlplane/cluster.sh down; fi
 }
 trap cleanup EXIT
-eval "$(hack/controlplane/cluster.sh env)"
-hack/e2e/install.sh >"$out/install.log" 2>&1 || { cat "$out/install.log" >&2; die "install failed"; }
-
-bench=$E2E_DIR/bench
-mkdir -p "$bench" "$E2E_DIR/serving"
-cp certs/ca.pem certs/serving.pem certs/serving.key "$E2E_DIR/serving/"
-webhook_kubeconfig=$(sa_kubeconfig node-agent-webhook)
-export NODE_AGENT_KUBECONFIG ADMIN_KUBECONFIG=$KUBECONFIG FIXTURE=$root/testdata/pods/v1.18/pod-dataupload.json
-NODE_AGENT_KUBECONFIG=$(sa_kubeconfig velero node-agent-e2e01)
-export RUN_ID=g$(date +%s | tail -c 6) BENCH_CLK_TCK=$(getconf CLK_TCK)
+install_webhook "$out" g
 metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export WEBHOOK_URL=https://127.0.0.1:$WEBHOOK_PORT WEBHOOK_CA=$E2E_DIR/serving/ca.pem
 export METRICS_URL=http://127.0.0.1:$metrics_port/metrics

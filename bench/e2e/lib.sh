@@ -1,9 +1,40 @@
-# Shared by bench/e2e/run.sh and bench/growth.sh: the webhook port, ServiceAccount kubeconfigs,
-# and our release server started as in a cluster behind the real API server. Source it; it
-# defines functions only. They read the caller's WEBHOOK_PORT, BENCH_PORT_WAIT, E2E_DIR, KUBECONFIG,
-# bench (a directory for kubeconfigs), server_bin, webhook_kubeconfig, metrics_port and
-# BENCH_NICE, call its log and die, and set server_pid and server_kind.
+# Shared by bench/e2e/run.sh and bench/growth.sh: a control plane of their own with
+# node-agent-webhook installed, ServiceAccount kubeconfigs, and our release server started as in a
+# cluster behind the real API server. Source it from the repository's root with E2E_DIR set; it
+# sets the knobs below and defines functions, which read the caller's server_bin and
+# metrics_port, call its log and die, and set server_pid and server_kind.
 # shellcheck shell=bash
+
+BENCH_NICE=${BENCH_NICE:-5}
+BENCH_PORT_WAIT=${BENCH_PORT_WAIT:-120}
+WEBHOOK_PORT=443
+# The load client's own target dir (bench/e2e is a crate of its own).
+client_target=$PWD/_out/e2e-bench-build/target
+
+# control_plane_up: the control plane of E2E_DIR, once 127.0.0.1:443 is free. The caller sets
+# its trap (hack/controlplane/cluster.sh down) next.
+control_plane_up() {
+  require_port_free
+  hack/controlplane/build.sh >/dev/null
+  hack/controlplane/cluster.sh up
+}
+
+# install_webhook OUT RUN_PREFIX: KUBECONFIG for the control plane, node-agent-webhook installed
+# (hack/e2e/install.sh, its log in OUT), the serving certificate in E2E_DIR/serving, and the
+# kubeconfigs of our server (webhook_kubeconfig) and of node-agent (NODE_AGENT_KUBECONFIG, a
+# token bound to its pod) in bench=E2E_DIR/bench; exports what bench/e2e's load client reads.
+install_webhook() {
+  eval "$(hack/controlplane/cluster.sh env)"
+  hack/e2e/install.sh >"$1/install.log" 2>&1 || { cat "$1/install.log" >&2; die "install failed"; }
+  bench=$E2E_DIR/bench
+  mkdir -p "$bench" "$E2E_DIR/serving"
+  cp certs/ca.pem certs/serving.pem certs/serving.key "$E2E_DIR/serving/"
+  webhook_kubeconfig=$(sa_kubeconfig node-agent-webhook)
+  NODE_AGENT_KUBECONFIG=$(sa_kubeconfig velero node-agent-e2e01)
+  export NODE_AGENT_KUBECONFIG ADMIN_KUBECONFIG=$KUBECONFIG FIXTURE=$PWD/testdata/pods/v1.18/pod-dataupload.json
+  RUN_ID=$2$(date +%s | tail -c 6) BENCH_CLK_TCK=$(getconf CLK_TCK)
+  export RUN_ID BENCH_CLK_TCK
+}
 
 # 127.0.0.1:443 is where the API server dials the webhook (the ExternalName Service of
 # hack/e2e/overlay). Other e2e runs on this machine use it too: never measure through a server

@@ -46,13 +46,9 @@ BENCH_MIX_CONCS=${BENCH_MIX_CONCS:-"16"}
 BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps configmap-creates mix pods-nopc pods-settled"}
 BENCH_NOPC_CONCS=${BENCH_NOPC_CONCS:-"1 16"}
 BENCH_SETTLED_CONCS=${BENCH_SETTLED_CONCS:-"1 16"}
-BENCH_NICE=${BENCH_NICE:-5}
 BENCH_PPROF_SECONDS=${BENCH_PPROF_SECONDS:-20}
 BENCH_FRESH_APISERVER=${BENCH_FRESH_APISERVER:-1}
-BENCH_PORT_WAIT=${BENCH_PORT_WAIT:-120}
 export E2E_DIR=${E2E_DIR:-$root/_out/e2e-bench}
-WEBHOOK_PORT=443
-client_target=$root/_out/e2e-bench-build/target
 
 die() { echo "bench-e2e: $*" >&2; exit 1; }
 log() { echo "bench-e2e: $(date -u +%H:%M:%S) $*" >&2; }
@@ -82,9 +78,7 @@ cp "$server_bin" "$ceiling_bin" "$load_bin" "$out/bin/"
 server_bin=$out/bin/node-agent-webhook ceiling_bin=$out/bin/ceiling load_bin=$out/bin/e2e-load
 
 # --- control plane ------------------------------------------------------------------------
-require_port_free
-hack/controlplane/build.sh >/dev/null
-hack/controlplane/cluster.sh up
+control_plane_up
 cleanup() {
   stop_server
   # A run cut short still reports the blocks it measured.
@@ -95,22 +89,12 @@ cleanup() {
   if [ "${E2E_KEEP:-0}" != 1 ]; then hack/controlplane/cluster.sh down; fi
 }
 trap cleanup EXIT
-eval "$(hack/controlplane/cluster.sh env)"
-hack/e2e/install.sh >"$out/install.log" 2>&1 || { cat "$out/install.log" >&2; die "install failed"; }
-
-bench=$E2E_DIR/bench
-mkdir -p "$bench" "$E2E_DIR/serving"
-cp certs/ca.pem certs/serving.pem certs/serving.key "$E2E_DIR/serving/"
+install_webhook "$out" b
 for kind in mutating validating; do
   kubectl get "${kind}webhookconfiguration" node-agent-webhook.velero -o json |
     jq 'del(.metadata.resourceVersion, .metadata.uid, .metadata.creationTimestamp, .metadata.generation, .metadata.managedFields)' \
       >"$bench/$kind.json"
 done
-
-webhook_kubeconfig=$(sa_kubeconfig node-agent-webhook)
-export NODE_AGENT_KUBECONFIG ADMIN_KUBECONFIG=$KUBECONFIG FIXTURE=$root/testdata/pods/v1.18/pod-dataupload.json
-NODE_AGENT_KUBECONFIG=$(sa_kubeconfig velero node-agent-e2e01)
-export RUN_ID=b$(date +%s | tail -c 6) BENCH_CLK_TCK=$(getconf CLK_TCK)
 
 # --- the servers --------------------------------------------------------------------------
 server_pid=
