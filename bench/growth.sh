@@ -25,7 +25,8 @@
 #
 # Run it alone: it starts a control plane and binds 127.0.0.1:443 (as make e2e and bench-e2e do).
 # Knobs: GROWTH_NODES, GROWTH_CLASSES (2000), GROWTH_PODS, GROWTH_CLIENTS, GROWTH_BIG_NODES,
-# BENCH_NICE (5), BENCH_PORT_WAIT (120), BENCH_NO_BUILD=1, E2E_KEEP=1. About 2 minutes with the
+# BENCH_NICE (5), BENCH_PORT_WAIT (120), BENCH_NO_BUILD=1, BENCH_BIN (a server built before),
+# E2E_KEEP=1. About 2 minutes with the
 # builds warm. Output: bench/out/growth-<time>/ (report.md, steps.jsonl, raw/), linked from
 # bench/out/latest-growth.
 set -euo pipefail
@@ -55,8 +56,9 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   nice -n 10 cargo build --release --locked --bin node-agent-webhook >&2
   (cd bench/e2e && CARGO_TARGET_DIR=$client_target nice -n 10 cargo build --release --locked >&2)
 fi
-# Copies: target/ may be rebuilt during the run.
-cp target/release/node-agent-webhook "$client_target/release/e2e-load" "$out/bin/"
+# Copies: target/ may be rebuilt during the run. BENCH_BIN: a server built before, to compare builds.
+cp "${BENCH_BIN:-target/release/node-agent-webhook}" "$out/bin/node-agent-webhook"
+cp "$client_target/release/e2e-load" "$out/bin/"
 server_bin=$out/bin/node-agent-webhook load_bin=$out/bin/e2e-load
 
 control_plane_up
@@ -78,7 +80,7 @@ start_ours
 export BENCH_CPU_PIDS="kube-apiserver=$(cat "$E2E_DIR/kube-apiserver.pid") etcd=$(cat "$E2E_DIR/etcd.pid") webhook=$server_pid"
 
 {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.lock || echo ' (+ uncommitted changes in src or Cargo.lock)')"
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); server: ${BENCH_BIN:-commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.lock || echo ' (+ uncommitted changes in src or Cargo.lock)')}"
   echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') x $(nproc), shared with other work (load average at the start: $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "kube-apiserver $(kubectl version -o json | jq -r .serverVersion.gitVersion); knobs: GROWTH_NODES=$GROWTH_NODES GROWTH_CLASSES=$GROWTH_CLASSES GROWTH_PODS=$GROWTH_PODS GROWTH_CLIENTS=$GROWTH_CLIENTS GROWTH_BIG_NODES=$GROWTH_BIG_NODES BENCH_NICE=$BENCH_NICE"
 } >"$out/machine.txt"
