@@ -26,9 +26,8 @@
 # Run it alone: it starts a control plane and binds 127.0.0.1:443 (as make e2e and bench-e2e do).
 # Knobs: GROWTH_NODES, GROWTH_CLASSES (2000), GROWTH_PODS, GROWTH_CLIENTS, GROWTH_BIG_NODES,
 # BENCH_NICE (5), BENCH_PORT_WAIT (120), BENCH_NO_BUILD=1, BENCH_BIN (a server built before),
-# E2E_KEEP=1. About 2 minutes with the
-# builds warm. Output: bench/out/growth-<time>/ (report.md, steps.jsonl, raw/), linked from
-# bench/out/latest-growth.
+# E2E_KEEP=1. About 90 s with the builds warm. Output: bench/out/growth-<time>/ (report.md,
+# steps.jsonl, raw/), linked from bench/out/latest-growth.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
