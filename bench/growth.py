@@ -153,15 +153,16 @@ def burst_rows(out, step):
 
 def step_row(s, previous_rss, versus=""):
     added = s.get("added", 0)
+    # Objects the step's kubectl wrote: created, or (touch steps) changed.
+    objects = added or s.get("touched", 0)
     delta = s["rss_kib"] - previous_rss if previous_rss is not None else None
     cells = [s["step"], f"{added:,}" if added else "", f"{s['total']:,}" if "total" in s else "", f"{s['rss_kib']:,} KiB",
              "" if delta is None else f"{delta:+,} KiB{versus}",
-             f"{delta / added:.2f} KiB" if delta is not None and added else "", f"{s['hwm_kib']:,} KiB"]
-    if "create_s" in s:
-        cells += [f"{s['create_s']:.2f} s", f"{s['lag_s'] * 1000:.0f} ms ({s['polls']} polls)",
-                  f"{s['cpu_ms']} ms", f"{s['cpu_ms'] * 1000 / added:.0f} µs"]
-    else:
-        cells += ["", "", f"{s['cpu_ms']} ms" if "cpu_ms" in s else "", ""]
+             f"{delta / added:.2f} KiB" if delta is not None and added else "", f"{s['hwm_kib']:,} KiB",
+             f"{s['kubectl_s']:.2f} s" if "kubectl_s" in s else "",
+             f"{s['lag_s'] * 1000:.0f} ms ({s['polls']} polls)" if "lag_s" in s else "",
+             f"{s['cpu_ms']} ms" if "cpu_ms" in s else "",
+             f"{s['cpu_ms'] * 1000 / objects:.0f} µs" if objects else ""]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -187,7 +188,7 @@ def report(out):
         steps = [json.loads(line) for line in f if line.strip()]
     with open(os.path.join(out, "machine.txt")) as f:
         lines = [f.read().rstrip(), ""]
-    lines += ["| Step | Added | In the cluster | VmRSS after | ΔRSS | ΔRSS per object | VmHWM | kubectl create | "
+    lines += ["| Step | Added | In the cluster | VmRSS after | ΔRSS | ΔRSS per object | VmHWM | kubectl | "
               "Seen after kubectl returned | Server CPU | CPU per object |", "|" + "---|" * 11]
     previous = None
     for s in steps:

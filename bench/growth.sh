@@ -13,6 +13,8 @@
 #                admission webhook histogram scraped before and after
 #   nodes-big-1, nodes-big-2   Nodes up to GROWTH_BIG_NODES (5000; 0 skips them and burst-2), in
 #                two halves
+#   nodes-touch  an annotation on every Node (nothing the checks keep changes, as a kubelet's
+#                status update): the server's CPU per such event
 #   burst-2      the burst again, with the big cluster
 #   restart      the server restarted: everything listed at start-up
 # Each step creates its objects with one `kubectl create -f` of a generated list
@@ -26,7 +28,7 @@
 # Run it alone: it starts a control plane and binds 127.0.0.1:443 (as make e2e and bench-e2e do).
 # Knobs: GROWTH_NODES, GROWTH_CLASSES (2000), GROWTH_PODS, GROWTH_CLIENTS, GROWTH_BIG_NODES,
 # BENCH_NICE (5), BENCH_PORT_WAIT (120), BENCH_NO_BUILD=1, BENCH_BIN (a server built before),
-# E2E_KEEP=1. About 90 s with the builds warm. Output: bench/out/growth-<time>/ (report.md,
+# E2E_KEEP=1. About 2 minutes with the builds warm. Output: bench/out/growth-<time>/ (report.md,
 # steps.jsonl, raw/), linked from bench/out/latest-growth.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -120,7 +122,22 @@ grow() {
   seen=$(cat "$out/raw/$step-seen.json")
   record "$step" "$(jq -c --argjson added "$count" --argjson total "$total" --argjson t0 "$t0" --argjson t1 "$t1" \
     --argjson cpu "$(($(cpu_ms) - cpu0))" \
-    '{added: $added, total: $total, create_s: ($t1 - $t0), lag_s: (.seen_at - $t1), polls, cpu_ms: $cpu}' <<<"$seen")"
+    '{added: $added, total: $total, kubectl_s: ($t1 - $t0), lag_s: (.seen_at - $t1), polls, cpu_ms: $cpu}' <<<"$seen")"
+}
+
+# touch STEP: an annotation on every Node, which changes nothing the checks keep (as a kubelet's
+# status update): what a Node event costs the server when it makes no new snapshot. Done when the
+# server's CPU time stops moving after kubectl returns.
+touch_nodes() {
+  local step=$1 total cpu0 t0 t1 cpu last=-1
+  total=$(count_of nodes)
+  cpu0=$(cpu_ms) t0=$(now)
+  kubectl annotate nodes --all --overwrite "bench.node-agent-webhook.io/touched=$step" >/dev/null
+  t1=$(now)
+  until [ "$(cpu_ms)" = "$last" ]; do last=$(cpu_ms); sleep 1; done
+  cpu=$((last - cpu0))
+  record "$step" "$(jq -nc --argjson total "$total" --argjson t0 "$t0" --argjson t1 "$t1" --argjson cpu "$cpu" \
+    '{touched: $total, total: $total, kubectl_s: ($t1 - $t0), cpu_ms: $cpu}')"
 }
 
 # burst STEP: GROWTH_PODS data-mover pods by GROWTH_CLIENTS clients; both histograms around it.
@@ -155,6 +172,7 @@ if [ "$GROWTH_BIG_NODES" -gt 0 ]; then
   half=$(((GROWTH_BIG_NODES - $(count_of nodes)) / 2))
   grow nodes-big-1 nodes "$half"
   grow nodes-big-2 nodes $((GROWTH_BIG_NODES - $(count_of nodes)))
+  touch_nodes nodes-touch
   burst burst-2
 fi
 # A server that starts into the cluster as it now is (lists everything at start-up), as a
