@@ -129,12 +129,16 @@ grow() {
 # status update): what a Node event costs the server when it makes no new snapshot. Done when the
 # server's CPU time stops moving after kubectl returns.
 touch_nodes() {
-  local step=$1 total cpu0 t0 t1 cpu last=-1
+  local step=$1 total cpu0 t0 t1 cpu last=-1 deadline=$((SECONDS + 120))
   total=$(count_of nodes)
   cpu0=$(cpu_ms) t0=$(now)
   kubectl annotate nodes --all --overwrite "bench.node-agent-webhook.io/touched=$step" >/dev/null
   t1=$(now)
-  until [ "$(cpu_ms)" = "$last" ]; do last=$(cpu_ms); sleep 1; done
+  until [ "$(cpu_ms)" = "$last" ]; do
+    [ $SECONDS -lt $deadline ] || die "$step: the server was still busy 120 s after kubectl returned"
+    last=$(cpu_ms)
+    sleep 1
+  done
   cpu=$((last - cpu0))
   record "$step" "$(jq -nc --argjson total "$total" --argjson t0 "$t0" --argjson t1 "$t1" --argjson cpu "$cpu" \
     '{touched: $total, total: $total, kubectl_s: ($t1 - $t0), cpu_ms: $cpu}')"
