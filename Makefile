@@ -78,6 +78,10 @@ bench: ## Throughput and latency against a minimal hyper+rustls ceiling (release
 bench-e2e: ## Pod creation, ConfigMap writes and dry-run creates through the real kube-apiserver: ours vs no webhook vs a no-op (~12 min; see bench/RESULTS.md)
 	bench/e2e/run.sh
 
+.PHONY: bench-growth
+bench-growth: ## What grows with the cluster: RSS, watch CPU and /mutate p99 at 100 nodes, 2,000 StorageClasses and PriorityClasses, a 500-pod burst, 5,000 nodes (~2 min; see bench/RESULTS.md)
+	bench/growth.sh
+
 fuzz: ## cargo-fuzz every target for FUZZ_SECONDS (default 60) each
 	fuzz/run.sh
 
