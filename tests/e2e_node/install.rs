@@ -171,13 +171,15 @@ fn the_installed_servers_apply_the_live_configmap_with_their_projected_tokens() 
     }
     let mut reviewed = Vec::new();
     for pid in &servers {
-        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        // The mount point as the kernel resolved it (an image may make /var/run a link to /run).
         let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
-        assert!(
-            mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(TOKEN_DIR)),
-            "no mount at {TOKEN_DIR} in server {pid}"
-        );
-        let token = std::fs::read_to_string(root.join(TOKEN_DIR.trim_start_matches('/')).join("token"))
+        let suffix = TOKEN_DIR.trim_start_matches("/var/run");
+        let mount_point = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .find(|m| m.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no mount at {TOKEN_DIR} in server {pid}"));
+        let token = std::fs::read_to_string(format!("/proc/{pid}/root{mount_point}/token"))
             .unwrap_or_else(|e| panic!("server {pid}'s token: {e}"));
         let review = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
             "spec": {"token": token.trim()}});
