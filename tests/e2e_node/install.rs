@@ -171,24 +171,8 @@ fn the_installed_servers_apply_the_live_configmap_with_their_projected_tokens() 
     }
     let mut reviewed = Vec::new();
     for pid in &servers {
-        // The mount point as the kernel resolved it (an image may make /var/run a link to /run).
-        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
-        let suffix = TOKEN_DIR.trim_start_matches("/var/run");
-        let mount_point = mountinfo
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .find(|m| m.ends_with(suffix))
-            .unwrap_or_else(|| panic!("no mount at {TOKEN_DIR} in server {pid}"));
-        let token = std::fs::read_to_string(format!("/proc/{pid}/root{mount_point}/token"))
-            .unwrap_or_else(|e| panic!("server {pid}'s token: {e}"));
-        let review = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-            "spec": {"token": token.trim()}});
-        let out = kubectl_with_stdin(&["create", "-o", "json", "-f", "-"], &review.to_string());
-        assert!(out.status.success(), "TokenReview: {}", String::from_utf8_lossy(&out.stderr));
-        let status: Value = serde_json::from_slice(&out.stdout).expect("TokenReview is JSON");
-        let user = &status["status"]["user"];
-        assert_eq!(status["status"]["authenticated"], true, "server {pid}'s token: {status:#}");
-        assert_eq!(user["username"], format!("system:serviceaccount:{NS}:{account}"), "{status:#}");
+        let user = token_review(*pid);
+        assert_eq!(user["username"], format!("system:serviceaccount:{NS}:{account}"), "server {pid}: {user:#}");
         reviewed
             .push(user["extra"]["authentication.kubernetes.io/pod-name"][0].as_str().unwrap_or_default().to_string());
     }
@@ -229,4 +213,135 @@ fn the_installed_servers_apply_the_live_configmap_with_their_projected_tokens() 
 
     drop(node);
     machine.assert_restored();
+}
+
+/// The Velero release whose node-agent runs on the node (hack/velero/build.sh's default).
+const VELERO_VERSION: &str = "v1.18.3";
+
+/// Velero's image for the node: the binary hack/velero/build.sh makes, assembled by
+/// hack/image/oci.py from hack/node/velero.Dockerfile as `make image` assembles ours; the archive.
+fn velero_image(work: &Path, image: &str) -> PathBuf {
+    let built = run(Command::new(repo_path("hack/velero/build.sh")).arg(VELERO_VERSION));
+    let velero = String::from_utf8_lossy(&built.stdout).lines().last().expect("velero's path").trim().to_string();
+    std::fs::create_dir_all(work).expect("mkdir");
+    let archive = work.join("velero.oci.tar");
+    run(Command::new("python3")
+        .arg(repo_path("hack/image/oci.py"))
+        .arg("--dockerfile")
+        .arg(repo_path("hack/node/velero.Dockerfile"))
+        .arg("--binary")
+        .arg(&velero)
+        .arg("--out")
+        .arg(&archive)
+        .args(["--name", image, "--source-date-epoch", "0"]));
+    archive
+}
+
+/// Item 5's first step: Velero's real node-agent (`velero node-agent server`) as the DaemonSet
+/// `velero install --use-node-agent` renders, from an image assembled here, runs on the node:
+/// its `/var/lib/kubelet/pods` volume (HostToContainer) mounted, its controllers started with the
+/// ServiceAccount token the kubelet projected into its pod, and no restart.
+#[test]
+fn velero_install_runs_node_agent_as_a_daemonset_pod_with_its_projected_token() {
+    let image = format!("naw.local/velero:{VELERO_VERSION}");
+    let machine = Machine::record();
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node-velero");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).expect("remove the last run's files");
+    }
+    let archive = velero_image(&work, &image);
+    let node = Node::up();
+    run(Command::new(repo_path("hack/node/node.sh")).arg("import").arg(&archive));
+
+    // Velero's CRDs, then what `velero install` renders but the server Deployment (not under test).
+    let crds = run(Command::new(repo_path("hack/velero/build.sh")).args(["crds", VELERO_VERSION]));
+    for dir in String::from_utf8_lossy(&crds.stdout).split_whitespace() {
+        in_node(&["kubectl", "apply", "--server-side", "-f", dir]);
+    }
+    std::fs::write(work.join("credentials"), "[default]\naws_access_key_id = e2e\naws_secret_access_key = e2e\n")
+        .expect("credentials");
+    let rendered = Command::new(repo_path("hack/node/node.sh"))
+        .arg("exec")
+        .arg(repo_path(&format!("_out/velero/{VELERO_VERSION}/bin/velero")))
+        .args(["install", "--dry-run", "-o", "json", "--use-node-agent", "--use-volume-snapshots=false"])
+        .args(["--no-default-backup-location", "--namespace", NS, "--image", &image, "--secret-file"])
+        .arg(work.join("credentials"))
+        // A user's ~/.config/velero/config.json must not change the namespace or features.
+        .env("HOME", &work)
+        .output()
+        .expect("velero install");
+    assert!(rendered.status.success(), "velero install: {}", String::from_utf8_lossy(&rendered.stderr));
+    let mut install: Value = serde_json::from_slice(&rendered.stdout).expect("velero install -o json");
+    let items = install["items"].as_array_mut().expect("items");
+    items.retain(|o| o["kind"] != "CustomResourceDefinition" && o["kind"] != "Deployment");
+    let daemonset = items.iter().find(|o| o["kind"] == "DaemonSet").expect("the DaemonSet").clone();
+    apply(&install.to_string());
+
+    let name = daemonset["metadata"]["name"].as_str().expect("DaemonSet name");
+    in_node(&["kubectl", "-n", NS, "rollout", "status", &format!("daemonset/{name}"), "--timeout=120s"]);
+
+    // node-agent starts its controllers (it reads the API server with the token) and keeps running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = loop {
+        let log = in_node(&["kubectl", "-n", NS, "logs", &format!("daemonset/{name}")]);
+        if log.lines().any(|l| l.contains("Starting workers") && l.contains("controller=datadownload"))
+            || Instant::now() > deadline
+        {
+            break log;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(
+        log.lines().any(|l| l.contains("Starting workers") && l.contains("controller=datadownload")),
+        "node-agent did not start its DataDownload controller: {log}"
+    );
+    let pods = kubectl_json(&["-n", NS, "get", "pods", "-l", &crate::selector(&daemonset)]);
+    let pods = pods["items"].as_array().expect("items");
+    assert_eq!(pods.len(), 1, "one node-agent pod on the one node: {pods:#?}");
+    let pod = &pods[0];
+    let pod_name = pod["metadata"]["name"].as_str().expect("pod name");
+    assert_eq!(pod["spec"]["nodeName"], crate::NODE_NAME);
+    assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "{pod:#}");
+    let account = daemonset["spec"]["template"]["spec"]["serviceAccountName"].as_str().expect("serviceAccountName");
+
+    // Its process on the node: the token at the mount the kubelet made is node-agent's
+    // ServiceAccount's, bound to this pod.
+    let agents: Vec<u32> = crate::pod_processes()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).split('\0').take(3).eq(["/velero", "node-agent", "server"]))
+        })
+        .collect();
+    assert_eq!(agents.len(), 1, "node-agent's process: {agents:?}");
+    let user = token_review(agents[0]);
+    assert_eq!(user["username"], format!("system:serviceaccount:{NS}:{account}"), "{user:#}");
+    assert_eq!(user["extra"]["authentication.kubernetes.io/pod-name"][0], pod_name, "{user:#}");
+
+    drop(node);
+    machine.assert_restored();
+}
+
+/// The user the API server authenticates (TokenReview) for the ServiceAccount token process `pid`
+/// has at `TOKEN_DIR`, read through `/proc/PID/root` at the mount point its mountinfo shows (as the
+/// kernel resolved it: an image may make /var/run a link to /run). Asserts it is authenticated.
+#[track_caller]
+fn token_review(pid: u32) -> Value {
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let suffix = TOKEN_DIR.trim_start_matches("/var/run");
+    let mount_point = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .find(|m| m.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no mount at {TOKEN_DIR} in process {pid}"));
+    let token = std::fs::read_to_string(format!("/proc/{pid}/root{mount_point}/token"))
+        .unwrap_or_else(|e| panic!("process {pid}'s token: {e}"));
+    let review = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "spec": {"token": token.trim()}});
+    let out = kubectl_with_stdin(&["create", "-o", "json", "-f", "-"], &review.to_string());
+    assert!(out.status.success(), "TokenReview: {}", String::from_utf8_lossy(&out.stderr));
+    let review: Value = serde_json::from_slice(&out.stdout).expect("TokenReview is JSON");
+    assert_eq!(review["status"]["authenticated"], true, "process {pid}'s token: {review:#}");
+    review["status"]["user"].clone()
 }

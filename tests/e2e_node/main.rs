@@ -589,14 +589,7 @@ fn assert_rolled_out(namespace: &str, name: &str, image: &str) -> (Value, Vec<Va
     in_node(&["kubectl", "-n", namespace, "rollout", "status", &format!("deployment/{name}"), "--timeout=120s"]);
     let deployment = kubectl_json(&["-n", namespace, "get", "deployment", name]);
     let replicas = deployment["spec"]["replicas"].as_u64().expect("replicas");
-    let selector = deployment["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .expect("matchLabels")
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let pods = kubectl_json(&["-n", namespace, "get", "pods", "-l", &selector]);
+    let pods = kubectl_json(&["-n", namespace, "get", "pods", "-l", &selector(&deployment)]);
     let pods = pods["items"].as_array().expect("items").clone();
     assert_eq!(pods.len() as u64, replicas, "{pods:#?}");
     for pod in &pods {
@@ -605,6 +598,17 @@ fn assert_rolled_out(namespace: &str, name: &str, image: &str) -> (Value, Vec<Va
         assert_eq!(pod["spec"]["containers"][0]["image"], image);
     }
     (deployment, pods)
+}
+
+/// A Deployment's or DaemonSet's `matchLabels` as a label selector, "k=v,k=v".
+fn selector(workload: &Value) -> String {
+    workload["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The webhook servers' processes on the node (one per replica of `deployment`); each, as the
