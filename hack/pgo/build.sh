@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The shipped release build, profile-guided: an instrumented build of the server
+# (-Cprofile-generate, its own target dir target/pgo-gen), trained on the repository's training
+# set (hack/pgo/train.sh, hack/pgo/reviews.py), the profile merged into _out/pgo/merged.profdata
+# by the llvm-profdata of rustc's own LLVM, then the release build with -Cprofile-use into
+# target/release/node-agent-webhook, where `cargo build --release` puts it. bench/RESULTS.md
+# ("Issue 25: profile-guided builds") has what it buys.
+#
+#   hack/pgo/build.sh            # make release-pgo; hack/image/build.sh and the Dockerfile run it
+#   PGO=0 hack/pgo/build.sh      # the same release build without a profile
+#
+# Needs the rustup component llvm-tools (`rustup component add llvm-tools`): Debian's
+# llvm-profdata is an older LLVM, whose profile format rustc's LLVM does not read back.
+# Environment: CARGO, PGO=0, PGO_DIR (default _out/pgo), and what cargo reads
+# (CARGO_PROFILE_RELEASE_STRIP=symbols for the image; RUSTFLAGS is kept and added to).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="${here%/hack/pgo}"
+cd "$root"
+
+CARGO="${CARGO:-cargo}"
+build=(--release --locked --bin node-agent-webhook)
+if [[ "${PGO:-1}" == 0 ]]; then
+	exec "$CARGO" build "${build[@]}"
+fi
+
+out="${PGO_DIR:-$root/_out/pgo}"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+llvm="$(rustc -vV | sed -n 's/^LLVM version: //p')"
+profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
+[[ -x "$profdata" ]] || { echo "pgo/build: no $profdata: rustup component add llvm-tools" >&2; exit 1; }
+have="$("$profdata" --version | sed -n 's/.*LLVM version \([0-9.]*\).*/\1/p')"
+[[ "${have%%.*}" == "${llvm%%.*}" ]] ||
+	{ echo "pgo/build: $profdata is LLVM $have, rustc uses $llvm" >&2; exit 1; }
+
+# No --target in either build: cargo's -C metadata, which names every symbol, differs with
+# --target, and the profile finds functions by their symbols. RUSTFLAGS then reach build scripts
+# and proc macros too, whose runs write profiles of their own: cleared before the training.
+echo "pgo/build: instrumented build (target/pgo-gen)" >&2
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$out/raw" \
+	"$CARGO" build "${build[@]}" --target-dir "$root/target/pgo-gen"
+rm -rf "$out/raw"
+mkdir -p "$out/raw"
+"$here/train.sh" "$root/target/pgo-gen/release/node-agent-webhook"
+"$profdata" merge -o "$out/merged.profdata" "$out/raw"
+rm -rf "$out/raw"
+echo "pgo/build: release build with $out/merged.profdata" >&2
+# Cargo does not fingerprint the profile's contents, only the flag: unchanged sources keep the
+# binary of an earlier training of the same set; a changed crate is rebuilt with this one.
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$out/merged.profdata" "$CARGO" build "${build[@]}"
