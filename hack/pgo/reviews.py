@@ -13,7 +13,6 @@ Writes OUT_DIR/config.json (the server's --config-file), OUT_DIR/body/*.json and
 per phase, OUT_DIR/<phase>.curl, listed with its protocol and request count in OUT_DIR/phases.
 """
 import json
-import os
 import sys
 from pathlib import Path
 
