@@ -5,7 +5,7 @@ IMG ?= node-agent-webhook:latest
 OVERLAY ?= self-signed
 BIN := target/debug/node-agent-webhook
 
-.PHONY: help build test unit lint fmt demo run certs manifests validate-manifests docker-build image release-pgo deploy undeploy e2e e2e-kind controlplane bench bench-e2e fuzz soak
+.PHONY: help build test unit lint fmt demo run certs manifests validate-manifests docker-build image release-pgo deploy undeploy e2e e2e-node e2e-kind controlplane bench bench-e2e fuzz soak
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ unit: ## The quick loop: unit, vector and integration tests (no control plane)
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) clippy --locked --test e2e -- -D warnings
+	$(CARGO) clippy --locked --test e2e --test e2e_node -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -65,6 +65,9 @@ undeploy: ## kubectl delete -k manifests/overlays/$(OVERLAY)
 
 e2e: ## End to end on a real kube-apiserver + etcd built from Go modules, on loopback (KUBE_VERSION=v1.34.4 for another release)
 	hack/e2e/run.sh
+
+e2e-node: ## End to end on a real node: kubelet, containerd, kube-proxy in namespaces of their own (root; not in make test yet)
+	hack/node/e2e.sh
 
 controlplane: ## Build (or reuse) kube-apiserver, etcd and kubectl for the e2e suite
 	hack/controlplane/build.sh

@@ -1,7 +1,7 @@
 //! The few Kubernetes API calls the server makes: watches (node-agent's ConfigMap, the
-//! PriorityClass and StorageClass names, node-agent's DaemonSet template), given as streams of
-//! what changed, and the reads the mutating webhook
-//! needs (storage classes for loadAffinity, the Velero version). It knows nothing of the
+//! PriorityClass names, the StorageClasses and their reclaim policies, node-agent's DaemonSet
+//! template), given as streams of what changed, and the reads the mutating webhook needs
+//! (storage classes for loadAffinity, the Velero version). It knows nothing of the
 //! server: what the data means is decided by the core, and where it goes by `source`; this
 //! module only fetches, bounds, caches and hands over.
 
@@ -123,37 +123,20 @@ impl Cluster {
         distinct_changes(api, name, format!("the node-agent ConfigMap {namespace}/{name}"), Observed::of)
     }
 
-    /// The names of all PriorityClasses, each time the set changes (see [`Cluster::name_changes`]).
+    /// The names of all PriorityClasses, each time the set changes (see [`class_changes`]).
     pub fn priority_class_changes(&self) -> impl Stream<Item = WatchedNames> + Send + 'static {
-        self.name_changes::<PriorityClass>("PriorityClasses")
+        let api: Api<PartialObjectMeta<PriorityClass>> = Api::all(self.client.clone());
+        class_changes(api, "PriorityClasses", |_| ())
+            .map(|(classes, interrupted)| WatchedNames { names: classes.into_keys().collect(), interrupted })
     }
 
-    /// The names of all StorageClasses, each time the set changes (see [`Cluster::name_changes`]).
-    pub fn storage_class_changes(&self) -> impl Stream<Item = WatchedNames> + Send + 'static {
-        self.name_changes::<StorageClass>("StorageClasses")
-    }
-
-    /// The names of every object of a cluster-scoped kind, each time the set changes; the stream
-    /// never ends. The first item comes when the first list completes, so until then the set is
-    /// unknown and nothing is called missing on a guess. Only metadata is fetched. Errors (RBAC
-    /// included) are logged and retried with backoff, and mark the set interrupted.
-    fn name_changes<K>(&self, kind: &'static str) -> impl Stream<Item = WatchedNames> + Send + 'static
-    where
-        K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
-    {
-        let api: Api<PartialObjectMeta<K>> = Api::all(self.client.clone());
-        let mut names = NameSet::default();
-        watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
-            let change = match event {
-                Ok(event) => names.apply(event).cloned(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "watching {kind}; retrying");
-                    names.interrupt().cloned()
-                }
-            };
-            let interrupted = names.interrupted;
-            std::future::ready(change.map(|names| WatchedNames { names, interrupted }))
-        })
+    /// Each StorageClass's `reclaimPolicy` by name, each time a class comes, goes or changes
+    /// its policy (see [`class_changes`]): the names for the checks that a class exists, the
+    /// policies for the `cachePVC` one. Whole objects, as the policy is no metadata; a
+    /// cluster has a handful of classes.
+    pub fn storage_class_changes(&self) -> impl Stream<Item = BTreeMap<String, String>> + Send + 'static {
+        let api: Api<StorageClass> = Api::all(self.client.clone());
+        class_changes(api, "StorageClasses", reclaim_policy).map(|(classes, _)| classes)
     }
 
     /// Whether PriorityClass `name` exists now: one GET of its metadata within
@@ -346,23 +329,37 @@ impl<C: Default + PartialEq> Relisted<C> {
     }
 }
 
-/// The names of a watched kind, folded from watcher events.
-#[derive(Debug, Default)]
-struct NameSet {
-    set: Relisted<HashSet<String>>,
+/// The objects of a watched kind by name, each with what a check reads of it (`V`), folded
+/// from watcher events.
+#[derive(Debug)]
+struct ClassSet<V> {
+    set: Relisted<BTreeMap<String, V>>,
     /// The watch failed after the set was complete, and no event has shown it back since.
     interrupted: bool,
 }
 
-impl NameSet {
-    /// Applies one event; returns the set when it changed, or when the watch is back after an
-    /// interruption (a completed list, or any event of a resumed watch).
-    fn apply<K: ResourceExt>(&mut self, event: Event<K>) -> Option<&HashSet<String>> {
+impl<V> Default for ClassSet<V> {
+    fn default() -> Self {
+        Self { set: Relisted::default(), interrupted: false }
+    }
+}
+
+impl<V: PartialEq> ClassSet<V> {
+    /// Applies one event, `value` reading what is kept of an object; returns the set when it
+    /// changed, or when the watch is back after an interruption (a completed list, or any
+    /// event of a resumed watch).
+    fn apply<K: ResourceExt>(&mut self, event: Event<K>, value: impl Fn(&K) -> V) -> Option<&BTreeMap<String, V>> {
         let resumed = !matches!(event, Event::Init | Event::InitApply(_)) && std::mem::take(&mut self.interrupted);
         let changed = self.set.apply(
             event,
-            |names, object| names.insert(object.name_any()),
-            |names, object| names.remove(&object.name_any()),
+            |classes, object| {
+                let kept = value(&object);
+                let name = object.name_any();
+                let changed = classes.get(&name) != Some(&kept);
+                classes.insert(name, kept);
+                changed
+            },
+            |classes, object| classes.remove(&object.name_any()).is_some(),
         );
         if changed || resumed {
             self.set.known.as_ref()
@@ -372,7 +369,7 @@ impl NameSet {
     }
 
     /// Marks the set as possibly stale after a watch error; returns it the first time.
-    fn interrupt(&mut self) -> Option<&HashSet<String>> {
+    fn interrupt(&mut self) -> Option<&BTreeMap<String, V>> {
         if self.interrupted || self.set.known.is_none() {
             return None;
         }
@@ -452,6 +449,39 @@ where
         };
         std::future::ready(change)
     })
+}
+
+/// Every object of a cluster-scoped kind by name, with what `value` reads of it, each time
+/// that changes, and whether the watch failed since; the stream never ends. The first item
+/// comes when the first list completes, so until then the set is unknown and nothing is called
+/// missing on a guess. Errors (RBAC included) are logged, naming `kind`, retried with backoff,
+/// and mark the set interrupted.
+fn class_changes<K, V>(
+    api: Api<K>,
+    kind: &'static str,
+    value: impl Fn(&K) -> V + Send + 'static,
+) -> impl Stream<Item = (BTreeMap<String, V>, bool)> + Send + 'static
+where
+    K: Resource<Scope = ClusterResourceScope> + Clone + DeserializeOwned + Debug + Send + 'static,
+    V: Clone + PartialEq + Send + 'static,
+{
+    let mut classes = ClassSet::default();
+    watcher::watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
+        let change = match event {
+            Ok(event) => classes.apply(event, &value).cloned(),
+            Err(err) => {
+                tracing::warn!(error = %err, "watching {kind}; retrying");
+                classes.interrupt().cloned()
+            }
+        };
+        std::future::ready(change.map(|known| (known, classes.interrupted)))
+    })
+}
+
+/// A StorageClass's `reclaimPolicy`, `Delete` when unset: the API server defaults it so
+/// (`SetDefaults_StorageClass`, Kubernetes' `pkg/apis/storage/v1/defaults.go`, v1.37.2).
+pub(crate) fn reclaim_policy(class: &StorageClass) -> String {
+    class.reclaim_policy.clone().unwrap_or_else(|| "Delete".to_string())
 }
 
 /// Runs `work`, or gives up with [`ClusterError::Timeout`] after `limit`.
@@ -593,58 +623,96 @@ mod tests {
         ObjectMeta { name: Some(name.to_string()), ..Default::default() }.into_response_partial()
     }
 
-    fn set(names: &[&str]) -> HashSet<String> {
-        names.iter().map(|n| n.to_string()).collect()
+    fn set(names: &[&str]) -> BTreeMap<String, ()> {
+        names.iter().map(|n| (n.to_string(), ())).collect()
+    }
+
+    impl ClassSet<()> {
+        /// Applies a PriorityClass event, keeping its name only.
+        fn see(&mut self, event: Event<PartialObjectMeta<PriorityClass>>) -> Option<&BTreeMap<String, ()>> {
+            self.apply(event, |_| ())
+        }
     }
 
     #[test]
     fn names_are_unknown_until_the_first_list_completes_and_relists_swap_atomically() {
-        let mut names = NameSet::default();
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
-        assert_eq!(names.apply(Event::InitApply(class("high"))), None);
+        let mut names = ClassSet::default();
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
+        assert_eq!(names.see(Event::InitApply(class("high"))), None);
         assert_eq!(names.set.known, None, "a partial list is not the set");
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["high"])));
-        assert_eq!(names.apply(Event::Apply(class("low"))), Some(&set(&["high", "low"])));
-        assert_eq!(names.apply(Event::Apply(class("low"))), None, "an update of a known class changes nothing");
-        assert_eq!(names.apply(Event::Delete(class("high"))), Some(&set(&["low"])));
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["high"])));
+        assert_eq!(names.see(Event::Apply(class("low"))), Some(&set(&["high", "low"])));
+        assert_eq!(names.see(Event::Apply(class("low"))), None, "an update of a known class changes nothing");
+        assert_eq!(names.see(Event::Delete(class("high"))), Some(&set(&["low"])));
         // A relist keeps serving the old set until it completes, then replaces it.
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
-        assert_eq!(names.apply(Event::InitApply(class("other"))), None);
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
+        assert_eq!(names.see(Event::InitApply(class("other"))), None);
         assert_eq!(names.set.known, Some(set(&["low"])));
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["other"])));
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["other"])));
         // An identical relist is not a change.
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
-        assert_eq!(names.apply(Event::InitApply(class("other"))), None);
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), None);
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
+        assert_eq!(names.see(Event::InitApply(class("other"))), None);
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::InitDone), None);
     }
 
     #[test]
     fn an_error_marks_the_set_interrupted_until_the_watch_shows_it_is_back() {
-        let mut names = NameSet::default();
+        let mut names = ClassSet::default();
         assert_eq!(names.interrupt(), None, "nothing known, nothing stale");
-        names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init);
-        names.apply(Event::InitApply(class("high")));
-        names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone);
+        names.see(Event::<PartialObjectMeta<PriorityClass>>::Init);
+        names.see(Event::InitApply(class("high")));
+        names.see(Event::<PartialObjectMeta<PriorityClass>>::InitDone);
         assert_eq!(names.interrupt(), Some(&set(&["high"])));
         assert!(names.interrupted);
         assert_eq!(names.interrupt(), None, "said once");
         // A relist in progress does not show the watch is back; its completion does.
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
-        assert_eq!(names.apply(Event::InitApply(class("high"))), None);
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::Init), None);
+        assert_eq!(names.see(Event::InitApply(class("high"))), None);
         assert!(names.interrupted);
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["high"])));
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&set(&["high"])));
         assert!(!names.interrupted);
         // A resumed watch's first event, even one that changes nothing.
         names.interrupt();
-        assert_eq!(names.apply(Event::Apply(class("high"))), Some(&set(&["high"])));
+        assert_eq!(names.see(Event::Apply(class("high"))), Some(&set(&["high"])));
         assert!(!names.interrupted);
     }
 
     #[test]
     fn an_empty_first_list_is_known_to_be_empty() {
-        let mut names = NameSet::default();
-        names.apply(Event::<PartialObjectMeta<PriorityClass>>::Init);
-        assert_eq!(names.apply(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&HashSet::new()));
+        let mut names = ClassSet::default();
+        names.see(Event::<PartialObjectMeta<PriorityClass>>::Init);
+        assert_eq!(names.see(Event::<PartialObjectMeta<PriorityClass>>::InitDone), Some(&BTreeMap::new()));
+    }
+
+    /// A class's reclaimPolicy is read with its name: a change of the policy alone is a change
+    /// of the set, and a class without one has the API server's default.
+    #[test]
+    fn storage_classes_are_kept_with_their_reclaim_policy() {
+        let storage_class = |name: &str, policy: Option<&str>| StorageClass {
+            metadata: ObjectMeta { name: Some(name.to_string()), ..Default::default() },
+            reclaim_policy: policy.map(str::to_string),
+            ..Default::default()
+        };
+        let policies = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(name, policy)| (name.to_string(), policy.to_string())).collect()
+        };
+        let mut classes = ClassSet::default();
+        classes.apply(Event::Init, reclaim_policy);
+        classes.apply(Event::InitApply(storage_class("cache", Some("Retain"))), reclaim_policy);
+        let listed = classes.apply(Event::InitApply(storage_class("plain", None)), reclaim_policy).cloned();
+        assert_eq!(listed, None, "a partial list is not the set");
+        assert_eq!(
+            classes.apply(Event::InitDone, reclaim_policy),
+            Some(&policies(&[("cache", "Retain"), ("plain", "Delete")]))
+        );
+        let same = classes.apply(Event::Apply(storage_class("cache", Some("Retain"))), reclaim_policy).cloned();
+        assert_eq!(same, None, "an update that keeps the policy changes nothing");
+        // reclaimPolicy is immutable: a class is replaced by a delete and a create of its name.
+        classes.apply(Event::Delete(storage_class("cache", Some("Retain"))), reclaim_policy);
+        assert_eq!(
+            classes.apply(Event::Apply(storage_class("cache", Some("Delete"))), reclaim_policy),
+            Some(&policies(&[("cache", "Delete"), ("plain", "Delete")]))
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
-use crate::cluster::{NodeAgentDaemonSet, Relisted, NODE_AGENT};
+use crate::cluster::{reclaim_policy, NodeAgentDaemonSet, Relisted, NODE_AGENT};
 use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeFacts};
 use crate::config::version::VeleroVersion;
 
@@ -139,10 +139,7 @@ pub async fn read_cluster(client: kube::Client, namespace: &str) -> Result<Clust
         .await?
         .items
         .into_iter()
-        .map(|class| {
-            let policy = class.reclaim_policy.clone().unwrap_or_else(|| "Delete".to_string());
-            (class.name_any(), policy)
-        })
+        .map(|class| (class.name_any(), reclaim_policy(&class)))
         .collect();
     Ok(ClusterRead { nodes, node_agent, node_agent_version, reclaim_policies })
 }

@@ -1,8 +1,9 @@
 //! Where the live config comes from: a file (a mounted ConfigMap, or anything an operator
 //! writes), or the ConfigMap itself through the Kubernetes API. A valid new config replaces
 //! the live one; an invalid one is logged and counted, and the last valid one keeps serving.
-//! The PriorityClass names the checks depend on are fed in here too: this module owns what
-//! flows from the cluster into the server's state, `cluster` only makes the calls.
+//! The PriorityClass names and StorageClasses the checks depend on are fed in here too: this
+//! module owns what flows from the cluster into the server's state, `cluster` only makes the
+//! calls.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::config::load::{config_from_configmap, config_from_text, configmap_id,
 use crate::config::model::NodeAgentConfig;
 use crate::metrics::LoadResult;
 use crate::server::state::AppState;
+use crate::validating::StorageClasses;
 
 /// How often a config file is re-read; well under the one second an edit may take to apply.
 pub const FILE_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -79,12 +81,13 @@ pub async fn watch_priority_classes(cluster: Cluster, state: Arc<AppState>) {
     }
 }
 
-/// Keeps the StorageClass names in `state` current; runs until dropped. The validating webhook
-/// checks the classes node-agent creates PVCs of (`cachePVC`, `backupPVC`) against them.
+/// Keeps the StorageClasses in `state` current; runs until dropped. The validating webhook
+/// checks the classes node-agent creates PVCs of (`cachePVC`, `backupPVC`) against their names,
+/// and `cachePVC`'s against its reclaimPolicy.
 pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
     let mut changes = std::pin::pin!(cluster.storage_class_changes());
-    while let Some(watched) = changes.next().await {
-        state.set_storage_classes(Some(Arc::new(watched.names)));
+    while let Some(reclaim_policies) = changes.next().await {
+        state.set_storage_classes(Some(Arc::new(StorageClasses::new(reclaim_policies))));
     }
 }
 

@@ -435,8 +435,9 @@ pub fn placement_warnings(decoded: &Decoded, view: &ClusterView, version: Option
     if let (Some(cache), Some(policies)) = (&config.cache_pvc, view.reclaim_policies) {
         let policy = policies.get(&cache.storage_class).map(String::as_str);
         let reads = version::reads(super::kind::Kind::NodeAgent, version, "cachePVC");
-        // validateCachePVCConfig (Velero v1.18.1 pkg/cmd/cli/nodeagent/server.go): a class whose
-        // reclaimPolicy is set and not Delete fails it, and node-agent drops the section.
+        // `sc.ReclaimPolicy != nil && *sc.ReclaimPolicy != corev1api.PersistentVolumeReclaimDelete`
+        // fails `validateCachePVCConfig`, and node-agent logs "Ignore cache config" and runs
+        // without the section (Velero's pkg/cmd/cli/nodeagent/server.go, v1.18.0 to v1.18.3).
         if let Some(policy) = policy.filter(|p| *p != "Delete" && reads) {
             let path = "cachePVC.storageClass";
             out.push(Diagnostic::warning(

@@ -19,7 +19,7 @@ use crate::config::version::VeleroVersion;
 use crate::metrics::Metrics;
 use crate::mutate::identity::NodeAgentIdentity;
 use crate::mutating::{MutatingWebhook, PodContext};
-use crate::validating::{CheckEnv, Target, ValidatingWebhook, Watched};
+use crate::validating::{CheckEnv, StorageClasses, Target, ValidatingWebhook, Watched};
 
 /// What the server is told at start-up.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub struct AppState {
     velero_version: tokio::sync::watch::Sender<Option<VeleroVersion>>,
     priority_classes: RwLock<Option<Arc<HashSet<String>>>>,
     priority_watch_interrupted: AtomicBool,
-    storage_classes: RwLock<Option<Arc<HashSet<String>>>>,
+    storage_classes: RwLock<Option<Arc<StorageClasses>>>,
     /// The node-agent DaemonSet's in-tree template keys; `None` until watched, or without one.
     node_agent_template: RwLock<Option<Arc<TemplateKeys>>>,
     node_agent_placement: RwLock<Option<Arc<DaemonSetPlacement>>>,
@@ -157,7 +157,8 @@ impl AppState {
         read(&self.priority_classes)
     }
 
-    pub fn set_storage_classes(&self, classes: Option<Arc<HashSet<String>>>) {
+    /// The watched StorageClasses: their names and reclaim policies, from one watch.
+    pub fn set_storage_classes(&self, classes: Option<Arc<StorageClasses>>) {
         write(&self.storage_classes, classes);
     }
 
@@ -182,7 +183,6 @@ mod tests {
     use super::*;
     use crate::admission::Request;
     use crate::config::kind::Names;
-    use crate::config::validate::Environment;
     use crate::validating;
     use serde_json::json;
 
@@ -219,6 +219,11 @@ mod tests {
         let absent = r#"priorityClassName: PriorityClass "absent" does not exist"#;
         let ignored = "node-agent of Velero 1.16.0 ignores this";
         let restart = "loadConcurrency changed: node-agent reads it only at start-up";
+        let cache = r#"{"cachePVC": {"storageClass": "cache", "residentThresholdInMB": 1024}}"#;
+        let retain = r#"cachePVC.storageClass: StorageClass "cache" has reclaimPolicy Retain"#;
+        fn storage_classes(policy: &str) -> StorageClasses {
+            StorageClasses::new([("cache".to_string(), policy.to_string())].into())
+        }
         let steps: Vec<Step> = vec![
             ("valid", |_| {}, review("CREATE", class, None), true, vec![], (1, 0)),
             ("same again", |_| {}, review("CREATE", class, None), true, vec![], (0, 1)),
@@ -272,6 +277,27 @@ mod tests {
                 vec![ignored, absent, restart],
                 (0, 2),
             ),
+            (
+                "a cachePVC class with reclaimPolicy Retain, on a Velero that reads cachePVC",
+                |s| {
+                    s.set_velero_version(Some(VeleroVersion::new(1, 18, 3)));
+                    s.set_nodes(Arc::new(Vec::new()));
+                    s.set_storage_classes(Some(Arc::new(storage_classes("Retain"))));
+                },
+                review("CREATE", cache, None),
+                true,
+                vec![retain],
+                (1, 0),
+            ),
+            (
+                "the class replaced with a Delete one",
+                |s| s.set_storage_classes(Some(Arc::new(storage_classes("Delete")))),
+                review("CREATE", cache, None),
+                true,
+                vec![],
+                (1, 0),
+            ),
+            ("the same contents again", |_| {}, review("CREATE", cache, None), true, vec![], (0, 1)),
         ];
         for (step, change, request, allowed, warnings, checks) in steps {
             change(&state);
@@ -283,16 +309,7 @@ mod tests {
                 assert!(got.contains(want), "{step}: {got:?} should say {want:?}");
             }
             assert_eq!((reviewed.checks.checked, reviewed.checks.reused), checks, "{step}: (checked, reused)");
-            let fresh = validating::review_configmap(
-                &request,
-                state.target(),
-                &Environment {
-                    velero_version: state.velero_version(),
-                    priority_classes: state.priority_classes().as_deref(),
-                    storage_classes: None,
-                    cluster: None,
-                },
-            );
+            let fresh = validating::review_configmap(&request, state.target(), &state.watched().check.environment());
             assert_eq!(decision, fresh, "{step}: the verdict differs from a fresh check's");
         }
     }

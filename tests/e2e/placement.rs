@@ -270,3 +270,50 @@ fn placement_a_data_mover_pod_with_priority_preempts_lower_priority_pods() {
     drop(judge);
     serve_config("{}");
 }
+
+/// node-agent 1.18 runs without `cachePVC` when its class's reclaimPolicy is not `Delete`
+/// (`validateCachePVCConfig`): `kubectl apply` shows the warning while such a class is in the
+/// API server, and not once the class is replaced with a `Delete` one (the server's StorageClass
+/// watch keeps each class's policy, and a change of it drops the kept checks).
+#[test]
+fn placement_a_cache_pvc_class_that_retains_its_volumes_is_warned_until_replaced() {
+    let _serial = serial();
+    webhook_up();
+    let name = unique("e2e-cache");
+    let class = |policy: &str| {
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+            "provisioner": "e2e.example.com/none", "reclaimPolicy": policy})
+        .to_string()
+    };
+    let config = |megabytes: u32| {
+        format!(r#"{{"cachePVC": {{"storageClass": "{name}", "residentThresholdInMB": {megabytes}}}}}"#)
+    };
+    let retains = format!(
+        "cachePVC.storageClass: StorageClass \"{name}\" has reclaimPolicy Retain: node-agent drops cachePVC at start-up; use a Delete class"
+    );
+    let cache_warnings = |run: &Run| {
+        assert!(run.ok, "{}", run.stderr);
+        placement_warnings_of(&run.warnings())
+    };
+    let dry_run = |value: &str| {
+        cache_warnings(&apply_config_as(|m| kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], m), value))
+    };
+    let apply = |value: &str| cache_warnings(&apply_config_as(|m| kubectl_stdin(&["apply", "-f", "-"], m), value));
+
+    kubectl_stdin(&["create", "-f", "-"], &class("Retain")).must();
+    eventually_eq(
+        "the watch sees the Retain class",
+        Duration::from_secs(10),
+        || dry_run(&config(512)),
+        vec![retains.clone()],
+    );
+    assert_eq!(apply(&config(512)), vec![retains], "kubectl apply's warnings");
+
+    // reclaimPolicy is immutable: the class is replaced, as an admin would replace it.
+    kubectl(&["delete", "storageclass", &name]).must();
+    kubectl_stdin(&["create", "-f", "-"], &class("Delete")).must();
+    eventually_eq("the watch sees the Delete class", Duration::from_secs(10), || dry_run(&config(512)), Vec::new());
+    assert_eq!(apply(&config(1024)), Vec::<String>::new(), "kubectl apply's warnings");
+    kubectl(&["delete", "storageclass", &name]).must();
+    serve_config("{}");
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::harness::*;
+use crate::judge::zone_terms;
 use crate::node_agent::{minor, version, NodeAgent};
 use crate::*;
 
@@ -21,22 +22,27 @@ pub struct DataUpload {
 }
 
 impl DataUpload {
-    /// The snapshot of a PVC of class `e2e-fast` (Immediate binding), ready, and its DataUpload.
-    pub fn create() -> Self {
+    /// The snapshot of a PVC of class `class`, ready, and its DataUpload; the PVC's PV has one
+    /// required node-selector term per zone of `zones` (none: no node affinity).
+    pub fn create(class: &str, zones: &[&str]) -> Self {
         let name = unique("du");
+        let node_affinity = match zones {
+            [] => Value::Null,
+            zones => json!({"required": {"nodeSelectorTerms": zone_terms(zones)}}),
+        };
         let (pv, pvc, vs, vsc) =
             (format!("{name}-pv"), format!("{name}-src"), format!("{name}-vs"), format!("{name}-vsc"));
         let objects = [
             json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
                    "metadata": {"name": "e2e-snap"}, "driver": DRIVER, "deletionPolicy": "Delete"}),
             json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-                   "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "e2e-fast",
+                   "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": class,
                             "persistentVolumeReclaimPolicy": "Delete",
-                            "claimRef": {"namespace": APP_NS, "name": pvc},
+                            "claimRef": {"namespace": APP_NS, "name": pvc}, "nodeAffinity": node_affinity,
                             "csi": {"driver": DRIVER, "volumeHandle": format!("{name}-handle")}}}),
             json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": pvc, "namespace": APP_NS},
                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
-                            "storageClassName": "e2e-fast", "volumeName": pv}}),
+                            "storageClassName": class, "volumeName": pv}}),
             json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": vsc},
                    "spec": {"deletionPolicy": "Delete", "driver": DRIVER, "volumeSnapshotClassName": "e2e-snap",
                             "source": {"snapshotHandle": format!("{name}-snap")},
@@ -76,7 +82,7 @@ impl DataUpload {
         let du = json!({
             "apiVersion": "velero.io/v2alpha1", "kind": "DataUpload", "metadata": {"name": name, "namespace": NS},
             "spec": {"snapshotType": "CSI",
-                     "csiSnapshot": {"volumeSnapshot": vs, "storageClass": "e2e-fast", "snapshotClass": "e2e-snap"},
+                     "csiSnapshot": {"volumeSnapshot": vs, "storageClass": class, "snapshotClass": "e2e-snap"},
                      "sourcePVC": pvc, "sourceNamespace": APP_NS, "backupStorageLocation": "default", "operationTimeout": "10m"}
         });
         kubectl_stdin(&["create", "-f", "-"], &du.to_string()).must();
@@ -161,7 +167,7 @@ fn dataupload_pod_gets_the_live_config_and_the_entry_for_its_backup_pvc_class() 
     let lookups =
         metric_sum(&our_metrics(), "node_agent_webhook_storage_class_lookups_total", &[r#"result="success""#]);
 
-    let du = DataUpload::create();
+    let du = DataUpload::create("e2e-fast", &[]);
     let pod = du.wait_pod(&agent);
     let what = format!("DataUpload pod from node-agent {}", version());
     let backup_pvc = kubectl(&["get", "pvc", &du.name, "-n", NS, "-o", "json"]).json();
