@@ -49,7 +49,7 @@ docker-build: ## Build the container image (needs Docker with BuildKit)
 	DOCKER_BUILDKIT=1 docker build --build-arg VERSION=$$(cargo pkgid | sed 's/.*[#@]//') \
 	  --build-arg VCS_REF=$$(git rev-parse HEAD) --build-arg BUILD_DATE=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMG) .
 
-release-pgo: ## The shipped release build: profile-guided (instrumented build, ~30 s of training, merged profile in _out/pgo/), into target/release
+release-pgo: ## The shipped release build: profile-guided (instrumented build, ~10 s of training, merged profile in _out/pgo/), into target/release
 	nice -n 10 hack/pgo/build.sh
 
 image: ## The Dockerfile's image without Docker: release build, OCI archive in _out/image/ (IMG names it), read back by go-containerregistry and containerd
