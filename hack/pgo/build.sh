@@ -8,6 +8,8 @@
 #
 #   hack/pgo/build.sh            # make release-pgo; hack/image/build.sh and the Dockerfile run it
 #   PGO=0 hack/pgo/build.sh      # the same release build without a profile
+#   PGO_TARGET=ceiling hack/pgo/build.sh   # bench's ceiling the same way, on the same training
+#                                # set, into bench/ceiling/target (bench/lib.sh, BENCH_PGO=1)
 #
 # Needs the rustup component llvm-tools (`rustup component add llvm-tools`): Debian's
 # llvm-profdata is an older LLVM, whose profile format rustc's LLVM does not read back.
@@ -19,12 +21,19 @@ root="${here%/hack/pgo}"
 cd "$root"
 
 CARGO="${CARGO:-cargo}"
-build=(--release --locked --bin node-agent-webhook)
+out="${PGO_DIR:-$root/_out/pgo}"
+if [[ "${PGO_TARGET:-server}" == ceiling ]]; then
+	cd bench/ceiling
+	export CARGO_TARGET_DIR="$root/bench/ceiling/target"
+	bin=ceiling profile="$out/ceiling.profdata"
+else
+	bin=node-agent-webhook profile="$out/merged.profdata"
+fi
+build=(--release --locked --bin "$bin")
 if [[ "${PGO:-1}" == 0 ]]; then
 	exec "$CARGO" build "${build[@]}"
 fi
 
-out="${PGO_DIR:-$root/_out/pgo}"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 llvm="$(rustc -vV | sed -n 's/^LLVM version: //p')"
 profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
@@ -36,15 +45,15 @@ have="$("$profdata" --version | sed -n 's/.*LLVM version \([0-9.]*\).*/\1/p')"
 # No --target in either build: cargo's -C metadata, which names every symbol, differs with
 # --target, and the profile finds functions by their symbols. RUSTFLAGS then reach build scripts
 # and proc macros too, whose runs write profiles of their own: cleared before the training.
-echo "pgo/build: instrumented build (target/pgo-gen)" >&2
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$out/raw" \
-	"$CARGO" build "${build[@]}" --target-dir "$root/target/pgo-gen"
+gen="${CARGO_TARGET_DIR:-$root/target}/pgo-gen"
+echo "pgo/build: instrumented build (${gen#"$root"/})" >&2
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$out/raw" "$CARGO" build "${build[@]}" --target-dir "$gen"
 rm -rf "$out/raw"
 mkdir -p "$out/raw"
-"$here/train.sh" "$root/target/pgo-gen/release/node-agent-webhook"
-"$profdata" merge -o "$out/merged.profdata" "$out/raw"
+"$here/train.sh" "$gen/release/$bin" "${PGO_TARGET:-server}"
+"$profdata" merge -o "$profile" "$out/raw"
 rm -rf "$out/raw"
-echo "pgo/build: release build with $out/merged.profdata" >&2
+echo "pgo/build: release build with $profile" >&2
 # Cargo does not fingerprint the profile's contents, only the flag: unchanged sources keep the
 # binary of an earlier training of the same set; a changed crate is rebuilt with this one.
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$out/merged.profdata" "$CARGO" build "${build[@]}"
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$profile" "$CARGO" build "${build[@]}"
