@@ -12,7 +12,7 @@
 #                                # set, into bench/ceiling/target (bench/lib.sh, BENCH_PGO=1)
 #
 # Needs the rustup component llvm-tools (`rustup component add llvm-tools`): Debian's
-# llvm-profdata is an older LLVM, whose profile format rustc's LLVM does not read back.
+# llvm-profdata is an older LLVM's, which cannot read the raw profiles rustc's LLVM writes.
 # Environment: CARGO, PGO=0, PGO_DIR (default _out/pgo), and what cargo reads
 # (CARGO_PROFILE_RELEASE_STRIP=symbols for the image; RUSTFLAGS is kept and added to).
 set -euo pipefail
