@@ -21,16 +21,20 @@ ARG RUST_VERSION=1.95
 
 # ---- build ------------------------------------------------------------------------------------
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS builder
+# llvm-profdata of rustc's own LLVM, for the profile-guided build (Debian's is older).
+RUN rustup component add llvm-tools
 WORKDIR /src
 # The build context is allow-listed by .dockerignore: the manifest, the lockfile and the sources.
 COPY . .
-# --locked: build exactly Cargo.lock, fail instead of resolving anew. The image's binary is
-# stripped of symbols (less to pull on every node; the logs, not a symbolized backtrace, say
-# what a request was); Cargo.toml's release profile keeps them for local profiling.
+# hack/pgo/build.sh: the release build, profile-guided (an instrumented build trained on
+# hack/pgo's reviews over loopback TLS with curl, then `cargo build --release --locked` with the
+# profile; bench/RESULTS.md, issue 25). The image's binary is stripped of symbols (less to pull
+# on every node; the logs, not a symbolized backtrace, say what a request was); Cargo.toml's
+# release profile keeps them for local profiling.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked --bin node-agent-webhook \
+    CARGO_PROFILE_RELEASE_STRIP=symbols hack/pgo/build.sh \
     && install -D -m 0755 target/release/node-agent-webhook /out/node-agent-webhook
 
 # ---- runtime ----------------------------------------------------------------------------------

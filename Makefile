@@ -5,7 +5,7 @@ IMG ?= node-agent-webhook:latest
 OVERLAY ?= self-signed
 BIN := target/debug/node-agent-webhook
 
-.PHONY: help build test unit lint fmt demo run certs manifests validate-manifests docker-build image deploy undeploy e2e e2e-node e2e-kind controlplane bench bench-e2e fuzz soak
+.PHONY: help build test unit lint fmt demo run certs manifests validate-manifests docker-build image release-pgo deploy undeploy e2e e2e-node e2e-kind controlplane bench bench-e2e fuzz soak
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ docker-build: ## Build the container image (needs Docker with BuildKit)
 	DOCKER_BUILDKIT=1 docker build --build-arg VERSION=$$(cargo pkgid | sed 's/.*[#@]//') \
 	  --build-arg VCS_REF=$$(git rev-parse HEAD) --build-arg BUILD_DATE=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMG) .
 
+release-pgo: ## The shipped release build: profile-guided (instrumented build, ~10 s of training, merged profile in _out/pgo/), into target/release
+	nice -n 10 hack/pgo/build.sh
+
 image: ## The Dockerfile's image without Docker: release build, OCI archive in _out/image/ (IMG names it), read back by go-containerregistry and containerd
 	IMG=$(IMG) hack/image/build.sh
 
@@ -77,6 +80,10 @@ bench: ## Throughput and latency against a minimal hyper+rustls ceiling (release
 
 bench-e2e: ## Pod creation, ConfigMap writes and dry-run creates through the real kube-apiserver: ours vs no webhook vs a no-op (~12 min; see bench/RESULTS.md)
 	bench/e2e/run.sh
+
+.PHONY: bench-growth
+bench-growth: ## What grows with the cluster: RSS, watch CPU and /mutate p99 at 100 nodes, 2,000 StorageClasses and PriorityClasses, a 500-pod burst, 5,000 nodes (~2 min; see bench/RESULTS.md)
+	bench/growth.sh
 
 fuzz: ## cargo-fuzz every target for FUZZ_SECONDS (default 60) each
 	fuzz/run.sh

@@ -35,14 +35,24 @@ ensure_tools() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# BENCH_PGO=1: both profile-guided, as the image ships ours (hack/pgo/build.sh, the same
+# training set for both); unset, both without a profile. Either way both are built alike.
 build_server() {
-  log "building node-agent-webhook (release)"
-  (cd "$REPO" && cargo build --release --locked --quiet --bin node-agent-webhook)
+  log "building node-agent-webhook (release${BENCH_PGO:+, profile-guided})"
+  if [ -n "${BENCH_PGO:-}" ]; then
+    "$REPO/hack/pgo/build.sh" >/dev/null
+  else
+    (cd "$REPO" && cargo build --release --locked --quiet --bin node-agent-webhook)
+  fi
 }
 
 build_ceiling() {
-  log "building the ceiling server (release, bench/ceiling/target)"
-  (cd "$BENCH_DIR/ceiling" && CARGO_TARGET_DIR="$BENCH_DIR/ceiling/target" cargo build --release --locked --quiet)
+  log "building the ceiling server (release${BENCH_PGO:+, profile-guided}, bench/ceiling/target)"
+  if [ -n "${BENCH_PGO:-}" ]; then
+    PGO_TARGET=ceiling "$REPO/hack/pgo/build.sh" >/dev/null
+  else
+    (cd "$BENCH_DIR/ceiling" && CARGO_TARGET_DIR="$BENCH_DIR/ceiling/target" cargo build --release --locked --quiet)
+  fi
 }
 
 # check_versions: the ceiling must run on the same crate versions as the server.

@@ -12,8 +12,12 @@ N=${BENCH_NODES:-5000}
 export E2E_DIR=${E2E_DIR:-$root/_out/e2e-nodes}
 log() { echo "bench-nodes: $(date -u +%H:%M:%S) $*" >&2; }
 
-nice -n 10 cargo build --locked --release --bin node-agent-webhook >&2
-bin=${CARGO_TARGET_DIR:-$root/target}/release/node-agent-webhook
+# BENCH_BIN: a server binary built before (to compare builds); else this tree's release build.
+bin=${BENCH_BIN:-}
+if [ -z "$bin" ]; then
+  nice -n 10 cargo build --locked --release --bin node-agent-webhook >&2
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/node-agent-webhook
+fi
 hack/controlplane/cluster.sh up
 trap 'hack/controlplane/cluster.sh down' EXIT
 eval "$(hack/controlplane/cluster.sh env)"
@@ -50,31 +54,7 @@ before=$(rss_kib)
 log "server ready with no nodes: VmRSS $before KiB"
 
 start_s=$(date +%s)
-python3 - "$N" >"$E2E_DIR/nodes.json" <<'EOF'
-import json, sys
-n = int(sys.argv[1])
-now = "2026-01-01T00:00:00Z"
-items = []
-for i in range(n):
-    name = f"bench-node-{i:05d}"
-    res = {"cpu": "16", "memory": "64Gi", "ephemeral-storage": "200Gi", "pods": "110"}
-    items.append({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {
-            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-            "topology.kubernetes.io/zone": f"zone-{i % 3}", "topology.kubernetes.io/region": "region-1",
-            "node.kubernetes.io/instance-type": "m5.4xlarge", "pool": ["general", "backup", "spot"][i % 3]}},
-        "spec": {"taints": [{"key": "pool", "value": "spot", "effect": "NoSchedule"}] if i % 3 == 2 else []},
-        "status": {"capacity": res, "allocatable": res,
-                   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                   "message": "kubelet is posting ready status", "lastHeartbeatTime": now,
-                                   "lastTransitionTime": now}],
-                   "nodeInfo": {"kubeletVersion": "v1.37.2", "osImage": "Ubuntu 24.04", "kernelVersion": "6.8.0",
-                                "containerRuntimeVersion": "containerd://2.0.0", "architecture": "amd64",
-                                "operatingSystem": "linux", "machineID": "", "systemUUID": "", "bootID": "",
-                                "kubeProxyVersion": ""}}})
-json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
-EOF
+python3 bench/objects.py nodes "$N" >"$E2E_DIR/nodes.json"
 kubectl create -f "$E2E_DIR/nodes.json" >/dev/null
 log "created $N nodes in $(($(date +%s) - start_s)) s"
 wait_nodes "$N"

@@ -44,7 +44,7 @@ fn entry(selection: &Selection) -> Entry {
         .selected
         .iter()
         .map(|fit| NodeRow {
-            node: fit.node.name.clone(),
+            node: fit.node.name.to_string(),
             ready: fit.node.ready,
             runs_node_agent: fit.runs_node_agent,
             untolerated_taints: fit.untolerated.iter().map(placement::taint_text).collect(),
@@ -129,23 +129,24 @@ mod tests {
     use super::*;
     use crate::config::decode::decode;
     use crate::config::json::parse;
-    use crate::config::placement::NodeFacts;
+    use crate::config::placement::{Allocatable, NodeFacts};
     use crate::k8s::toleration::Taint;
+    use std::sync::Arc;
 
     #[test]
     fn a_table_per_entry_then_the_warnings() {
         let node = |name: &str, zone: &str, taint: bool| NodeFacts {
             name: name.into(),
-            labels: [("zone".to_string(), zone.to_string())].into(),
+            labels: [(Arc::from("zone"), Arc::from(zone))].into_iter().collect(),
             taints: taint
                 .then(|| Taint { key: "dedicated".into(), value: "backup".into(), effect: "NoSchedule".into() })
                 .into_iter()
                 .collect(),
-            allocatable: [("cpu".to_string(), "4".parse().expect("quantity"))].into(),
+            allocatable: Allocatable::of(|r| (r == "cpu").then_some("4")),
             unschedulable: false,
             ready: true,
         };
-        let nodes = [node("a1", "a", false), node("a2", "a", true), node("b1", "b", false)];
+        let nodes = [node("a1", "a", false), node("a2", "a", true), node("b1", "b", false)].map(Arc::new);
         let config = r#"{"loadAffinity": [{"nodeSelector": {"matchLabels": {"zone": "a"}}, "storageClass": "gp3"},
             {"nodeSelector": {"matchLabels": {"zone": "z"}}}]}"#;
         let decoded = decode(&parse(config).expect("JSON"), None);

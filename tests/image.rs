@@ -627,13 +627,16 @@ fn the_script_builds_the_binary_as_the_dockerfiles_build_stage() {
     let script = std::fs::read_to_string(repo().join("hack/image/build.sh")).expect("build.sh");
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
     let command = |line: &str| -> Option<String> {
-        let at = line.find("cargo build")?;
+        let at = line.find("hack/pgo/build.sh")?;
         let env = line[..at].split_whitespace().filter(|w| w.starts_with("CARGO_PROFILE_"));
         let args = line[at..].split_whitespace().take_while(|w| w.starts_with("--") || !w.contains('&'));
         Some(env.chain(args).collect::<Vec<_>>().join(" "))
     };
-    let ours: Vec<String> =
-        script.lines().filter_map(|l| command(&l.replace("\"$CARGO\"", "cargo").replace("nice -n 10 ", ""))).collect();
+    let ours: Vec<String> = script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| command(&l.replace("nice -n 10 ", "")))
+        .collect();
     let theirs: Vec<String> =
         instructions(&dockerfile).iter().filter(|(k, _)| k == "RUN").filter_map(|(_, rest)| command(rest)).collect();
     assert_eq!(ours.len(), 1, "one release build in build.sh: {ours:?}");

@@ -46,13 +46,9 @@ BENCH_MIX_CONCS=${BENCH_MIX_CONCS:-"16"}
 BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps configmap-creates mix pods-nopc pods-settled"}
 BENCH_NOPC_CONCS=${BENCH_NOPC_CONCS:-"1 16"}
 BENCH_SETTLED_CONCS=${BENCH_SETTLED_CONCS:-"1 16"}
-BENCH_NICE=${BENCH_NICE:-5}
 BENCH_PPROF_SECONDS=${BENCH_PPROF_SECONDS:-20}
 BENCH_FRESH_APISERVER=${BENCH_FRESH_APISERVER:-1}
-BENCH_PORT_WAIT=${BENCH_PORT_WAIT:-120}
 export E2E_DIR=${E2E_DIR:-$root/_out/e2e-bench}
-WEBHOOK_PORT=443
-client_target=$root/_out/e2e-bench-build/target
 
 die() { echo "bench-e2e: $*" >&2; exit 1; }
 log() { echo "bench-e2e: $(date -u +%H:%M:%S) $*" >&2; }
@@ -62,28 +58,8 @@ out=$root/bench/out/e2e-$stamp
 mkdir -p "$out/raw"
 ln -sfn "e2e-$stamp" "$root/bench/out/latest-e2e"
 start_s=$(date +%s)
-
-# 127.0.0.1:443 is where the API server dials the webhook (the ExternalName Service of
-# hack/e2e/overlay). Other e2e runs on this machine use it too: never measure through a server
-# that is not the one this script started.
-holder() { ss -ltnpH "sport = :$WEBHOOK_PORT" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -n 1 | cut -d= -f2; }
-port_taken() { [ -n "$(ss -ltnH "sport = :$WEBHOOK_PORT" 2>/dev/null)" ]; }
-require_port_free() {
-  local deadline=$((SECONDS + BENCH_PORT_WAIT)) said=
-  while port_taken && [ $SECONDS -lt $deadline ]; do
-    [ -n "$said" ] || { log "127.0.0.1:$WEBHOOK_PORT is taken (pid $(holder)); waiting up to $BENCH_PORT_WAIT s"; said=1; }
-    sleep 0.5
-  done
-  if port_taken; then
-    ss -ltnp "sport = :$WEBHOOK_PORT" >&2 || true
-    die "127.0.0.1:$WEBHOOK_PORT is taken by another process (above), probably another e2e run: the API server would call it instead of the server under test. Wait for it to finish and run again."
-  fi
-}
-require_holder() {
-  local want=$1 got
-  got=$(holder)
-  [ "$got" = "$want" ] || die "127.0.0.1:$WEBHOOK_PORT is held by pid '${got:-nobody}', not by the server under test ($want)"
-}
+# shellcheck source=bench/e2e/lib.sh
+source bench/e2e/lib.sh
 
 # --- builds -------------------------------------------------------------------------------
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
@@ -102,9 +78,7 @@ cp "$server_bin" "$ceiling_bin" "$load_bin" "$out/bin/"
 server_bin=$out/bin/node-agent-webhook ceiling_bin=$out/bin/ceiling load_bin=$out/bin/e2e-load
 
 # --- control plane ------------------------------------------------------------------------
-require_port_free
-hack/controlplane/build.sh >/dev/null
-hack/controlplane/cluster.sh up
+control_plane_up
 cleanup() {
   stop_server
   # A run cut short still reports the blocks it measured.
@@ -115,74 +89,17 @@ cleanup() {
   if [ "${E2E_KEEP:-0}" != 1 ]; then hack/controlplane/cluster.sh down; fi
 }
 trap cleanup EXIT
-eval "$(hack/controlplane/cluster.sh env)"
-hack/e2e/install.sh >"$out/install.log" 2>&1 || { cat "$out/install.log" >&2; die "install failed"; }
-
-bench=$E2E_DIR/bench
-mkdir -p "$bench" "$E2E_DIR/serving"
-cp certs/ca.pem certs/serving.pem certs/serving.key "$E2E_DIR/serving/"
+install_webhook "$out" b
 for kind in mutating validating; do
   kubectl get "${kind}webhookconfiguration" node-agent-webhook.velero -o json |
     jq 'del(.metadata.resourceVersion, .metadata.uid, .metadata.creationTimestamp, .metadata.generation, .metadata.managedFields)' \
       >"$bench/$kind.json"
 done
 
-# Kubeconfigs holding ServiceAccount tokens (as tests/e2e/harness.rs makes them).
-sa_kubeconfig() {
-  local account=$1 pod=${2:-} file token server
-  file=$bench/kubeconfig-$account${pod:+-$pod}
-  if [ -n "$pod" ]; then
-    token=$(kubectl create token "$account" -n velero --duration 4h --bound-object-kind Pod --bound-object-name "$pod")
-  else
-    token=$(kubectl create token "$account" -n velero --duration 4h)
-  fi
-  server=$(awk '/server:/ {print $2; exit}' "$KUBECONFIG")
-  cat >"$file" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster:
-    server: $server
-    certificate-authority: $E2E_DIR/pki/ca.crt
-users:
-- name: $account
-  user:
-    token: $token
-contexts:
-- name: e2e
-  context: {cluster: e2e, user: $account}
-current-context: e2e
-EOF
-  echo "$file"
-}
-webhook_kubeconfig=$(sa_kubeconfig node-agent-webhook)
-export NODE_AGENT_KUBECONFIG ADMIN_KUBECONFIG=$KUBECONFIG FIXTURE=$root/testdata/pods/v1.18/pod-dataupload.json
-NODE_AGENT_KUBECONFIG=$(sa_kubeconfig velero node-agent-e2e01)
-export RUN_ID=b$(date +%s | tail -c 6) BENCH_CLK_TCK=$(getconf CLK_TCK)
-
 # --- the servers --------------------------------------------------------------------------
 server_pid=
 server_kind=
 metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
-start_ours() {
-  require_port_free
-  KUBECONFIG=$webhook_kubeconfig RUST_LOG=info nice -n "$BENCH_NICE" "$server_bin" serve --log-format json \
-    --bind "127.0.0.1:$WEBHOOK_PORT" --metrics-bind "127.0.0.1:$metrics_port" \
-    --tls-cert "$E2E_DIR/serving/serving.pem" --tls-key "$E2E_DIR/serving/serving.key" \
-    --shutdown-delay 0s --shutdown-grace 2s >/dev/null 2>>"$E2E_DIR/node-agent-webhook.log" &
-  server_pid=$!
-  server_kind=ours
-  echo "$server_pid" >>"$E2E_DIR/pids"
-  local deadline=$((SECONDS + 30))
-  until curl -fsS "http://127.0.0.1:$metrics_port/readyz" >/dev/null 2>&1; do
-    kill -0 "$server_pid" 2>/dev/null || { tail -n 20 "$E2E_DIR/node-agent-webhook.log" >&2; die "our server exited"; }
-    [ $SECONDS -lt $deadline ] || die "our server not ready after 30 s"
-    sleep 0.1
-  done
-  require_holder "$server_pid"
-}
 
 # The ceiling; with a patch file ($1), it answers every review with that patch (configuration d).
 start_ceiling() {
@@ -210,17 +127,6 @@ record_ours() {
   printf '%s\t%s\t%s\n' "$tag" "$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")" \
     "$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")" >>"$out/rss.tsv"
   curl -fsS "http://127.0.0.1:$metrics_port/metrics" >"$out/raw/ours-metrics-$tag.txt" 2>/dev/null || true
-}
-
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  local waited=0
-  while kill -0 "$server_pid" 2>/dev/null && [ $waited -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
-  server_kind=
 }
 
 ensure_registered() {

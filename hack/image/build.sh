@@ -12,6 +12,7 @@
 # SOURCE_DATE_EPOCH (the commit's time), BUILD_DATE is that time too, not the clock's.
 #
 # Environment:
+#   PGO=0              the release build without its profile (hack/pgo/build.sh)
 #   BINARY             a prebuilt binary to package instead of the release build (the tests
 #                      pass the debug one, stripped)
 #   OUT_DIR            where the archive goes (default _out/image)
@@ -41,8 +42,8 @@ if [[ -z "${BINARY:-}" ]]; then
 	have_rust="$(rustc --version | cut -d' ' -f2)"
 	[[ "$have_rust" == "$want_rust" || "$have_rust" == "$want_rust".* ]] ||
 		echo "image/build: warning: rustc $have_rust here, the Dockerfile builds with $want_rust" >&2
-	echo "image/build: release build (as the Dockerfile's build stage)" >&2
-	CARGO_PROFILE_RELEASE_STRIP=symbols nice -n 10 "$CARGO" build --release --locked --bin node-agent-webhook
+	echo "image/build: release build (as the Dockerfile's build stage; PGO=0 without a profile)" >&2
+	CARGO_PROFILE_RELEASE_STRIP=symbols nice -n 10 hack/pgo/build.sh
 	BINARY="$root/target/release/node-agent-webhook"
 fi
 

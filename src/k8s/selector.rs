@@ -38,12 +38,12 @@ const NODE_FIELD_SELECTOR_OPERATORS: [&str; 2] = [OP_IN, OP_NOT_IN];
 /// The only field a node field selector may name (Go's `metav1.ObjectNameField`).
 pub const NODE_FIELD_SELECTOR_KEY: &str = "metadata.name";
 
-/// Whether a node's labels (or, for `matchFields`, its `metadata.name`) satisfy one node
-/// selector requirement: apimachinery's `labels.Requirement.Matches`, which node affinity
-/// builds from the requirement (`NodeSelectorRequirementsAsSelector`). `Gt`/`Lt` compare the
-/// label and the one value as 64-bit integers; an unknown operator matches nothing.
-pub fn requirement_matches(requirement: &Requirement, labels: &std::collections::BTreeMap<String, String>) -> bool {
-    let value = labels.get(requirement.key);
+/// Whether a node's `value` of the requirement's key (its label, or for `matchFields` its
+/// `metadata.name`; `None`: the node has no such label) satisfies one node selector
+/// requirement: apimachinery's `labels.Requirement.Matches`, which node affinity builds from
+/// the requirement (`NodeSelectorRequirementsAsSelector`). `Gt`/`Lt` compare the label and the
+/// one value as 64-bit integers; an unknown operator matches nothing.
+pub fn requirement_matches(requirement: &Requirement, value: Option<&str>) -> bool {
     let listed = || value.is_some_and(|v| requirement.values.iter().any(|w| w == v));
     let integer = |s: &str| s.parse::<i64>().ok();
     let bound = || requirement.values.first().and_then(|v| integer(v));
@@ -52,8 +52,8 @@ pub fn requirement_matches(requirement: &Requirement, labels: &std::collections:
         "NotIn" => !listed(),
         "Exists" => value.is_some(),
         "DoesNotExist" => value.is_none(),
-        "Gt" => value.and_then(|v| integer(v)).zip(bound()).is_some_and(|(v, b)| v > b),
-        "Lt" => value.and_then(|v| integer(v)).zip(bound()).is_some_and(|(v, b)| v < b),
+        "Gt" => value.and_then(integer).zip(bound()).is_some_and(|(v, b)| v > b),
+        "Lt" => value.and_then(integer).zip(bound()).is_some_and(|(v, b)| v < b),
         _ => false,
     }
 }
@@ -516,7 +516,11 @@ mod tests {
         for (key, operator, values, want) in cases {
             let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
             let requirement = Requirement { key, operator, values: &values };
-            assert_eq!(requirement_matches(&requirement, &labels), *want, "{key} {operator} {values:?}");
+            assert_eq!(
+                requirement_matches(&requirement, labels.get(*key).map(String::as_str)),
+                *want,
+                "{key} {operator} {values:?}"
+            );
         }
     }
 

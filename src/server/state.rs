@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 use super::readiness::Readiness;
 use crate::cluster::Cluster;
 use crate::config::load::LiveConfig;
-use crate::config::placement::{DaemonSetPlacement, NodeFacts};
+use crate::config::placement::{DaemonSetPlacement, NodeSnapshot};
 use crate::config::third_party::TemplateKeys;
 use crate::config::version::VeleroVersion;
 use crate::metrics::Metrics;
@@ -47,7 +47,7 @@ pub struct AppState {
     node_agent_template: RwLock<Option<Arc<TemplateKeys>>>,
     node_agent_placement: RwLock<Option<Arc<DaemonSetPlacement>>>,
     /// The Node watch's last snapshot; `None` until its first list (or without cluster access).
-    nodes: RwLock<Option<Arc<Vec<NodeFacts>>>>,
+    nodes: RwLock<Option<NodeSnapshot>>,
     live: RwLock<Arc<LiveConfig>>,
     pub readiness: Readiness,
 }
@@ -172,7 +172,7 @@ impl AppState {
     }
 
     /// The Node watch's snapshot, for the placement warnings.
-    pub fn set_nodes(&self, nodes: Arc<Vec<NodeFacts>>) {
+    pub fn set_nodes(&self, nodes: NodeSnapshot) {
         self.metrics.set_nodes(nodes.len());
         write(&self.nodes, Some(nodes));
     }
@@ -281,7 +281,7 @@ mod tests {
                 "a cachePVC class with reclaimPolicy Retain, on a Velero that reads cachePVC",
                 |s| {
                     s.set_velero_version(Some(VeleroVersion::new(1, 18, 3)));
-                    s.set_nodes(Arc::new(Vec::new()));
+                    s.set_nodes(Arc::new([]));
                     s.set_storage_classes(Some(Arc::new(storage_classes("Retain"))));
                 },
                 review("CREATE", cache, None),

@@ -23,7 +23,7 @@ use crate::config::configmap::{check_node_agent, ConfigMapData};
 use crate::config::diagnostics::Severity;
 use crate::config::kind::{Kind, Names};
 use crate::config::model::NodeAgentConfig;
-use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeFacts};
+use crate::config::placement::{ClusterView, DaemonSetPlacement, NodeSnapshot};
 use crate::config::third_party::{dropped_template_keys, TemplateKeys};
 use crate::config::validate::Environment;
 use crate::config::version::VeleroVersion;
@@ -52,7 +52,7 @@ pub struct CheckEnv {
     pub priority_classes: Option<Arc<HashSet<String>>>,
     pub storage_classes: Option<Arc<StorageClasses>>,
     /// The Nodes and node-agent's pod template's placement, for the placement warnings.
-    pub nodes: Option<Arc<Vec<NodeFacts>>>,
+    pub nodes: Option<NodeSnapshot>,
     pub node_agent_placement: Option<Arc<DaemonSetPlacement>>,
 }
 

@@ -363,7 +363,7 @@ impl Outcome {
 fn under_load(name: &'static str, fault: impl FnOnce(&Faulted)) -> Outcome {
     let started = Instant::now();
     let machine = Machine::record();
-    let node = install_the_shipped_deployment();
+    let (node, _) = install_the_shipped_deployment();
     let faulted = Faulted { dir: tempfile::tempdir().expect("temp dir") };
     let dir = faulted.dir.path();
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod faults;
+mod install;
 
 const NODE_NAME: &str = "naw-node-0";
 /// The node's cgroups, in every hierarchy (hack/node/node.sh CGROUP).
@@ -256,18 +257,24 @@ const PROBE_POD: &str = r#"{
 
 /// `kubectl VERB -f -` of `manifest` in the node's namespaces.
 fn kubectl_stdin(verb: &str, manifest: &str) -> Output {
+    kubectl_with_stdin(&[verb, "-f", "-"], manifest)
+}
+
+/// `kubectl ARGS` in the node's namespaces, `stdin` on its standard input.
+fn kubectl_with_stdin(args: &[&str], stdin: &str) -> Output {
     Command::new(repo_path("hack/node/node.sh"))
-        .args(["exec", "kubectl", verb, "-f", "-"])
+        .args(["exec", "kubectl"])
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(manifest.as_bytes())?;
+            child.stdin.take().expect("stdin").write_all(stdin.as_bytes())?;
             child.wait_with_output()
         })
-        .unwrap_or_else(|e| panic!("kubectl {verb}: {e}"))
+        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
 }
 
 #[track_caller]
@@ -557,81 +564,60 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// The image of the shipped Deployment, as `make image` names it here.
-const SHIPPED_IMAGE: &str = "naw.local/node-agent-webhook:e2e";
-
-/// The shipped Deployment on a node just brought up, installed as users do: the image `make image`
-/// assembles (hack/image/build.sh, from the debug binary stripped as the Dockerfile's release build
-/// strips its own) imported into the node, the certificates of `make certs` (in the repository's
-/// `certs/`), and `kubectl apply -k manifests/overlays/self-signed` through an overlay that only
-/// names the image; returns once the rollout is complete.
-fn install_the_shipped_deployment() -> Node {
-    const IMAGE: &str = SHIPPED_IMAGE;
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node");
+/// The webhook's image as `make image` assembles it (hack/image/build.sh, from the debug binary
+/// stripped as the Dockerfile's release build strips its own), named `image`, made in `work`
+/// (emptied first): the OCI archive for `node.sh import`.
+fn webhook_image(work: &Path, image: &str) -> PathBuf {
     if work.exists() {
-        std::fs::remove_dir_all(&work).expect("remove the last run's files");
+        std::fs::remove_dir_all(work).expect("remove the last run's files");
     }
-    std::fs::create_dir_all(work.join("overlay")).expect("mkdir");
+    std::fs::create_dir_all(work).expect("mkdir");
     let binary = work.join("node-agent-webhook");
     run(Command::new("strip").arg("--strip-all").arg("-o").arg(&binary).arg(env!("CARGO_BIN_EXE_node-agent-webhook")));
     let built = run(Command::new("bash")
         .arg(repo_path("hack/image/build.sh"))
         .env("BINARY", &binary)
         .env("OUT_DIR", work.join("image"))
-        .env("IMG", IMAGE)
+        .env("IMG", image)
         .env("VALIDATE", "0"));
-    let archive = repo_path(String::from_utf8_lossy(&built.stdout).lines().next().expect("the archive's path").trim());
-    run(Command::new("bash").arg("certs/generate.sh").current_dir(repo_path("")).env("OUT_DIR", "certs"));
-    let (name, tag) = IMAGE.rsplit_once(':').expect("name:tag");
-    std::fs::write(
-        work.join("overlay/kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-             resources: [{}]\n\
-             images: [{{name: node-agent-webhook, newName: {name}, newTag: {tag}}}]\n",
-            relative(&work.join("overlay"), &repo_path("manifests/overlays/self-signed")).display()
-        ),
-    )
-    .expect("overlay");
-
-    let node = Node::up();
-    run(Command::new(repo_path("hack/node/node.sh")).arg("import").arg(&archive));
-    in_node(&["kubectl", "create", "namespace", "velero"]);
-    in_node(&["kubectl", "apply", "-k", &work.join("overlay").to_string_lossy()]);
-    in_node(&["kubectl", "-n", "velero", "rollout", "status", "deployment/node-agent-webhook", "--timeout=120s"]);
-
-    node
+    repo_path(String::from_utf8_lossy(&built.stdout).lines().next().expect("the archive's path").trim())
 }
 
-/// The shipped Deployment on the node (install_the_shipped_deployment).
-/// Both replicas become Ready through the shipped probes, run as the Deployment says, and the API
-/// server calls them through the Service.
-#[test]
-fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
-    const IMAGE: &str = SHIPPED_IMAGE;
-    let machine = Machine::record();
-    let node = install_the_shipped_deployment();
-
-    let deployment = kubectl_json(&["-n", "velero", "get", "deployment", "node-agent-webhook"]);
+/// Waits for the Deployment `name` in `namespace` to roll out, and asserts that each of its
+/// replicas is Ready on the node running `image`. The Deployment and its pods.
+#[track_caller]
+fn assert_rolled_out(namespace: &str, name: &str, image: &str) -> (Value, Vec<Value>) {
+    in_node(&["kubectl", "-n", namespace, "rollout", "status", &format!("deployment/{name}"), "--timeout=120s"]);
+    let deployment = kubectl_json(&["-n", namespace, "get", "deployment", name]);
     let replicas = deployment["spec"]["replicas"].as_u64().expect("replicas");
-    let selector = deployment["spec"]["selector"]["matchLabels"]
+    let pods = kubectl_json(&["-n", namespace, "get", "pods", "-l", &selector(&deployment)]);
+    let pods = pods["items"].as_array().expect("items").clone();
+    assert_eq!(pods.len() as u64, replicas, "{pods:#?}");
+    for pod in &pods {
+        assert_eq!(condition(pod, "Ready"), "True", "{pod:#}");
+        assert_eq!(pod["spec"]["nodeName"], NODE_NAME);
+        assert_eq!(pod["spec"]["containers"][0]["image"], image);
+    }
+    (deployment, pods)
+}
+
+/// A Deployment's or DaemonSet's `matchLabels` as a label selector, "k=v,k=v".
+fn selector(workload: &Value) -> String {
+    workload["spec"]["selector"]["matchLabels"]
         .as_object()
         .expect("matchLabels")
         .iter()
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
         .collect::<Vec<_>>()
-        .join(",");
-    let pods = kubectl_json(&["-n", "velero", "get", "pods", "-l", &selector]);
-    let pods = pods["items"].as_array().expect("items");
-    assert_eq!(pods.len() as u64, replicas, "{pods:#?}");
-    for pod in pods {
-        assert_eq!(condition(pod, "Ready"), "True", "{pod:#}");
-        assert_eq!(pod["spec"]["nodeName"], NODE_NAME);
-        assert_eq!(pod["spec"]["containers"][0]["image"], IMAGE);
-    }
+        .join(",")
+}
 
-    // The servers' processes as the kernel sees them: the Deployment's user, no capabilities, no
-    // new privileges, the RuntimeDefault seccomp filter, a read-only root.
+/// The webhook servers' processes on the node (one per replica of `deployment`); each, as the
+/// kernel sees it, runs as the Deployment's user with no capabilities, no new privileges, the
+/// RuntimeDefault seccomp filter and a read-only root.
+#[track_caller]
+fn assert_servers_confined(deployment: &Value) -> Vec<u32> {
+    let replicas = deployment["spec"]["replicas"].as_u64().expect("replicas");
     let user = deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"].as_u64().expect("runAsUser");
     let servers: Vec<u32> = pod_processes()
         .into_iter()
@@ -652,10 +638,14 @@ fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
         let options = root.split(' ').nth(5).unwrap_or_default();
         assert!(options.split(',').any(|o| o == "ro"), "root of {pid} mounted {options}");
     }
+    servers
+}
 
-    // The API server calls the pods through the Service: an invalid node-agent ConfigMap is
-    // denied by one of the shipped validating webhooks.
-    let configuration = kubectl_json(&["get", "validatingwebhookconfiguration", "node-agent-webhook.velero"]);
+/// The API server calls the pods through the Service: an invalid node-agent ConfigMap is denied
+/// by one of the webhooks of the ValidatingWebhookConfiguration `configuration`.
+#[track_caller]
+fn assert_invalid_configmap_denied(configuration: &str) {
+    let configuration = kubectl_json(&["get", "validatingwebhookconfiguration", configuration]);
     let names: Vec<&str> =
         configuration["webhooks"].as_array().expect("webhooks").iter().filter_map(|w| w["name"].as_str()).collect();
     let invalid = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -668,6 +658,48 @@ fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
             && names.iter().any(|n| stderr.contains(&format!(r#"admission webhook "{n}" denied the request"#))),
         "the invalid ConfigMap was not denied by {names:?}: {stderr}"
     );
+}
+
+/// The image of the shipped Deployment, as `make image` names it here.
+const SHIPPED_IMAGE: &str = "naw.local/node-agent-webhook:e2e";
+
+/// Installs the shipped Deployment on a node it brings up, as users do: the image `make image`
+/// assembles imported into the node, the certificates of `make certs` (in the repository's
+/// `certs/`), and `kubectl apply -k manifests/overlays/self-signed` through an overlay that only
+/// names the image. Returns once both replicas are Ready: the node and the Deployment.
+fn install_the_shipped_deployment() -> (Node, Value) {
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node");
+    let archive = webhook_image(&work, SHIPPED_IMAGE);
+    run(Command::new("bash").arg("certs/generate.sh").current_dir(repo_path("")).env("OUT_DIR", "certs"));
+    let (name, tag) = SHIPPED_IMAGE.rsplit_once(':').expect("name:tag");
+    std::fs::create_dir_all(work.join("overlay")).expect("mkdir");
+    std::fs::write(
+        work.join("overlay/kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources: [{}]\n\
+             images: [{{name: node-agent-webhook, newName: {name}, newTag: {tag}}}]\n",
+            relative(&work.join("overlay"), &repo_path("manifests/overlays/self-signed")).display()
+        ),
+    )
+    .expect("overlay");
+
+    let node = Node::up();
+    run(Command::new(repo_path("hack/node/node.sh")).arg("import").arg(&archive));
+    in_node(&["kubectl", "create", "namespace", "velero"]);
+    in_node(&["kubectl", "apply", "-k", &work.join("overlay").to_string_lossy()]);
+    let (deployment, _) = assert_rolled_out("velero", "node-agent-webhook", SHIPPED_IMAGE);
+    (node, deployment)
+}
+
+/// The shipped Deployment on the node (install_the_shipped_deployment). Both replicas become Ready through the shipped probes, run as the Deployment says, and the API
+/// server calls them through the Service.
+#[test]
+fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
+    let machine = Machine::record();
+    let (node, deployment) = install_the_shipped_deployment();
+    assert_servers_confined(&deployment);
+    assert_invalid_configmap_denied("node-agent-webhook.velero");
 
     drop(node);
     machine.assert_restored();

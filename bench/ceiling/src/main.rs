@@ -24,6 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsAcceptor;
 
 struct Args {
@@ -133,9 +134,18 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {
         let listener = TcpListener::bind(args.bind).await.expect("bind");
+        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
         eprintln!("ceiling listening on {}", args.bind);
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            // SIGTERM returns from main rather than killing the process: an instrumented build
+            // (hack/pgo/build.sh) writes its profile on a normal exit only.
+            let tcp = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => continue,
+                },
+                _ = terminate.recv() => return,
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let builder = builder.clone();
