@@ -247,10 +247,7 @@ fn sigterm_turns_unready_completes_in_flight_requests_and_exits_zero() {
     // An in-flight request: headers and half the body sent.
     let body = valid_review();
     let mut stream = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
-    let head = format!(
-        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = validate_head(body.len());
     stream.write_all(head.as_bytes()).expect("write");
     stream.write_all(&body[..body.len() / 2]).expect("write");
     stream.flush().expect("flush");
@@ -305,6 +302,55 @@ fn a_second_sigterm_exits_at_once_without_draining() {
     assert!(server.log_text().contains("second shutdown signal"), "logs:\n{}", server.log_text());
 }
 
+/// After SIGTERM, answers on a keep-alive connection opened before it say `Connection: close`
+/// and the server closes the connection after the answer: the client never sends a request on
+/// an idle connection the server is about to close (the API server does not retry a webhook POST
+/// that fails with EOF).
+#[test]
+fn after_sigterm_keep_alive_connections_are_closed_after_their_next_answer() {
+    let certs = Certs::new();
+    let server = Server::start(
+        &certs.path("tls.crt"),
+        &certs.path("tls.key"),
+        &["--config-file", &config_flag(&certs), "--shutdown-delay", "60s", "--shutdown-grace", "1s"],
+    );
+    let mut stream = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
+    let body = valid_review();
+    let exchange = |stream: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>| {
+        let head = validate_head(body.len());
+        stream.write_all(head.as_bytes()).expect("write");
+        stream.write_all(&body).expect("write");
+        stream.flush().expect("flush");
+        let mut response = vec![0u8; 8192];
+        let n = stream.read(&mut response).expect("response");
+        String::from_utf8_lossy(&response[..n]).to_lowercase()
+    };
+    let before = exchange(&mut stream);
+    assert!(before.starts_with("http/1.1 200") && !before.contains("connection: close"), "{before}");
+
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.get_admin("/readyz").map(|(status, _)| status) != Ok(503) {
+        assert!(Instant::now() < deadline, "still ready after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = exchange(&mut stream);
+    assert!(after.starts_with("http/1.1 200") && after.contains("connection: close"), "{after}");
+    let mut rest = [0u8; 64];
+    assert_eq!(stream.read(&mut rest).unwrap_or(0), 0, "the server closes the connection after the answer");
+    // New connections during the delay get the same treatment.
+    let mut fresh = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS during the delay");
+    assert!(exchange(&mut fresh).contains("connection: close"));
+}
+
+/// The head of an HTTP/1.1 POST /validate of `len` bytes.
+fn validate_head(len: usize) -> String {
+    format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+    )
+}
+
 fn wait_exit(server: &mut Server, limit: Duration) -> Option<i32> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -354,10 +400,7 @@ fn keep_alive_connections_idle_for_the_idle_timeout_and_slow_headers_are_cut_at_
     );
     let mut stream = tls_connect(server.port, &certs.ca_pem, &[b"http/1.1"], None).expect("TLS");
     let body = valid_review();
-    let head = format!(
-        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = validate_head(body.len());
     let mut response = vec![0u8; 4096];
     for round in 0..2 {
         stream.write_all(head.as_bytes()).expect("write");

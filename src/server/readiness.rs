@@ -20,6 +20,11 @@ impl Readiness {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
 
+    /// SIGTERM was received: the pod is on its way out.
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
     /// Ready, or why not. (The certificate is loaded before the listener exists, so a
     /// listening server always has one.)
     pub fn check(&self) -> Result<(), &'static str> {
@@ -43,7 +48,9 @@ mod tests {
         assert_eq!(readiness.check(), Err("config source not read yet"));
         readiness.mark_config_read();
         assert_eq!(readiness.check(), Ok(()));
+        assert!(!readiness.shutting_down());
         readiness.begin_shutdown();
         assert_eq!(readiness.check(), Err("shutting down"));
+        assert!(readiness.shutting_down());
     }
 }

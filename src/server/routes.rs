@@ -28,7 +28,31 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn webhook_router(state: Arc<AppState>) -> Router {
-    Router::new().route("/validate", post(validate)).route("/mutate", post(mutate)).with_state(state)
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), close_when_shutting_down))
+        .with_state(state)
+}
+
+/// Once SIGTERM is received, every HTTP/1.1 answer carries `Connection: close`, so the API server
+/// drops each keep-alive connection to this pod after reading an answer on it and dials the
+/// Service again (by then without this pod). Otherwise its pooled connections keep coming here
+/// until the shutdown delay ends and the server closes them: a review sent on one at that moment
+/// fails with EOF, and the API server never retries a webhook POST (client-go v0.37.2
+/// rest/request.go:1066-1077 retries GETs only), so a ConfigMap write failed (seen on the real
+/// node, tests/e2e_node/faults.rs).
+async fn close_when_shutting_down(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let http1 = request.version() <= axum::http::Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && state.readiness.shutting_down() {
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 pub fn admin_router(state: Arc<AppState>) -> Router {

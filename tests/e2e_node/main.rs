@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod faults;
 mod install;
 
 const NODE_NAME: &str = "naw-node-0";
@@ -659,20 +660,18 @@ fn assert_invalid_configmap_denied(configuration: &str) {
     );
 }
 
-/// The shipped Deployment on the node, installed as users do: the image `make image` assembles
-/// imported into the node, the certificates of `make certs`, and
-/// `kubectl apply -k manifests/overlays/self-signed` through an overlay that only names the image.
-/// Both replicas become Ready through the shipped probes, run as the Deployment says, and the API
-/// server calls them through the Service.
-#[test]
-fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
-    const IMAGE: &str = "naw.local/node-agent-webhook:e2e";
-    let machine = Machine::record();
+/// The image of the shipped Deployment, as `make image` names it here.
+const SHIPPED_IMAGE: &str = "naw.local/node-agent-webhook:e2e";
 
+/// Installs the shipped Deployment on a node it brings up, as users do: the image `make image`
+/// assembles imported into the node, the certificates of `make certs` (in the repository's
+/// `certs/`), and `kubectl apply -k manifests/overlays/self-signed` through an overlay that only
+/// names the image. Returns once both replicas are Ready: the node and the Deployment.
+fn install_the_shipped_deployment() -> (Node, Value) {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node");
-    let archive = webhook_image(&work, IMAGE);
+    let archive = webhook_image(&work, SHIPPED_IMAGE);
     run(Command::new("bash").arg("certs/generate.sh").current_dir(repo_path("")).env("OUT_DIR", "certs"));
-    let (name, tag) = IMAGE.rsplit_once(':').expect("name:tag");
+    let (name, tag) = SHIPPED_IMAGE.rsplit_once(':').expect("name:tag");
     std::fs::create_dir_all(work.join("overlay")).expect("mkdir");
     std::fs::write(
         work.join("overlay/kustomization.yaml"),
@@ -689,7 +688,16 @@ fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
     run(Command::new(repo_path("hack/node/node.sh")).arg("import").arg(&archive));
     in_node(&["kubectl", "create", "namespace", "velero"]);
     in_node(&["kubectl", "apply", "-k", &work.join("overlay").to_string_lossy()]);
-    let (deployment, _) = assert_rolled_out("velero", "node-agent-webhook", IMAGE);
+    let (deployment, _) = assert_rolled_out("velero", "node-agent-webhook", SHIPPED_IMAGE);
+    (node, deployment)
+}
+
+/// The shipped Deployment on the node (install_the_shipped_deployment). Both replicas become Ready through the shipped probes, run as the Deployment says, and the API
+/// server calls them through the Service.
+#[test]
+fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
+    let machine = Machine::record();
+    let (node, deployment) = install_the_shipped_deployment();
     assert_servers_confined(&deployment);
     assert_invalid_configmap_denied("node-agent-webhook.velero");
 
