@@ -1329,13 +1329,16 @@ fn openshift_adp_overlay_leaves_no_velero_namespace_string_behind() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn dockerfile_builds_a_locked_release_and_runs_it_as_numeric_non_root_on_distroless() {
+fn dockerfile_builds_a_locked_profile_guided_release_and_runs_it_as_numeric_non_root_on_distroless() {
     let text = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
     let stages: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.starts_with("FROM ")).map(|(i, _)| i).collect();
     assert!(stages.len() >= 2, "multi-stage build");
     let builder = lines[..*stages.last().expect("a stage")].join("\n");
-    assert!(builder.contains("cargo build --release --locked"), "locked release build");
+    // The build stage runs the profile-guided release build, which builds exactly Cargo.lock.
+    assert!(builder.contains("hack/pgo/build.sh"), "the build stage runs hack/pgo/build.sh");
+    let pgo = std::fs::read_to_string(repo().join("hack/pgo/build.sh")).expect("hack/pgo/build.sh");
+    assert!(pgo.contains("--release --locked"), "hack/pgo/build.sh: a locked release build");
     let runtime = &lines[*stages.last().expect("a stage")..];
     assert!(
         runtime[0].contains("gcr.io/distroless/") && runtime[0].contains(":nonroot"),
