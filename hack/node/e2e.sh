@@ -2,8 +2,8 @@
 # make e2e-node: the end-to-end suite on a real node (tests/e2e_node). Builds the node and the
 # control plane from their Go modules (cached), then runs the tests one at a time: each brings the
 # node up with hack/node/node.sh and tears it down, also when it fails. Needs root (namespaces,
-# cgroups) and nft (Debian: nftables), like the machines these run on; run it under the machine-wide
-# lock: flock /tmp/naw-e2e.lock timeout 1500 make e2e-node.
+# cgroups) and nft (Debian: nftables), like the machines these run on; one run per machine at a time
+# (the node's cgroup and state directory are fixed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"

@@ -47,7 +47,7 @@ start() {
   local name=$1
   shift
   # Inherited descriptors are closed: a daemon must not hold, say, the flock of the run that
-  # started it (/tmp/naw-e2e.lock) past that run.
+  # started it (a test runner's machine-wide lock) past that run.
   # shellcheck disable=SC2016
   setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -le 2 ] || eval "exec $fd>&-"; done
     echo $$ >"$1/cgroup.procs" && shift && exec nsenter --mount="$1" --net="$2" -- "${@:3}"' \
