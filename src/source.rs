@@ -17,7 +17,6 @@ use crate::config::load::{config_from_configmap, config_from_text, configmap_id,
 use crate::config::model::NodeAgentConfig;
 use crate::metrics::LoadResult;
 use crate::server::state::AppState;
-use crate::validating::StorageClasses;
 
 /// How often a config file is re-read; well under the one second an edit may take to apply.
 pub const FILE_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -87,7 +86,7 @@ pub async fn watch_priority_classes(cluster: Cluster, state: Arc<AppState>) {
 pub async fn watch_storage_classes(cluster: Cluster, state: Arc<AppState>) {
     let mut changes = std::pin::pin!(cluster.storage_class_changes());
     while let Some(reclaim_policies) = changes.next().await {
-        state.set_storage_classes(Some(Arc::new(StorageClasses::new(reclaim_policies))));
+        state.set_storage_classes(Some(Arc::new(reclaim_policies)));
     }
 }
 

@@ -28,8 +28,8 @@ pub struct Environment<'a> {
     pub velero_version: Option<VeleroVersion>,
     /// The PriorityClasses that exist, when the server can see them.
     pub priority_classes: Option<&'a HashSet<String>>,
-    /// The StorageClasses that exist, when the server can see them.
-    pub storage_classes: Option<&'a HashSet<String>>,
+    /// The StorageClasses that exist, each with its `reclaimPolicy`, when the server can see them.
+    pub storage_classes: Option<&'a BTreeMap<String, String>>,
     /// The Nodes (and node-agent's DaemonSet, the classes' reclaim policies) for the placement
     /// warnings (`placement`), when the server's watches or `check --kubeconfig` see them.
     pub cluster: Option<ClusterView<'a>>,
@@ -423,7 +423,7 @@ impl<C> Validator<'_, C> {
 
     /// A warning when the server sees the cluster's StorageClasses and `class` is not among them.
     fn missing_storage_class(&mut self, path: &str, class: &str, env: &Environment, consequence: &str) {
-        if env.storage_classes.is_some_and(|classes| !classes.contains(class)) {
+        if env.storage_classes.is_some_and(|classes| !classes.contains_key(class)) {
             self.warn(path, format!("StorageClass {} does not exist: {consequence}", go_quote(class)));
         }
     }
@@ -831,7 +831,7 @@ mod tests {
 
     #[test]
     fn storage_classes_node_agent_creates_pvcs_of_must_exist() {
-        let classes: HashSet<String> = ["gp3".to_string()].into();
+        let classes: BTreeMap<String, String> = [("gp3".to_string(), "Delete".to_string())].into();
         let seen = Environment { storage_classes: Some(&classes), ..Environment::default() };
         let cache_gone = r#"warning: cachePVC.storageClass: StorageClass "gone" does not exist: node-agent drops the whole cachePVC section at start-up ("Ignore cache config"); create the class, then restart node-agent (line 1, column 31)"#;
         let backup_gone = r#"warning: backupPVC[gp3].storageClass: StorageClass "gone" does not exist: node-agent would create backup PVCs of it that stay Pending, until the DataUpload times out (line 1, column 40)"#;

@@ -4,7 +4,7 @@
 //! `mutating`); a handler hands it a snapshot of what it reads here. Reads are a
 //! lock-free-in-practice `RwLock` read plus an `Arc` clone.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -19,7 +19,7 @@ use crate::config::version::VeleroVersion;
 use crate::metrics::Metrics;
 use crate::mutate::identity::NodeAgentIdentity;
 use crate::mutating::{MutatingWebhook, PodContext};
-use crate::validating::{CheckEnv, StorageClasses, Target, ValidatingWebhook, Watched};
+use crate::validating::{CheckEnv, Target, ValidatingWebhook, Watched};
 
 /// What the server is told at start-up.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub struct AppState {
     velero_version: tokio::sync::watch::Sender<Option<VeleroVersion>>,
     priority_classes: RwLock<Option<Arc<HashSet<String>>>>,
     priority_watch_interrupted: AtomicBool,
-    storage_classes: RwLock<Option<Arc<StorageClasses>>>,
+    storage_classes: RwLock<Option<Arc<BTreeMap<String, String>>>>,
     /// The node-agent DaemonSet's in-tree template keys; `None` until watched, or without one.
     node_agent_template: RwLock<Option<Arc<TemplateKeys>>>,
     node_agent_placement: RwLock<Option<Arc<DaemonSetPlacement>>>,
@@ -157,8 +157,8 @@ impl AppState {
         read(&self.priority_classes)
     }
 
-    /// The watched StorageClasses: their names and reclaim policies, from one watch.
-    pub fn set_storage_classes(&self, classes: Option<Arc<StorageClasses>>) {
+    /// The watched StorageClasses: each one's reclaimPolicy by name, from one watch.
+    pub fn set_storage_classes(&self, classes: Option<Arc<BTreeMap<String, String>>>) {
         write(&self.storage_classes, classes);
     }
 
@@ -221,8 +221,8 @@ mod tests {
         let restart = "loadConcurrency changed: node-agent reads it only at start-up";
         let cache = r#"{"cachePVC": {"storageClass": "cache", "residentThresholdInMB": 1024}}"#;
         let retain = r#"cachePVC.storageClass: StorageClass "cache" has reclaimPolicy Retain"#;
-        fn storage_classes(policy: &str) -> StorageClasses {
-            StorageClasses::new([("cache".to_string(), policy.to_string())].into())
+        fn storage_classes(policy: &str) -> BTreeMap<String, String> {
+            [("cache".to_string(), policy.to_string())].into()
         }
         let steps: Vec<Step> = vec![
             ("valid", |_| {}, review("CREATE", class, None), true, vec![], (1, 0)),

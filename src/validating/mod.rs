@@ -50,7 +50,8 @@ pub struct CheckEnv {
     pub velero_version: Option<VeleroVersion>,
     /// The PriorityClasses and StorageClasses the watches have seen (`None`: not listed yet).
     pub priority_classes: Option<Arc<HashSet<String>>>,
-    pub storage_classes: Option<Arc<StorageClasses>>,
+    /// Each StorageClass's `reclaimPolicy` by name (`Delete` where the class sets none).
+    pub storage_classes: Option<Arc<BTreeMap<String, String>>>,
     /// The Nodes and node-agent's pod template's placement, for the placement warnings.
     pub nodes: Option<NodeSnapshot>,
     pub node_agent_placement: Option<Arc<DaemonSetPlacement>>,
@@ -61,28 +62,13 @@ impl CheckEnv {
         Environment {
             velero_version: self.velero_version,
             priority_classes: self.priority_classes.as_deref(),
-            storage_classes: self.storage_classes.as_deref().map(|classes| &classes.names),
+            storage_classes: self.storage_classes.as_deref(),
             cluster: self.nodes.as_deref().map(|nodes| ClusterView {
                 nodes,
                 node_agent: self.node_agent_placement.as_deref(),
-                reclaim_policies: self.storage_classes.as_deref().map(|classes| &classes.reclaim_policies),
+                reclaim_policies: self.storage_classes.as_deref(),
             }),
         }
-    }
-}
-
-/// The StorageClasses as one watch saw them: their names, for the checks that node-agent's PVC
-/// classes exist, and each one's `reclaimPolicy`, for the `cachePVC` one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StorageClasses {
-    names: HashSet<String>,
-    reclaim_policies: BTreeMap<String, String>,
-}
-
-impl StorageClasses {
-    /// From each class's `reclaimPolicy` by name (`Delete` where the class sets none).
-    pub fn new(reclaim_policies: BTreeMap<String, String>) -> Self {
-        Self { names: reclaim_policies.keys().cloned().collect(), reclaim_policies }
     }
 }
 
