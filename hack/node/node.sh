@@ -5,6 +5,8 @@
 # mount namespace that the node owns. See docs/real-node.md for the design.
 #
 #   hack/node/node.sh up           # build if needed, start everything, wait for the Node to be Ready
+#   NODES=2 hack/node/node.sh up   # the same with a second node, naw-node-1 (its own containerd,
+#                                  # kubelet, pod bridge and mount namespace; the same network one)
 #   hack/node/node.sh exec CMD...  # CMD in the node's namespaces, with the node's and control plane's
 #                                  # binaries on PATH and the admin KUBECONFIG (e.g. exec kubectl get pods)
 #   hack/node/node.sh import TAR.. # import OCI image archives for the node's pods (imagePullPolicy: Never)
@@ -20,17 +22,25 @@
 # Inside the mount namespace /run is a tmpfs, /var/lib and /var/log are the node's own directories,
 # and the kernel settings the kubelet checks are regular files holding the values it wants, bound
 # over /proc/sys (protectKernelDefaults: true makes the kubelet only read them).
+# A second node (NODES=2) is a machine of its own as far as its kubelet and containerd can tell: a
+# mount namespace made inside the first one, with its own /run, /var/lib and /var/log, so both use
+# the default paths (/var/lib/kubelet, the device-plugin socket, /var/log/pods, containerd's socket)
+# without meeting; it shares the network namespace, where its pod bridge sits beside the first one's
+# and one kube-proxy serves both (a host-network DaemonSet would see the same tables).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 NODE_DIR=${NODE_DIR:-$root/_out/node/run}
 CGROUP=naw-node
+# Node N is naw-node-N; node 0 also runs the control plane.
+NODES=${NODES:-1}
 NODE_NAME=naw-node-0
-# The node's address (on the namespace's loopback: this kernel has no dummy interface), the pod
-# range on the CNI bridge, and the Service range (its first address is the `kubernetes` Service).
+# Node N's address is 10.89.0.(N+1) (on the namespace's loopback: this kernel has no dummy
+# interface), its pods are in 10.88.N.0/24 on its own CNI bridge; the Service range's first address
+# is the `kubernetes` Service.
 NODE_IP=10.89.0.1
-POD_CIDR=10.88.0.0/24
+CLUSTER_CIDR=10.88.0.0/16
 SERVICE_CIDR=10.96.0.0/24
 SERVICE_IP=10.96.0.1
 CONTROLLERS=(blkio cpu cpuacct cpuset devices freezer memory pids systemd)
@@ -41,6 +51,17 @@ die() { echo "node.sh: $*" >&2; exit 1; }
 
 # in_node CMD...: CMD in the node's mount and network namespaces.
 in_node() { nsenter --mount="$NODE_DIR/ns/mnt" --net="$NODE_DIR/ns/net" --wd="$PWD" -- "$@"; }
+
+# in_node_n N CMD...: CMD in node N's namespaces (node N>0's mount namespace file is a mount inside
+# node 0's only, hence the second nsenter).
+in_node_n() {
+  local n=$1
+  shift
+  if [ "$n" = 0 ]; then in_node "$@"; else in_node nsenter --mount="$NODE_DIR/ns/mnt-$n" -- "$@"; fi
+}
+
+# The number of nodes the running node set has (written by `up`).
+node_count() { cat "$NODE_DIR/nodes" 2>/dev/null || echo 1; }
 
 # start NAME CMD...: a daemon in the node's namespaces and its tracking cgroup, logging to log/NAME.log.
 start() {
@@ -53,6 +74,13 @@ start() {
     echo $$ >"$1/cgroup.procs" && shift && exec nsenter --mount="$1" --net="$2" -- "${@:3}"' \
     start "/sys/fs/cgroup/pids/$CGROUP/daemons" "$NODE_DIR/ns/mnt" "$NODE_DIR/ns/net" "$@" \
     >>"$NODE_DIR/log/$name.log" 2>&1 </dev/null &
+}
+
+# start_on N NAME CMD...: start, in node N's namespaces.
+start_on() {
+  local n=$1
+  shift
+  if [ "$n" = 0 ]; then start "$@"; else start "$1" nsenter --mount="$NODE_DIR/ns/mnt-$n" -- "${@:2}"; fi
 }
 
 # wait_for WHAT SECONDS CMD...: retries CMD until it succeeds.
@@ -81,15 +109,19 @@ make_pki() {
     cert apiserver "/CN=kube-apiserver" "subjectAltName=IP:$SERVICE_IP,IP:$NODE_IP,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 extendedKeyUsage=serverAuth"
     cert admin "/O=system:masters/CN=naw-node-admin" "extendedKeyUsage=clientAuth"
-    cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "extendedKeyUsage=clientAuth"
+    local n
+    for ((n = 0; n < NODES; n++)); do
+      cert "kubelet-$n" "/O=system:nodes/CN=system:node:naw-node-$n" "extendedKeyUsage=clientAuth"
+    done
     cert kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
     cert kube-controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
     cert kube-scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   )
-  local who
-  for who in admin kubelet kube-proxy kube-controller-manager kube-scheduler; do
+  local who n kubelets=()
+  for ((n = 0; n < NODES; n++)); do kubelets+=("kubelet-$n"); done
+  for who in admin "${kubelets[@]}" kube-proxy kube-controller-manager kube-scheduler; do
     cat >"$NODE_DIR/$who.kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
@@ -134,15 +166,35 @@ make_namespaces() {
       mount --bind "$dir/sysctl/${path//\//.}" "/proc/sys/$path"
     done' node-mounts "$NODE_DIR" "${files[@]}"
 
+  local n node_ips=()
+  for ((n = 0; n < NODES; n++)); do node_ips+=("10.89.0.$((n + 1))"); done
   nsenter --net="$NODE_DIR/ns/net" -- bash -euc '
     ip link set lo up
-    ip addr add "$1/32" dev lo
+    for ip in $3; do ip addr add "$ip/32" dev lo; done
     # The Service range must be routable for the node'"'"'s own processes (the API server calling a
     # webhook Service) to reach the output hook, where kube-proxy translates it to an endpoint; via
     # lo, an address nothing translates goes nowhere. The namespace has no route out.
     ip route add "$2" dev lo
     # Routing between the pods and the node: per network namespace, the machine keeps its own.
-    echo 1 >/proc/sys/net/ipv4/ip_forward' node-net "$NODE_IP" "$SERVICE_CIDR"
+    echo 1 >/proc/sys/net/ipv4/ip_forward' node-net "$NODE_IP" "$SERVICE_CIDR" "${node_ips[*]}"
+  for ((n = 1; n < NODES; n++)); do make_node_namespace "$n"; done
+}
+
+# make_node_namespace N (N>0): node N's mount namespace, made inside node 0's (so that only node 0's
+# namespace files are mounts in the machine's namespace); private, so nothing either node mounts
+# reaches the other.
+make_node_namespace() {
+  local n=$1
+  mkdir -p "$NODE_DIR/node-$n/var/lib/kubelet" "$NODE_DIR/node-$n/var/log"
+  touch "$NODE_DIR/ns/mnt-$n"
+  in_node unshare --mount="$NODE_DIR/ns/mnt-$n" --propagation private true
+  # shellcheck disable=SC2016
+  in_node nsenter --mount="$NODE_DIR/ns/mnt-$n" -- bash -euc '
+    mount -t tmpfs -o mode=0755 "naw-node-$2-run" /run
+    mount --bind "$1/var/lib" /var/lib
+    mount --bind "$1/var/log" /var/log
+    mount --bind /var/lib/kubelet /var/lib/kubelet
+    mount --make-rshared /var/lib/kubelet' node-mounts "$NODE_DIR/node-$n" "$n"
 }
 
 make_cgroups() {
@@ -154,11 +206,26 @@ make_cgroups() {
   cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$CGROUP/cpuset.cpus"
   cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$CGROUP/cpuset.mems"
   mkdir -p "/sys/fs/cgroup/pids/$CGROUP/daemons"
+  # Node N>0's kubelet cgroupRoot, below node 0's (one tree for `down` to empty).
+  local n
+  for ((n = 1; n < NODES; n++)); do
+    for controller in "${CONTROLLERS[@]}"; do
+      mkdir -p "/sys/fs/cgroup/$controller/$CGROUP/node-$n"
+    done
+    cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$CGROUP/node-$n/cpuset.cpus"
+    cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$CGROUP/node-$n/cpuset.mems"
+  done
 }
 
-write_configs() {
-  mkdir -p "$NODE_DIR/cni" "$NODE_DIR/etc" "$NODE_DIR/log"
-  cat >"$NODE_DIR/etc/containerd.toml" <<EOF
+# The kubelet's cgroupRoot for node N.
+cgroup_root() { if [ "$1" = 0 ]; then echo "/$CGROUP"; else echo "/$CGROUP/node-$1"; fi; }
+
+# node_configs N: node N's containerd, CNI and kubelet configurations. Node N>0's containerd and
+# kubelet see the same paths as node 0's, in a mount namespace of their own.
+node_configs() {
+  local n=$1
+  mkdir -p "$NODE_DIR/cni-$n"
+  cat >"$NODE_DIR/etc/containerd-$n.toml" <<EOF
 version = 3
 root = "/var/lib/containerd"
 state = "/run/containerd"
@@ -184,30 +251,30 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.opt"]
     SystemdCgroup = false
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["$root/_out/node/cni"]
-    conf_dir = "$NODE_DIR/cni"
+    conf_dir = "$NODE_DIR/cni-$n"
 EOF
   # The pod network: a bridge in the node's namespace with the pod range; no masquerade (traffic
   # never leaves the machine: the namespace has no route out).
-  cat >"$NODE_DIR/cni/10-naw-node.conflist" <<EOF
+  cat >"$NODE_DIR/cni-$n/10-naw-node.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
-  "name": "naw-node",
+  "name": "naw-node-$n",
   "plugins": [
     {
-      "type": "bridge", "bridge": "naw-cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-      "ipam": { "type": "host-local", "ranges": [[{ "subnet": "$POD_CIDR" }]], "routes": [{ "dst": "0.0.0.0/0" }] }
+      "type": "bridge", "bridge": "naw-cni$n", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+      "ipam": { "type": "host-local", "ranges": [[{ "subnet": "10.88.$n.0/24" }]], "routes": [{ "dst": "0.0.0.0/0" }] }
     },
     { "type": "portmap", "capabilities": { "portMappings": true } }
   ]
 }
 EOF
-  cat >"$NODE_DIR/etc/kubelet.yaml" <<EOF
+  cat >"$NODE_DIR/etc/kubelet-$n.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # cgroup v1 is all this machine has (a hybrid mount); v1.37 refuses it unless told otherwise.
 failCgroupV1: false
 cgroupDriver: cgroupfs
-cgroupRoot: /$CGROUP
+cgroupRoot: $(cgroup_root "$n")
 failSwapOn: false
 # Read the kernel settings, never write them (the values it wants are bound in the mount namespace).
 protectKernelDefaults: true
@@ -217,16 +284,28 @@ authentication:
   webhook: { enabled: true }
   x509: { clientCAFile: $NODE_DIR/pki/ca.crt }
 authorization: { mode: Webhook }
-address: $NODE_IP
+address: 10.89.0.$((n + 1))
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
+healthzPort: $((10248 + 100 * n))
 clusterDomain: cluster.local
 resolvConf: $NODE_DIR/etc/resolv.conf
 # The machine's disk is shared and often over 85 % full: neither evict nor collect our images.
 evictionHard: { memory.available: 100Mi, nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%" }
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+# A pod's Secret and ConfigMap volumes are rewritten when its worker resyncs: every syncFrequency
+# plus up to half of it (pkg/kubelet/pod_workers.go:1531 at v1.37.2), 60-90 s by default. 10 s
+# keeps the certificate rotation tests at 10-15 s of waiting instead of 60-90; the server's
+# reload does not depend on how long the kubelet takes.
+syncFrequency: 10s
 EOF
+}
+
+write_configs() {
+  mkdir -p "$NODE_DIR/etc" "$NODE_DIR/log"
+  local n
+  for ((n = 0; n < NODES; n++)); do node_configs "$n"; done
   : >"$NODE_DIR/etc/resolv.conf"
   cat >"$NODE_DIR/etc/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -234,7 +313,7 @@ kind: KubeProxyConfiguration
 mode: nftables
 clientConnection: { kubeconfig: $NODE_DIR/kube-proxy.kubeconfig }
 hostnameOverride: $NODE_NAME
-clusterCIDR: $POD_CIDR
+clusterCIDR: $CLUSTER_CIDR
 bindAddress: $NODE_IP
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
@@ -243,13 +322,24 @@ conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 EOF
 }
 
+# import_archives ARCHIVE...: into the image store the kubelets' pods use, on every node.
+import_archives() {
+  local n archive
+  for ((n = 0; n < $(node_count); n++)); do
+    for archive in "$@"; do
+      in_node_n "$n" "$root/_out/node/bin/ctr" --address /run/containerd/containerd.sock -n k8s.io \
+        images import --no-unpack=false "$(realpath "$archive")"
+    done
+  done
+}
+
 import_images() {
-  local image
+  local image archives=()
   for image in pause probe webhook-double; do
     "$here/image.sh" "naw.local/$image:1" "$bin/$image" "$NODE_DIR/$image.tar"
-    in_node "$bin/ctr" --address /run/containerd/containerd.sock -n k8s.io images import --no-unpack=false \
-      "$NODE_DIR/$image.tar" >/dev/null
+    archives+=("$NODE_DIR/$image.tar")
   done
+  import_archives "${archives[@]}" >/dev/null
 }
 
 apiserver_ready() {
@@ -258,7 +348,7 @@ apiserver_ready() {
 }
 
 node_ready() {
-  [ "$(in_node "$cp_bin/kubectl" --kubeconfig "$NODE_DIR/admin.kubeconfig" get node "$NODE_NAME" \
+  [ "$(in_node "$cp_bin/kubectl" --kubeconfig "$NODE_DIR/admin.kubeconfig" get node "$1" \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 
@@ -273,7 +363,10 @@ up() {
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster naw-node=http://127.0.0.1:2380 --unsafe-no-fsync=true --log-level=warn
-  start containerd "$bin/containerd" --config "$NODE_DIR/etc/containerd.toml"
+  local n
+  for ((n = 0; n < NODES; n++)); do
+    start_on "$n" "containerd-$n" "$bin/containerd" --config "$NODE_DIR/etc/containerd-$n.toml"
+  done
   start kube-apiserver "$cp_bin/kube-apiserver" --etcd-servers http://127.0.0.1:2379 \
     --bind-address 0.0.0.0 --advertise-address "$NODE_IP" --secure-port 6443 \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" --client-ca-file "$pki/ca.crt" \
@@ -282,7 +375,9 @@ up() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC --allow-privileged=true \
     --cert-dir "$NODE_DIR/apiserver-certs"
-  wait_for containerd 30 in_node "$bin/ctr" --address /run/containerd/containerd.sock version
+  for ((n = 0; n < NODES; n++)); do
+    wait_for "containerd-$n" 30 in_node_n "$n" "$bin/ctr" --address /run/containerd/containerd.sock version
+  done
   import_images
   wait_for kube-apiserver 120 apiserver_ready
   start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig "$NODE_DIR/kube-controller-manager.kubeconfig" \
@@ -294,15 +389,17 @@ up() {
   start kube-scheduler "$cp_bin/kube-scheduler" --kubeconfig "$NODE_DIR/kube-scheduler.kubeconfig" \
     --authentication-kubeconfig "$NODE_DIR/kube-scheduler.kubeconfig" \
     --authorization-kubeconfig "$NODE_DIR/kube-scheduler.kubeconfig" --bind-address 127.0.0.1 --leader-elect=false
-  start kubelet "$bin/kubelet" --config "$NODE_DIR/etc/kubelet.yaml" --kubeconfig "$NODE_DIR/kubelet.kubeconfig" \
-    --node-ip "$NODE_IP" --hostname-override "$NODE_NAME" --v=2
+  for ((n = 0; n < NODES; n++)); do
+    start_on "$n" "kubelet-$n" "$bin/kubelet" --config "$NODE_DIR/etc/kubelet-$n.yaml" \
+      --kubeconfig "$NODE_DIR/kubelet-$n.kubeconfig" --node-ip "10.89.0.$((n + 1))" --hostname-override "naw-node-$n" --v=2
+  done
   start kube-proxy "$bin/kube-proxy" --config "$NODE_DIR/etc/kube-proxy.yaml" --v=2
-  wait_for "node $NODE_NAME" 120 node_ready
+  for ((n = 0; n < NODES; n++)); do wait_for "node naw-node-$n" 120 node_ready "naw-node-$n"; done
   # Pods need their namespace's ServiceAccount and the CA ConfigMap their token volume projects,
   # both made by kube-controller-manager.
   wait_for "the default ServiceAccount" 60 in_node "$cp_bin/kubectl" --kubeconfig "$NODE_DIR/admin.kubeconfig" \
     get serviceaccount/default configmap/kube-root-ca.crt
-  echo "node $NODE_NAME ready in $(($(date +%s%N) / 1000000 - start_ms)) ms: hack/node/node.sh exec kubectl ..." >&2
+  echo "nodes naw-node-0..$((NODES - 1)) ready in $(($(date +%s%N) / 1000000 - start_ms)) ms: hack/node/node.sh exec kubectl ..." >&2
 }
 
 # Every process of the node, containers and shims included: the tracking cgroup's whole tree.
@@ -358,8 +455,10 @@ case "${1:-}" in
   up)
     bin=$("$here/build.sh")
     cp_bin=$("$root/hack/controlplane/build.sh")
+    [[ $NODES =~ ^[1-9]$ ]] || die "NODES must be a number of nodes from 1 to 9, not '$NODES'"
     "$0" down
     mkdir -p "$NODE_DIR/log"
+    echo "$NODES" >"$NODE_DIR/nodes"
     up
     ;;
   exec)
@@ -373,10 +472,7 @@ case "${1:-}" in
     shift
     [ $# -gt 0 ] || die "usage: $0 import ARCHIVE..."
     [ -e "$NODE_DIR/ns/net" ] || die "no node in $NODE_DIR: run '$0 up' first"
-    for archive in "$@"; do
-      in_node "$root/_out/node/bin/ctr" --address /run/containerd/containerd.sock -n k8s.io images import \
-        "$(realpath "$archive")"
-    done
+    import_archives "$@"
     ;;
   env)
     [ -e "$NODE_DIR/ns/net" ] || die "no node in $NODE_DIR: run '$0 up' first"

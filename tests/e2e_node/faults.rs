@@ -357,13 +357,13 @@ impl Outcome {
     }
 }
 
-/// Installs the shipped Deployment on a fresh node, starts the load, runs `fault` (which returns
-/// once the cluster has recovered from it), stops the load and returns what happened; the node is
-/// torn down and the machine checked as every node test does.
-fn under_load(name: &'static str, fault: impl FnOnce(&Faulted)) -> Outcome {
+/// Installs the shipped Deployment on `nodes` fresh nodes, starts the load, runs `fault` (which
+/// returns once the cluster has recovered from it), stops the load and returns what happened; the
+/// nodes are torn down and the machine checked as every node test does.
+fn under_load(nodes: u32, name: &'static str, fault: impl FnOnce(&Faulted)) -> Outcome {
     let started = Instant::now();
     let machine = Machine::record();
-    let (node, _) = install_the_shipped_deployment();
+    let (node, _) = install_the_shipped_deployment(nodes);
     let faulted = Faulted { dir: tempfile::tempdir().expect("temp dir") };
     let dir = faulted.dir.path();
 
@@ -419,7 +419,7 @@ fn under_load(name: &'static str, fault: impl FnOnce(&Faulted)) -> Outcome {
 
 #[test]
 fn a_rollout_restart_under_load_fails_no_write_and_no_pod_fails_open() {
-    under_load("rollout restart", |_| {
+    under_load(1, "rollout restart", |_| {
         let old: Vec<String> = webhook_pods().into_iter().map(|p| p.0).collect();
         in_node(&["kubectl", "-n", NS, "rollout", "restart", "deployment/node-agent-webhook"]);
         in_node(&["kubectl", "-n", NS, "rollout", "status", "deployment/node-agent-webhook", "--timeout=180s"]);
@@ -430,7 +430,7 @@ fn a_rollout_restart_under_load_fails_no_write_and_no_pod_fails_open() {
 
 #[test]
 fn a_deleted_replica_under_load_fails_no_write_and_no_pod_fails_open() {
-    under_load("one replica's pod deleted", |_| {
+    under_load(1, "one replica's pod deleted", |_| {
         let victim = webhook_pods().remove(0).0;
         in_node(&["kubectl", "-n", NS, "delete", "pod", &victim, "--wait=false"]);
         wait_for_two_ready_pods_besides(&[victim]);
@@ -440,7 +440,7 @@ fn a_deleted_replica_under_load_fails_no_write_and_no_pod_fails_open() {
 
 #[test]
 fn a_renewed_certificate_from_the_same_ca_is_served_without_a_failed_request() {
-    under_load("TLS Secret replaced (same CA)", |f| {
+    under_load(1, "TLS Secret replaced (same CA)", |f| {
         let old = webhook_pods();
         let (ca_pem, ca_key) = (repo_path("certs/ca.pem"), repo_path("certs/ca.key"));
         let serial = issue(f.dir.path(), "renewed", &ca_pem, &ca_key);
@@ -459,7 +459,7 @@ fn a_renewed_certificate_from_the_same_ca_is_served_without_a_failed_request() {
 
 #[test]
 fn sigterm_while_reviews_are_in_flight_fails_no_write_and_no_pod_fails_open() {
-    under_load("SIGTERM to one server", |_| {
+    under_load(1, "SIGTERM to one server", |_| {
         let (name, _, _, container, restarts) = webhook_pods().remove(0);
         let id = container.strip_prefix("containerd://").expect("a containerd container ID");
         in_node(&["ctr", "-n", "k8s.io", "tasks", "kill", "--signal", "SIGTERM", id]);
@@ -473,7 +473,7 @@ fn sigterm_while_reviews_are_in_flight_fails_no_write_and_no_pod_fails_open() {
 
 #[test]
 fn a_ca_rotation_by_the_documented_procedure_fails_no_write() {
-    under_load("CA rotation (docs/deploy.md)", |f| {
+    under_load(1, "CA rotation (docs/deploy.md)", |f| {
         let dir = f.dir.path();
         let old_ca = read(&repo_path("certs/ca.pem"));
         let (new_pem, new_key) = new_ca(dir, "new-ca");
@@ -498,7 +498,7 @@ fn a_ca_rotation_by_the_documented_procedure_fails_no_write() {
 /// updates their volume: writes fail (failurePolicy Fail) and pods fail open meanwhile.
 #[test]
 fn changing_the_ca_and_the_certificate_at_once_fails_writes_until_the_pods_catch_up() {
-    let outcome = under_load("CA and certificate changed at once", |f| {
+    let outcome = under_load(1, "CA and certificate changed at once", |f| {
         let dir = f.dir.path();
         let (new_pem, new_key) = new_ca(dir, "new-ca");
         let new_ca = read(&new_pem);
@@ -520,7 +520,7 @@ fn changing_the_ca_and_the_certificate_at_once_fails_writes_until_the_pods_catch
 /// unavailable.
 #[test]
 fn an_eviction_with_the_pdb_in_force_loses_no_request_and_the_second_is_refused() {
-    under_load("eviction of one replica (PDB)", |f| {
+    under_load(1, "eviction of one replica (PDB)", |f| {
         let pods = webhook_pods();
         let evict = |pod: &str| {
             let eviction = serde_json::json!({"apiVersion": "policy/v1", "kind": "Eviction",
@@ -539,6 +539,58 @@ fn an_eviction_with_the_pdb_in_force_loses_no_request_and_the_second_is_refused(
             "the second eviction must be refused by the PDB: {refused}"
         );
         wait_for_two_ready_pods_besides(&[pods[0].0.clone()]);
+    })
+    .assert_survived();
+}
+
+/// The node each webhook pod is bound to, by pod name.
+fn webhook_pod_nodes() -> BTreeMap<String, String> {
+    kubectl_json(&["-n", NS, "get", "pods", "-l", SELECTOR])["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            (name, p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+/// `kubectl drain` of the node that holds one replica, on two kubelet nodes (`NODES=2`), the PDB
+/// in force. drain cordons the node and evicts the replica (the PDB allows it: the other one is
+/// Ready), and the API server keeps calling the remaining one. Its replacement stays Pending
+/// while the node is cordoned: the shipped spread is hard (`whenUnsatisfiable: DoNotSchedule`) and
+/// the cordoned node still counts as a domain (`nodeTaintsPolicy` defaults to Ignore), so a second
+/// replica on the other node would make the skew 2. Uncordoning the node (what follows the
+/// maintenance drain is for) lets the scheduler place it there.
+#[test]
+fn a_drain_of_the_node_holding_one_replica_fails_no_write_and_no_pod_fails_open() {
+    under_load(2, "drain of the node holding one replica (2 nodes, PDB)", |_| {
+        let placed = webhook_pod_nodes();
+        let (evicted, drained) = placed.iter().find(|(_, node)| *node != NODE_NAME).expect("a replica on naw-node-1");
+        let kept = placed.keys().find(|p| *p != evicted).expect("the other replica").clone();
+        in_node(&["kubectl", "drain", drained, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=120s"]);
+
+        // The scheduler's answer for the replacement, while the node is cordoned.
+        let replacement = || webhook_pod_nodes().into_keys().find(|p| *p != kept && p != evicted);
+        wait_for("the replacement reported unschedulable", Duration::from_secs(60), || {
+            replacement().is_some_and(|pod| {
+                let pod = kubectl_json(&["-n", NS, "get", "pod", &pod]);
+                let scheduled = pod["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "PodScheduled");
+                scheduled.is_some_and(|c| c["status"] == "False" && c["reason"] == "Unschedulable")
+                    && pod["spec"]["nodeName"].is_null()
+            })
+        });
+        assert_eq!(webhook_pods().iter().filter(|p| p.2).map(|p| &p.0).collect::<Vec<_>>(), [&kept]);
+        // Reviews keep going to the one replica for a while.
+        std::thread::sleep(Duration::from_secs(5));
+
+        in_node(&["kubectl", "uncordon", drained]);
+        wait_for_two_ready_pods_besides(&[evicted.clone()]);
+        let now = webhook_pod_nodes();
+        assert_eq!(now.get(&kept), Some(&NODE_NAME.to_string()), "{now:?}");
+        assert!(now.values().any(|node| node == drained), "the replacement back on {drained}: {now:?}");
     })
     .assert_survived();
 }

@@ -67,8 +67,17 @@ struct Node;
 
 impl Node {
     fn up() -> Node {
+        Node::up_nodes(1)
+    }
+
+    /// `nodes` kubelet nodes (`NODES=n node.sh up`): naw-node-0, naw-node-1, ...
+    fn up_nodes(nodes: u32) -> Node {
         let started = Instant::now();
-        let out = node_sh(&["up"]);
+        let out = Command::new(repo_path("hack/node/node.sh"))
+            .arg("up")
+            .env("NODES", nodes.to_string())
+            .output()
+            .expect("hack/node/node.sh up");
         let node = Node;
         assert!(out.status.success(), "node.sh up failed: {}", String::from_utf8_lossy(&out.stderr));
         eprintln!("node up in {} ms", started.elapsed().as_millis());
@@ -593,11 +602,22 @@ fn assert_rolled_out(namespace: &str, name: &str, image: &str) -> (Value, Vec<Va
     let pods = kubectl_json(&["-n", namespace, "get", "pods", "-l", &selector(&deployment)]);
     let pods = pods["items"].as_array().expect("items").clone();
     assert_eq!(pods.len() as u64, replicas, "{pods:#?}");
+    let nodes: Vec<Value> = kubectl_json(&["get", "nodes"])["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|n| n["metadata"]["name"].clone())
+        .collect();
+    let mut placed: Vec<&Value> = pods.iter().map(|p| &p["spec"]["nodeName"]).collect();
     for pod in &pods {
         assert_eq!(condition(pod, "Ready"), "True", "{pod:#}");
-        assert_eq!(pod["spec"]["nodeName"], NODE_NAME);
+        assert!(nodes.contains(&pod["spec"]["nodeName"]), "{pod:#}");
         assert_eq!(pod["spec"]["containers"][0]["image"], image);
     }
+    // With a node for each replica, the shipped topologySpreadConstraints put each on its own.
+    placed.sort_by_key(|n| n.to_string());
+    placed.dedup();
+    assert_eq!(placed.len(), pods.len().min(nodes.len()), "replicas on nodes {placed:?} of {nodes:?}");
     (deployment, pods)
 }
 
@@ -663,11 +683,11 @@ fn assert_invalid_configmap_denied(configuration: &str) {
 /// The image of the shipped Deployment, as `make image` names it here.
 const SHIPPED_IMAGE: &str = "naw.local/node-agent-webhook:e2e";
 
-/// Installs the shipped Deployment on a node it brings up, as users do: the image `make image`
+/// Installs the shipped Deployment on `nodes` nodes it brings up, as users do: the image `make image`
 /// assembles imported into the node, the certificates of `make certs` (in the repository's
 /// `certs/`), and `kubectl apply -k manifests/overlays/self-signed` through an overlay that only
 /// names the image. Returns once both replicas are Ready: the node and the Deployment.
-fn install_the_shipped_deployment() -> (Node, Value) {
+fn install_the_shipped_deployment(nodes: u32) -> (Node, Value) {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node");
     let archive = webhook_image(&work, SHIPPED_IMAGE);
     run(Command::new("bash").arg("certs/generate.sh").current_dir(repo_path("")).env("OUT_DIR", "certs"));
@@ -684,7 +704,7 @@ fn install_the_shipped_deployment() -> (Node, Value) {
     )
     .expect("overlay");
 
-    let node = Node::up();
+    let node = Node::up_nodes(nodes);
     run(Command::new(repo_path("hack/node/node.sh")).arg("import").arg(&archive));
     in_node(&["kubectl", "create", "namespace", "velero"]);
     in_node(&["kubectl", "apply", "-k", &work.join("overlay").to_string_lossy()]);
@@ -697,7 +717,7 @@ fn install_the_shipped_deployment() -> (Node, Value) {
 #[test]
 fn the_shipped_deployment_runs_on_the_node_and_reviews_through_its_service() {
     let machine = Machine::record();
-    let (node, deployment) = install_the_shipped_deployment();
+    let (node, deployment) = install_the_shipped_deployment(1);
     assert_servers_confined(&deployment);
     assert_invalid_configmap_denied("node-agent-webhook.velero");
 
