@@ -192,9 +192,10 @@ fn condition(object: &Value, kind: &str) -> String {
         .to_string()
 }
 
-/// The pod range of the node's CNI configuration (bridge, host-local), "a.b.c.0/24".
+/// The pod range of the first node's CNI configuration (bridge, host-local), "a.b.c.0/24".
 fn pod_subnet() -> String {
-    let conflist = std::fs::read_to_string(node_dir().join("cni/10-naw-node.conflist")).expect("the node's CNI config");
+    let conflist =
+        std::fs::read_to_string(node_dir().join("cni-0/10-naw-node.conflist")).expect("the node's CNI config");
     let conflist: Value = serde_json::from_str(&conflist).expect("CNI config is JSON");
     conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"].as_str().expect("a subnet").to_string()
 }
