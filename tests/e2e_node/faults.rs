@@ -118,13 +118,17 @@ fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTree
         .collect()
 }
 
+/// The webhook's pods that are not terminating.
+fn live_webhook_pods() -> Vec<Value> {
+    let pods = kubectl_json(&["-n", NS, "get", "pods", "-l", SELECTOR]);
+    let items = pods["items"].as_array().into_iter().flatten();
+    items.filter(|p| p["metadata"]["deletionTimestamp"].is_null()).cloned().collect()
+}
+
 /// The webhook's pods: (name, pod IP, Ready, the first container's ID and restart count).
 fn webhook_pods() -> Vec<(String, String, bool, String, u64)> {
-    kubectl_json(&["-n", NS, "get", "pods", "-l", SELECTOR])["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+    live_webhook_pods()
+        .iter()
         .map(|p| {
             let container = &p["status"]["containerStatuses"][0];
             (
@@ -300,8 +304,7 @@ struct Load(Child);
 
 impl Load {
     fn start(dir: &Path) -> Load {
-        let child =
-            load_command("run", dir).process_group(0).stdout(Stdio::null()).spawn().expect("start the load");
+        let child = load_command("run", dir).process_group(0).stdout(Stdio::null()).spawn().expect("start the load");
         Load(child)
     }
 
@@ -574,11 +577,8 @@ fn an_eviction_with_the_pdb_in_force_loses_no_request_and_the_second_is_refused(
 
 /// The node each webhook pod is bound to, by pod name.
 fn webhook_pod_nodes() -> BTreeMap<String, String> {
-    kubectl_json(&["-n", NS, "get", "pods", "-l", SELECTOR])["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+    live_webhook_pods()
+        .iter()
         .map(|p| {
             let name = p["metadata"]["name"].as_str().unwrap_or_default().to_string();
             (name, p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
