@@ -132,7 +132,7 @@ pub(crate) fn render(node: &Node) -> String {
             go_quote(&format!("{head}..."))
         }
         Value::String(s) => go_quote(s),
-        Value::Number(n) => n.clone(),
+        Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Null => "null".to_string(),
         Value::Array(_) => "array".to_string(),
@@ -206,12 +206,12 @@ impl Decoder {
 
     /// Looks up `fields` in an object as Go does; `None` when the node is not an object.
     /// Null members count as absent.
-    pub(crate) fn object<'n, const N: usize>(
+    pub(crate) fn object<'n, 'a, const N: usize>(
         &mut self,
-        node: &'n Node,
+        node: &'n Node<'a>,
         path: &str,
         fields: [&'static str; N],
-    ) -> Option<[Option<&'n Node>; N]> {
+    ) -> Option<[Option<&'n Node<'a>>; N]> {
         self.positions.insert(path.to_string(), node.pos);
         let members = match &node.value {
             Value::Object(members) => members,
@@ -221,8 +221,8 @@ impl Decoder {
                 return None;
             }
         };
-        let mut found: [Option<&'n Node>; N] = [None; N];
-        let mut first_key: [Option<&'n Member>; N] = [None; N];
+        let mut found: [Option<&'n Node<'a>>; N] = [None; N];
+        let mut first_key: [Option<&'n Member<'a>>; N] = [None; N];
         for member in members {
             let exact = fields.iter().position(|f| *f == member.key);
             let folded = exact.or_else(|| fields.iter().position(|f| go_equal_fold(f, &member.key)));
@@ -312,7 +312,7 @@ impl Decoder {
     }
 
     fn unknown_field(&mut self, member: &Member, path: &str, siblings: &[&str]) {
-        let key = member.key.as_str();
+        let key = member.key.as_ref();
         let suggestion = if let Some((_, real, note)) =
             KNOWN_MISNOMERS.iter().find(|(wrong, real, _)| *wrong == key && siblings.contains(real))
         {
@@ -408,7 +408,7 @@ impl Decoder {
         let Some(node) = node else { return String::new() };
         self.positions.insert(path.to_string(), node.pos);
         match &node.value {
-            Value::String(s) => s.clone(),
+            Value::String(s) => s.to_string(),
             _ => {
                 self.type_error(node, path, "a string (quote it)");
                 String::new()
@@ -444,11 +444,11 @@ impl Decoder {
             self.positions.insert(entry.clone(), member.key_pos);
             match &member.value.value {
                 Value::String(s) => {
-                    map.insert(member.key.clone(), s.clone());
+                    map.insert(member.key.to_string(), s.to_string());
                 }
                 Value::Null => {
                     self.warn(&entry, "null is read as an empty string; write \"\" if that is meant", member.value.pos);
-                    map.insert(member.key.clone(), String::new());
+                    map.insert(member.key.to_string(), String::new());
                 }
                 _ => self.type_error(&member.value, &entry, "a string (quote it)"),
             }
@@ -456,7 +456,7 @@ impl Decoder {
         map
     }
 
-    fn array<'n>(&mut self, node: Option<&'n Node>, path: &str) -> &'n [Node] {
+    fn array<'n, 'a>(&mut self, node: Option<&'n Node<'a>>, path: &str) -> &'n [Node<'a>] {
         let Some(node) = node else { return &[] };
         self.positions.insert(path.to_string(), node.pos);
         match &node.value {
@@ -609,7 +609,7 @@ impl Decoder {
         };
         for member in members {
             let entry_path = key(path, &member.key);
-            if map.contains_key(&member.key) {
+            if map.contains_key(member.key.as_ref()) {
                 self.error(
                     &entry_path,
                     format!(
@@ -634,7 +634,7 @@ impl Decoder {
                     annotations: self.string_map(annotations, &child(&entry_path, "annotations")),
                     copied: self.copied_objects(secrets, config_maps, &entry_path),
                 };
-                map.insert(member.key.clone(), pvc);
+                map.insert(member.key.to_string(), pvc);
             }
         }
         map

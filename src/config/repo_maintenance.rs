@@ -158,7 +158,7 @@ fn check_in_context(text: &str, env: &Environment, global: Option<&JobConfig>) -
 /// Velero's docs show the ConfigMap's data as `{"global": {...}}`; written inside a value, the
 /// wrapper is an unknown field, so nothing in it applies. Such members are reported and left
 /// out of the decoding, which would only call them unknown.
-fn without_wrappers(root: &Node, found: &mut Diagnostics) -> Node {
+fn without_wrappers<'a>(root: &Node<'a>, found: &mut Diagnostics) -> Node<'a> {
     let Value::Object(members) = &root.value else { return root.clone() };
     let is_wrapper = |key: &str| {
         let key = key.to_ascii_lowercase();
