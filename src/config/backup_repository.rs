@@ -146,7 +146,7 @@ fn settings(members: &[Member], version: Option<VeleroVersion>, found: &mut Diag
             ));
             continue;
         }
-        match member.key.as_str() {
+        match member.key.as_ref() {
             "cacheLimitMB" => found.0.extend(cache_limit(&member.value).map(error)),
             "fullMaintenanceInterval" => found.0.extend(maintenance_interval(&member.value).map(error)),
             key => found.push(unknown_field(key, &path, member, version)),
@@ -161,7 +161,7 @@ fn settings(members: &[Member], version: Option<VeleroVersion>, found: &mut Diag
                 ));
             }
         }
-        stored.insert(member.key.clone(), go_v(&member.value));
+        stored.insert(member.key.to_string(), go_v(&member.value));
     }
     RepositoryConfig(stored)
 }
@@ -235,7 +235,7 @@ fn cache_limit(node: &Node) -> Option<String> {
 fn maintenance_interval(node: &Node) -> Option<String> {
     let consequence = "Kopia refuses it when Velero creates a repository, so every new BackupRepository stays NotReady and its backups fail; fixing this ConfigMap does not repair them (edit their spec.repositoryConfig or delete them)";
     match &node.value {
-        Value::String(text) if INTERVALS.contains(&text.as_str()) => None,
+        Value::String(text) if INTERVALS.contains(&text.as_ref()) => None,
         Value::String(text) => {
             let hint = match closest(text, &INTERVALS) {
                 Some(fixed) => format!("did you mean {}? ", go_quote(fixed)),
@@ -256,7 +256,7 @@ fn maintenance_interval(node: &Node) -> Option<String> {
 
 /// The first number in `node` that Go cannot decode into `any` (a float64): the whole value then
 /// fails to unmarshal.
-fn beyond_float64(node: &Node) -> Option<&Node> {
+fn beyond_float64<'n, 'a>(node: &'n Node<'a>) -> Option<&'n Node<'a>> {
     match &node.value {
         Value::Number(raw) => raw.parse::<f64>().map_or(true, |x| x.is_infinite()).then_some(node),
         Value::Array(items) => items.iter().find_map(beyond_float64),
@@ -271,11 +271,11 @@ fn go_v(node: &Node) -> String {
     match &node.value {
         Value::Null => "<nil>".to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Number(raw) => raw.parse::<f64>().map_or_else(|_| raw.clone(), go_float),
+        Value::String(s) => s.to_string(),
+        Value::Number(raw) => raw.parse::<f64>().map_or_else(|_| raw.to_string(), go_float),
         Value::Array(items) => format!("[{}]", items.iter().map(go_v).collect::<Vec<_>>().join(" ")),
         Value::Object(members) => {
-            let sorted: BTreeMap<&str, String> = members.iter().map(|m| (m.key.as_str(), go_v(&m.value))).collect();
+            let sorted: BTreeMap<&str, String> = members.iter().map(|m| (m.key.as_ref(), go_v(&m.value))).collect();
             format!("map[{}]", sorted.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" "))
         }
     }

@@ -14,25 +14,42 @@ use super::kind::Kind;
 use super::model::*;
 use super::velero_types::{self, Standing, Support};
 use super::version::{on_undecodable, unread_by, webhook_only, VeleroVersion};
-use crate::k8s::field::{child, go_quote, index, key};
+use crate::k8s::field::{go_quote, Path};
 
 /// Where every decoded value starts, by field path (`loadAffinity[0].storageClass`,
-/// `podLabels[team]`), so later checks can point at the line and column.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Positions(BTreeMap<String, Pos>);
+/// `podLabels[team]`), so later checks can point at the line and column. The paths are written
+/// one after another into one buffer: a check records one per value and looks up only the few
+/// it reports on, so a table of separately allocated keys would cost more than the lookups.
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    text: String,
+    /// The byte range of each path in `text`, and its position, in the order recorded.
+    entries: Vec<(usize, usize, Pos)>,
+}
 
 impl Positions {
+    fn record(&mut self, path: &Path, pos: Pos) {
+        let start = self.text.len();
+        path.write_to(&mut self.text);
+        self.entries.push((start, self.text.len(), pos));
+    }
+
+    /// The position recorded last at exactly `path`.
+    fn get(&self, path: &str) -> Option<Pos> {
+        self.entries.iter().rev().find(|(start, end, _)| self.text.get(*start..*end) == Some(path)).map(|e| e.2)
+    }
+
     /// Whether the config gave a value (not null) at exactly this path.
     pub fn contains(&self, path: &str) -> bool {
-        self.0.contains_key(path)
+        self.get(path).is_some()
     }
 
     /// The position of `path`, or of its nearest recorded ancestor.
     pub fn lookup(&self, path: &str) -> Option<Pos> {
         let mut path = path;
         loop {
-            if let Some(pos) = self.0.get(path) {
-                return Some(*pos);
+            if let Some(pos) = self.get(path) {
+                return Some(pos);
             }
             let cut = path.rfind(['.', '['])?;
             path = &path[..cut];
@@ -112,7 +129,7 @@ pub fn decode(root: &Node, version: Option<VeleroVersion>) -> Decoded {
 pub(crate) struct Decoder {
     reader: &'static str,
     diagnostics: Diagnostics,
-    positions: BTreeMap<String, Pos>,
+    positions: Positions,
     unusable: HashSet<String>,
     /// What the reader does with a value Go cannot decode: node-agent's depends on its version.
     on_undecodable: String,
@@ -132,7 +149,7 @@ pub(crate) fn render(node: &Node) -> String {
             go_quote(&format!("{head}..."))
         }
         Value::String(s) => go_quote(s),
-        Value::Number(n) => n.clone(),
+        Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Null => "null".to_string(),
         Value::Array(_) => "array".to_string(),
@@ -145,7 +162,7 @@ impl Decoder {
         Self {
             reader,
             diagnostics: Diagnostics::default(),
-            positions: BTreeMap::new(),
+            positions: Positions::default(),
             unusable: HashSet::new(),
             on_undecodable: format!("{reader} fails to start"),
             kind,
@@ -156,7 +173,7 @@ impl Decoder {
 
     /// The decoded config with everything found on the way.
     pub(crate) fn finish<C>(self, config: C) -> Decoded<C> {
-        Decoded { config, positions: Positions(self.positions), diagnostics: self.diagnostics, unusable: self.unusable }
+        Decoded { config, positions: self.positions, diagnostics: self.diagnostics, unusable: self.unusable }
     }
 
     /// A whole value: `null` is an empty config as in Go, an object goes to `fields`, anything
@@ -166,7 +183,7 @@ impl Decoder {
             Value::Null => {
                 let message =
                     format!("the value is null, which {} reads as an empty config: no setting applies", self.reader);
-                self.warn("", message, root.pos);
+                self.warn(&Path::ROOT, message, root.pos);
                 C::default()
             }
             Value::Object(_) => fields(self, root),
@@ -175,24 +192,29 @@ impl Decoder {
                     Value::Array(_) => "; wrap the settings in an object: {\"loadAffinity\": [...]}",
                     _ => "",
                 };
-                self.error("", format!("Invalid value: {}: must be a JSON object{hint}", render(root)), root.pos);
+                self.error(
+                    &Path::ROOT,
+                    format!("Invalid value: {}: must be a JSON object{hint}", render(root)),
+                    root.pos,
+                );
                 C::default()
             }
         }
     }
 
-    pub(crate) fn error(&mut self, path: &str, message: impl Into<String>, pos: Pos) {
-        self.diagnostics.push(Diagnostic::error(path, message, Some(pos)));
+    pub(crate) fn error(&mut self, path: &Path, message: impl Into<String>, pos: Pos) {
+        self.diagnostics.push(Diagnostic::error(path.render(), message, Some(pos)));
     }
 
-    pub(crate) fn warn(&mut self, path: &str, message: impl Into<String>, pos: Pos) {
-        self.diagnostics.push(Diagnostic::warning(path, message, Some(pos)));
+    pub(crate) fn warn(&mut self, path: &Path, message: impl Into<String>, pos: Pos) {
+        self.diagnostics.push(Diagnostic::warning(path.render(), message, Some(pos)));
     }
 
-    fn type_error(&mut self, node: &Node, path: &str, want: &str) {
-        self.unusable.insert(path.to_string());
+    fn type_error(&mut self, node: &Node, path: &Path, want: &str) {
+        let path = path.render();
+        self.unusable.insert(path.clone());
         // Go skips a key its struct lacks without looking at the value: only the webhook fails.
-        let effect = match webhook_only(self.kind, path) {
+        let effect = match webhook_only(self.kind, &path) {
             Some(_) => "node-agent ignores the key; the webhook cannot apply it",
             None => &self.on_undecodable,
         };
@@ -201,18 +223,18 @@ impl Decoder {
             render(node),
             article(node.value.type_name()),
         );
-        self.error(path, message, node.pos);
+        self.diagnostics.push(Diagnostic::error(path, message, Some(node.pos)));
     }
 
     /// Looks up `fields` in an object as Go does; `None` when the node is not an object.
     /// Null members count as absent.
-    pub(crate) fn object<'n, const N: usize>(
+    pub(crate) fn object<'n, 'a, const N: usize>(
         &mut self,
-        node: &'n Node,
-        path: &str,
+        node: &'n Node<'a>,
+        path: &Path,
         fields: [&'static str; N],
-    ) -> Option<[Option<&'n Node>; N]> {
-        self.positions.insert(path.to_string(), node.pos);
+    ) -> Option<[Option<&'n Node<'a>>; N]> {
+        self.positions.record(path, node.pos);
         let members = match &node.value {
             Value::Object(members) => members,
             Value::Null => return Some([None; N]),
@@ -221,8 +243,8 @@ impl Decoder {
                 return None;
             }
         };
-        let mut found: [Option<&'n Node>; N] = [None; N];
-        let mut first_key: [Option<&'n Member>; N] = [None; N];
+        let mut found: [Option<&'n Node<'a>>; N] = [None; N];
+        let mut first_key: [Option<&'n Member<'a>>; N] = [None; N];
         for member in members {
             let exact = fields.iter().position(|f| *f == member.key);
             let folded = exact.or_else(|| fields.iter().position(|f| go_equal_fold(f, &member.key)));
@@ -233,13 +255,13 @@ impl Decoder {
             let canonical = fields[index];
             if exact.is_none() {
                 self.warn(
-                    &child(path, &member.key),
+                    &path.child(&member.key),
                     format!("non-canonical key case: Velero accepts it as {}; write it that way", go_quote(canonical)),
                     member.key_pos,
                 );
             }
             if let Some(previous) = first_key[index] {
-                let field_path = child(path, canonical);
+                let field_path = path.child(canonical);
                 // Go decodes this occurrence too, and fails on a value of the wrong shape.
                 let wrong_shape = match (go_kind(canonical), &member.value.value) {
                     (_, Value::Null) | (GoKind::Scalar, _) => None,
@@ -265,13 +287,13 @@ impl Decoder {
                     self.type_error(&member.value, &field_path, want);
                 }
                 // Go's value is made of both occurrences: no finding may come from one alone.
-                self.unusable.insert(field_path);
+                self.unusable.insert(field_path.render());
                 continue;
             }
             first_key[index] = Some(member);
             if member.value.value != Value::Null {
                 found[index] = Some(&member.value);
-                self.release_support(&child(path, canonical), &member.value);
+                self.release_support(&path.child(canonical), &member.value);
             }
         }
         Some(found)
@@ -280,7 +302,7 @@ impl Decoder {
     /// Warns when the Velero version the value is for does not read the field at `path` (a
     /// release before the one that added it). A zero value is left alone: not reading it
     /// changes nothing.
-    fn release_support(&mut self, path: &str, value: &Node) {
+    fn release_support(&mut self, path: &Path, value: &Node) {
         let Some(version) = self.version else { return };
         let zero = match &value.value {
             Value::Bool(b) => !b,
@@ -290,11 +312,15 @@ impl Decoder {
             Value::Object(members) => members.is_empty(),
             Value::Null => true,
         };
+        if zero {
+            return;
+        }
+        let path = &path.render();
         let below_unread = self
             .unread
             .iter()
             .any(|unread| path.strip_prefix(unread.as_str()).is_some_and(|rest| rest.starts_with(['.', '['])));
-        if zero || below_unread {
+        if below_unread {
             return;
         }
         let (key_path, support) =
@@ -306,25 +332,34 @@ impl Decoder {
                 },
             };
         if support != Support::Reads {
-            self.warn(path, unread_by(self.kind, version, key_path, support), value.pos);
+            self.diagnostics.push(Diagnostic::warning(
+                path,
+                unread_by(self.kind, version, key_path, support),
+                Some(value.pos),
+            ));
             self.unread.push(path.to_string());
         }
     }
 
-    fn unknown_field(&mut self, member: &Member, path: &str, siblings: &[&str]) {
-        let key = member.key.as_str();
+    fn unknown_field(&mut self, member: &Member, path: &Path, siblings: &[&str]) {
+        let key = member.key.as_ref();
+        let parent = path.render();
         let suggestion = if let Some((_, real, note)) =
             KNOWN_MISNOMERS.iter().find(|(wrong, real, _)| *wrong == key && siblings.contains(real))
         {
             Some(format!("did you mean {}{note}?", go_quote(real)))
-        } else if let Some((name, parent)) =
-            BELONGS_UNDER.iter().find(|(name, parent)| name.eq_ignore_ascii_case(key) && !path.ends_with(parent))
+        } else if let Some((name, parent_field)) =
+            BELONGS_UNDER.iter().find(|(name, under)| name.eq_ignore_ascii_case(key) && !parent.ends_with(under))
         {
-            Some(format!("did you mean {}? it belongs under {parent}", go_quote(&format!("{parent}.{name}"))))
+            Some(format!(
+                "did you mean {}? it belongs under {parent_field}",
+                go_quote(&format!("{parent_field}.{name}"))
+            ))
         } else {
             closest(key, siblings).map(|best| format!("did you mean {}?", go_quote(best)))
         };
-        let path = child(path, &shortened(key));
+        let shortened = shortened(key);
+        let path = path.child(&shortened);
         let newest = velero_types::newest();
         let reader = self.reader;
         // Velero releases keys in patch releases: a fail-closed webhook must not refuse one it
@@ -364,14 +399,14 @@ impl Decoder {
     }
 
     /// An `int` or `int64` field (both 64-bit here); `want` names it in messages.
-    pub(crate) fn int(&mut self, node: Option<&Node>, path: &str, want: &str) -> i64 {
+    pub(crate) fn int(&mut self, node: Option<&Node>, path: &Path, want: &str) -> i64 {
         let Some(node) = node else { return 0 };
-        self.positions.insert(path.to_string(), node.pos);
+        self.positions.record(path, node.pos);
         match &node.value {
             Value::Number(raw) => match raw.parse::<i64>() {
                 Ok(n) => n,
                 Err(_) if raw.contains(['.', 'e', 'E']) => {
-                    self.unusable.insert(path.to_string());
+                    self.unusable.insert(path.render());
                     self.error(
                         path,
                         format!("Invalid value: {raw}: must be {want} written without a fraction or exponent (Go rejects it)"),
@@ -380,7 +415,7 @@ impl Decoder {
                     0
                 }
                 Err(_) => {
-                    self.unusable.insert(path.to_string());
+                    self.unusable.insert(path.render());
                     self.error(path, format!("Invalid value: {raw}: does not fit in a 64-bit integer"), node.pos);
                     0
                 }
@@ -392,9 +427,9 @@ impl Decoder {
         }
     }
 
-    fn boolean(&mut self, node: Option<&Node>, path: &str) -> bool {
+    fn boolean(&mut self, node: Option<&Node>, path: &Path) -> bool {
         let Some(node) = node else { return false };
-        self.positions.insert(path.to_string(), node.pos);
+        self.positions.record(path, node.pos);
         match node.value {
             Value::Bool(b) => b,
             _ => {
@@ -404,11 +439,11 @@ impl Decoder {
         }
     }
 
-    pub(crate) fn string(&mut self, node: Option<&Node>, path: &str) -> String {
+    pub(crate) fn string(&mut self, node: Option<&Node>, path: &Path) -> String {
         let Some(node) = node else { return String::new() };
-        self.positions.insert(path.to_string(), node.pos);
+        self.positions.record(path, node.pos);
         match &node.value {
-            Value::String(s) => s.clone(),
+            Value::String(s) => s.to_string(),
             _ => {
                 self.type_error(node, path, "a string (quote it)");
                 String::new()
@@ -417,17 +452,17 @@ impl Decoder {
     }
 
     /// A `map[string]string`; keys are recorded as `path[key]`.
-    pub(crate) fn string_map(&mut self, node: Option<&Node>, path: &str) -> BTreeMap<String, String> {
+    pub(crate) fn string_map(&mut self, node: Option<&Node>, path: &Path) -> BTreeMap<String, String> {
         let mut map = BTreeMap::new();
         let Some(node) = node else { return map };
-        self.positions.insert(path.to_string(), node.pos);
+        self.positions.record(path, node.pos);
         let Value::Object(members) = &node.value else {
             self.type_error(node, path, "an object of strings");
             return map;
         };
         let mut first: BTreeMap<&str, Pos> = BTreeMap::new();
         for member in members {
-            let entry = key(path, &member.key);
+            let entry = path.key(&member.key);
             if let Some(previous) = first.insert(&member.key, member.key_pos) {
                 self.error(
                     &entry,
@@ -438,17 +473,17 @@ impl Decoder {
                     ),
                     member.key_pos,
                 );
-                self.unusable.insert(entry);
+                self.unusable.insert(entry.render());
                 continue;
             }
-            self.positions.insert(entry.clone(), member.key_pos);
+            self.positions.record(&entry, member.key_pos);
             match &member.value.value {
                 Value::String(s) => {
-                    map.insert(member.key.clone(), s.clone());
+                    map.insert(member.key.to_string(), s.to_string());
                 }
                 Value::Null => {
                     self.warn(&entry, "null is read as an empty string; write \"\" if that is meant", member.value.pos);
-                    map.insert(member.key.clone(), String::new());
+                    map.insert(member.key.to_string(), String::new());
                 }
                 _ => self.type_error(&member.value, &entry, "a string (quote it)"),
             }
@@ -456,9 +491,9 @@ impl Decoder {
         map
     }
 
-    fn array<'n>(&mut self, node: Option<&'n Node>, path: &str) -> &'n [Node] {
+    fn array<'n, 'a>(&mut self, node: Option<&'n Node<'a>>, path: &Path) -> &'n [Node<'a>] {
         let Some(node) = node else { return &[] };
-        self.positions.insert(path.to_string(), node.pos);
+        self.positions.record(path, node.pos);
         match &node.value {
             Value::Array(items) => items,
             _ => {
@@ -468,11 +503,11 @@ impl Decoder {
         }
     }
 
-    fn string_list(&mut self, node: Option<&Node>, path: &str) -> Vec<String> {
+    fn string_list(&mut self, node: Option<&Node>, path: &Path) -> Vec<String> {
         let items = self.array(node, path);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let item_path = index(path, i);
+            let item_path = path.index(i);
             match &item.value {
                 Value::Null => out.push(String::new()),
                 _ => out.push(self.string(Some(item), &item_path)),
@@ -484,43 +519,43 @@ impl Decoder {
     fn config(&mut self, root: &Node) -> NodeAgentConfig {
         let Some(
             [concurrency, affinity, backup, restore, priority, resources, privileged, cache, labels, annotations, tolerations],
-        ) = self.object(root, "", TOP_FIELDS)
+        ) = self.object(root, &Path::ROOT, TOP_FIELDS)
         else {
             return NodeAgentConfig::default();
         };
         NodeAgentConfig {
-            load_concurrency: concurrency.map(|n| self.load_concurrency(n, "loadConcurrency")),
-            load_affinity: self.load_affinity(affinity, "loadAffinity"),
-            backup_pvc: self.backup_pvcs(backup, "backupPVC"),
-            restore_pvc: restore.map(|n| self.restore_pvc(n, "restorePVC")),
-            priority_class_name: self.string(priority, "priorityClassName"),
-            pod_resources: resources.map(|n| self.pod_resources(n, "podResources")),
-            privileged_fs_backup: self.boolean(privileged, "privilegedFsBackup"),
-            cache_pvc: cache.map(|n| self.cache_pvc(n, "cachePVC")),
-            pod_labels: self.string_map(labels, "podLabels"),
-            pod_annotations: self.string_map(annotations, "podAnnotations"),
-            tolerations: self.tolerations(tolerations, "tolerations"),
+            load_concurrency: concurrency.map(|n| self.load_concurrency(n, &Path::Text("loadConcurrency"))),
+            load_affinity: self.load_affinity(affinity, &Path::Text("loadAffinity")),
+            backup_pvc: self.backup_pvcs(backup, &Path::Text("backupPVC")),
+            restore_pvc: restore.map(|n| self.restore_pvc(n, &Path::Text("restorePVC"))),
+            priority_class_name: self.string(priority, &Path::Text("priorityClassName")),
+            pod_resources: resources.map(|n| self.pod_resources(n, &Path::Text("podResources"))),
+            privileged_fs_backup: self.boolean(privileged, &Path::Text("privilegedFsBackup")),
+            cache_pvc: cache.map(|n| self.cache_pvc(n, &Path::Text("cachePVC"))),
+            pod_labels: self.string_map(labels, &Path::Text("podLabels")),
+            pod_annotations: self.string_map(annotations, &Path::Text("podAnnotations")),
+            tolerations: self.tolerations(tolerations, &Path::Text("tolerations")),
         }
     }
 
     /// `[]corev1.Toleration`: a null entry is Go's zero toleration, which the rules then refuse
     /// (an empty key wants `Exists`).
-    fn tolerations(&mut self, node: Option<&Node>, path: &str) -> Vec<Toleration> {
+    fn tolerations(&mut self, node: Option<&Node>, path: &Path) -> Vec<Toleration> {
         let items = self.array(node, path);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let item_path = index(path, i);
+            let item_path = path.index(i);
             let fields = ["key", "operator", "value", "effect", "tolerationSeconds"];
             if let Some([key, operator, value, effect, seconds]) = self.object(item, &item_path, fields) {
                 out.push(Toleration {
-                    key: self.string(key, &child(&item_path, "key")),
-                    operator: self.string(operator, &child(&item_path, "operator")),
-                    value: self.string(value, &child(&item_path, "value")),
-                    effect: self.string(effect, &child(&item_path, "effect")),
+                    key: self.string(key, &item_path.child("key")),
+                    operator: self.string(operator, &item_path.child("operator")),
+                    value: self.string(value, &item_path.child("value")),
+                    effect: self.string(effect, &item_path.child("effect")),
                     toleration_seconds: seconds.and_then(|n| {
-                        let seconds_path = child(&item_path, "tolerationSeconds");
+                        let seconds_path = item_path.child("tolerationSeconds");
                         let seconds = self.int(Some(n), &seconds_path, "an int64");
-                        (!self.unusable.contains(&seconds_path)).then_some(seconds)
+                        (!self.unusable.contains(&seconds_path.render())).then_some(seconds)
                     }),
                 });
             }
@@ -528,88 +563,88 @@ impl Decoder {
         out
     }
 
-    fn load_concurrency(&mut self, node: &Node, path: &str) -> LoadConcurrency {
+    fn load_concurrency(&mut self, node: &Node, path: &Path) -> LoadConcurrency {
         let Some([global, per_node, queue]) =
             self.object(node, path, ["globalConfig", "perNodeConfig", "prepareQueueLength"])
         else {
             return LoadConcurrency::default();
         };
-        let per_node_path = child(path, "perNodeConfig");
+        let per_node_path = path.child("perNodeConfig");
         let rules = self.array(per_node, &per_node_path);
         let mut per_node_config = Vec::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
-            let rule_path = index(&per_node_path, i);
+            let rule_path = per_node_path.index(i);
             if let Some([selector, number]) = self.object(rule, &rule_path, ["nodeSelector", "number"]) {
                 per_node_config.push(RuledConfig {
-                    node_selector: self.label_selector(selector, &child(&rule_path, "nodeSelector")),
-                    number: self.int(number, &child(&rule_path, "number"), "an integer"),
+                    node_selector: self.label_selector(selector, &rule_path.child("nodeSelector")),
+                    number: self.int(number, &rule_path.child("number"), "an integer"),
                 });
             }
         }
         LoadConcurrency {
-            global_config: self.int(global, &child(path, "globalConfig"), "an integer"),
+            global_config: self.int(global, &path.child("globalConfig"), "an integer"),
             per_node_config,
-            prepare_queue_length: self.int(queue, &child(path, "prepareQueueLength"), "an integer"),
+            prepare_queue_length: self.int(queue, &path.child("prepareQueueLength"), "an integer"),
         }
     }
 
-    fn label_selector(&mut self, node: Option<&Node>, path: &str) -> LabelSelector {
+    fn label_selector(&mut self, node: Option<&Node>, path: &Path) -> LabelSelector {
         let Some(node) = node else { return LabelSelector::default() };
         let Some([labels, expressions]) = self.object(node, path, ["matchLabels", "matchExpressions"]) else {
             return LabelSelector::default();
         };
-        let match_labels = self.string_map(labels, &child(path, "matchLabels"));
-        let expressions_path = child(path, "matchExpressions");
+        let match_labels = self.string_map(labels, &path.child("matchLabels"));
+        let expressions_path = path.child("matchExpressions");
         let items = self.array(expressions, &expressions_path);
         let mut match_expressions = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let item_path = index(&expressions_path, i);
+            let item_path = expressions_path.index(i);
             if let Some([key, operator, values]) = self.object(item, &item_path, ["key", "operator", "values"]) {
                 match_expressions.push(SelectorRequirement {
-                    key: self.string(key, &child(&item_path, "key")),
-                    operator: self.string(operator, &child(&item_path, "operator")),
-                    values: self.string_list(values, &child(&item_path, "values")),
+                    key: self.string(key, &item_path.child("key")),
+                    operator: self.string(operator, &item_path.child("operator")),
+                    values: self.string_list(values, &item_path.child("values")),
                 });
             }
         }
         LabelSelector { match_labels, match_expressions }
     }
 
-    pub(crate) fn load_affinity(&mut self, node: Option<&Node>, path: &str) -> Vec<LoadAffinity> {
+    pub(crate) fn load_affinity(&mut self, node: Option<&Node>, path: &Path) -> Vec<LoadAffinity> {
         let items = self.array(node, path);
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let item_path = index(path, i);
+            let item_path = path.index(i);
             if item.value == Value::Null {
                 // []*LoadAffinity: a nil entry makes Velero dereference a nil pointer.
                 self.error(&item_path, "Required value: an entry must be an object, not null", item.pos);
                 continue;
             }
             if let Some([selector, storage_class]) = self.object(item, &item_path, ["nodeSelector", "storageClass"]) {
-                let selector_path = child(&item_path, "nodeSelector");
+                let selector_path = item_path.child("nodeSelector");
                 if selector.is_none() {
-                    self.positions.insert(selector_path.clone(), item.pos);
+                    self.positions.record(&selector_path, item.pos);
                 }
                 out.push(LoadAffinity {
                     node_selector: self.label_selector(selector, &selector_path),
-                    storage_class: self.string(storage_class, &child(&item_path, "storageClass")),
+                    storage_class: self.string(storage_class, &item_path.child("storageClass")),
                 });
             }
         }
         out
     }
 
-    fn backup_pvcs(&mut self, node: Option<&Node>, path: &str) -> BTreeMap<String, BackupPvc> {
+    fn backup_pvcs(&mut self, node: Option<&Node>, path: &Path) -> BTreeMap<String, BackupPvc> {
         let mut map = BTreeMap::new();
         let Some(node) = node else { return map };
-        self.positions.insert(path.to_string(), node.pos);
+        self.positions.record(path, node.pos);
         let Value::Object(members) = &node.value else {
             self.type_error(node, path, "an object keyed by source storage class");
             return map;
         };
         for member in members {
-            let entry_path = key(path, &member.key);
-            if map.contains_key(&member.key) {
+            let entry_path = path.key(&member.key);
+            if map.contains_key(member.key.as_ref()) {
                 self.error(
                     &entry_path,
                     format!(
@@ -619,7 +654,7 @@ impl Decoder {
                     ),
                     member.key_pos,
                 );
-                self.unusable.insert(entry_path);
+                self.unusable.insert(entry_path.render());
                 continue;
             }
             let fields =
@@ -628,44 +663,44 @@ impl Decoder {
                 self.object(&member.value, &entry_path, fields)
             {
                 let pvc = BackupPvc {
-                    storage_class: self.string(storage_class, &child(&entry_path, "storageClass")),
-                    read_only: self.boolean(read_only, &child(&entry_path, "readOnly")),
-                    spc_no_relabeling: self.boolean(no_relabel, &child(&entry_path, "spcNoRelabeling")),
-                    annotations: self.string_map(annotations, &child(&entry_path, "annotations")),
+                    storage_class: self.string(storage_class, &entry_path.child("storageClass")),
+                    read_only: self.boolean(read_only, &entry_path.child("readOnly")),
+                    spc_no_relabeling: self.boolean(no_relabel, &entry_path.child("spcNoRelabeling")),
+                    annotations: self.string_map(annotations, &entry_path.child("annotations")),
                     copied: self.copied_objects(secrets, config_maps, &entry_path),
                 };
-                map.insert(member.key.clone(), pvc);
+                map.insert(member.key.to_string(), pvc);
             }
         }
         map
     }
 
-    fn restore_pvc(&mut self, node: &Node, path: &str) -> RestorePvc {
+    fn restore_pvc(&mut self, node: &Node, path: &Path) -> RestorePvc {
         let Some([ignore, secrets, config_maps]) =
             self.object(node, path, ["ignoreDelayBinding", "secretNames", "configMapNames"])
         else {
             return RestorePvc::default();
         };
         RestorePvc {
-            ignore_delay_binding: self.boolean(ignore, &child(path, "ignoreDelayBinding")),
+            ignore_delay_binding: self.boolean(ignore, &path.child("ignoreDelayBinding")),
             copied: self.copied_objects(secrets, config_maps, path),
         }
     }
 
-    fn copied_objects(&mut self, secrets: Option<&Node>, config_maps: Option<&Node>, path: &str) -> CopiedObjects {
+    fn copied_objects(&mut self, secrets: Option<&Node>, config_maps: Option<&Node>, path: &Path) -> CopiedObjects {
         CopiedObjects {
-            secret_names: self.string_list(secrets, &child(path, "secretNames")),
-            config_map_names: self.string_list(config_maps, &child(path, "configMapNames")),
+            secret_names: self.string_list(secrets, &path.child("secretNames")),
+            config_map_names: self.string_list(config_maps, &path.child("configMapNames")),
         }
     }
 
-    pub(crate) fn pod_resources(&mut self, node: &Node, path: &str) -> PodResources {
+    pub(crate) fn pod_resources(&mut self, node: &Node, path: &Path) -> PodResources {
         let fields = PodResources::KEYS;
         let Some(values) = self.object(node, path, fields) else {
             return PodResources::default();
         };
         let [cpu_request, cpu_limit, memory_request, memory_limit, storage_request, storage_limit] =
-            std::array::from_fn(|i| self.string(values[i], &child(path, fields[i])));
+            std::array::from_fn(|i| self.string(values[i], &path.child(fields[i])));
         PodResources {
             cpu_request,
             cpu_limit,
@@ -676,14 +711,14 @@ impl Decoder {
         }
     }
 
-    fn cache_pvc(&mut self, node: &Node, path: &str) -> CachePvc {
+    fn cache_pvc(&mut self, node: &Node, path: &Path) -> CachePvc {
         let Some([storage_class, threshold]) = self.object(node, path, ["storageClass", "residentThresholdInMB"])
         else {
             return CachePvc::default();
         };
         CachePvc {
-            storage_class: self.string(storage_class, &child(path, "storageClass")),
-            resident_threshold_in_mb: self.int(threshold, &child(path, "residentThresholdInMB"), "an int64"),
+            storage_class: self.string(storage_class, &path.child("storageClass")),
+            resident_threshold_in_mb: self.int(threshold, &path.child("residentThresholdInMB"), "an int64"),
         }
     }
 }

@@ -4,7 +4,11 @@
 //! a ConfigMap checker has to point at the exact character and report duplicates,
 //! so the config value is parsed here into a small tree instead. It accepts exactly
 //! what Go's `encoding/json` accepts (RFC 8259) and words its errors the same way.
+//!
+//! The tree borrows from the text: a key or string without escapes, and every number, is a
+//! slice of it, so a fresh check copies only what the decoded config keeps.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::k8s::field::go_quote;
@@ -22,33 +26,35 @@ impl fmt::Display for Pos {
     }
 }
 
-/// A parsed JSON value and where it starts.
+/// A parsed JSON value and where it starts, borrowing from the text it was parsed from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub struct Node<'a> {
     pub pos: Pos,
-    pub value: Value,
+    pub value: Value<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     Null,
     Bool(bool),
     /// The literal as written, so integer checks see `2.0` and `1e3` as Go does.
-    Number(String),
-    String(String),
-    Array(Vec<Node>),
+    Number(&'a str),
+    /// Borrowed unless the string holds an escape.
+    String(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
     /// Members in document order, duplicates included.
-    Object(Vec<Member>),
+    Object(Vec<Member<'a>>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Member {
-    pub key: String,
+pub struct Member<'a> {
+    /// Borrowed unless the key holds an escape.
+    pub key: Cow<'a, str>,
     pub key_pos: Pos,
-    pub value: Node,
+    pub value: Node<'a>,
 }
 
-impl Value {
+impl Value<'_> {
     /// The JSON type name as Go's unmarshal errors name it.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -74,7 +80,7 @@ pub struct SyntaxError {
 pub const MAX_DEPTH: usize = 64;
 
 /// Parses one JSON document; trailing non-whitespace is an error.
-pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+pub fn parse(text: &str) -> Result<Node<'_>, SyntaxError> {
     let mut parser = Parser { rest: text, line: 1, column: 1 };
     parser.skip_whitespace();
     let node = parser.value(0)?;
@@ -92,7 +98,7 @@ struct Parser<'a> {
     column: u32,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn pos(&self) -> Pos {
         Pos { line: self.line, column: self.column }
     }
@@ -141,7 +147,7 @@ impl Parser<'_> {
         self.peek().ok_or_else(|| self.eof())
     }
 
-    fn value(&mut self, depth: usize) -> Result<Node, SyntaxError> {
+    fn value(&mut self, depth: usize) -> Result<Node<'a>, SyntaxError> {
         if depth > MAX_DEPTH {
             return Err(self.error(format!("exceeded max depth of {MAX_DEPTH} nested arrays and objects")));
         }
@@ -160,7 +166,7 @@ impl Parser<'_> {
         Ok(Node { pos, value })
     }
 
-    fn literal(&mut self, word: &str, value: Value) -> Result<Value, SyntaxError> {
+    fn literal(&mut self, word: &str, value: Value<'a>) -> Result<Value<'a>, SyntaxError> {
         for want in word.chars() {
             match self.peek() {
                 None => return Err(self.eof()),
@@ -179,7 +185,7 @@ impl Parser<'_> {
         Ok(value)
     }
 
-    fn number(&mut self) -> Result<String, SyntaxError> {
+    fn number(&mut self) -> Result<&'a str, SyntaxError> {
         let start = self.rest;
         if self.peek() == Some('-') {
             self.bump();
@@ -203,7 +209,7 @@ impl Parser<'_> {
             }
             self.require_digit("in exponent of numeric literal")?;
         }
-        Ok(start[..start.len() - self.rest.len()].to_string())
+        Ok(&start[..start.len() - self.rest.len()])
     }
 
     fn require_digit(&mut self, context: &str) -> Result<(), SyntaxError> {
@@ -230,23 +236,33 @@ impl Parser<'_> {
         self.rest = rest;
     }
 
-    fn string(&mut self) -> Result<String, SyntaxError> {
+    /// A string literal: a slice of the text when it holds no escape, else decoded into a copy.
+    fn string(&mut self) -> Result<Cow<'a, str>, SyntaxError> {
         self.bump(); // opening quote
-        let mut out = String::new();
+        let mut out: Option<String> = None;
         loop {
-            // Plain characters up to the next quote, backslash or control character, copied whole.
+            // Plain characters up to the next quote, backslash or control character, taken whole.
             let plain = self.rest.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(self.rest.len());
-            out.push_str(&self.rest[..plain]);
+            let rest = self.rest;
+            let run = &rest[..plain];
             self.advance_within_line(plain);
             let Some(c) = self.peek() else { return Err(self.eof()) };
             match c {
                 '"' => {
                     self.bump();
-                    return Ok(out);
+                    return Ok(match out {
+                        None => Cow::Borrowed(run),
+                        Some(mut copy) => {
+                            copy.push_str(run);
+                            Cow::Owned(copy)
+                        }
+                    });
                 }
                 '\\' => {
                     self.bump();
-                    out.push(self.escape()?);
+                    let copy = out.get_or_insert_with(String::new);
+                    copy.push_str(run);
+                    copy.push(self.escape()?);
                 }
                 c => return Err(self.error(format!("invalid character {} in string literal", quote_char(c)))),
             }
@@ -272,7 +288,7 @@ impl Parser<'_> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+    fn array(&mut self, depth: usize) -> Result<Value<'a>, SyntaxError> {
         self.bump(); // [
         let mut items = Vec::new();
         self.skip_whitespace();
@@ -298,7 +314,7 @@ impl Parser<'_> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+    fn object(&mut self, depth: usize) -> Result<Value<'a>, SyntaxError> {
         self.bump(); // {
         let mut members = Vec::new();
         self.skip_whitespace();
@@ -457,7 +473,7 @@ mod tests {
         let Value::Object(members) = node.value else { panic!("object") };
         assert_eq!(members[0].value.value, Value::String("éé\n€".into()));
         assert_eq!((members[1].key_pos, members[1].value.pos), (at(1, 21), at(1, 26)));
-        assert_eq!(members[1].value.value, Value::Number("-1.5e+3".into()));
+        assert_eq!(members[1].value.value, Value::Number("-1.5e+3"));
         assert_eq!((members[2].key_pos, members[2].value.pos), (at(2, 2), at(2, 6)));
     }
 
@@ -466,8 +482,8 @@ mod tests {
         let node = parse(r#"{"a": 2.0, "a": 1e3}"#).expect("valid");
         let Value::Object(members) = node.value else { panic!("object") };
         assert_eq!(members.len(), 2);
-        assert_eq!(members[0].value.value, Value::Number("2.0".into()));
-        assert_eq!(members[1].value.value, Value::Number("1e3".into()));
+        assert_eq!(members[0].value.value, Value::Number("2.0"));
+        assert_eq!(members[1].value.value, Value::Number("1e3"));
     }
 
     #[test]
@@ -486,6 +502,30 @@ mod tests {
         for (after, want) in cases {
             assert_eq!(decode_escape(after.chars()), want, "{after:?}");
         }
+    }
+
+    #[test]
+    fn strings_borrow_unless_they_hold_an_escape() {
+        // (literal, decoded, borrowed from the text)
+        let cases = [
+            (r#""plain""#, "plain", true),
+            (r#""""#, "", true),
+            (r#""é€ x""#, "é€ x", true),
+            (r#""a\nb""#, "a\nb", false),
+            (r#""\u00e9""#, "é", false),
+            (r#""tail\"""#, "tail\"", false),
+        ];
+        for (literal, want, borrowed) in cases {
+            let node = parse(literal).expect("valid");
+            let Value::String(s) = &node.value else { panic!("string") };
+            assert_eq!((s.as_ref(), matches!(s, Cow::Borrowed(_))), (want, borrowed), "{literal}");
+        }
+        let node = parse(r#"{"k\u0031": 1, "k2": -2.5e3}"#).expect("valid");
+        let Value::Object(members) = &node.value else { panic!("object") };
+        let keys: Vec<(&str, bool)> =
+            members.iter().map(|m| (m.key.as_ref(), matches!(m.key, Cow::Borrowed(_)))).collect();
+        assert_eq!(keys, [("k1", false), ("k2", true)]);
+        assert_eq!(members[1].value.value, Value::Number("-2.5e3"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::model::{is_velero_key, LoadAffinity, PodResources};
 use super::validate::{Environment, Validator};
 use super::version::{reads, VeleroVersion};
 use super::{check_parsed, Checked};
-use crate::k8s::field::{self, go_quote, FieldError};
+use crate::k8s::field::{self, go_quote, FieldError, Path};
 
 /// The data key whose settings apply to every repository.
 pub const GLOBAL_KEY: &str = "global";
@@ -158,7 +158,7 @@ fn check_in_context(text: &str, env: &Environment, global: Option<&JobConfig>) -
 /// Velero's docs show the ConfigMap's data as `{"global": {...}}`; written inside a value, the
 /// wrapper is an unknown field, so nothing in it applies. Such members are reported and left
 /// out of the decoding, which would only call them unknown.
-fn without_wrappers(root: &Node, found: &mut Diagnostics) -> Node {
+fn without_wrappers<'a>(root: &Node<'a>, found: &mut Diagnostics) -> Node<'a> {
     let Value::Object(members) = &root.value else { return root.clone() };
     let is_wrapper = |key: &str| {
         let key = key.to_ascii_lowercase();
@@ -181,17 +181,19 @@ fn without_wrappers(root: &Node, found: &mut Diagnostics) -> Node {
 }
 
 fn job_config(decoder: &mut Decoder, node: &Node) -> JobConfig {
-    let Some([affinity, resources, keep, priority, annotations, labels]) = decoder.object(node, "", JobConfig::FIELDS)
+    let Some([affinity, resources, keep, priority, annotations, labels]) =
+        decoder.object(node, &Path::ROOT, JobConfig::FIELDS)
     else {
         return JobConfig::default();
     };
     JobConfig {
-        load_affinity: affinity.map(|n| decoder.load_affinity(Some(n), "loadAffinity")),
-        pod_resources: resources.map(|n| decoder.pod_resources(n, "podResources")),
-        keep_latest_maintenance_jobs: keep.map(|n| decoder.int(Some(n), "keepLatestMaintenanceJobs", "an integer")),
-        priority_class_name: decoder.string(priority, "priorityClassName"),
-        pod_annotations: decoder.string_map(annotations, "podAnnotations"),
-        pod_labels: decoder.string_map(labels, "podLabels"),
+        load_affinity: affinity.map(|n| decoder.load_affinity(Some(n), &Path::Text("loadAffinity"))),
+        pod_resources: resources.map(|n| decoder.pod_resources(n, &Path::Text("podResources"))),
+        keep_latest_maintenance_jobs: keep
+            .map(|n| decoder.int(Some(n), &Path::Text("keepLatestMaintenanceJobs"), "an integer")),
+        priority_class_name: decoder.string(priority, &Path::Text("priorityClassName")),
+        pod_annotations: decoder.string_map(annotations, &Path::Text("podAnnotations")),
+        pod_labels: decoder.string_map(labels, &Path::Text("podLabels")),
     }
 }
 

@@ -11,7 +11,7 @@ use super::model::{
 };
 use super::placement::{self, ClusterView};
 use super::version::{self, VeleroVersion};
-use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind};
+use crate::k8s::field::{self, go_quote, FieldError, FieldErrorKind, Path};
 use crate::k8s::names;
 use crate::k8s::quantity::Quantity;
 use crate::k8s::resources;
@@ -175,19 +175,22 @@ impl<C> Validator<'_, C> {
     /// A valid selector no node can match is an error naming the requirements that conflict
     /// (`matchLabels` read as `In`, as Velero and `LabelSelectorAsSelector` both do).
     fn report_unsatisfiable(&mut self, selector: &LabelSelector, path: &str, consequence: &str) {
-        let mut requirements: Vec<(String, Requirement)> = selector
+        // Each requirement's path, written out only if it is named in a conflict.
+        const MATCH_LABELS: Path = Path::Text("matchLabels");
+        const MATCH_EXPRESSIONS: Path = Path::Text("matchExpressions");
+        let mut requirements: Vec<(Path, Requirement)> = selector
             .match_labels
             .iter()
             .map(|(key, value)| {
                 let values = std::slice::from_ref(value);
-                (field::key("matchLabels", key), Requirement { key, operator: selector::OP_IN, values })
+                (Path::Key(&MATCH_LABELS, key), Requirement { key, operator: selector::OP_IN, values })
             })
             .collect();
         requirements.extend(
             requirements_of(&selector.match_expressions)
                 .into_iter()
                 .enumerate()
-                .map(|(i, requirement)| (field::index("matchExpressions", i), requirement)),
+                .map(|(i, requirement)| (Path::Index(&MATCH_EXPRESSIONS, i), requirement)),
         );
         let reqs: Vec<Requirement> = requirements.iter().map(|(_, r)| *r).collect();
         let Some(conflict) = selector::conflicting_requirements(&reqs) else { return };

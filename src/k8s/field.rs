@@ -122,34 +122,120 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
-/// Go's `field.Path.Child`: `parent.name`; an empty `parent` stands for the root. Field
-/// paths are built for every decoded value, so they are concatenated rather than formatted.
+/// Go's `field.Path.Child`: `parent.name`; an empty `parent` stands for the root.
 pub fn child(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        return name.to_string();
-    }
-    concat(&[parent, ".", name])
+    Path::Text(parent).child(name).render()
 }
 
 /// Go's `field.Path.Index`: `parent[i]`.
 pub fn index(parent: &str, i: usize) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(parent.len() + 4);
-    out.push_str(parent);
-    // Writing into a String cannot fail.
-    let _ = write!(out, "[{i}]");
-    out
+    Path::Text(parent).index(i).render()
 }
 
 /// Go's `field.Path.Key`: `parent[key]`, the key as it is (unquoted, as apimachinery writes it).
 pub fn key(parent: &str, key: &str) -> String {
-    concat(&[parent, "[", key, "]"])
+    Path::Text(parent).key(key).render()
 }
 
-fn concat(parts: &[&str]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    parts.iter().for_each(|p| out.push_str(p));
-    out
+/// A field path not yet written out: each step borrows its parent on the stack. The decoder
+/// walks every value of a config and only a few need their path as text (for a finding, or
+/// for the position table, which writes it into one buffer), so none is allocated on the way.
+#[derive(Debug, Clone, Copy)]
+pub enum Path<'p> {
+    /// A path already written out; empty for the root.
+    Text(&'p str),
+    /// `parent.name`, or `name` when the parent is empty.
+    Child(&'p Path<'p>, &'p str),
+    /// `parent[i]`.
+    Index(&'p Path<'p>, usize),
+    /// `parent[key]`.
+    Key(&'p Path<'p>, &'p str),
+}
+
+impl<'p> Path<'p> {
+    /// The root, the whole value.
+    pub const ROOT: Path<'static> = Path::Text("");
+
+    pub fn child(&'p self, name: &'p str) -> Path<'p> {
+        Path::Child(self, name)
+    }
+
+    pub fn index(&'p self, i: usize) -> Path<'p> {
+        Path::Index(self, i)
+    }
+
+    pub fn key(&'p self, key: &'p str) -> Path<'p> {
+        Path::Key(self, key)
+    }
+
+    /// Appends the path as text to `out`.
+    pub fn write_to(&self, out: &mut String) {
+        match *self {
+            Path::Text(text) => out.push_str(text),
+            Path::Child(parent, name) => {
+                let start = out.len();
+                parent.write_to(out);
+                if out.len() > start {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            Path::Index(parent, i) => {
+                parent.write_to(out);
+                out.push('[');
+                push_decimal(out, i);
+                out.push(']');
+            }
+            Path::Key(parent, key) => {
+                parent.write_to(out);
+                out.push('[');
+                out.push_str(key);
+                out.push(']');
+            }
+        }
+    }
+
+    /// The path as text.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(self.text_len());
+        self.write_to(&mut out);
+        out
+    }
+
+    /// The length of the text, so rendering allocates once.
+    fn text_len(&self) -> usize {
+        match *self {
+            Path::Text(text) => text.len(),
+            Path::Child(parent, name) => {
+                let parent = parent.text_len();
+                parent + usize::from(parent > 0) + name.len()
+            }
+            Path::Index(parent, i) => parent.text_len() + 2 + i.checked_ilog10().unwrap_or(0) as usize + 1,
+            Path::Key(parent, key) => parent.text_len() + 2 + key.len(),
+        }
+    }
+}
+
+/// Appends `n` in decimal digits; an index is written for every list item a rule checks, and
+/// the formatting machinery costs several times what the digits do.
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +261,35 @@ mod tests {
         ];
         for (err, want) in cases {
             assert_eq!(err.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn lazy_paths_render_as_written_ones() {
+        let root = Path::ROOT;
+        let top = root.child("loadAffinity");
+        let item = top.index(10);
+        let selector = item.child("nodeSelector");
+        let labels = selector.child("matchLabels");
+        let entry = labels.key("app.kubernetes.io/name");
+        let held = Path::Text("backupPVC");
+        let empty = Path::Text("");
+        let empty_child = empty.child("");
+        let cases: [(Path, &str); 9] = [
+            (root, ""),
+            (top, "loadAffinity"),
+            (item, "loadAffinity[10]"),
+            (selector, "loadAffinity[10].nodeSelector"),
+            (entry, "loadAffinity[10].nodeSelector.matchLabels[app.kubernetes.io/name]"),
+            (root.index(0), "[0]"),
+            (root.index(usize::MAX), "[18446744073709551615]"),
+            (held.key(""), "backupPVC[]"),
+            (empty_child.child("x"), "x"),
+        ];
+        for (path, want) in cases {
+            let mut appended = String::from(">");
+            path.write_to(&mut appended);
+            assert_eq!((path.render(), path.text_len(), appended), (want.to_string(), want.len(), format!(">{want}")));
         }
     }
 

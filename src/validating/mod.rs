@@ -294,8 +294,9 @@ impl ContentsCheck {
 pub fn check_contents(kind: Kind, contents: &ConfigMapData, env: &Environment) -> ContentsCheck {
     match kind {
         Kind::NodeAgent => {
-            let typed = check_node_agent(contents, env);
-            let node_agent_config = typed.values.first().map(|(_, checked)| checked.config.clone());
+            let mut typed = check_node_agent(contents, env);
+            // Moved out, not cloned: the findings need only the diagnostics.
+            let node_agent_config = typed.values.first_mut().map(|(_, checked)| std::mem::take(&mut checked.config));
             ContentsCheck { findings: typed.findings().rendered(), node_agent_config }
         }
         other => ContentsCheck {

@@ -32,11 +32,11 @@ pub(super) fn json_manifests(text: &str, root: &Node) -> Result<Option<Vec<Confi
 }
 
 /// The last member named `key`, as Go's decoder keeps the last of duplicates.
-fn json_member<'a>(members: &'a [Member], key: &str) -> Option<&'a Node> {
+fn json_member<'n, 'a>(members: &'n [Member<'a>], key: &str) -> Option<&'n Node<'a>> {
     members.iter().rev().find(|member| member.key == key).map(|member| &member.value)
 }
 
-fn json_str(node: &Node) -> Option<&str> {
+fn json_str<'n>(node: &'n Node<'_>) -> Option<&'n str> {
     match &node.value {
         Value::String(s) => Some(s),
         _ => None,
@@ -62,7 +62,7 @@ fn json_configmap(text: &Text, node: &Node, members: &[Member]) -> Result<Config
         }
     }
     if let Some(binary) = json_member(members, "binaryData") {
-        doc.binary_data_keys = json_object(binary, "binaryData")?.iter().map(|m| m.key.clone()).collect();
+        doc.binary_data_keys = json_object(binary, "binaryData")?.iter().map(|m| m.key.to_string()).collect();
     }
     Ok(doc)
 }
@@ -71,7 +71,7 @@ fn json_configmap(text: &Text, node: &Node, members: &[Member]) -> Result<Config
 ///
 /// A duplicate key is an error, as in YAML: strict field validation rejects it, and otherwise
 /// the last one silently wins, so the checker would check a value that is not applied.
-fn json_object<'a>(node: &'a Node, path: &str) -> Result<&'a [Member], ManifestError> {
+fn json_object<'n, 'a>(node: &'n Node<'a>, path: &str) -> Result<&'n [Member<'a>], ManifestError> {
     let members = match &node.value {
         Value::Object(members) => members.as_slice(),
         Value::Null => &[],
@@ -85,7 +85,7 @@ fn json_object<'a>(node: &'a Node, path: &str) -> Result<&'a [Member], ManifestE
     };
     let mut seen = std::collections::HashSet::new();
     for member in members {
-        if !seen.insert(member.key.as_str()) {
+        if !seen.insert(member.key.as_ref()) {
             return Err(ManifestError::Invalid {
                 path: crate::k8s::field::key(path, &member.key),
                 message: "duplicate key".to_string(),
@@ -104,10 +104,10 @@ fn json_data_value(text: &Text, member: &Member) -> Result<DataValue, ManifestEr
                 let (decoded, close) = json_literal(text, start)?;
                 decoded.verified(s, text.pos(close))
             });
-            (s.clone(), exact)
+            (s.to_string(), exact)
         }
         // Kubernetes rejects these; the text as written is what the user meant.
-        Value::Number(literal) => (literal.clone(), Some(verbatim(node.pos, literal))),
+        Value::Number(literal) => (literal.to_string(), Some(verbatim(node.pos, literal))),
         Value::Bool(b) => (b.to_string(), Some(verbatim(node.pos, &b.to_string()))),
         Value::Null => (String::new(), None),
         other => {
@@ -118,7 +118,7 @@ fn json_data_value(text: &Text, member: &Member) -> Result<DataValue, ManifestEr
             })
         }
     };
-    Ok(DataValue { key: member.key.clone(), value, key_pos: member.key_pos, pos: node.pos, exact })
+    Ok(DataValue { key: member.key.to_string(), value, key_pos: member.key_pos, pos: node.pos, exact })
 }
 
 /// The map of a one-line token written as its value.
