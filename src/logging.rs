@@ -5,6 +5,11 @@
 //! piece at a time (about 22k instructions a line, 5 % of a `/mutate` review). `JsonLines`
 //! writes the same flattened shape (`timestamp`, `level`, the fields, `target`) straight
 //! into the line buffer.
+//!
+//! The finished line is not written on the request path either: with a `write(2)` per line
+//! to a file, a `/mutate` review cost 13 % more CPU and the server answered half as many
+//! (bench/RESULTS.md, issue 25). The line goes over a bounded channel to a writer thread,
+//! which writes what has queued up in one `write(2)`.
 
 use std::fmt::{self, Write};
 
@@ -15,14 +20,34 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Lines the writer thread may lag behind by before a logging thread waits for it. The channel
+/// allocates its slots up front (32 bytes each), so the default of 128,000 would add 4 MB of
+/// resident memory; 4,096 lines are a quarter of a second of reviews at full load.
+const QUEUED_LINES: usize = 4096;
+/// The writer thread's buffer: the lines queued at one wake-up go out in one `write(2)`.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Keeps the writer thread: dropping it writes out every queued line (waiting at most a
+/// second for a blocked stderr), so the process holds it until it exits.
+pub type Guard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Installs the global subscriber: `filter` is a `RUST_LOG`-style directive string.
-pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+///
+/// Not lossy: when the writer thread falls [`QUEUED_LINES`] behind (stderr blocked), a logging
+/// thread waits, as it waited on `write(2)` before, rather than drop an admission's line.
+pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) -> Guard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, std::io::stderr()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if json {
         builder.with_ansi(false).event_format(JsonLines).init();
     } else {
         builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
+    guard
 }
 
 /// One JSON object per event: `{"timestamp":…,"level":…,<fields>,"target":…}`, plus
