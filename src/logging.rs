@@ -36,11 +36,7 @@ pub type Guard = tracing_appender::non_blocking::WorkerGuard;
 /// Not lossy: when the writer thread falls [`QUEUED_LINES`] behind (stderr blocked), a logging
 /// thread waits, as it waited on `write(2)` before, rather than drop an admission's line.
 pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) -> Guard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, std::io::stderr()));
+    let (writer, guard) = writer_thread(std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if json {
         builder.with_ansi(false).event_format(JsonLines).init();
@@ -48,6 +44,15 @@ pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) -> Guard {
         builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
     guard
+}
+
+/// The writer thread over `out`, and its guard.
+fn writer_thread<W: std::io::Write + Send + 'static>(out: W) -> (tracing_appender::non_blocking::NonBlocking, Guard) {
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, out))
 }
 
 /// One JSON object per event: `{"timestamp":…,"level":…,<fields>,"target":…}`, plus
@@ -203,6 +208,45 @@ mod tests {
         tracing::subscriber::with_default(subscriber, emit);
         let text = captured.0.lock().map(|out| String::from_utf8_lossy(&out).into_owned()).unwrap_or_default();
         text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+    }
+
+    /// A test double: a sink that takes 2 ms a write, so lines queue up behind it.
+    struct Slow(Captured);
+
+    impl std::io::Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Lines are queued faster than the slow sink takes them; dropping the guard (what `main`
+    /// does last) still writes every one, in order, before it returns.
+    #[test]
+    fn dropping_the_guard_writes_every_queued_line() {
+        let captured = Captured::default();
+        let (writer, guard) = writer_thread(Slow(captured.clone()));
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(writer)
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for n in 0..500_u64 {
+                tracing::info!(n, "admission");
+            }
+        });
+        drop(guard);
+        let text = captured.0.lock().map(|out| String::from_utf8_lossy(&out).into_owned()).unwrap_or_default();
+        let numbers: Vec<u64> = text
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .filter_map(|line| line["n"].as_u64())
+            .collect();
+        assert_eq!(numbers, (0..500).collect::<Vec<_>>());
     }
 
     #[test]

@@ -304,7 +304,9 @@ fn a_second_sigterm_exits_at_once_without_draining() {
 
 /// The log lines leave the request path through a writer thread (`logging.rs`), but none may
 /// be lost at SIGTERM: the log file holds the line of every answered review, in order, and the
-/// server's last line ("stopped", written just before it exits).
+/// server's last line ("stopped", written just before it exits). Here the writer keeps up, so
+/// this holds even without the flush at exit; `logging::tests::dropping_the_guard_writes_every_queued_line`
+/// holds the flush itself, behind a slow sink.
 #[test]
 fn after_sigterm_the_log_file_holds_every_answered_reviews_line_and_the_last_line() {
     let certs = Certs::new();
