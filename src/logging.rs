@@ -5,6 +5,11 @@
 //! piece at a time (about 22k instructions a line, 5 % of a `/mutate` review). `JsonLines`
 //! writes the same flattened shape (`timestamp`, `level`, the fields, `target`) straight
 //! into the line buffer.
+//!
+//! The finished line is not written on the request path either: with a `write(2)` per line
+//! to a file, a `/mutate` review cost 13 % more CPU and the server answered half as many
+//! (bench/RESULTS.md, issue 25). The line goes over a bounded channel to a writer thread,
+//! which writes what has queued up in one `write(2)`.
 
 use std::fmt::{self, Write};
 
@@ -15,14 +20,39 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Lines the writer thread may lag behind by before a logging thread waits for it. The channel
+/// allocates its slots up front (32 bytes each), so the default of 128,000 would add 4 MB of
+/// resident memory; 4,096 lines are a quarter of a second of reviews at full load.
+const QUEUED_LINES: usize = 4096;
+/// The writer thread's buffer: the lines queued at one wake-up go out in one `write(2)`.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Keeps the writer thread: dropping it writes out every queued line (waiting at most a
+/// second for a blocked stderr), so the process holds it until it exits.
+pub type Guard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Installs the global subscriber: `filter` is a `RUST_LOG`-style directive string.
-pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+///
+/// Not lossy: when the writer thread falls [`QUEUED_LINES`] behind (stderr blocked), a logging
+/// thread waits, as it waited on `write(2)` before, rather than drop an admission's line.
+pub fn init(json: bool, filter: tracing_subscriber::EnvFilter) -> Guard {
+    let (writer, guard) = writer_thread(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if json {
         builder.with_ansi(false).event_format(JsonLines).init();
     } else {
         builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
+    guard
+}
+
+/// The writer thread over `out`, and its guard.
+fn writer_thread<W: std::io::Write + Send + 'static>(out: W) -> (tracing_appender::non_blocking::NonBlocking, Guard) {
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, out))
 }
 
 /// One JSON object per event: `{"timestamp":…,"level":…,<fields>,"target":…}`, plus
@@ -178,6 +208,45 @@ mod tests {
         tracing::subscriber::with_default(subscriber, emit);
         let text = captured.0.lock().map(|out| String::from_utf8_lossy(&out).into_owned()).unwrap_or_default();
         text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+    }
+
+    /// A test double: a sink that takes 2 ms a write, so lines queue up behind it.
+    struct Slow(Captured);
+
+    impl std::io::Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Lines are queued faster than the slow sink takes them; dropping the guard (what `main`
+    /// does last) still writes every one, in order, before it returns.
+    #[test]
+    fn dropping_the_guard_writes_every_queued_line() {
+        let captured = Captured::default();
+        let (writer, guard) = writer_thread(Slow(captured.clone()));
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(writer)
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for n in 0..500_u64 {
+                tracing::info!(n, "admission");
+            }
+        });
+        drop(guard);
+        let text = captured.0.lock().map(|out| String::from_utf8_lossy(&out).into_owned()).unwrap_or_default();
+        let numbers: Vec<u64> = text
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .filter_map(|line| line["n"].as_u64())
+            .collect();
+        assert_eq!(numbers, (0..500).collect::<Vec<_>>());
     }
 
     #[test]

@@ -232,14 +232,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => match serve(*args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!(error = format!("{err:#}"), "exiting");
-                eprintln!("error: {err:#}");
-                ExitCode::FAILURE
+        Command::Serve(args) => {
+            // Held to the end: its drop writes out the lines still queued, the last one included.
+            let _log = init_logging(args.log_format);
+            match serve(*args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!(error = format!("{err:#}"), "exiting");
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Check(args) => check(args),
         Command::Explain(args) => match explain(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -258,7 +262,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: Option<LogFormat>) {
+fn init_logging(format: Option<LogFormat>) -> node_agent_webhook::logging::Guard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match format {
@@ -266,11 +270,10 @@ fn init_logging(format: Option<LogFormat>) {
         Some(LogFormat::Text) => false,
         None => !std::io::stderr().is_terminal(),
     };
-    node_agent_webhook::logging::init(json, filter);
+    node_agent_webhook::logging::init(json, filter)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let names =

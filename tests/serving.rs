@@ -302,6 +302,44 @@ fn a_second_sigterm_exits_at_once_without_draining() {
     assert!(server.log_text().contains("second shutdown signal"), "logs:\n{}", server.log_text());
 }
 
+/// The log lines leave the request path through a writer thread (`logging.rs`), but none may
+/// be lost at SIGTERM: the log file holds the line of every answered review, in order, and the
+/// server's last line ("stopped", written just before it exits). Here the writer keeps up, so
+/// this holds even without the flush at exit; `logging::tests::dropping_the_guard_writes_every_queued_line`
+/// holds the flush itself, behind a slow sink.
+#[test]
+fn after_sigterm_the_log_file_holds_every_answered_reviews_line_and_the_last_line() {
+    let certs = Certs::new();
+    let log_path = certs.path("server.log");
+    let log = std::fs::File::create(&log_path).expect("the log file");
+    let mut server = Server::start_logging_to(
+        &certs.path("tls.crt"),
+        &certs.path("tls.key"),
+        &["--config-file", &config_flag(&certs), "--shutdown-delay", "0s", "--shutdown-grace", "5s"],
+        log,
+    );
+    let client = client(&certs.ca_pem);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "node-agent-config", "namespace": "velero"}, "data": {"config": "{}"}});
+    let uids: Vec<String> = (0..300).map(|i| format!("log-line-{i}")).collect();
+    for uid in &uids {
+        let mut review = configmap_review("CREATE", Some(&cm), None);
+        review["request"]["uid"] = json!(uid);
+        assert_eq!(support::review(&client, &server.url("/validate"), &review)["allowed"], true);
+    }
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert_eq!(wait_exit(&mut server, Duration::from_secs(10)), Some(0));
+
+    let text = std::fs::read_to_string(&log_path).expect("the log");
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect();
+    let logged: Vec<&str> =
+        lines.iter().filter(|line| line["message"] == "admission").filter_map(|line| line["uid"].as_str()).collect();
+    assert_eq!(logged, uids, "the admission lines, in order; log:\n{text}");
+    assert_eq!(lines.last().map(|line| &line["message"]), Some(&json!("stopped")), "log:\n{text}");
+}
+
 /// After SIGTERM, answers on a keep-alive connection opened before it say `Connection: close`
 /// and the server closes the connection after the answer: the client never sends a request on
 /// an idle connection the server is about to close (the API server does not retry a webhook POST

@@ -160,7 +160,7 @@ fn superseded_ops(
     third_party::superseded(in_tree, configured)
         .into_iter()
         .filter(present)
-        .map(|key| Op::Remove { path: format!("{path}/{}", patch::escape(key)) })
+        .map(|key| Op::Remove { path: patch::child(path, key) })
         .collect()
 }
 

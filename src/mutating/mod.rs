@@ -199,9 +199,13 @@ async fn storage_class(
     lookups: Option<&impl Lookups>,
 ) -> (StorageClass, StorageClassLookup) {
     let Some(lookups) = lookups else { return (StorageClass::Unknown, StorageClassLookup::NoCluster) };
+    // Boxed, as below: a lookup's future (a kube request under a timeout) is kilobytes, and
+    // awaited inline it would make every review's future that large, copied whole at each of
+    // axum's layers (24k instructions of `memcpy` per `/mutate` review in file mode, which never
+    // looks anything up).
     let looked_up = match mover.kind {
-        MoverKind::DataUpload => lookups.storage_class_of_pvc(namespace, &mover.name).await,
-        _ => lookups.data_download_target_class(namespace, &mover.name).await,
+        MoverKind::DataUpload => Box::pin(lookups.storage_class_of_pvc(namespace, &mover.name)).await,
+        _ => Box::pin(lookups.data_download_target_class(namespace, &mover.name)).await,
     };
     match looked_up {
         Ok(class) => (StorageClass::Known(class), StorageClassLookup::Success),
@@ -228,7 +232,7 @@ async fn priority_classes_now(
         return watched;
     }
     let Some(lookups) = lookups else { return watched };
-    match lookups.priority_class_exists(wanted).await {
+    match Box::pin(lookups.priority_class_exists(wanted)).await {
         Ok(true) => Some(Arc::new(HashSet::from([wanted.to_string()]))),
         Ok(false) => Some(Arc::new(HashSet::new())),
         Err(err) => {

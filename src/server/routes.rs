@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,28 +28,22 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn webhook_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/validate", post(validate))
-        .route("/mutate", post(mutate))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), close_when_shutting_down))
-        .with_state(state)
+    Router::new().route("/validate", post(validate)).route("/mutate", post(mutate)).with_state(state)
 }
 
-/// Once SIGTERM is received, every HTTP/1.1 answer carries `Connection: close`, so the API server
+/// Once SIGTERM is received, every HTTP/1.1 answer of the webhooks carries `Connection: close`, so the API server
 /// drops each keep-alive connection to this pod after reading an answer on it and dials the
 /// Service again (by then without this pod). Otherwise its pooled connections keep coming here
 /// until the shutdown delay ends and the server closes them: a review sent on one at that moment
 /// fails with EOF, and the API server never retries a webhook POST (client-go v0.37.2
 /// rest/request.go:1066-1077 retries GETs only), so a ConfigMap write failed (seen on the real
 /// node, tests/e2e_node/faults.rs).
-async fn close_when_shutting_down(
-    State(state): State<Arc<AppState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let http1 = request.version() <= axum::http::Version::HTTP_11;
-    let mut response = next.run(request).await;
-    if http1 && state.readiness.shutting_down() {
+///
+/// The two handlers call it rather than a middleware layer: `from_fn` boxes the handler's
+/// future and clones the inner service on every request. The router's own 404 and 405 answers
+/// go without it; the API server sends neither path nor method that gets one.
+fn close_when_shutting_down(state: &AppState, version: Version, mut response: Response) -> Response {
+    if version <= Version::HTTP_11 && state.readiness.shutting_down() {
         response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     }
     response
@@ -78,23 +72,28 @@ fn parse_timeout(query: &TimeoutQuery) -> Duration {
         .map_or(DEFAULT_REQUEST_TIMEOUT, |timeout| timeout.min(MAX_REQUEST_TIMEOUT))
 }
 
-async fn validate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(&state, Webhook::Validate, &query, body, |state, request| async move {
+/// The server's state, as a handler extracts it.
+type Shared = State<Arc<AppState>>;
+
+async fn validate(State(state): Shared, version: Version, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
+    let response = answer(&state, Webhook::Validate, &query, body, |state, request| async move {
         let reviewed = state.validating.review(&request, &state.watched()).await;
         state.metrics.record_config_checks(reviewed.checks);
         (reviewed.decision, LogFields::default())
     })
-    .await
+    .await;
+    close_when_shutting_down(&state, version, response)
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
-    answer(&state, Webhook::Mutate, &query, body, |state, request| async move {
+async fn mutate(State(state): Shared, version: Version, Query(query): Query<TimeoutQuery>, body: Body) -> Response {
+    let response = answer(&state, Webhook::Mutate, &query, body, |state, request| async move {
         let reviewed = state.mutating.review(request, &state.pod_context(), state.cluster.as_ref()).await;
         state.metrics.record_pod(&reviewed.outcome);
         let PodOutcome { applied, config, .. } = reviewed.outcome;
         (reviewed.decision, LogFields { applied, config })
     })
-    .await
+    .await;
+    close_when_shutting_down(&state, version, response)
 }
 
 /// What a webhook adds to its review's log line: the settings a patch applies, and the

@@ -74,6 +74,12 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_node-agent-webhook");
 impl Server {
     /// Starts `serve` with the given certificate files and extra flags, and waits until ready.
     pub fn start(cert: &Path, key: &Path, extra: &[&str]) -> Self {
+        Self::start_logging_to(cert, key, extra, Stdio::piped())
+    }
+
+    /// [`Server::start`] with the server's log (stderr) sent to `log`; [`Server::logs`]
+    /// collects it only when `log` is a pipe.
+    pub fn start_logging_to(cert: &Path, key: &Path, extra: &[&str], log: impl Into<Stdio>) -> Self {
         let port = free_port();
         let metrics_port = free_port();
         let mut child = Command::new(BINARY)
@@ -88,7 +94,7 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("start the binary");
         let logs = Arc::new(Mutex::new(Vec::new()));
