@@ -78,7 +78,10 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
     wait_until_applied(&config_id);
 
     // A volume for the restore PVC node-agent will make: the test's directory, as a hostPath PV
-    // pre-bound to that claim; the target PVC (unbound, no class) and the DataDownload.
+    // pre-bound to that claim; the target PVC (unbound; no class, which node-agent copies to the
+    // restore PVC: with no default StorageClass the binder matches it to PVs of class ""; an
+    // explicit "" fails the expose, which looks that class up: pvc_pv.go:327-331) and the
+    // DataDownload.
     let volume = work.join("volume");
     std::fs::create_dir_all(&volume).expect("mkdir");
     apply(
@@ -90,8 +93,7 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
                       "claimRef": {"namespace": NS, "name": DD}}},
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NS}},
             {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "target", "namespace": APP_NS},
-             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                      "resources": {"requests": {"storage": "1Gi"}}}},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
             {"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": {"name": "default", "namespace": NS},
              "spec": {"provider": "aws", "objectStorage": {"bucket": "naw-e2e"}}}
         ]})
@@ -235,7 +237,9 @@ fn wait_for_started_pod(daemonset: &Value) -> Value {
         if pod["status"]["containerStatuses"][0]["state"]["running"].is_object() {
             return pod;
         }
-        if Instant::now() > deadline {
+        let phase =
+            in_node(&["kubectl", "-n", NS, "get", "datadownloads.velero.io", DD, "-o", "jsonpath={.status.phase}"]);
+        if Instant::now() > deadline || phase == "Failed" {
             let dd = in_node(&["kubectl", "-n", NS, "get", "datadownloads.velero.io", DD, "-o", "yaml"]);
             let name = daemonset["metadata"]["name"].as_str().unwrap_or_default();
             let log = in_node(&["kubectl", "-n", NS, "logs", &format!("daemonset/{name}")]);
