@@ -165,6 +165,10 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
     assert!(scheduled, "no Scheduled event of kube-scheduler: {events:#}");
     assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
     assert_eq!(pod["status"]["qosClass"], "Guaranteed", "{pod:#}");
+    // node-agent's `/var/lib/kubelet/pods` volume, inherited: the kubelet started the container
+    // with that HostToContainer mount (the node's shared /var/lib/kubelet allows it).
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"].as_array().cloned().unwrap_or_default();
+    assert!(mounts.iter().any(|m| m["mountPropagation"] == "HostToContainer"), "{mounts:#?}");
     let status = &pod["status"]["containerStatuses"][0];
     assert!(status["state"]["running"]["startedAt"].is_string(), "{status:#}");
     assert_eq!(status["restartCount"], 0, "{status:#}");
