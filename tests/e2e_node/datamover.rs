@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::install::{install_node_agent, node_agent_config};
+use crate::install::{install_node_agent, node_agent_config, velero_processes};
 use crate::{apply, in_node, install_the_shipped_deployment, kubectl_json, kubectl_with_stdin, repo_path, Machine};
 
 const NS: &str = "velero";
@@ -181,13 +181,7 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
         pod["metadata"]["uid"].as_str().expect("uid"),
         status["containerID"].as_str().and_then(|id| id.strip_prefix("containerd://")).expect("a containerd container")
     );
-    let movers: Vec<u32> = crate::pod_processes()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).split('\0').take(3).eq(["/velero", "data-mover", "restore"]))
-        })
-        .collect();
+    let movers = velero_processes(["data-mover", "restore"]);
     assert_eq!(movers.len(), 1, "the data mover's process: {movers:?}");
     let limit = |controller: &str, file: &str| -> u64 {
         let path = process_cgroup(movers[0], controller);

@@ -291,6 +291,17 @@ pub(crate) fn install_node_agent(work: &Path, flags: &[&str]) -> Value {
     daemonset
 }
 
+/// The processes in the node's pod cgroups that run `/velero COMMAND SUBCOMMAND`.
+pub(crate) fn velero_processes(command: [&str; 2]) -> Vec<u32> {
+    crate::pod_processes()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).split('\0').take(3).eq(["/velero", command[0], command[1]]))
+        })
+        .collect()
+}
+
 /// Item 5's first step: Velero's real node-agent (`velero node-agent server`) as the DaemonSet
 /// `velero install --use-node-agent` renders, from an image assembled here, runs on the node:
 /// its `/var/lib/kubelet/pods` volume (HostToContainer) mounted, its controllers started with the
@@ -312,13 +323,7 @@ fn velero_install_runs_node_agent_as_a_daemonset_pod_with_its_projected_token() 
 
     // Its process on the node: the token at the mount the kubelet made is node-agent's
     // ServiceAccount's, bound to this pod.
-    let agents: Vec<u32> = crate::pod_processes()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).split('\0').take(3).eq(["/velero", "node-agent", "server"]))
-        })
-        .collect();
+    let agents = velero_processes(["node-agent", "server"]);
     assert_eq!(agents.len(), 1, "node-agent's process: {agents:?}");
     let user = token_review(agents[0]);
     assert_eq!(user["username"], format!("system:serviceaccount:{NS}:{account}"), "{user:#}");
