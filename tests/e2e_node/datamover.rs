@@ -54,7 +54,7 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
     if work.exists() {
         std::fs::remove_dir_all(&work).expect("remove the last run's files");
     }
-    let (node, _) = install_the_shipped_deployment();
+    let (node, _) = install_the_shipped_deployment(1);
 
     // node-agent as `velero install --node-agent-configmap` runs it, on a config without either.
     apply(&node_agent_config(&json!({"loadConcurrency": {"globalConfig": 1}})));
