@@ -79,7 +79,7 @@ fn helm_install_runs_on_the_node_and_reviews_through_its_service() {
 }
 
 /// node-agent's ConfigMap holding `config` (its one key, as node-agent reads it).
-fn node_agent_config(config: &Value) -> String {
+pub(crate) fn node_agent_config(config: &Value) -> String {
     serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "node-agent-config", "namespace": NS},
         "data": {"node-agent-config.json": config.to_string()}})
@@ -237,23 +237,19 @@ fn velero_image(work: &Path, image: &str) -> PathBuf {
     archive
 }
 
-/// Item 5's first step: Velero's real node-agent (`velero node-agent server`) as the DaemonSet
-/// `velero install --use-node-agent` renders, from an image assembled here, runs on the node:
-/// its `/var/lib/kubelet/pods` volume (HostToContainer) mounted, its controllers started with the
-/// ServiceAccount token the kubelet projected into its pod, and no restart.
-#[test]
-fn velero_install_runs_node_agent_as_a_daemonset_pod_with_its_projected_token() {
+/// Velero's node-agent installed on the running node as users do: its image (velero_image)
+/// imported, Velero's CRDs (from its Go module), then what the real `velero install --dry-run -o
+/// json --use-node-agent …` prints with `flags` added, less the CRDs and the server Deployment
+/// (not under test), applied. Returns the DaemonSet once rolled out and node-agent has started
+/// its DataDownload controller (it lists and watches through the API server with its token).
+pub(crate) fn install_node_agent(work: &Path, flags: &[&str]) -> Value {
     let image = format!("naw.local/velero:{VELERO_VERSION}");
-    let machine = Machine::record();
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node-velero");
     if work.exists() {
-        std::fs::remove_dir_all(&work).expect("remove the last run's files");
+        std::fs::remove_dir_all(work).expect("remove the last run's files");
     }
-    let archive = velero_image(&work, &image);
-    let node = Node::up();
+    let archive = velero_image(work, &image);
     run(Command::new(repo_path("hack/node/node.sh")).arg("import").arg(&archive));
 
-    // Velero's CRDs, then what `velero install` renders but the server Deployment (not under test).
     let crds = run(Command::new(repo_path("hack/velero/build.sh")).args(["crds", VELERO_VERSION]));
     for dir in String::from_utf8_lossy(&crds.stdout).split_whitespace() {
         in_node(&["kubectl", "apply", "--server-side", "-f", dir]);
@@ -264,10 +260,12 @@ fn velero_install_runs_node_agent_as_a_daemonset_pod_with_its_projected_token() 
         .arg("exec")
         .arg(repo_path(&format!("_out/velero/{VELERO_VERSION}/bin/velero")))
         .args(["install", "--dry-run", "-o", "json", "--use-node-agent", "--use-volume-snapshots=false"])
-        .args(["--no-default-backup-location", "--namespace", NS, "--image", &image, "--secret-file"])
+        .args(["--no-default-backup-location", "--namespace", NS, "--image", &image])
+        .args(flags)
+        .arg("--secret-file")
         .arg(work.join("credentials"))
         // A user's ~/.config/velero/config.json must not change the namespace or features.
-        .env("HOME", &work)
+        .env("HOME", work)
         .output()
         .expect("velero install");
     assert!(rendered.status.success(), "velero install: {}", String::from_utf8_lossy(&rendered.stderr));
@@ -279,22 +277,40 @@ fn velero_install_runs_node_agent_as_a_daemonset_pod_with_its_projected_token() 
 
     let name = daemonset["metadata"]["name"].as_str().expect("DaemonSet name");
     in_node(&["kubectl", "-n", NS, "rollout", "status", &format!("daemonset/{name}"), "--timeout=120s"]);
-
-    // node-agent starts its controllers (it reads the API server with the token) and keeps running.
+    let started =
+        |log: &str| log.lines().any(|l| l.contains("Starting workers") && l.contains("controller=datadownload"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let log = loop {
         let log = in_node(&["kubectl", "-n", NS, "logs", &format!("daemonset/{name}")]);
-        if log.lines().any(|l| l.contains("Starting workers") && l.contains("controller=datadownload"))
-            || Instant::now() > deadline
-        {
+        if started(&log) || Instant::now() > deadline {
             break log;
         }
         std::thread::sleep(Duration::from_secs(1));
     };
-    assert!(
-        log.lines().any(|l| l.contains("Starting workers") && l.contains("controller=datadownload")),
-        "node-agent did not start its DataDownload controller: {log}"
-    );
+    assert!(started(&log), "node-agent did not start its DataDownload controller: {log}");
+    daemonset
+}
+
+/// The processes in the node's pod cgroups that run `/velero COMMAND SUBCOMMAND`.
+pub(crate) fn velero_processes(command: [&str; 2]) -> Vec<u32> {
+    crate::pod_processes()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).split('\0').take(3).eq(["/velero", command[0], command[1]]))
+        })
+        .collect()
+}
+
+/// Item 5's first step: Velero's real node-agent (`velero node-agent server`) as the DaemonSet
+/// `velero install --use-node-agent` renders, from an image assembled here, runs on the node:
+/// its `/var/lib/kubelet/pods` volume (HostToContainer) mounted, its controllers started with the
+/// ServiceAccount token the kubelet projected into its pod, and no restart.
+#[test]
+fn velero_install_runs_node_agent_as_a_daemonset_pod_with_its_projected_token() {
+    let machine = Machine::record();
+    let node = Node::up();
+    let daemonset = install_node_agent(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node-velero"), &[]);
     let pods = kubectl_json(&["-n", NS, "get", "pods", "-l", &crate::selector(&daemonset)]);
     let pods = pods["items"].as_array().expect("items");
     assert_eq!(pods.len(), 1, "one node-agent pod on the one node: {pods:#?}");
@@ -307,13 +323,7 @@ fn velero_install_runs_node_agent_as_a_daemonset_pod_with_its_projected_token() 
 
     // Its process on the node: the token at the mount the kubelet made is node-agent's
     // ServiceAccount's, bound to this pod.
-    let agents: Vec<u32> = crate::pod_processes()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).split('\0').take(3).eq(["/velero", "node-agent", "server"]))
-        })
-        .collect();
+    let agents = velero_processes(["node-agent", "server"]);
     assert_eq!(agents.len(), 1, "node-agent's process: {agents:?}");
     let user = token_review(agents[0]);
     assert_eq!(user["username"], format!("system:serviceaccount:{NS}:{account}"), "{user:#}");
