@@ -220,7 +220,7 @@ mod tests {
     use crate::config::kind::{Kind, Names};
     use crate::config::validate::Environment;
     use crate::server::state::Settings;
-    use crate::validating::{self, ContentsCheck, Target, ValidatingWebhook};
+    use crate::validating::{self, Check, ContentsCheck, Target, ValidatingWebhook};
     use http_body_util::BodyExt;
     use serde_json::{json, Value};
     use tower::ServiceExt;
@@ -234,26 +234,23 @@ mod tests {
         validating::check_contents(kind, contents, env)
     }
 
-    /// A check that misses the kept checks runs on the blocking pool, so the API server's
-    /// `?timeout=` cuts it off with the documented answer (admitted unchanged, with a warning),
-    /// even on a runtime with one thread: run on the async worker, the check would hold it, and
-    /// the timer could not fire before the check's own answer.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_slow_check_is_cut_off_at_the_api_servers_timeout() {
+    /// The `response` of a `/validate{query}` review of `velero/node-agent-config` holding
+    /// `config`, by a server whose config check is `check`; and how long it took.
+    async fn validate_with_check(check: Check, uid: &str, config: &str, query: &str) -> (Value, Duration) {
         let target = Target { namespace: "velero".into(), names: Names::default() };
         let settings = Settings { target: target.clone(), velero_version: None, service_accounts: vec![] };
         let mut state = AppState::new(settings, None);
-        state.validating = ValidatingWebhook::with_check(target, slow_check);
+        state.validating = ValidatingWebhook::with_check(target, check);
         let review = json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {
-                "uid": "slow-1", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+                "uid": uid, "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
                 "namespace": "velero", "name": "node-agent-config", "operation": "CREATE",
                 "userInfo": {"username": "admin"},
-                "object": {"metadata": {"name": "node-agent-config"}, "data": {"config": "{}"}},
+                "object": {"metadata": {"name": "node-agent-config"}, "data": {"config": config}},
             },
         });
-        let request = axum::http::Request::post("/validate?timeout=100ms")
+        let request = axum::http::Request::post(format!("/validate{query}"))
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(review.to_string()))
             .unwrap_or_else(|e| panic!("a test request: {e}"));
@@ -263,14 +260,46 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
         let body = response.into_body().collect().await.unwrap_or_else(|e| panic!("the body: {e}")).to_bytes();
         let answer: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("the answer: {e}"));
+        (answer["response"].clone(), elapsed)
+    }
+
+    /// A check of contents above the inline size runs on the blocking pool, so the API server's
+    /// `?timeout=` cuts it off with the documented answer (admitted unchanged, with a warning),
+    /// even on a runtime with one thread: run on the async worker, the check would hold it, and
+    /// the timer could not fire before the check's own answer.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_check_is_cut_off_at_the_api_servers_timeout() {
+        // Above the size checked on the worker: padding the check reads past.
+        let config = format!("{{}}{}", " ".repeat(8192));
+        let (response, elapsed) = validate_with_check(slow_check, "slow-1", &config, "?timeout=100ms").await;
         assert_eq!(
-            answer["response"],
+            response,
             json!({
                 "uid": "slow-1", "allowed": true,
                 "warnings": ["node-agent-webhook did not decide within 100ms; admitted unchanged"],
             })
         );
         assert!(elapsed < SLOW_CHECK * 3 / 4, "answered after {elapsed:?}, not at the timeout");
+    }
+
+    /// A test double: a config check with a bug that makes it panic.
+    fn panicking_check(_: Kind, _: &ConfigMapData, _: &Environment) -> ContentsCheck {
+        panic!("a bug in the config check")
+    }
+
+    /// A small ConfigMap is checked on the worker; a check that panics there still gets the
+    /// documented answer (admitted unchecked, with a warning) instead of a dropped connection,
+    /// as a panic on the blocking pool does.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_check_that_panics_on_the_worker_admits_with_a_warning() {
+        let (response, _) = validate_with_check(panicking_check, "bug-1", "{}", "").await;
+        assert_eq!(
+            response,
+            json!({
+                "uid": "bug-1", "allowed": true,
+                "warnings": ["node-agent-webhook could not check this ConfigMap (the config check panicked); admitted unchecked, please report this"],
+            })
+        );
     }
 
     #[test]

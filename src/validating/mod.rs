@@ -112,11 +112,19 @@ pub struct Reviewed {
     pub checks: Checks,
 }
 
+/// Contents up to this many bytes are checked on the worker that decoded their review: such a
+/// check costs about what decoding the review did (a 1.2 KB node-agent config: about 110k
+/// instructions), less than handing it to the blocking pool and back. Larger ones go to the pool,
+/// where the API server's timeout can cut them off.
+const INLINE_CHECK_BYTES: usize = 4096;
+
 /// The check could not run to its end: it panicked (a bug of ours), or its slots are gone.
 #[derive(Debug, thiserror::Error)]
 enum CheckFailed {
     #[error("the config check failed: {0}")]
     Panicked(#[from] tokio::task::JoinError),
+    #[error("the config check panicked")]
+    PanickedInline,
     #[error("no slot for the config check: {0}")]
     NoSlot(#[from] AcquireError),
 }
@@ -170,7 +178,8 @@ impl ValidatingWebhook {
         Ok(verdict(&self.target, inputs, &new, old.as_deref(), template, watched.check.velero_version))
     }
 
-    /// The check of `contents` in `env`: a kept one, or one made now on the blocking pool.
+    /// The check of `contents` in `env`: a kept one, or one made now (on the blocking pool unless
+    /// the contents are small).
     async fn checked(
         &self,
         kind: Kind,
@@ -184,13 +193,18 @@ impl ValidatingWebhook {
             checks.reused += 1;
             return Ok(check);
         }
-        let slot = self.slots.clone().acquire_owned().await?;
-        let (check, owned_contents, owned_env) = (self.check, contents.clone(), env.clone());
-        let made = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            check(kind, &owned_contents, &owned_env.environment())
-        })
-        .await?;
+        let made = if contents.bytes() <= INLINE_CHECK_BYTES {
+            let check = || (self.check)(kind, contents, &env.environment());
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).map_err(|_| CheckFailed::PanickedInline)?
+        } else {
+            let slot = self.slots.clone().acquire_owned().await?;
+            let (check, owned_contents, owned_env) = (self.check, contents.clone(), env.clone());
+            tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                check(kind, &owned_contents, &owned_env.environment())
+            })
+            .await?
+        };
         let made = Arc::new(made);
         checks.checked += 1;
         self.kept().keep(env, hash, kind, contents, &made);
