@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates fuzz/seeds/ (committed) from examples/ and testdata/: the example ConfigMaps'
-# data values, the ConfigMaps as JSON and YAML manifests, and AdmissionReviews of every
-# example pod and ConfigMap as kube-apiserver sends them (CREATE, UPDATE, DELETE).
+# Regenerates fuzz/seeds/ (committed) from examples/ and testdata/: the example node-agent
+# ConfigMaps' data values, the ConfigMaps (Velero's other two too) as JSON and YAML manifests,
+# and AdmissionReviews of every example pod and ConfigMap as kube-apiserver sends them (CREATE,
+# UPDATE, DELETE; the other two kinds' CREATE).
 set -euo pipefail
 cd "$(dirname "$0")"
 examples=../examples/configmaps
@@ -51,6 +52,20 @@ for f in "$testdata"/fixtures/admission.k8s.io.v1*.AdmissionReview.json; do
   cp "$f" "seeds/admission_review/fixture-$(basename "$f")"
 done
 cp "$testdata/fixtures/core.v1.ConfigMap.json" seeds/config_file/fixture-core.v1.ConfigMap.json
+# Velero's other two ConfigMaps (repository maintenance, backup repository): as manifests, and
+# CREATE reviews, which the validating webhook checks as their kinds by their default names.
+others=../examples/other-configmaps
+cp "$others/all-three.yaml" seeds/config_file/other-all-three.yaml
+for cm in "$others"/*.json; do
+  name=$(basename "$cm" .json)
+  cp "$cm" "seeds/config_file/other-$name.json"
+  jq -c '. as $cm | {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
+      uid: "seed-CREATE", kind: {group: "", version: "v1", kind: "ConfigMap"},
+      resource: {group: "", version: "v1", resource: "configmaps"},
+      name: $cm.metadata.name, namespace: $cm.metadata.namespace, operation: "CREATE",
+      userInfo: {username: "kubernetes-admin", groups: ["system:masters", "system:authenticated"]},
+      object: $cm, oldObject: null, dryRun: false}}' "$cm" >"seeds/admission_review/cm-other-$name-CREATE.json"
+done
 
 # Every example pod, as submitted and as admitted (defaulted), from node-agent's account.
 for pod in "$testdata"/pods/*/*.json; do
