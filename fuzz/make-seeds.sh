@@ -10,6 +10,20 @@ testdata=../testdata
 rm -rf seeds
 mkdir -p seeds/config_value seeds/config_file seeds/admission_review
 
+# configmap_review OP FILE: the AdmissionReview kube-apiserver sends for OP of the ConfigMap in
+# FILE, by an admin; an UPDATE's old object is the first example.
+configmap_review() {
+  jq -c --arg op "$1" --slurpfile old "$examples/01-valid-docs-basic.json" '. as $cm |
+    {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
+      uid: "seed-\($op)", kind: {group: "", version: "v1", kind: "ConfigMap"},
+      resource: {group: "", version: "v1", resource: "configmaps"},
+      name: $cm.metadata.name, namespace: $cm.metadata.namespace, operation: $op,
+      userInfo: {username: "kubernetes-admin", groups: ["system:masters", "system:authenticated"]},
+      object: (if $op == "DELETE" then null else $cm end),
+      oldObject: (if $op == "CREATE" then null elif $op == "DELETE" then $cm else $old[0] end),
+      dryRun: false}}' "$2"
+}
+
 for cm in "$examples"/*.json; do
   name=$(basename "$cm" .json)
   # config_value: each data value, verbatim.
@@ -31,15 +45,7 @@ for cm in "$examples"/*.json; do
   } >"seeds/config_file/$name.yaml"
   # admission_review: CREATE, an UPDATE from the first example, a DELETE.
   for op in CREATE UPDATE DELETE; do
-    jq -c --arg op "$op" --slurpfile old "$examples/01-valid-docs-basic.json" '. as $cm |
-      {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
-        uid: "seed-\($op)", kind: {group: "", version: "v1", kind: "ConfigMap"},
-        resource: {group: "", version: "v1", resource: "configmaps"},
-        name: $cm.metadata.name, namespace: $cm.metadata.namespace, operation: $op,
-        userInfo: {username: "kubernetes-admin", groups: ["system:masters", "system:authenticated"]},
-        object: (if $op == "DELETE" then null else $cm end),
-        oldObject: (if $op == "CREATE" then null elif $op == "DELETE" then $cm else $old[0] end),
-        dryRun: false}}' "$cm" >"seeds/admission_review/cm-$name-$op.json"
+    configmap_review "$op" "$cm" >"seeds/admission_review/cm-$name-$op.json"
   done
 done
 cp ../hack/demo-config.json seeds/config_value/demo-config.json
@@ -59,12 +65,7 @@ cp "$others/all-three.yaml" seeds/config_file/other-all-three.yaml
 for cm in "$others"/*.json; do
   name=$(basename "$cm" .json)
   cp "$cm" "seeds/config_file/other-$name.json"
-  jq -c '. as $cm | {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
-      uid: "seed-CREATE", kind: {group: "", version: "v1", kind: "ConfigMap"},
-      resource: {group: "", version: "v1", resource: "configmaps"},
-      name: $cm.metadata.name, namespace: $cm.metadata.namespace, operation: "CREATE",
-      userInfo: {username: "kubernetes-admin", groups: ["system:masters", "system:authenticated"]},
-      object: $cm, oldObject: null, dryRun: false}}' "$cm" >"seeds/admission_review/cm-other-$name-CREATE.json"
+  configmap_review CREATE "$cm" >"seeds/admission_review/cm-other-$name-CREATE.json"
 done
 
 # Every example pod, as submitted and as admitted (defaulted), from node-agent's account.
