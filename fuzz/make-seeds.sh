@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
-# Regenerates fuzz/seeds/ (committed) from examples/ and testdata/: the example ConfigMaps'
-# data values, the ConfigMaps as JSON and YAML manifests, and AdmissionReviews of every
-# example pod and ConfigMap as kube-apiserver sends them (CREATE, UPDATE, DELETE).
+# Regenerates fuzz/seeds/ (committed) from examples/ and testdata/: the example node-agent
+# ConfigMaps' data values, the ConfigMaps (Velero's other two too) as JSON and YAML manifests,
+# and AdmissionReviews of every example pod and ConfigMap as kube-apiserver sends them (CREATE,
+# UPDATE, DELETE; the other two kinds' CREATE).
 set -euo pipefail
 cd "$(dirname "$0")"
 examples=../examples/configmaps
 testdata=../testdata
 rm -rf seeds
 mkdir -p seeds/config_value seeds/config_file seeds/admission_review
+
+# configmap_review OP FILE: the AdmissionReview kube-apiserver sends for OP of the ConfigMap in
+# FILE, by an admin; an UPDATE's old object is the first example.
+configmap_review() {
+  jq -c --arg op "$1" --slurpfile old "$examples/01-valid-docs-basic.json" '. as $cm |
+    {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
+      uid: "seed-\($op)", kind: {group: "", version: "v1", kind: "ConfigMap"},
+      resource: {group: "", version: "v1", resource: "configmaps"},
+      name: $cm.metadata.name, namespace: $cm.metadata.namespace, operation: $op,
+      userInfo: {username: "kubernetes-admin", groups: ["system:masters", "system:authenticated"]},
+      object: (if $op == "DELETE" then null else $cm end),
+      oldObject: (if $op == "CREATE" then null elif $op == "DELETE" then $cm else $old[0] end),
+      dryRun: false}}' "$2"
+}
 
 for cm in "$examples"/*.json; do
   name=$(basename "$cm" .json)
@@ -30,15 +45,7 @@ for cm in "$examples"/*.json; do
   } >"seeds/config_file/$name.yaml"
   # admission_review: CREATE, an UPDATE from the first example, a DELETE.
   for op in CREATE UPDATE DELETE; do
-    jq -c --arg op "$op" --slurpfile old "$examples/01-valid-docs-basic.json" '. as $cm |
-      {apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: {
-        uid: "seed-\($op)", kind: {group: "", version: "v1", kind: "ConfigMap"},
-        resource: {group: "", version: "v1", resource: "configmaps"},
-        name: $cm.metadata.name, namespace: $cm.metadata.namespace, operation: $op,
-        userInfo: {username: "kubernetes-admin", groups: ["system:masters", "system:authenticated"]},
-        object: (if $op == "DELETE" then null else $cm end),
-        oldObject: (if $op == "CREATE" then null elif $op == "DELETE" then $cm else $old[0] end),
-        dryRun: false}}' "$cm" >"seeds/admission_review/cm-$name-$op.json"
+    configmap_review "$op" "$cm" >"seeds/admission_review/cm-$name-$op.json"
   done
 done
 cp ../hack/demo-config.json seeds/config_value/demo-config.json
@@ -51,6 +58,15 @@ for f in "$testdata"/fixtures/admission.k8s.io.v1*.AdmissionReview.json; do
   cp "$f" "seeds/admission_review/fixture-$(basename "$f")"
 done
 cp "$testdata/fixtures/core.v1.ConfigMap.json" seeds/config_file/fixture-core.v1.ConfigMap.json
+# Velero's other two ConfigMaps (repository maintenance, backup repository): as manifests, and
+# CREATE reviews, which the validating webhook checks as their kinds by their default names.
+others=../examples/other-configmaps
+cp "$others/all-three.yaml" seeds/config_file/other-all-three.yaml
+for cm in "$others"/*.json; do
+  name=$(basename "$cm" .json)
+  cp "$cm" "seeds/config_file/other-$name.json"
+  configmap_review CREATE "$cm" >"seeds/admission_review/cm-other-$name-CREATE.json"
+done
 
 # Every example pod, as submitted and as admitted (defaulted), from node-agent's account.
 for pod in "$testdata"/pods/*/*.json; do

@@ -5,18 +5,23 @@
 
 use libfuzzer_sys::fuzz_target;
 use node_agent_webhook::check::{findings_in_file, Selection};
-use node_agent_webhook::config::validate::Environment;
+use node_agent_webhook::config::kind::Names;
 use node_agent_webhook::config::load::config_from_text;
+use node_agent_webhook::config::validate::Environment;
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else { return };
     let env = Environment::default();
-    if let Ok(findings) = findings_in_file("input", text, &Selection::All, &env) {
+    // `check --all`: every ConfigMap, each as the kind its name says (node-agent's otherwise).
+    let all = Selection { names: Names::default(), all: true, kind: None };
+    if let Ok(findings) = findings_in_file("input", text, &all, &env) {
         for finding in &findings {
             assert!(finding.line >= 1 && finding.column >= 1, "positions are 1-based: {finding:?}");
             let _ = finding.render();
         }
     }
-    let _ = findings_in_file("input", text, &Selection::Named("node-agent-config".to_string()), &env);
-    let _ = config_from_text(text, "node-agent-config");
+    // `check`: only the ConfigMaps with the default names.
+    let named = Selection { all: false, ..all };
+    let _ = findings_in_file("input", text, &named, &env);
+    let _ = config_from_text(text, "node-agent-config", None);
 });

@@ -1,20 +1,21 @@
 //! The node-agent config parser and validator, as the validating webhook runs them on a
-//! ConfigMap's `data`: the input is one data value (or, by its first byte, split into two
-//! keys, or moved to `binaryData`), checked for each Velero version the rules know.
+//! ConfigMap's `data` (`check_node_agent`): the input is one data value (or, by its first
+//! byte, split into two keys, or moved to `binaryData`), checked for each Velero version the
+//! rules know.
 #![no_main]
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
-use node_agent_webhook::config::configmap::check_configmap;
+use node_agent_webhook::config::configmap::{check_node_agent, ConfigMapData};
 use node_agent_webhook::config::diagnostics::Severity;
 use node_agent_webhook::config::validate::Environment;
 use node_agent_webhook::config::version::VeleroVersion;
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else { return };
-    let mut data = BTreeMap::new();
-    let mut binary = Vec::new();
+    let mut configmap = ConfigMapData::default();
+    let ConfigMapData { data, binary_keys } = &mut configmap;
     match bytes.first().map(|b| b % 8) {
         // Mostly one key, as node-agent wants.
         Some(0) => {
@@ -22,7 +23,7 @@ fuzz_target!(|bytes: &[u8]| {
             data.insert("a.json".to_string(), a.to_string());
             data.insert("b.json".to_string(), b.to_string());
         }
-        Some(1) => binary.push("config".to_string()),
+        Some(1) => binary_keys.push("config".to_string()),
         _ => {
             data.insert("node-agent-config.json".to_string(), text.to_string());
         }
@@ -32,8 +33,9 @@ fuzz_target!(|bytes: &[u8]| {
         let env = Environment {
             velero_version: version.map(|v| v.parse::<VeleroVersion>().expect("known version")),
             priority_classes: if version.is_some() { Some(&classes) } else { None },
+            ..Environment::default()
         };
-        let check = check_configmap(&data, &binary, &env);
+        let check = check_node_agent(&configmap, &env);
         let rendered = check.rendered();
         if check.has_errors() {
             assert!(check.config().is_none(), "a config with errors must not be served");
