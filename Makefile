@@ -27,7 +27,7 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test e2e --test e2e_node -- -D warnings
 	@# The fuzz targets (their own workspace and lock, target dir fuzz/target) on stable: only `make fuzz` builds them otherwise.
-	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check && $(CARGO) clippy --locked --manifest-path fuzz/Cargo.toml --bins -- -D warnings
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check && $(CARGO) clippy --manifest-path fuzz/Cargo.toml --bins -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
