@@ -69,12 +69,17 @@ def pprof_cum(path):
 
 
 def pprof_section(out):
-    pods_file = os.path.join(out, "pprof", "pods.txt")
-    if not os.path.exists(pods_file):
+    """kube-apiserver's profile per request of the load run.sh profiled (BENCH_PPROF_LOAD): pods
+    (pprof/pods.txt) or ConfigMap dry-run creates (pprof/configmaps.txt)."""
+    for what, noun in (("pods", "pod"), ("configmaps", "ConfigMap dry-run create")):
+        counts_file = os.path.join(out, "pprof", f"{what}.txt")
+        if os.path.exists(counts_file):
+            break
+    else:
         return
-    pods = dict((cfg, int(n)) for cfg, n in (line.split() for line in open(pods_file) if line.strip()))
+    counts = dict((cfg, int(n)) for cfg, n in (line.split() for line in open(counts_file) if line.strip()))
     profiles = {}
-    for cfg, n in pods.items():
+    for cfg, n in counts.items():
         top = os.path.join(out, "pprof", f"kube-apiserver-{cfg}.top.txt")
         if n and os.path.exists(top):
             total, cum = pprof_cum(top)
@@ -83,10 +88,10 @@ def pprof_section(out):
     if not profiles:
         return
     p = print
-    p("## kube-apiserver's CPU profile per pod (pods at concurrency 16)\n")
-    p("`/debug/pprof/profile` while the client creates pods under each configuration; CPU ms per pod created "
+    p(f"## kube-apiserver's CPU profile per {noun} (at concurrency 16)\n")
+    p(f"`/debug/pprof/profile` while the client makes {what} under each configuration; CPU ms per {noun} "
       "in the window (`go tool pprof -top -cum`, in pprof/).\n")
-    p("| config | pods in the window | kube-apiserver CPU ms per pod |")
+    p(f"| config | {what} in the window | kube-apiserver CPU ms per {noun} |")
     p("|---|---:|---:|")
     for cfg, (n, total, _) in sorted(profiles.items()):
         p(f"| {CFG_NAME[cfg]} | {n:,} | {fmt(1000 * total / n, 3)} |")
@@ -96,7 +101,7 @@ def pprof_section(out):
         nx, _, cx = profiles[x]
         ny, _, cy = profiles[y]
         diffs = sorted(((1000 * cx.get(f, 0) / nx - 1000 * cy.get(f, 0) / ny, f) for f in set(cx) | set(cy)), reverse=True)
-        p(f"### Functions costing more per pod under {x} than under {c_name(y)} (cumulative ms per pod)\n")
+        p(f"### Functions costing more per {noun} under {x} than under {c_name(y)} (cumulative ms per {noun})\n")
         p(f"| function | {x} | {y} | difference |")
         p("|---|---:|---:|---:|")
         for diff, f in diffs[:25]:

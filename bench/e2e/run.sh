@@ -28,7 +28,7 @@
 # BENCH_WARMUP (20 requests per block, untimed), BENCH_CONCS ("1 16"), BENCH_MIX_CONCS ("16"),
 # BENCH_E2E_LOADS ("pods configmaps configmap-creates mix pods-nopc pods-settled"), BENCH_NOPC_CONCS ("1 16"),
 # BENCH_SETTLED_CONCS ("1 16"),
-# BENCH_PPROF_SECONDS (20 per configuration), BENCH_FRESH_APISERVER (1: restart kube-apiserver,
+# BENCH_PPROF_SECONDS (20 per configuration), BENCH_PPROF_LOAD (pods, or configmap-creates), BENCH_FRESH_APISERVER (1: restart kube-apiserver,
 # etcd kept, before each load and before the profiles), BENCH_NICE (5, for the measured processes; the
 # builds run at nice 10), BENCH_PORT_WAIT (120: seconds to wait for another run to free
 # 127.0.0.1:443 before failing), BENCH_NO_BUILD=1, E2E_KEEP=1 (leave the control plane up).
@@ -47,6 +47,7 @@ BENCH_E2E_LOADS=${BENCH_E2E_LOADS:-"pods configmaps configmap-creates mix pods-n
 BENCH_NOPC_CONCS=${BENCH_NOPC_CONCS:-"1 16"}
 BENCH_SETTLED_CONCS=${BENCH_SETTLED_CONCS:-"1 16"}
 BENCH_PPROF_SECONDS=${BENCH_PPROF_SECONDS:-20}
+BENCH_PPROF_LOAD=${BENCH_PPROF_LOAD:-pods}
 BENCH_FRESH_APISERVER=${BENCH_FRESH_APISERVER:-1}
 export E2E_DIR=${E2E_DIR:-$root/_out/e2e-bench}
 
@@ -277,29 +278,36 @@ for load in $BENCH_E2E_LOADS; do
 done
 
 # --- kube-apiserver's CPU profile under each configuration -----------------------------------
-pods_created() {
-  kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ && /resource="pods"/ && /verb="POST"/ && /code="201"/ && !/subresource="[^"]/ {n += $NF} END {print n + 0}'
+# BENCH_PPROF_LOAD: pods (configurations a-d) or configmap-creates (a-c; 201 is also what a
+# dry-run create answers).
+created() {
+  local resource=$1
+  kubectl get --raw /metrics | awk -v r="resource=\"$resource\"" '/^apiserver_request_total\{/ && index($0, r) && /verb="POST"/ && /code="201"/ && !/subresource="[^"]/ {n += $NF} END {print n + 0}'
 }
 if [ "$BENCH_PPROF_SECONDS" -gt 0 ]; then
   mkdir -p "$out/pprof"
   fresh_apiserver
-  make_patch pprof
-  for cfg in a b c d; do
-    switch_to pods "$cfg" 2>>"$out/probe.log"
-    # Pods at concurrency 16 for longer than the profile (the client builds them all first, so
-    # not many more); stopped once it is taken.
-    nice -n "$BENCH_NICE" "$load_bin" pods --concurrency 16 --count $(((BENCH_PPROF_SECONDS + 15) * 1000)) --warmup 0 \
-      --tag "pprof-$cfg" >/dev/null 2>&1 &
+  case $BENCH_PPROF_LOAD in
+    pods) make_patch pprof; resource=pods; configs=(a b c d) ;;
+    configmap-creates) set_config full; resource=configmaps; configs=(a b c) ;;
+    *) die "BENCH_PPROF_LOAD is pods or configmap-creates, not $BENCH_PPROF_LOAD" ;;
+  esac
+  for cfg in "${configs[@]}"; do
+    switch_to "$BENCH_PPROF_LOAD" "$cfg" 2>>"$out/probe.log"
+    # Requests at concurrency 16 for longer than the profile (the client builds them all first,
+    # so not many more); stopped once it is taken.
+    nice -n "$BENCH_NICE" "$load_bin" "$BENCH_PPROF_LOAD" --concurrency 16 --count $(((BENCH_PPROF_SECONDS + 15) * 1000)) \
+      --warmup 0 --tag "pprof-$cfg" >/dev/null 2>&1 &
     loader=$!
     sleep 5
-    before=$(pods_created)
+    before=$(created "$resource")
     kubectl get --raw "/debug/pprof/profile?seconds=$BENCH_PPROF_SECONDS" >"$out/pprof/kube-apiserver-$cfg.pb.gz"
-    after=$(pods_created)
+    after=$(created "$resource")
     kill "$loader" 2>/dev/null || true
     wait "$loader" 2>/dev/null || true
-    echo "$cfg $((after - before))" >>"$out/pprof/pods.txt"
+    echo "$cfg $((after - before))" >>"$out/pprof/$resource.txt"
     go tool pprof -top -cum -nodecount=400 "$out/pprof/kube-apiserver-$cfg.pb.gz" >"$out/pprof/kube-apiserver-$cfg.top.txt" 2>/dev/null || true
-    log "pprof $cfg: $((after - before)) pods created in $BENCH_PPROF_SECONDS s"
+    log "pprof $cfg: $((after - before)) $resource created in $BENCH_PPROF_SECONDS s"
   done
 fi
 stop_server
