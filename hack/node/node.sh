@@ -39,7 +39,8 @@ NODE_NAME=naw-node-0
 # Node N's address is 10.89.0.(N+1) (on the namespace's loopback: this kernel has no dummy
 # interface), its pods are in 10.88.N.0/24 on its own CNI bridge; the Service range's first address
 # is the `kubernetes` Service.
-NODE_IP=10.89.0.1
+node_ip() { echo "10.89.0.$(($1 + 1))"; }
+NODE_IP=$(node_ip 0)
 CLUSTER_CIDR=10.88.0.0/16
 SERVICE_CIDR=10.96.0.0/24
 SERVICE_IP=10.96.0.1
@@ -167,7 +168,7 @@ make_namespaces() {
     done' node-mounts "$NODE_DIR" "${files[@]}"
 
   local n node_ips=()
-  for ((n = 0; n < NODES; n++)); do node_ips+=("10.89.0.$((n + 1))"); done
+  for ((n = 0; n < NODES; n++)); do node_ips+=("$(node_ip "$n")"); done
   nsenter --net="$NODE_DIR/ns/net" -- bash -euc '
     ip link set lo up
     for ip in $3; do ip addr add "$ip/32" dev lo; done
@@ -284,7 +285,7 @@ authentication:
   webhook: { enabled: true }
   x509: { clientCAFile: $NODE_DIR/pki/ca.crt }
 authorization: { mode: Webhook }
-address: 10.89.0.$((n + 1))
+address: $(node_ip "$n")
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: $((10248 + 100 * n))
@@ -391,7 +392,7 @@ up() {
     --authorization-kubeconfig "$NODE_DIR/kube-scheduler.kubeconfig" --bind-address 127.0.0.1 --leader-elect=false
   for ((n = 0; n < NODES; n++)); do
     start_on "$n" "kubelet-$n" "$bin/kubelet" --config "$NODE_DIR/etc/kubelet-$n.yaml" \
-      --kubeconfig "$NODE_DIR/kubelet-$n.kubeconfig" --node-ip "10.89.0.$((n + 1))" --hostname-override "naw-node-$n" --v=2
+      --kubeconfig "$NODE_DIR/kubelet-$n.kubeconfig" --node-ip "$(node_ip "$n")" --hostname-override "naw-node-$n" --v=2
   done
   start kube-proxy "$bin/kube-proxy" --config "$NODE_DIR/etc/kube-proxy.yaml" --v=2
   for ((n = 0; n < NODES; n++)); do wait_for "node naw-node-$n" 120 node_ready "naw-node-$n"; done
