@@ -26,8 +26,8 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test e2e --test e2e_node -- -D warnings
-	@# The fuzz targets (their own workspace and lock, target dir fuzz/target) on stable: only `make fuzz` builds them otherwise.
-	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check && $(CARGO) clippy --manifest-path fuzz/Cargo.toml --bins -- -D warnings
+	@# The fuzz crate's entry points (their bodies, fuzz/bodies, are linted as tests/fuzz_seeds.rs's modules).
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
