@@ -13,38 +13,16 @@
 # Environment:
 #   KUBE_VERSIONS  space-separated Kubernetes versions (default: "1.30.0 1.37.0": the oldest
 #                  release with GA matchConditions, which the webhooks need, and the current one)
-#   PYTHON         interpreter used to create the tool venv (default python3)
-#   VENV           where the Python tools are installed (default _out/venv; created when missing)
+#   VENV, PYTHON   as for hack/python-tools.sh, which installs the pinned Python tools
 #   KUBECTL, OUT_DIR as for hack/render-manifests.sh
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KUBE_VERSIONS="${KUBE_VERSIONS:-1.30.0 1.37.0}"
-PYTHON="${PYTHON:-python3}"
-VENV="${VENV:-$root/_out/venv}"
 OUT_DIR="${OUT_DIR:-$root/_out/manifests}"
 export OUT_DIR
 
-# Pinned, so a new release of either cannot change the verdict under us.
-KUBERNETES_VALIDATE_VERSION="1.37.0"
-CEL_EXPR_PYTHON_VERSION="0.1.3"
-
-# --- tools: a private venv, so neither a PEP 668 system Python nor the user's site-packages matter
-tools_ok() {
-	"$VENV/bin/python" - "$KUBERNETES_VALIDATE_VERSION" "$CEL_EXPR_PYTHON_VERSION" <<'PY' 2>/dev/null
-import sys
-from importlib.metadata import version
-import cel_expr_python.cel, kubernetes_validate, yaml  # noqa: F401
-sys.exit(0 if (version("kubernetes-validate"), version("cel-expr-python")) == tuple(sys.argv[1:3]) else 1)
-PY
-}
-if ! tools_ok; then
-	echo "validate-manifests: installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION and cel-expr-python==$CEL_EXPR_PYTHON_VERSION into ${VENV#"$root"/}"
-	"$PYTHON" -m venv "$VENV"
-	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-		"kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "cel-expr-python==$CEL_EXPR_PYTHON_VERSION"
-	tools_ok || { echo "validate-manifests: the tools did not install" >&2; exit 1; }
-fi
+VENV="$(bash "$root/hack/python-tools.sh")"
 
 # --- render -------------------------------------------------------------------------------------
 bash "$root/hack/render-manifests.sh"
@@ -57,7 +35,7 @@ status=0
 for version in $KUBE_VERSIONS; do
 	for file in "${rendered[@]}"; do
 		# --no-warn: the only warnings are "Couldn't find schema" for the custom resources.
-		if "$VENV/bin/kubernetes-validate" --strict --quiet --no-warn -k "$version" "$file"; then
+		if "$VENV/bin/python" -m kubernetes_validate --strict --quiet --no-warn -k "$version" "$file"; then
 			echo "validate-manifests: ${file#"$root"/}: every built-in object is valid for Kubernetes $version (strict)"
 		else
 			echo "validate-manifests: ${file#"$root"/}: INVALID for Kubernetes $version" >&2
@@ -69,7 +47,7 @@ done
 # The e2e test's Velero stand-in is applied to a real API server too: keep it valid.
 for version in $KUBE_VERSIONS; do
 	for file in "$root"/hack/e2e/*.yaml; do
-		if "$VENV/bin/kubernetes-validate" --strict --quiet --no-warn -k "$version" "$file"; then
+		if "$VENV/bin/python" -m kubernetes_validate --strict --quiet --no-warn -k "$version" "$file"; then
 			echo "validate-manifests: ${file#"$root"/}: valid for Kubernetes $version (strict)"
 		else
 			echo "validate-manifests: ${file#"$root"/}: INVALID for Kubernetes $version" >&2

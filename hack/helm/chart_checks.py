@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks of the Helm chart's renders, for hack/helm/test.sh (run with the _out/venv Python).
+"""Checks of the Helm chart's renders, for hack/helm/test.sh (run with hack/python-tools.sh's Python).
 
     chart_checks.py drift KUSTOMIZE.yaml HELM.yaml [--allow-extra Kind/name]...
     chart_checks.py certs HELM.yaml generate|cert-manager|secret [--ca-pem FILE]

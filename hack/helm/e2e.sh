@@ -29,7 +29,7 @@
 #
 # Environment: E2E_DIR (default _out/helm-e2e/<version>: not the directory `make e2e` uses, so both
 # can run one after the other without touching each other's state), HELM_E2E_KEEP=1 (leave the
-# control plane running), HELM_E2E_SCENARIOS=0.
+# control plane running), HELM_E2E_SCENARIOS=0, VENV and PYTHON (as for hack/python-tools.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="${here%/hack/helm}"
@@ -40,6 +40,7 @@ release=node-agent-webhook
 ns=velero
 chart="$root/charts/node-agent-webhook"
 HELM="${HELM:-$(bash "$root/hack/helm/build.sh" | tail -n 1)}"
+python="$(bash "$root/hack/python-tools.sh")/bin/python"
 failures=0
 fail() { echo "helm/e2e: FAIL: $*" >&2; failures=$((failures + 1)); }
 step() { echo "helm/e2e: --- $*"; }
@@ -71,7 +72,7 @@ chart_objects() { # namespace, helm args...
 	local namespace="$1"
 	shift
 	"$HELM" template "$release" "$chart" --namespace "$namespace" "$@" |
-		"${VENV:-$root/_out/venv}/bin/python" -c '
+		"$python" -c '
 import sys, yaml
 for d in yaml.safe_load_all(sys.stdin):
     if d: print(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", "-"))'

@@ -23,7 +23,7 @@
 #   hack/helm/test.sh lint     # step 1 only (make helm-lint)
 #
 # Environment: KUBE_VERSIONS (default "1.30.0 1.37.0"), KUBECTL (default kubectl; kustomize v5),
-# VENV (default _out/venv; when its tools are missing, hack/validate-manifests.sh installs them),
+# VENV, PYTHON (as for hack/python-tools.sh, which installs the pinned Python tools),
 # HELM (a helm binary to use instead of building one). Output in _out/helm-test/.
 set -euo pipefail
 only="${1:-all}"
@@ -34,7 +34,7 @@ root="${here%/hack/helm}"
 cd "$root"
 KUBE_VERSIONS="${KUBE_VERSIONS:-1.30.0 1.37.0}"
 KUBECTL="${KUBECTL:-kubectl}"
-VENV="${VENV:-$root/_out/venv}"
+VENV="$(bash "$root/hack/python-tools.sh")"
 out="$root/_out/helm-test"
 chart="$root/charts/node-agent-webhook"
 checks="$root/hack/helm/chart_checks.py"
@@ -80,10 +80,6 @@ fi
 # --- 2. template, schema, CEL, certificates ------------------------------------------------------
 # The validator and CEL evaluator of hack/validate-manifests.sh, at its pinned versions: when the
 # venv lacks them, that script installs them (and validates the kustomize overlays on the way).
-if ! "$VENV/bin/python" -c 'import yaml, kubernetes_validate, cel_expr_python.cel' 2>/dev/null; then
-	echo "helm/test: $VENV has no validator yet; running hack/validate-manifests.sh to install it"
-	VENV="$VENV" bash "$root/hack/validate-manifests.sh"
-fi
 py="$VENV/bin/python"
 
 for s in "${scenarios[@]}"; do
@@ -94,7 +90,7 @@ for s in "${scenarios[@]}"; do
 			fail "helm template $s for $v"
 			continue
 		fi
-		if "$VENV/bin/kubernetes-validate" --strict --quiet --no-warn -k "$v" "$file"; then
+		if "$VENV/bin/python" -m kubernetes_validate --strict --quiet --no-warn -k "$v" "$file"; then
 			echo "helm/test: template $s: $(grep -c '^kind: ' "$file") objects, every built-in object valid for Kubernetes $v (strict)"
 		else
 			fail "template $s: INVALID for Kubernetes $v"
