@@ -34,6 +34,11 @@ const MACHINE_SETTINGS: [&str; 7] = [
     "net/ipv4/ip_forward",
 ];
 
+/// The machine's files a container runtime puts into every pod (containerd copies them into a
+/// sandbox; runc makes mount points for them): the node's mount namespace shares the machine's
+/// /etc, so a write meant for a pod's copy would change the machine's name resolution.
+const MACHINE_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"];
+
 fn repo_path(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -116,6 +121,21 @@ fn machine_settings() -> Vec<(String, String)> {
             let value = std::fs::read_to_string(Path::new("/proc/sys").join(key))
                 .unwrap_or_else(|e| panic!("/proc/sys/{key}: {e}"));
             (key.to_string(), value.trim().to_string())
+        })
+        .collect()
+}
+
+/// A file as its mode and content; None when it is missing.
+type FileState = Option<(u32, Vec<u8>)>;
+
+/// Each of [`MACHINE_FILES`] and its state.
+fn machine_files() -> Vec<(&'static str, FileState)> {
+    use std::os::unix::fs::PermissionsExt;
+    MACHINE_FILES
+        .iter()
+        .map(|path| {
+            let mode = std::fs::metadata(path).map(|m| m.permissions().mode());
+            (*path, mode.ok().zip(std::fs::read(path).ok()))
         })
         .collect()
 }
@@ -227,6 +247,7 @@ fn control_plane_version() -> String {
 struct Machine {
     settings: Vec<(String, String)>,
     network: (Vec<String>, String),
+    files: Vec<(&'static str, FileState)>,
 }
 
 impl Machine {
@@ -234,13 +255,20 @@ impl Machine {
     fn record() -> Self {
         let stale = leftovers();
         assert!(stale.is_empty(), "a previous node was not torn down: {stale:#?}");
-        Machine { settings: machine_settings(), network: machine_network() }
+        Machine { settings: machine_settings(), network: machine_network(), files: machine_files() }
     }
 
     #[track_caller]
     fn assert_unchanged(&self) {
         assert_eq!(machine_settings(), self.settings, "the machine's settings changed");
         assert_eq!(machine_network(), self.network, "the machine's interfaces or nftables ruleset changed");
+        let changed: Vec<_> = machine_files()
+            .into_iter()
+            .zip(&self.files)
+            .filter(|(now, before)| now != *before)
+            .map(|((path, _), _)| path)
+            .collect();
+        assert!(changed.is_empty(), "the machine's files changed (mode or content): {changed:?}");
     }
 
     /// After the teardown: nothing of the node is left, and the machine is as it was.
