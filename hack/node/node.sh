@@ -140,13 +140,27 @@ EOF
   done
 }
 
+# new_mount_namespace FILE [CMD...]: a private mount namespace, kept by a bind mount on FILE, made
+# by unshare run under CMD (nsenter into the namespace FILE goes in). Every node's is made on one
+# CPU: the kernel binds a mount namespace's file only inside a namespace with a smaller id (the loop
+# check, mnt_ns_loop in fs/namespace.c), and these ids grow per CPU, not machine-wide (Linux 6.18
+# hands them out in per-CPU batches: one made on CPU 0 just after one on CPU 1 can have the smaller
+# id, and binding node 1's inside node 0's then fails with EINVAL). On one CPU, a later namespace
+# always has the larger id.
+new_mount_namespace() {
+  local file=$1 cpu
+  shift
+  cpu=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+  "$@" taskset -c "$cpu" unshare --mount="$file" --propagation private true
+}
+
 # The namespaces: created as bind mounts of nsfs on files of ours (the root mount is private, so
 # nothing propagates either way), then furnished from inside.
 make_namespaces() {
   mkdir -p "$NODE_DIR/ns" "$NODE_DIR/var/lib/kubelet" "$NODE_DIR/var/log" "$NODE_DIR/sysctl"
   touch "$NODE_DIR/ns/net" "$NODE_DIR/ns/mnt"
   unshare --net="$NODE_DIR/ns/net" true
-  unshare --mount="$NODE_DIR/ns/mnt" --propagation private true
+  new_mount_namespace "$NODE_DIR/ns/mnt"
 
   local path value files=()
   while read -r path value; do
@@ -188,7 +202,7 @@ make_node_namespace() {
   local n=$1
   mkdir -p "$NODE_DIR/node-$n/var/lib/kubelet" "$NODE_DIR/node-$n/var/log"
   touch "$NODE_DIR/ns/mnt-$n"
-  in_node unshare --mount="$NODE_DIR/ns/mnt-$n" --propagation private true
+  new_mount_namespace "$NODE_DIR/ns/mnt-$n" in_node
   # shellcheck disable=SC2016
   in_node nsenter --mount="$NODE_DIR/ns/mnt-$n" -- bash -euc '
     mount -t tmpfs -o mode=0755 "naw-node-$2-run" /run
