@@ -1,21 +1,28 @@
-//! Issue 23, item 5: a data-mover pod that Velero's real node-agent makes goes through our
-//! webhook, is scheduled, and starts on the node with the live config's resources and priority.
+//! Issue 23, item 5: data-mover pods that Velero's real node-agent makes go through our webhook
+//! and start on the node with the live config's resources and priority: a DataDownload pod,
+//! which kube-scheduler places, and a PodVolumeBackup pod, which node-agent pins to its client
+//! pod's node.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::install::{install_node_agent, node_agent_config, velero_processes};
-use crate::{apply, in_node, install_the_shipped_deployment, kubectl_json, kubectl_with_stdin, repo_path, Machine};
+use crate::{
+    apply, in_node, install_the_shipped_deployment, kubectl_json, kubectl_with_stdin, repo_path, Machine, Node,
+};
 
 const NS: &str = "velero";
-/// The namespace of the volume being restored (the DataDownload's target PVC).
+/// The namespace of the volume being restored (the DataDownload's target PVC) or backed up (the
+/// PodVolumeBackup's client pod).
 const APP_NS: &str = "naw-e2e-app";
 /// node-agent's ConfigMap, as the shipped Deployment names it (`NODE_AGENT_CONFIGMAP`).
 const CONFIGMAP: &str = "node-agent-config";
 /// The DataDownload; node-agent names its pod and its restore PVC after it.
 const DD: &str = "naw-e2e-dd";
+/// The PodVolumeBackup; node-agent names its pod after it.
+const PVB: &str = "naw-e2e-pvb";
 const PRIORITY_CLASS: &str = "naw-e2e-data-mover";
 const PRIORITY: i64 = 100_000;
 /// The live config's podResources, requests equal to limits (so QoS Guaranteed).
@@ -50,32 +57,8 @@ const APPLIED: &str = "node-agent-webhook.io/applied";
 #[test]
 fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s_resources_and_priority() {
     let machine = Machine::record();
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-node-datamover");
-    if work.exists() {
-        std::fs::remove_dir_all(&work).expect("remove the last run's files");
-    }
-    let (node, _) = install_the_shipped_deployment(1);
-
-    // node-agent as `velero install --node-agent-configmap` runs it, on a config without either.
-    apply(&node_agent_config(&json!({"loadConcurrency": {"globalConfig": 1}})));
-    let daemonset = install_node_agent(&work.join("velero"), &["--node-agent-configmap", CONFIGMAP]);
-    let flag = format!("--node-agent-configmap={CONFIGMAP}");
-    let args = &daemonset["spec"]["template"]["spec"]["containers"][0]["args"];
-    assert!(args.as_array().is_some_and(|a| a.iter().any(|a| a == flag.as_str())), "{args}");
-
-    // The edit: podResources and a PriorityClass of the test's.
-    apply(
-        &json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": PRIORITY_CLASS}, "value": PRIORITY})
-        .to_string(),
-    );
-    let (cpu, memory) = (format!("{CPU_MILLIS}m"), format!("{MEMORY_MIB}Mi"));
-    apply(&node_agent_config(&json!({"loadConcurrency": {"globalConfig": 1}, "priorityClassName": PRIORITY_CLASS,
-        "podResources": {"cpuRequest": cpu, "cpuLimit": cpu, "memoryRequest": memory, "memoryLimit": memory}})));
-    let edited = kubectl_json(&["-n", NS, "get", "configmap", CONFIGMAP]);
-    let config_id =
-        format!("resourceVersion:{}", edited["metadata"]["resourceVersion"].as_str().expect("resourceVersion"));
-    wait_until_applied(&config_id);
+    let work = fresh_dir("e2e-node-datamover");
+    let live = install_with_live_config(&work);
 
     // A volume for the restore PVC node-agent will make: the test's directory, as a hostPath PV
     // pre-bound to that claim; the target PVC (unbound; no class, which node-agent copies to the
@@ -91,11 +74,8 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
                       "persistentVolumeReclaimPolicy": "Retain",
                       "hostPath": {"path": volume.to_string_lossy(), "type": "Directory"},
                       "claimRef": {"namespace": NS, "name": DD}}},
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NS}},
             {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "target", "namespace": APP_NS},
-             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
-            {"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": {"name": "default", "namespace": NS},
-             "spec": {"provider": "aws", "objectStorage": {"bucket": "naw-e2e"}}}
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
         ]})
         .to_string(),
     );
@@ -106,16 +86,224 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
                      "sourceNamespace": APP_NS, "targetVolume": {"namespace": APP_NS, "pvc": "target", "pv": ""}}})
         .to_string(),
     );
-    let pod = wait_for_started_pod(&daemonset);
+    let mover = Mover { resource: "datadownloads.velero.io", name: DD, label: "velero.io/data-download" };
+    let pod = wait_for_started_pod(&live.daemonset, &mover);
     eprintln!("DataDownload created -> its pod's container running: {:?}", created.elapsed());
-    let dd = kubectl_json(&["-n", NS, "get", "datadownloads.velero.io", DD]);
+    assert_started_with_live_config(&live, &pod, &mover, Placement::Scheduler, ["data-mover", "restore"]);
+    assert_waits_for_repository(&mover);
 
-    // Made by node-agent: its label and the DataDownload as controlling owner.
-    assert_eq!(pod["metadata"]["labels"]["velero.io/data-download"], DD, "{pod:#}");
+    drop(live);
+    std::fs::remove_dir_all(&work).expect("remove the test's files");
+    machine.assert_restored();
+}
+
+/// The client pod of the PodVolumeBackup and its volume.
+const APP_POD: &str = "app";
+const APP_VOLUME: &str = "data";
+/// A file the test writes into the client pod's volume, as its container sees it.
+const MARKER: &str = "written through the client pod's container";
+
+/// A PodVolumeBackup pod (fs-backup's data path, which runs in a pod of its own since Velero
+/// v1.17) of Velero v1.18.3's own making, on the node. The flow, in Velero's source
+/// (github.com/vmware-tanzu/velero@v1.18.3):
+///
+/// - The PodVolumeBackup is created as the Velero server's backupper makes one
+///   (pkg/podvolume/backupper.go:545-585): `spec.node` the client pod's nodeName, `spec.pod` its
+///   reference, `spec.volume`, `backupStorageLocation` the Backup's (`default`), `uploaderType`
+///   kopia and `repoIdentifier` "" (only restic repositories have one: :311-314; the CRD requires
+///   the key), labelled with and owned by a Backup (an object only; node-agent reads the owner
+///   only to log it, pkg/controller/pod_volume_backup_controller.go:139-144, and for a metric on
+///   completion, :566).
+/// - pod_volume_backup_controller.go:226-259: node-agent on `spec.node` accepts it (:405-417) and
+///   exposes it with its live settings (setupExposeParam, :813-880: the label
+///   `velero.io/pod-volume-backup`, podResources and priorityClassName as node-agent read them at
+///   start-up); pkg/exposer/pod_volume.go:128-210 finds the volume's directory under node-agent's
+///   `/host_pods` (pkg/exposer/host_path.go:41-95: `/var/lib/kubelet/pods/<uid>/volumes/*/<volume>`
+///   on the host) and creates the pod `velero/<pvb>` (createHostingPod, :346-542) with that
+///   directory as a hostPath volume mounted HostToContainer at `/<pvb uid>`, node-agent's own
+///   volumes inherited, the PodVolumeBackup as controlling owner and `nodeName` set to the client
+///   pod's node (:196, :531): node-agent pins it there, kube-scheduler never places it (the kubelet
+///   then reports PodScheduled itself: k8s.io/kubernetes v1.37.2
+///   pkg/kubelet/kubelet_pods.go:2014-2018).
+/// - pod_volume_backup_controller.go:697-762: the pod Running makes the PodVolumeBackup
+///   Prepared, then InProgress (:277-367); the pod's `velero pod-volume backup` waits for that
+///   (pkg/podvolume/backup_micro_service.go:129-161), reads the BackupStorageLocation and asks for
+///   a BackupRepository for the client pod's namespace (:179-187; pkg/datapath/file_system.go:
+///   101-114), which it creates and waits for (pkg/repository/ensurer.go:83-91). No Velero server
+///   runs here to make it ready, so the container keeps waiting (its `--resource-timeout`, 10
+///   minutes) and no data moves: expected, and asserted (the repository is not Ready, the
+///   PodVolumeBackup stays InProgress), not a failure.
+///
+/// The test also asserts that the pod's volume is the client pod's: a file written through the
+/// client's container is read through the data mover's.
+#[test]
+fn a_pod_volume_backup_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s_resources_and_priority() {
+    let machine = Machine::record();
+    let work = fresh_dir("e2e-node-pvb");
+    let live = install_with_live_config(&work);
+
+    // The client pod: the node's probe workload with an emptyDir volume, Running.
+    let mut app: Value = serde_json::from_str(crate::PROBE_POD).expect("PROBE_POD is JSON");
+    app["metadata"] = json!({"name": APP_POD, "namespace": APP_NS});
+    app["spec"]["volumes"] = json!([{"name": APP_VOLUME, "emptyDir": {}}]);
+    app["spec"]["containers"][0]["volumeMounts"] = json!([{"name": APP_VOLUME, "mountPath": "/data"}]);
+    apply(&app.to_string());
+    in_node(&["kubectl", "-n", APP_NS, "wait", "--for=condition=Ready", &format!("pod/{APP_POD}"), "--timeout=60s"]);
+    let app = kubectl_json(&["-n", APP_NS, "get", "pod", APP_POD]);
+    let app_uid = app["metadata"]["uid"].as_str().expect("uid");
+    let in_app = format!("pod{app_uid}");
+    let probes: Vec<u32> = crate::pod_processes()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/probe\0"))
+                && process_cgroup(*pid, "memory").contains(&in_app)
+        })
+        .collect();
+    assert_eq!(probes.len(), 1, "the client pod's process: {probes:?}");
+    std::fs::write(format!("/proc/{}/root/data/marker", probes[0]), MARKER).expect("write into the client's volume");
+
+    // The PodVolumeBackup, as the Velero server's backupper makes it, for a Backup object.
+    apply(
+        &json!({"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": PVB, "namespace": NS},
+            "spec": {"storageLocation": "default", "includedNamespaces": [APP_NS]}})
+        .to_string(),
+    );
+    let backup = kubectl_json(&["-n", NS, "get", "backups.velero.io", PVB]);
+    let created = Instant::now();
+    apply(
+        &json!({"apiVersion": "velero.io/v1", "kind": "PodVolumeBackup",
+            "metadata": {"name": PVB, "namespace": NS,
+                "labels": {"velero.io/backup-name": PVB, "velero.io/backup-uid": backup["metadata"]["uid"]},
+                "ownerReferences": [{"apiVersion": "velero.io/v1", "kind": "Backup", "name": PVB,
+                                     "uid": backup["metadata"]["uid"], "controller": true}]},
+            "spec": {"node": app["spec"]["nodeName"], "volume": APP_VOLUME, "backupStorageLocation": "default",
+                     "repoIdentifier": "", "uploaderType": "kopia",
+                     "pod": {"kind": "Pod", "namespace": APP_NS, "name": APP_POD, "uid": app_uid}}})
+        .to_string(),
+    );
+    let mover = Mover { resource: "podvolumebackups.velero.io", name: PVB, label: "velero.io/pod-volume-backup" };
+    let pod = wait_for_started_pod(&live.daemonset, &mover);
+    eprintln!("PodVolumeBackup created -> its pod's container running: {:?}", created.elapsed());
+    let pid = assert_started_with_live_config(&live, &pod, &mover, Placement::Creator, ["pod-volume", "backup"]);
+
+    // The client's volume: its emptyDir's directory on the node, mounted at /<pvb uid>, holds
+    // what the client's container wrote.
+    let pvb_uid = kubectl_json(&["-n", NS, "get", mover.resource, PVB])["metadata"]["uid"].clone();
+    let pvb_uid = pvb_uid.as_str().expect("uid");
+    let volume = pod["spec"]["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == pvb_uid);
+    let host_path = format!("/var/lib/kubelet/pods/{app_uid}/volumes/kubernetes.io~empty-dir/{APP_VOLUME}");
+    assert_eq!(volume.map(|v| &v["hostPath"]["path"]), Some(&json!(host_path)), "{pod:#}");
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"].as_array().cloned().unwrap_or_default();
+    let mount = mounts.iter().find(|m| m["name"] == pvb_uid).expect("the client volume's mount");
+    assert_eq!(
+        (&mount["mountPath"], &mount["mountPropagation"]),
+        (&json!(format!("/{pvb_uid}")), &json!("HostToContainer"))
+    );
+    let read = std::fs::read_to_string(format!("/proc/{pid}/root/{pvb_uid}/marker"));
+    assert_eq!(read.ok().as_deref(), Some(MARKER), "the data mover's view of the client's volume");
+
+    assert_waits_for_repository(&mover);
+
+    drop(live);
+    std::fs::remove_dir_all(&work).expect("remove the test's files");
+    machine.assert_restored();
+}
+
+/// `CARGO_TARGET_TMPDIR/name`, emptied of a previous run's files.
+fn fresh_dir(name: &str) -> PathBuf {
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).expect("remove the last run's files");
+    }
+    work
+}
+
+/// The node with the shipped Deployment and node-agent, node-agent's ConfigMap edited after
+/// node-agent started.
+struct LiveConfig {
+    /// Dropping it tears the node down.
+    _node: Node,
+    daemonset: Value,
+    /// The edited ConfigMap's identity, as our webhook's annotation names it.
+    config_id: String,
+}
+
+/// The shipped Deployment; node-agent as `velero install --node-agent-configmap` runs it, started
+/// on a config with neither podResources nor priorityClassName; then the edit that sets both (and
+/// a PriorityClass of the test's), once our servers apply it. Also the application namespace and
+/// the BackupStorageLocation `default` (an object only) that the data movers read.
+fn install_with_live_config(work: &Path) -> LiveConfig {
+    let (node, _) = install_the_shipped_deployment(1);
+    apply(
+        &json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NS}},
+            {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+             "metadata": {"name": PRIORITY_CLASS}, "value": PRIORITY}
+        ]})
+        .to_string(),
+    );
+    apply(&node_agent_config(&json!({"loadConcurrency": {"globalConfig": 1}})));
+    let daemonset = install_node_agent(&work.join("velero"), &["--node-agent-configmap", CONFIGMAP]);
+    let flag = format!("--node-agent-configmap={CONFIGMAP}");
+    let args = &daemonset["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args.as_array().is_some_and(|a| a.iter().any(|a| a == flag.as_str())), "{args}");
+    apply(
+        &json!({"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": {"name": "default", "namespace": NS},
+            "spec": {"provider": "aws", "objectStorage": {"bucket": "naw-e2e"}}})
+        .to_string(),
+    );
+
+    // The edit: podResources and the PriorityClass.
+    let (cpu, memory) = (format!("{CPU_MILLIS}m"), format!("{MEMORY_MIB}Mi"));
+    apply(&node_agent_config(&json!({"loadConcurrency": {"globalConfig": 1}, "priorityClassName": PRIORITY_CLASS,
+        "podResources": {"cpuRequest": cpu, "cpuLimit": cpu, "memoryRequest": memory, "memoryLimit": memory}})));
+    let edited = kubectl_json(&["-n", NS, "get", "configmap", CONFIGMAP]);
+    let config_id =
+        format!("resourceVersion:{}", edited["metadata"]["resourceVersion"].as_str().expect("resourceVersion"));
+    wait_until_applied(&config_id);
+    LiveConfig { _node: node, daemonset, config_id }
+}
+
+/// The Velero resource a data-mover pod serves: its API resource, its name (also the pod's),
+/// and the label node-agent puts on the pod.
+struct Mover {
+    resource: &'static str,
+    name: &'static str,
+    label: &'static str,
+}
+
+/// Who put the data-mover pod on the node.
+enum Placement {
+    /// kube-scheduler bound it: its `Scheduled` event.
+    Scheduler,
+    /// Its creator set `spec.nodeName`: the create request's managed fields hold it, and
+    /// kube-scheduler, which only takes pods without one, reported nothing.
+    Creator,
+}
+
+/// Asserts what the programs did with `pod`, the running pod of `mover`: node-agent made it (its
+/// label, `mover` as controlling owner; it had read neither setting), our webhook applied the
+/// edited config to it (the annotation, the container's resources, the class and the priority
+/// the API server resolved), it was put on the node as `placement` says, and the kubelet started
+/// it as Guaranteed (with node-agent's HostToContainer mount) in a cgroup with the config's
+/// limits. Returns the pid of its process, `/velero COMMAND SUBCOMMAND`.
+#[track_caller]
+fn assert_started_with_live_config(
+    live: &LiveConfig,
+    pod: &Value,
+    mover: &Mover,
+    placement: Placement,
+    command: [&str; 2],
+) -> u32 {
+    let owner_object = kubectl_json(&["-n", NS, "get", mover.resource, mover.name]);
+    let name = pod["metadata"]["name"].as_str().expect("pod name");
+
+    // Made by node-agent: its label and the owner as controlling owner.
+    assert_eq!(pod["metadata"]["labels"][mover.label], mover.name, "{pod:#}");
     let owner = &pod["metadata"]["ownerReferences"][0];
     assert_eq!(
         (&owner["kind"], &owner["name"], &owner["uid"], &owner["controller"]),
-        (&json!("DataDownload"), &json!(DD), &dd["metadata"]["uid"], &json!(true)),
+        (&owner_object["kind"], &json!(mover.name), &owner_object["metadata"]["uid"], &json!(true)),
         "{pod:#}"
     );
     // node-agent read no resources nor class at start-up (it logs them when it does: server.go:304, :348).
@@ -124,7 +312,7 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
         "-n",
         NS,
         "logs",
-        &format!("daemonset/{}", daemonset["metadata"]["name"].as_str().unwrap_or_default()),
+        &format!("daemonset/{}", live.daemonset["metadata"]["name"].as_str().unwrap_or_default()),
     ]);
     for line in ["Using priority class for data mover pods", "Using customized pod resource requirements"] {
         assert!(!log.contains(line), "node-agent read a config with them: {line}");
@@ -134,7 +322,8 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
     let applied = pod["metadata"]["annotations"][APPLIED].as_str().unwrap_or_default();
     let settings: Vec<&str> = applied.split(" (").next().unwrap_or_default().split(',').collect();
     assert!(settings.contains(&"podResources") && settings.contains(&"priorityClassName"), "{applied:?}");
-    assert!(applied.ends_with(&format!("(config {config_id})")), "{applied:?}, want {config_id}");
+    assert!(applied.ends_with(&format!("(config {})", live.config_id)), "{applied:?}, want {}", live.config_id);
+    let (cpu, memory) = (format!("{CPU_MILLIS}m"), format!("{MEMORY_MIB}Mi"));
     let resources = &pod["spec"]["containers"][0]["resources"];
     for side in ["requests", "limits"] {
         assert_eq!(
@@ -146,23 +335,32 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
     assert_eq!(pod["spec"]["priorityClassName"], PRIORITY_CLASS, "{pod:#}");
     assert_eq!(pod["spec"]["priority"], PRIORITY, "the API server's Priority admission resolved our class: {pod:#}");
 
-    // Placed by kube-scheduler, admitted and started by the kubelet as Guaranteed.
+    // On the node, admitted and started by the kubelet as Guaranteed.
     assert_eq!(pod["spec"]["nodeName"], crate::NODE_NAME, "{pod:#}");
-    assert_eq!(crate::condition(&pod, "PodScheduled"), "True", "{pod:#}");
+    assert_eq!(crate::condition(pod, "PodScheduled"), "True", "{pod:#}");
     let events = kubectl_json(&[
         "-n",
         NS,
         "get",
         "events",
         "--field-selector",
-        &format!("involvedObject.name={DD},reason=Scheduled"),
+        &format!("involvedObject.name={name},reason=Scheduled"),
     ]);
     let scheduled = events["items"]
         .as_array()
         .into_iter()
         .flatten()
         .any(|e| e["reportingComponent"] == "default-scheduler" || e["source"]["component"] == "default-scheduler");
-    assert!(scheduled, "no Scheduled event of kube-scheduler: {events:#}");
+    match placement {
+        Placement::Scheduler => assert!(scheduled, "no Scheduled event of kube-scheduler: {events:#}"),
+        Placement::Creator => {
+            assert!(!scheduled, "kube-scheduler placed it: {events:#}");
+            let fields = pod["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+            let create = fields.iter().find(|f| f["fieldsV1"]["f:metadata"]["f:ownerReferences"].is_object());
+            let pinned = create.is_some_and(|f| f["fieldsV1"]["f:spec"]["f:nodeName"].is_object());
+            assert!(pinned, "the create request did not set nodeName: {fields:#?}");
+        }
+    }
     assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
     assert_eq!(pod["status"]["qosClass"], "Guaranteed", "{pod:#}");
     // node-agent's `/var/lib/kubelet/pods` volume, inherited: the kubelet started the container
@@ -181,7 +379,7 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
         pod["metadata"]["uid"].as_str().expect("uid"),
         status["containerID"].as_str().and_then(|id| id.strip_prefix("containerd://")).expect("a containerd container")
     );
-    let movers = velero_processes(["data-mover", "restore"]);
+    let movers = velero_processes(command);
     assert_eq!(movers.len(), 1, "the data mover's process: {movers:?}");
     let limit = |controller: &str, file: &str| -> u64 {
         let path = process_cgroup(movers[0], controller);
@@ -193,16 +391,16 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
     assert_eq!(limit("memory", "memory.limit_in_bytes"), MEMORY_MIB << 20, "{cgroup}");
     let (quota, period) = (limit("cpu", "cpu.cfs_quota_us"), limit("cpu", "cpu.cfs_period_us"));
     assert_eq!(quota * 1000 / period, CPU_MILLIS, "cfs quota {quota} per period {period} in {cgroup}");
+    movers[0]
+}
 
-    // It got as far as Velero gets without a Velero server: it asked for the repository, which
-    // nothing makes ready.
+/// It got as far as Velero gets without a Velero server: the data mover asked for the
+/// repository, which nothing makes ready, and `mover` stays InProgress.
+#[track_caller]
+fn assert_waits_for_repository(mover: &Mover) {
     let repository = wait_for_repository();
     assert_ne!(repository["status"]["phase"], "Ready", "{repository:#}");
-    assert_eq!(kubectl_json(&["-n", NS, "get", "datadownloads.velero.io", DD])["status"]["phase"], "InProgress");
-
-    drop(node);
-    std::fs::remove_dir_all(&work).expect("remove the test's files");
-    machine.assert_restored();
+    assert_eq!(kubectl_json(&["-n", NS, "get", mover.resource, mover.name])["status"]["phase"], "InProgress");
 }
 
 /// Waits until our servers apply the config named `config_id` to node-agent's pods: a
@@ -225,30 +423,42 @@ fn wait_until_applied(config_id: &str) {
     }
 }
 
-/// The DataDownload's pod once its container runs; on a timeout, what node-agent saw.
+/// `mover`'s pod once its container runs; on a timeout or a failed `mover`, what node-agent saw.
 #[track_caller]
-fn wait_for_started_pod(daemonset: &Value) -> Value {
+fn wait_for_started_pod(daemonset: &Value, mover: &Mover) -> Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let out = in_node(&["kubectl", "-n", NS, "get", "pod", DD, "-o", "json", "--ignore-not-found"]);
+        let get = [
+            "kubectl",
+            "-n",
+            NS,
+            "get",
+            "pod",
+            mover.name,
+            "-o",
+            "json",
+            "--show-managed-fields",
+            "--ignore-not-found",
+        ];
+        let out = in_node(&get);
         let pod: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
         if pod["status"]["containerStatuses"][0]["state"]["running"].is_object() {
             return pod;
         }
         let phase =
-            in_node(&["kubectl", "-n", NS, "get", "datadownloads.velero.io", DD, "-o", "jsonpath={.status.phase}"]);
+            in_node(&["kubectl", "-n", NS, "get", mover.resource, mover.name, "-o", "jsonpath={.status.phase}"]);
         if Instant::now() > deadline || phase == "Failed" {
-            let dd = in_node(&["kubectl", "-n", NS, "get", "datadownloads.velero.io", DD, "-o", "yaml"]);
+            let owner = in_node(&["kubectl", "-n", NS, "get", mover.resource, mover.name, "-o", "yaml"]);
             let name = daemonset["metadata"]["name"].as_str().unwrap_or_default();
             let log = in_node(&["kubectl", "-n", NS, "logs", &format!("daemonset/{name}")]);
             let pvcs = in_node(&["kubectl", "get", "pv,pvc", "-A"]);
-            panic!("no running data-mover pod: {pod:#}\n{dd}\n{pvcs}\nnode-agent's log:\n{log}");
+            panic!("no running data-mover pod: {pod:#}\n{owner}\n{pvcs}\nnode-agent's log:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-/// The BackupRepository the data mover asked for, for the restored namespace.
+/// The BackupRepository the data mover asked for, for the application namespace.
 fn wait_for_repository() -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
