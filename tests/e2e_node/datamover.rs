@@ -1,7 +1,7 @@
 //! Issue 23, item 5: data-mover pods that Velero's real node-agent makes go through our webhook
 //! and start on the node with the live config's resources and priority: a DataDownload pod,
-//! which kube-scheduler places, and a PodVolumeBackup pod, which node-agent pins to its client
-//! pod's node.
+//! which kube-scheduler places, and a PodVolumeBackup and a PodVolumeRestore pod, which
+//! node-agent pins to their client pod's node.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -97,11 +97,12 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
     machine.assert_restored();
 }
 
-/// The client pod of the PodVolumeBackup and its volume.
+/// The client pod of the PodVolumeBackup or PodVolumeRestore and its volume.
 const APP_POD: &str = "app";
 const APP_VOLUME: &str = "data";
-/// A file the test writes into the client pod's volume, as its container sees it.
-const MARKER: &str = "written through the client pod's container";
+/// What the test writes through one pod's view of the client's volume and reads through the
+/// other's.
+const MARKER: &str = "naw-e2e: one volume, two pods";
 
 /// A PodVolumeBackup pod (fs-backup's data path, which runs in a pod of its own since Velero
 /// v1.17) of Velero v1.18.3's own making, on the node. The flow, in Velero's source
@@ -142,33 +143,18 @@ fn a_pod_volume_backup_pod_made_by_node_agent_starts_on_the_node_with_the_live_c
     let work = fresh_dir("e2e-node-pvb");
     let live = install_with_live_config(&work);
 
-    // The client pod: the node's probe workload with an emptyDir volume, Running.
-    let mut app: Value = serde_json::from_str(crate::PROBE_POD).expect("PROBE_POD is JSON");
-    app["metadata"] = json!({"name": APP_POD, "namespace": APP_NS});
-    app["spec"]["volumes"] = json!([{"name": APP_VOLUME, "emptyDir": {}}]);
-    app["spec"]["containers"][0]["volumeMounts"] = json!([{"name": APP_VOLUME, "mountPath": "/data"}]);
-    apply(&app.to_string());
+    // The client pod, Running.
+    create(&client_pod());
     in_node(&["kubectl", "-n", APP_NS, "wait", "--for=condition=Ready", &format!("pod/{APP_POD}"), "--timeout=60s"]);
     let app = kubectl_json(&["-n", APP_NS, "get", "pod", APP_POD]);
     let app_uid = app["metadata"]["uid"].as_str().expect("uid");
-    let in_app = format!("pod{app_uid}");
-    let probes: Vec<u32> = crate::pod_processes()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/probe\0"))
-                && process_cgroup(*pid, "memory").contains(&in_app)
-        })
-        .collect();
-    assert_eq!(probes.len(), 1, "the client pod's process: {probes:?}");
-    std::fs::write(format!("/proc/{}/root/data/marker", probes[0]), MARKER).expect("write into the client's volume");
+    std::fs::write(format!("/proc/{}/root/data/marker", probe_process(app_uid)), MARKER)
+        .expect("write into the client's volume");
 
     // The PodVolumeBackup, as the Velero server's backupper makes it, for a Backup object.
-    apply(
-        &json!({"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": PVB, "namespace": NS},
-            "spec": {"storageLocation": "default", "includedNamespaces": [APP_NS]}})
-        .to_string(),
-    );
-    let backup = kubectl_json(&["-n", NS, "get", "backups.velero.io", PVB]);
+    let backup =
+        create(&json!({"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": PVB, "namespace": NS},
+        "spec": {"storageLocation": "default", "includedNamespaces": [APP_NS]}}));
     let created = Instant::now();
     apply(
         &json!({"apiVersion": "velero.io/v1", "kind": "PodVolumeBackup",
@@ -186,20 +172,9 @@ fn a_pod_volume_backup_pod_made_by_node_agent_starts_on_the_node_with_the_live_c
     eprintln!("PodVolumeBackup created -> its pod's container running: {:?}", created.elapsed());
     let pid = assert_started_with_live_config(&live, &pod, &mover, Placement::Creator, ["pod-volume", "backup"]);
 
-    // The client's volume: its emptyDir's directory on the node, mounted at /<pvb uid>, holds
-    // what the client's container wrote.
-    let pvb_uid = kubectl_json(&["-n", NS, "get", mover.resource, PVB])["metadata"]["uid"].clone();
-    let pvb_uid = pvb_uid.as_str().expect("uid");
-    let volume = pod["spec"]["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == pvb_uid);
-    let host_path = format!("/var/lib/kubelet/pods/{app_uid}/volumes/kubernetes.io~empty-dir/{APP_VOLUME}");
-    assert_eq!(volume.map(|v| &v["hostPath"]["path"]), Some(&json!(host_path)), "{pod:#}");
-    let mounts = pod["spec"]["containers"][0]["volumeMounts"].as_array().cloned().unwrap_or_default();
-    let mount = mounts.iter().find(|m| m["name"] == pvb_uid).expect("the client volume's mount");
-    assert_eq!(
-        (&mount["mountPath"], &mount["mountPropagation"]),
-        (&json!(format!("/{pvb_uid}")), &json!("HostToContainer"))
-    );
-    let read = std::fs::read_to_string(format!("/proc/{pid}/root/{pvb_uid}/marker"));
+    // The client's volume, as the data mover sees it, holds what the client's container wrote.
+    let volume = assert_mounts_client_volume(&pod, app_uid, pid);
+    let read = std::fs::read_to_string(format!("{volume}/marker"));
     assert_eq!(read.ok().as_deref(), Some(MARKER), "the data mover's view of the client's volume");
 
     assert_waits_for_repository(&mover);
@@ -207,6 +182,173 @@ fn a_pod_volume_backup_pod_made_by_node_agent_starts_on_the_node_with_the_live_c
     drop(live);
     std::fs::remove_dir_all(&work).expect("remove the test's files");
     machine.assert_restored();
+}
+
+/// The Restore that owns the PodVolumeRestore; the PodVolumeRestore's generated name, and so its
+/// pod's, starts with it.
+const RESTORE: &str = "naw-e2e-pvr";
+/// The init container a restore adds to pods whose volumes it restores, which node-agent waits
+/// for (pkg/restorehelper/util.go:25 at v1.18.3).
+const RESTORE_WAIT: &str = "restore-wait";
+
+/// A PodVolumeRestore pod (fs-restore's data path, in a pod of its own since Velero v1.17) of
+/// Velero v1.18.3's own making, on the node. The flow, in Velero's source
+/// (github.com/vmware-tanzu/velero@v1.18.3):
+///
+/// - The target pod is created as a restore leaves it (pkg/restore/actions/
+///   pod_volume_restore_action.go:82-248): the init container `restore-wait` first (:236-239),
+///   with the Restore's UID as its argument (:333-335), the restored volume mounted at
+///   `/restores/<volume>` (:228-234), POD_NAMESPACE and POD_NAME (:336-353), 100m/128Mi
+///   (:152-166) and the first container's securityContext (:196-200). Velero runs
+///   `/velero-restore-helper` there (:51, :235), which waits until each volume holds its done
+///   file (cmd/velero-restore-helper/velero-restore-helper.go:26-81): the node's Velero image
+///   has only `/velero` (hack/node/velero.Dockerfile), so the test runs the node's probe image,
+///   whose process also never exits (hack/node/runtime/probe/main.go:21-26); the app's container
+///   thus never starts, as in a restore whose data has not arrived.
+/// - The PodVolumeRestore is created as the Velero server's restorer makes one
+///   (pkg/podvolume/restorer.go:188-189, newPodVolumeRestore :261-307): generateName
+///   `<restore>-`, the Restore (an object only; node-agent reads the owner only to log it,
+///   pkg/controller/pod_volume_restore_controller.go:146-148) as controlling owner, the labels
+///   `velero.io/restore-name`, `velero.io/restore-uid` and `velero.io/pod-uid` (no PVC's for an
+///   emptyDir, :297-300), `spec.pod` the target pod, `spec.volume`, `snapshotID`,
+///   `backupStorageLocation` `default`, `repoIdentifier` "" (only restic repositories have one:
+///   :170-173), `uploaderType` kopia (restic goes to the legacy controller:
+///   pod_volume_restore_controller_legacy.go:362-364) and `sourceNamespace`.
+/// - node-agent caches only the pods on its node (pkg/cmd/cli/nodeagent/server.go:180-187) and
+///   finds the PodVolumeRestore of a target pod by its `velero.io/pod-uid` label when the pod
+///   changes (pod_volume_restore_controller.go:637, :666-693); it accepts it once the pod is
+///   there and `restore-wait` runs (shouldProcess, :568-591; isInitContainerRunning, :767-784)
+///   and exposes it (:231-272) with its live settings (setupExposeParam, :882-964: the label
+///   `velero.io/pod-volume-restore`, podResources and priorityClassName as node-agent read them
+///   at start-up): pkg/exposer/pod_volume.go:128-210 finds the volume's directory on the host
+///   (pkg/exposer/host_path.go:41-95) and creates the pod `velero/<pvr>` (createHostingPod,
+///   :346-542; `/velero pod-volume restore`, :418-425) with that directory mounted
+///   HostToContainer at `/<pvr uid>`, the PodVolumeRestore as controlling owner and `nodeName`
+///   set to the target pod's node (:196, :531): kube-scheduler never places it.
+/// - pod_volume_restore_controller.go:695-760: the pod Running makes the PodVolumeRestore
+///   Prepared, then InProgress (:291-401); the pod's `velero pod-volume restore` waits for that
+///   (pkg/podvolume/restore_micro_service.go:123-153), reads the BackupStorageLocation and asks
+///   for a BackupRepository for `sourceNamespace` (:171-183; pkg/datapath/file_system.go:
+///   101-114), which it creates and waits for (pkg/repository/ensurer.go:83-91). No Velero
+///   server runs here to make it ready, so the container keeps waiting (its
+///   `--resource-timeout`, 10 minutes), no data moves and `restore-wait` never finds its done
+///   file: expected, and asserted (the repository is not Ready, the PodVolumeRestore stays
+///   InProgress, the app's container has not started), not a failure.
+///
+/// The test also asserts that the pod's volume is the target pod's: a file written through the
+/// data mover's view is read through `restore-wait`'s `/restores/<volume>`, where the restore
+/// helper looks for its done file.
+#[test]
+fn a_pod_volume_restore_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s_resources_and_priority() {
+    let machine = Machine::record();
+    let work = fresh_dir("e2e-node-pvr");
+    let live = install_with_live_config(&work);
+
+    // The Restore (an object only) and the target pod, with `restore-wait` as the restore adds it.
+    let restore = create(&json!({"apiVersion": "velero.io/v1", "kind": "Restore",
+        "metadata": {"name": RESTORE, "namespace": NS}, "spec": {"backupName": RESTORE}}));
+    let restore_uid = restore["metadata"]["uid"].as_str().expect("uid");
+    let mut app = client_pod();
+    let container = app["spec"]["containers"][0].clone();
+    let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
+    let helper = json!({"cpu": "100m", "memory": "128Mi"});
+    app["spec"]["initContainers"] = json!([{"name": RESTORE_WAIT, "args": [restore_uid],
+        "image": container["image"], "imagePullPolicy": "Never", "securityContext": container["securityContext"],
+        "resources": {"requests": helper, "limits": helper},
+        "env": [{"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},
+                {"name": "POD_NAME", "valueFrom": field("metadata.name")}],
+        "volumeMounts": [{"name": APP_VOLUME, "mountPath": format!("/restores/{APP_VOLUME}")}]}]);
+    let app = create(&app);
+    let app_uid = app["metadata"]["uid"].as_str().expect("uid");
+
+    // The PodVolumeRestore, as the Velero server's restorer makes it right after the pod.
+    let created = Instant::now();
+    let pvr = create(&json!({"apiVersion": "velero.io/v1", "kind": "PodVolumeRestore",
+        "metadata": {"generateName": format!("{RESTORE}-"), "namespace": NS,
+            "labels": {"velero.io/restore-name": RESTORE, "velero.io/restore-uid": restore_uid,
+                       "velero.io/pod-uid": app_uid},
+            "ownerReferences": [{"apiVersion": "velero.io/v1", "kind": "Restore", "name": RESTORE,
+                                 "uid": restore_uid, "controller": true}]},
+        "spec": {"pod": {"kind": "Pod", "namespace": APP_NS, "name": APP_POD, "uid": app_uid}, "volume": APP_VOLUME,
+                 "snapshotID": "naw-e2e", "backupStorageLocation": "default", "repoIdentifier": "",
+                 "uploaderType": "kopia", "sourceNamespace": APP_NS}}));
+    let name = pvr["metadata"]["name"].as_str().expect("the generated name");
+    let mover = Mover { resource: "podvolumerestores.velero.io", name, label: "velero.io/pod-volume-restore" };
+    let pod = wait_for_started_pod(&live.daemonset, &mover);
+    eprintln!("PodVolumeRestore created -> its pod's container running: {:?}", created.elapsed());
+    let pid = assert_started_with_live_config(&live, &pod, &mover, Placement::Creator, ["pod-volume", "restore"]);
+
+    // The target pod as the restore leaves it until its data is in: `restore-wait` running, the
+    // app's container not started.
+    let app = kubectl_json(&["-n", APP_NS, "get", "pod", APP_POD]);
+    let init = &app["status"]["initContainerStatuses"][0];
+    assert_eq!((&init["name"], init["state"]["running"].is_object()), (&json!(RESTORE_WAIT), true), "{app:#}");
+    assert_eq!(app["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing", "{app:#}");
+
+    // The target's volume: what the data mover writes is where `restore-wait` looks.
+    let volume = assert_mounts_client_volume(&pod, app_uid, pid);
+    std::fs::write(format!("{volume}/marker"), MARKER).expect("write through the data mover's view");
+    let read = std::fs::read_to_string(format!("/proc/{}/root/restores/{APP_VOLUME}/marker", probe_process(app_uid)));
+    assert_eq!(read.ok().as_deref(), Some(MARKER), "restore-wait's view of the target's volume");
+
+    assert_waits_for_repository(&mover);
+
+    drop(live);
+    std::fs::remove_dir_all(&work).expect("remove the test's files");
+    machine.assert_restored();
+}
+
+/// The client pod of a PodVolumeBackup or PodVolumeRestore: the node's probe workload with the
+/// emptyDir volume `APP_VOLUME` at /data.
+fn client_pod() -> Value {
+    let mut app: Value = serde_json::from_str(crate::PROBE_POD).expect("PROBE_POD is JSON");
+    app["metadata"] = json!({"name": APP_POD, "namespace": APP_NS});
+    app["spec"]["volumes"] = json!([{"name": APP_VOLUME, "emptyDir": {}}]);
+    app["spec"]["containers"][0]["volumeMounts"] = json!([{"name": APP_VOLUME, "mountPath": "/data"}]);
+    app
+}
+
+/// `kubectl create` of `object`; the object as the API server stored it.
+#[track_caller]
+fn create(object: &Value) -> Value {
+    let out = kubectl_with_stdin(&["create", "-o", "json", "-f", "-"], &object.to_string());
+    assert!(out.status.success(), "kubectl create: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the stored object is JSON")
+}
+
+/// The one probe process running in the pod `pod_uid` (its container, or an init container).
+#[track_caller]
+fn probe_process(pod_uid: &str) -> u32 {
+    let in_pod = format!("pod{pod_uid}");
+    let probes: Vec<u32> = crate::pod_processes()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/probe\0"))
+                && process_cgroup(*pid, "memory").contains(&in_pod)
+        })
+        .collect();
+    assert_eq!(probes.len(), 1, "the probe process of pod {pod_uid}: {probes:?}");
+    probes[0]
+}
+
+/// Asserts that the data-mover pod `pod` mounts its client's volume as node-agent exposes it
+/// (pkg/exposer/pod_volume.go:378-393 at v1.18.3): the directory of the client pod
+/// `client_uid`'s emptyDir `APP_VOLUME` on the node, as a hostPath volume named after the pod's
+/// owner's UID, mounted HostToContainer at `/<owner uid>`. Returns that mount as the data
+/// mover's process `pid` sees it.
+#[track_caller]
+fn assert_mounts_client_volume(pod: &Value, client_uid: &str, pid: u32) -> String {
+    let owner_uid = pod["metadata"]["ownerReferences"][0]["uid"].as_str().expect("owner uid");
+    let volume = pod["spec"]["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == owner_uid);
+    let host_path = format!("/var/lib/kubelet/pods/{client_uid}/volumes/kubernetes.io~empty-dir/{APP_VOLUME}");
+    assert_eq!(volume.map(|v| &v["hostPath"]["path"]), Some(&json!(host_path)), "{pod:#}");
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"].as_array().cloned().unwrap_or_default();
+    let mount = mounts.iter().find(|m| m["name"] == owner_uid).expect("the client volume's mount");
+    assert_eq!(
+        (&mount["mountPath"], &mount["mountPropagation"]),
+        (&json!(format!("/{owner_uid}")), &json!("HostToContainer"))
+    );
+    format!("/proc/{pid}/root/{owner_uid}")
 }
 
 /// `CARGO_TARGET_TMPDIR/name`, emptied of a previous run's files.
@@ -266,9 +408,9 @@ fn install_with_live_config(work: &Path) -> LiveConfig {
 
 /// The Velero resource a data-mover pod serves: its API resource, its name (also the pod's),
 /// and the label node-agent puts on the pod.
-struct Mover {
+struct Mover<'a> {
     resource: &'static str,
-    name: &'static str,
+    name: &'a str,
     label: &'static str,
 }
 
