@@ -3,7 +3,7 @@
 //! which kube-scheduler places, and a PodVolumeBackup and a PodVolumeRestore pod, which
 //! node-agent pins to their client pod's node.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -56,18 +56,15 @@ const APPLIED: &str = "node-agent-webhook.io/applied";
 /// comes after, without a restart: what the pod gets of them, our webhook gave it.
 #[test]
 fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s_resources_and_priority() {
-    let machine = Machine::record();
-    let work = fresh_dir("e2e-node-datamover");
-    let live = install_with_live_config(&work);
-
-    // A volume for the restore PVC node-agent will make: the test's directory, as a hostPath PV
-    // pre-bound to that claim; the target PVC (unbound; no class, which node-agent copies to the
-    // restore PVC: with no default StorageClass the binder matches it to PVs of class ""; an
-    // explicit "" fails the expose, which looks that class up: pvc_pv.go:327-331) and the
-    // DataDownload.
-    let volume = work.join("volume");
-    std::fs::create_dir_all(&volume).expect("mkdir");
-    apply(
+    on_node_with_live_config("e2e-node-datamover", |live, work| {
+        // A volume for the restore PVC node-agent will make: the test's directory, as a hostPath PV
+        // pre-bound to that claim; the target PVC (unbound; no class, which node-agent copies to the
+        // restore PVC: with no default StorageClass the binder matches it to PVs of class ""; an
+        // explicit "" fails the expose, which looks that class up: pvc_pv.go:327-331) and the
+        // DataDownload.
+        let volume = work.join("volume");
+        std::fs::create_dir_all(&volume).expect("mkdir");
+        apply(
         &json!({"apiVersion": "v1", "kind": "List", "items": [
             {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": DD},
              "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
@@ -79,22 +76,19 @@ fn a_data_mover_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s
         ]})
         .to_string(),
     );
-    let created = Instant::now();
-    apply(
+        let created = Instant::now();
+        apply(
         &json!({"apiVersion": "velero.io/v2alpha1", "kind": "DataDownload", "metadata": {"name": DD, "namespace": NS},
             "spec": {"backupStorageLocation": "default", "operationTimeout": "10m", "snapshotID": "naw-e2e",
                      "sourceNamespace": APP_NS, "targetVolume": {"namespace": APP_NS, "pvc": "target", "pv": ""}}})
         .to_string(),
     );
-    let mover = Mover { resource: "datadownloads.velero.io", name: DD, label: "velero.io/data-download" };
-    let pod = wait_for_started_pod(&live.daemonset, &mover);
-    eprintln!("DataDownload created -> its pod's container running: {:?}", created.elapsed());
-    assert_started_with_live_config(&live, &pod, &mover, Placement::Scheduler, ["data-mover", "restore"]);
-    assert_waits_for_repository(&mover);
-
-    drop(live);
-    std::fs::remove_dir_all(&work).expect("remove the test's files");
-    machine.assert_restored();
+        let mover = Mover { resource: "datadownloads.velero.io", name: DD, label: "velero.io/data-download" };
+        let pod = wait_for_started_pod(&live.daemonset, &mover);
+        eprintln!("DataDownload created -> its pod's container running: {:?}", created.elapsed());
+        assert_started_with_live_config(live, &pod, &mover, Placement::Scheduler, ["data-mover", "restore"]);
+        assert_waits_for_repository(&mover);
+    });
 }
 
 /// The client pod of the PodVolumeBackup or PodVolumeRestore and its volume.
@@ -139,25 +133,30 @@ const MARKER: &str = "naw-e2e: one volume, two pods";
 /// client's container is read through the data mover's.
 #[test]
 fn a_pod_volume_backup_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s_resources_and_priority() {
-    let machine = Machine::record();
-    let work = fresh_dir("e2e-node-pvb");
-    let live = install_with_live_config(&work);
+    on_node_with_live_config("e2e-node-pvb", |live, _| {
+        // The client pod, Running.
+        create(&client_pod());
+        in_node(&[
+            "kubectl",
+            "-n",
+            APP_NS,
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{APP_POD}"),
+            "--timeout=60s",
+        ]);
+        let app = kubectl_json(&["-n", APP_NS, "get", "pod", APP_POD]);
+        let app_uid = app["metadata"]["uid"].as_str().expect("uid");
+        std::fs::write(format!("/proc/{}/root/data/marker", probe_process(app_uid)), MARKER)
+            .expect("write into the client's volume");
 
-    // The client pod, Running.
-    create(&client_pod());
-    in_node(&["kubectl", "-n", APP_NS, "wait", "--for=condition=Ready", &format!("pod/{APP_POD}"), "--timeout=60s"]);
-    let app = kubectl_json(&["-n", APP_NS, "get", "pod", APP_POD]);
-    let app_uid = app["metadata"]["uid"].as_str().expect("uid");
-    std::fs::write(format!("/proc/{}/root/data/marker", probe_process(app_uid)), MARKER)
-        .expect("write into the client's volume");
-
-    // The PodVolumeBackup, as the Velero server's backupper makes it, for a Backup object.
-    let backup =
-        create(&json!({"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": PVB, "namespace": NS},
+        // The PodVolumeBackup, as the Velero server's backupper makes it, for a Backup object.
+        let backup =
+            create(&json!({"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": PVB, "namespace": NS},
         "spec": {"storageLocation": "default", "includedNamespaces": [APP_NS]}}));
-    let created = Instant::now();
-    apply(
-        &json!({"apiVersion": "velero.io/v1", "kind": "PodVolumeBackup",
+        let created = Instant::now();
+        apply(
+            &json!({"apiVersion": "velero.io/v1", "kind": "PodVolumeBackup",
             "metadata": {"name": PVB, "namespace": NS,
                 "labels": {"velero.io/backup-name": PVB, "velero.io/backup-uid": backup["metadata"]["uid"]},
                 "ownerReferences": [{"apiVersion": "velero.io/v1", "kind": "Backup", "name": PVB,
@@ -165,23 +164,20 @@ fn a_pod_volume_backup_pod_made_by_node_agent_starts_on_the_node_with_the_live_c
             "spec": {"node": app["spec"]["nodeName"], "volume": APP_VOLUME, "backupStorageLocation": "default",
                      "repoIdentifier": "", "uploaderType": "kopia",
                      "pod": {"kind": "Pod", "namespace": APP_NS, "name": APP_POD, "uid": app_uid}}})
-        .to_string(),
-    );
-    let mover = Mover { resource: "podvolumebackups.velero.io", name: PVB, label: "velero.io/pod-volume-backup" };
-    let pod = wait_for_started_pod(&live.daemonset, &mover);
-    eprintln!("PodVolumeBackup created -> its pod's container running: {:?}", created.elapsed());
-    let pid = assert_started_with_live_config(&live, &pod, &mover, Placement::Creator, ["pod-volume", "backup"]);
+            .to_string(),
+        );
+        let mover = Mover { resource: "podvolumebackups.velero.io", name: PVB, label: "velero.io/pod-volume-backup" };
+        let pod = wait_for_started_pod(&live.daemonset, &mover);
+        eprintln!("PodVolumeBackup created -> its pod's container running: {:?}", created.elapsed());
+        let pid = assert_started_with_live_config(live, &pod, &mover, Placement::Creator, ["pod-volume", "backup"]);
 
-    // The client's volume, as the data mover sees it, holds what the client's container wrote.
-    let volume = assert_mounts_client_volume(&pod, app_uid, pid);
-    let read = std::fs::read_to_string(format!("{volume}/marker"));
-    assert_eq!(read.ok().as_deref(), Some(MARKER), "the data mover's view of the client's volume");
+        // The client's volume, as the data mover sees it, holds what the client's container wrote.
+        let volume = assert_mounts_client_volume(&pod, app_uid, pid);
+        let read = std::fs::read_to_string(format!("{volume}/marker"));
+        assert_eq!(read.ok().as_deref(), Some(MARKER), "the data mover's view of the client's volume");
 
-    assert_waits_for_repository(&mover);
-
-    drop(live);
-    std::fs::remove_dir_all(&work).expect("remove the test's files");
-    machine.assert_restored();
+        assert_waits_for_repository(&mover);
+    });
 }
 
 /// The Restore that owns the PodVolumeRestore; the PodVolumeRestore's generated name, and so its
@@ -240,30 +236,27 @@ const RESTORE_WAIT: &str = "restore-wait";
 /// helper looks for its done file.
 #[test]
 fn a_pod_volume_restore_pod_made_by_node_agent_starts_on_the_node_with_the_live_config_s_resources_and_priority() {
-    let machine = Machine::record();
-    let work = fresh_dir("e2e-node-pvr");
-    let live = install_with_live_config(&work);
-
-    // The Restore (an object only) and the target pod, with `restore-wait` as the restore adds it.
-    let restore = create(&json!({"apiVersion": "velero.io/v1", "kind": "Restore",
+    on_node_with_live_config("e2e-node-pvr", |live, _| {
+        // The Restore (an object only) and the target pod, with `restore-wait` as the restore adds it.
+        let restore = create(&json!({"apiVersion": "velero.io/v1", "kind": "Restore",
         "metadata": {"name": RESTORE, "namespace": NS}, "spec": {"backupName": RESTORE}}));
-    let restore_uid = restore["metadata"]["uid"].as_str().expect("uid");
-    let mut app = client_pod();
-    let container = app["spec"]["containers"][0].clone();
-    let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
-    let helper = json!({"cpu": "100m", "memory": "128Mi"});
-    app["spec"]["initContainers"] = json!([{"name": RESTORE_WAIT, "args": [restore_uid],
+        let restore_uid = restore["metadata"]["uid"].as_str().expect("uid");
+        let mut app = client_pod();
+        let container = app["spec"]["containers"][0].clone();
+        let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
+        let helper = json!({"cpu": "100m", "memory": "128Mi"});
+        app["spec"]["initContainers"] = json!([{"name": RESTORE_WAIT, "args": [restore_uid],
         "image": container["image"], "imagePullPolicy": "Never", "securityContext": container["securityContext"],
         "resources": {"requests": helper, "limits": helper},
         "env": [{"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},
                 {"name": "POD_NAME", "valueFrom": field("metadata.name")}],
         "volumeMounts": [{"name": APP_VOLUME, "mountPath": format!("/restores/{APP_VOLUME}")}]}]);
-    let app = create(&app);
-    let app_uid = app["metadata"]["uid"].as_str().expect("uid");
+        let app = create(&app);
+        let app_uid = app["metadata"]["uid"].as_str().expect("uid");
 
-    // The PodVolumeRestore, as the Velero server's restorer makes it right after the pod.
-    let created = Instant::now();
-    let pvr = create(&json!({"apiVersion": "velero.io/v1", "kind": "PodVolumeRestore",
+        // The PodVolumeRestore, as the Velero server's restorer makes it right after the pod.
+        let created = Instant::now();
+        let pvr = create(&json!({"apiVersion": "velero.io/v1", "kind": "PodVolumeRestore",
         "metadata": {"generateName": format!("{RESTORE}-"), "namespace": NS,
             "labels": {"velero.io/restore-name": RESTORE, "velero.io/restore-uid": restore_uid,
                        "velero.io/pod-uid": app_uid},
@@ -272,30 +265,28 @@ fn a_pod_volume_restore_pod_made_by_node_agent_starts_on_the_node_with_the_live_
         "spec": {"pod": {"kind": "Pod", "namespace": APP_NS, "name": APP_POD, "uid": app_uid}, "volume": APP_VOLUME,
                  "snapshotID": "naw-e2e", "backupStorageLocation": "default", "repoIdentifier": "",
                  "uploaderType": "kopia", "sourceNamespace": APP_NS}}));
-    let name = pvr["metadata"]["name"].as_str().expect("the generated name");
-    let mover = Mover { resource: "podvolumerestores.velero.io", name, label: "velero.io/pod-volume-restore" };
-    let pod = wait_for_started_pod(&live.daemonset, &mover);
-    eprintln!("PodVolumeRestore created -> its pod's container running: {:?}", created.elapsed());
-    let pid = assert_started_with_live_config(&live, &pod, &mover, Placement::Creator, ["pod-volume", "restore"]);
+        let name = pvr["metadata"]["name"].as_str().expect("the generated name");
+        let mover = Mover { resource: "podvolumerestores.velero.io", name, label: "velero.io/pod-volume-restore" };
+        let pod = wait_for_started_pod(&live.daemonset, &mover);
+        eprintln!("PodVolumeRestore created -> its pod's container running: {:?}", created.elapsed());
+        let pid = assert_started_with_live_config(live, &pod, &mover, Placement::Creator, ["pod-volume", "restore"]);
 
-    // The target pod as the restore leaves it until its data is in: `restore-wait` running, the
-    // app's container not started.
-    let app = kubectl_json(&["-n", APP_NS, "get", "pod", APP_POD]);
-    let init = &app["status"]["initContainerStatuses"][0];
-    assert_eq!((&init["name"], init["state"]["running"].is_object()), (&json!(RESTORE_WAIT), true), "{app:#}");
-    assert_eq!(app["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing", "{app:#}");
+        // The target pod as the restore leaves it until its data is in: `restore-wait` running, the
+        // app's container not started.
+        let app = kubectl_json(&["-n", APP_NS, "get", "pod", APP_POD]);
+        let init = &app["status"]["initContainerStatuses"][0];
+        assert_eq!((&init["name"], init["state"]["running"].is_object()), (&json!(RESTORE_WAIT), true), "{app:#}");
+        assert_eq!(app["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing", "{app:#}");
 
-    // The target's volume: what the data mover writes is where `restore-wait` looks.
-    let volume = assert_mounts_client_volume(&pod, app_uid, pid);
-    std::fs::write(format!("{volume}/marker"), MARKER).expect("write through the data mover's view");
-    let read = std::fs::read_to_string(format!("/proc/{}/root/restores/{APP_VOLUME}/marker", probe_process(app_uid)));
-    assert_eq!(read.ok().as_deref(), Some(MARKER), "restore-wait's view of the target's volume");
+        // The target's volume: what the data mover writes is where `restore-wait` looks.
+        let volume = assert_mounts_client_volume(&pod, app_uid, pid);
+        std::fs::write(format!("{volume}/marker"), MARKER).expect("write through the data mover's view");
+        let read =
+            std::fs::read_to_string(format!("/proc/{}/root/restores/{APP_VOLUME}/marker", probe_process(app_uid)));
+        assert_eq!(read.ok().as_deref(), Some(MARKER), "restore-wait's view of the target's volume");
 
-    assert_waits_for_repository(&mover);
-
-    drop(live);
-    std::fs::remove_dir_all(&work).expect("remove the test's files");
-    machine.assert_restored();
+        assert_waits_for_repository(&mover);
+    });
 }
 
 /// The client pod of a PodVolumeBackup or PodVolumeRestore: the node's probe workload with the
@@ -351,13 +342,20 @@ fn assert_mounts_client_volume(pod: &Value, client_uid: &str, pid: u32) -> Strin
     format!("/proc/{pid}/root/{owner_uid}")
 }
 
-/// `CARGO_TARGET_TMPDIR/name`, emptied of a previous run's files.
-fn fresh_dir(name: &str) -> PathBuf {
+/// Runs `test` on a node set up by [`install_with_live_config`], with the directory
+/// `CARGO_TARGET_TMPDIR/name` (emptied of a previous run's files) for its files; then tears the
+/// node down (also when `test` fails) and asserts the machine is as it was.
+fn on_node_with_live_config(name: &str, test: impl FnOnce(&LiveConfig, &Path)) {
+    let machine = Machine::record();
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     if work.exists() {
         std::fs::remove_dir_all(&work).expect("remove the last run's files");
     }
-    work
+    let live = install_with_live_config(&work);
+    test(&live, &work);
+    drop(live);
+    std::fs::remove_dir_all(&work).expect("remove the test's files");
+    machine.assert_restored();
 }
 
 /// The node with the shipped Deployment and node-agent, node-agent's ConfigMap edited after
